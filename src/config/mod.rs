@@ -1,0 +1,3 @@
+//! Files users write: grid files and the YAML reading they share with schema files.
+
+pub mod yaml;

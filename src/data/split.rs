@@ -1,0 +1,220 @@
+//! Deterministic train/test splits and cross-validation folds, stratified by class, with
+//! leakage counting and an option to hold out whole groups of identical feature vectors.
+
+use std::collections::{HashMap, HashSet};
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+
+use super::dataset::Dataset;
+
+/// How to split.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitSpec {
+    /// Share of rows held out for the test set, in (0, 1).
+    pub test_fraction: f64,
+    /// Keep the class balance of both parts equal to the whole.
+    #[serde(default = "yes")]
+    pub stratify: bool,
+    /// Seed of the shuffle.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Split unique feature vectors rather than rows, so no test row has a copy in train.
+    #[serde(default)]
+    pub dedup: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_seed() -> u64 {
+    42
+}
+
+impl Default for SplitSpec {
+    fn default() -> Self {
+        SplitSpec {
+            test_fraction: 0.2,
+            stratify: true,
+            seed: default_seed(),
+            dedup: false,
+        }
+    }
+}
+
+/// A split as row indices of the data set, each list ascending.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Split {
+    /// Training rows.
+    pub train: Vec<usize>,
+    /// Held-out rows.
+    pub test: Vec<usize>,
+}
+
+/// Splits `data`. With `dedup`, rows sharing a feature vector stay together (stratified by
+/// the group's majority class).
+pub fn train_test_split(data: &Dataset, spec: &SplitSpec) -> Split {
+    let groups = if spec.dedup {
+        feature_groups(data)
+    } else {
+        (0..data.len()).map(|r| vec![r]).collect()
+    };
+    let group_labels: Vec<bool> = groups
+        .iter()
+        .map(|rows| {
+            let attacks = rows.iter().filter(|&&r| data.labels[r]).count();
+            attacks * 2 >= rows.len()
+        })
+        .collect();
+    let strata: Vec<Vec<usize>> = if spec.stratify {
+        [false, true]
+            .iter()
+            .map(|class| {
+                (0..groups.len())
+                    .filter(|&g| group_labels[g] == *class)
+                    .collect()
+            })
+            .collect()
+    } else {
+        vec![(0..groups.len()).collect()]
+    };
+    let mut rng = StdRng::seed_from_u64(spec.seed);
+    let (mut train, mut test) = (Vec::new(), Vec::new());
+    for mut stratum in strata {
+        stratum.shuffle(&mut rng);
+        let n_test = (stratum.len() as f64 * spec.test_fraction).round() as usize;
+        for (i, g) in stratum.into_iter().enumerate() {
+            let target = if i < n_test { &mut test } else { &mut train };
+            target.extend_from_slice(&groups[g]);
+        }
+    }
+    train.sort_unstable();
+    test.sort_unstable();
+    Split { train, test }
+}
+
+/// Rows grouped by identical feature vector, groups ordered by first row.
+fn feature_groups(data: &Dataset) -> Vec<Vec<usize>> {
+    let mut index: HashMap<Vec<u64>, usize> = HashMap::new();
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for row in 0..data.len() {
+        let next = groups.len();
+        let g = *index.entry(data.row_key(row)).or_insert(next);
+        if g == next {
+            groups.push(Vec::new());
+        }
+        groups[g].push(row);
+    }
+    groups
+}
+
+/// Stratified k-fold over `rows` (indices into `labels`): returns, per fold, the positions
+/// in `rows` that form its validation part. Each class is shuffled with `seed` and dealt
+/// round-robin, so fold sizes differ by at most one per class.
+pub fn stratified_kfold(
+    labels: &[bool],
+    rows: &[usize],
+    folds: usize,
+    seed: u64,
+) -> Vec<Vec<usize>> {
+    let folds = folds.max(2);
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x6b66_6f6c_6473);
+    let mut out = vec![Vec::new(); folds];
+    let mut dealt = 0usize;
+    for class in [false, true] {
+        let mut members: Vec<usize> = (0..rows.len())
+            .filter(|&p| labels[rows[p]] == class)
+            .collect();
+        members.shuffle(&mut rng);
+        for p in members {
+            out[dealt % folds].push(p);
+            dealt += 1;
+        }
+    }
+    for fold in &mut out {
+        fold.sort_unstable();
+    }
+    out
+}
+
+/// Number of test rows whose feature vector also occurs in the training rows.
+pub fn leaked_rows(data: &Dataset, split: &Split) -> usize {
+    let train: HashSet<Vec<u64>> = split.train.iter().map(|&r| data.row_key(r)).collect();
+    split
+        .test
+        .iter()
+        .filter(|&&r| train.contains(&data.row_key(r)))
+        .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::dataset::{FeatureEncoding, fingerprint};
+    use ndarray::Array2;
+
+    fn toy(n: usize) -> Dataset {
+        // Feature = row % 7 so that vectors repeat; every third row is an attack.
+        let features = Array2::from_shape_fn((n, 1), |(r, _)| (r % 7) as f64);
+        let labels: Vec<bool> = (0..n).map(|r| r % 3 == 0).collect();
+        let names = vec!["f".to_owned()];
+        Dataset {
+            source: "toy".into(),
+            fingerprint: fingerprint(&names, &features, &labels),
+            features,
+            feature_names: names,
+            label_values: labels.iter().map(|l| l.to_string()).collect(),
+            labels,
+            encoding: FeatureEncoding { columns: vec![] },
+        }
+    }
+
+    #[test]
+    fn split_is_deterministic_stratified_and_complete() {
+        let data = toy(1000);
+        let spec = SplitSpec::default();
+        let a = train_test_split(&data, &spec);
+        assert_eq!(a, train_test_split(&data, &spec));
+        assert_eq!(a.train.len() + a.test.len(), 1000);
+        let attacks = a.test.iter().filter(|&&r| data.labels[r]).count();
+        assert_eq!(attacks, (334.0f64 * 0.2).round() as usize);
+        let other = train_test_split(&data, &SplitSpec { seed: 7, ..spec });
+        assert_ne!(a, other);
+    }
+
+    #[test]
+    fn dedup_split_has_no_leakage() {
+        let data = toy(1000);
+        let plain = train_test_split(&data, &SplitSpec::default());
+        assert!(leaked_rows(&data, &plain) > 0);
+        let dedup = train_test_split(
+            &data,
+            &SplitSpec {
+                dedup: true,
+                ..SplitSpec::default()
+            },
+        );
+        assert_eq!(leaked_rows(&data, &dedup), 0);
+        assert_eq!(dedup.train.len() + dedup.test.len(), 1000);
+    }
+
+    #[test]
+    fn kfold_partitions_and_stratifies() {
+        let data = toy(300);
+        let rows: Vec<usize> = (0..300).collect();
+        let folds = stratified_kfold(&data.labels, &rows, 3, 1);
+        assert_eq!(folds, stratified_kfold(&data.labels, &rows, 3, 1));
+        let mut all: Vec<usize> = folds.concat();
+        all.sort_unstable();
+        assert_eq!(all, rows);
+        for fold in &folds {
+            assert_eq!(fold.len(), 100);
+            let attacks = fold.iter().filter(|&&p| data.labels[p]).count();
+            assert!((33..=34).contains(&attacks), "{attacks}");
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! Exit codes: 0 success, 1 runtime failure (server, I/O), 2 bad input (config, data,
+//! arguments), 3 rejected by policy — so CI can tell "rejected" from "broken".
+
+use crate::config::yaml::YamlError;
+use crate::data::{InvalidData, LoadError, SchemaError};
+
+/// How a command ended when it did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything went as asked (exit 0).
+    Success,
+    /// The command ran and found the input invalid, after reporting why (exit 2).
+    Invalid,
+    /// A policy rejected the candidate (exit 3).
+    Rejected,
+}
+
+impl Outcome {
+    /// The process exit code.
+    pub fn code(self) -> u8 {
+        match self {
+            Outcome::Success => 0,
+            Outcome::Invalid => BAD_INPUT,
+            Outcome::Rejected => 3,
+        }
+    }
+}
+
+/// Exit code of a runtime failure (server, I/O).
+pub const RUNTIME_FAILURE: u8 = 1;
+/// Exit code of bad input (config, data, arguments).
+pub const BAD_INPUT: u8 = 2;
+
+/// Bad command-line usage that clap cannot catch (e.g. an argument that must name a file
+/// that does not exist).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// The exit code for an error: bad input when any error in its chain is of a bad-input
+/// type, a runtime failure otherwise.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    let bad_input = err.chain().any(|cause| {
+        cause.is::<UsageError>()
+            || cause.is::<YamlError>()
+            || cause.is::<SchemaError>()
+            || cause.is::<LoadError>()
+            || cause.is::<InvalidData>()
+    });
+    if bad_input {
+        BAD_INPUT
+    } else {
+        RUNTIME_FAILURE
+    }
+}
+
+/// Whether the error is a closed stdout (e.g. `netsec ... | head`), which is a normal end.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

@@ -1,0 +1,13 @@
+//! netsec: an MLOps orchestrator for network-security classifiers.
+//!
+//! The library follows the flow of the data: [`data`] (load, validate, drift, split), and
+//! the command layer in [`commands`] that the `netsec` binary dispatches to. Only the
+//! command layer writes to stdout; everything else reports through return values and logs.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod data;
+pub mod exit;
+pub mod fsutil;
+pub mod logging;
