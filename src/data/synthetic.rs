@@ -149,7 +149,7 @@ mod tests {
         assert!(a.frame.equals(&b.frame));
         assert_eq!(a.frame.width(), 31);
         let result = a.frame.column("Result").unwrap().i64().unwrap().clone();
-        let attacks = result.into_iter().filter(|v| *v == Some(-1)).count();
+        let attacks = result.iter().filter(|v| *v == Some(-1)).count();
         let share = attacks as f64 / 5000.0;
         assert!((share - 4898.0 / 11055.0).abs() < 0.03, "{share}");
         let c = generate(Profile::Phishing, 5000, 8);

@@ -1,0 +1,79 @@
+//! Helpers shared by the integration tests: run the real binary, find the shared data.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The real phishing data set, kept outside the repository in ../shared/data.
+pub fn phishing_csv() -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/phishing.csv");
+    assert!(
+        path.exists(),
+        "{} is missing: the tests read the shared data set beside the repository",
+        path.display()
+    );
+    path
+}
+
+/// A file in the repository, e.g. `data_schema/phishing.yaml`.
+pub fn repo_file(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+/// Result of running the binary.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(output: Output) -> Run {
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Asserts the exit code, showing the output when it differs.
+    pub fn expect_code(self, code: i32) -> Run {
+        assert_eq!(
+            self.code, code,
+            "exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+/// Runs `netsec ARGS` in `dir` (the repository root when `None`).
+pub fn netsec_in(dir: Option<&Path>, args: &[&str]) -> Run {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_netsec"));
+    command
+        .args(args)
+        .current_dir(dir.unwrap_or(Path::new(env!("CARGO_MANIFEST_DIR"))))
+        .env_remove("RUST_LOG")
+        .env_remove("MLFLOW_TRACKING_URI");
+    Run::from(command.output().expect("netsec binary runs"))
+}
+
+/// Runs `netsec ARGS` from the repository root.
+pub fn netsec(args: &[&str]) -> Run {
+    netsec_in(None, args)
+}
+
+/// Lines of the phishing CSV, for building broken variants of it.
+pub fn phishing_lines(count: usize) -> Vec<String> {
+    std::fs::read_to_string(phishing_csv())
+        .unwrap()
+        .lines()
+        .take(count)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Path as &str for argument lists.
+pub fn s(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
