@@ -43,6 +43,127 @@ pub enum Command {
     /// Check, compare, split and generate data sets.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Run hyperparameter sweeps and look at their results.
+    #[command(subcommand)]
+    Experiment(ExperimentCommand),
+    /// Predict a CSV/Parquet file with a model file; writes the rows with the predicted
+    /// label, class and attack probability.
+    Predict(PredictArgs),
+}
+
+/// Where netsec keeps its local state (run store, model files).
+#[derive(Debug, Clone, Args)]
+pub struct StateArgs {
+    /// State directory holding the run store (netsec.db) and model files.
+    #[arg(
+        long,
+        env = "NETSEC_STATE_DIR",
+        default_value = ".netsec",
+        global = true
+    )]
+    pub state_dir: PathBuf,
+}
+
+/// `netsec experiment ...`
+#[derive(Debug, Subcommand)]
+pub enum ExperimentCommand {
+    /// Run every grid point of a grid file: k-fold cross-validation on the training part,
+    /// ranking by the CV metric, one score on the held-out test part. Finished trials are
+    /// kept in the run store, so a rerun (after Ctrl-C, kill -9, a crash) runs only what
+    /// is missing. Saves the best model as a model file.
+    Run(RunArgs),
+    /// List the sweeps in the run store, newest first.
+    List(ListArgs),
+    /// Show the leaderboard of a sweep (by id, or the newest sweep of an experiment name).
+    Show(ShowArgs),
+    /// Compare trials side by side (by key or key prefix, as shown in leaderboards).
+    Compare(CompareArgs),
+}
+
+/// Output format of commands that print results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// A readable table.
+    Text,
+    /// JSON.
+    Json,
+}
+
+/// Arguments of `netsec experiment run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Grid file, e.g. experiments/quick.yaml.
+    pub grid: PathBuf,
+    /// Run only slice I of N (0 <= I < N), for sweeps spread over several machines.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<crate::sweep::plan::Shard>,
+    /// Also copy the best model file to this path.
+    #[arg(long)]
+    pub model_out: Option<PathBuf>,
+    /// Leaderboard rows to print (all with --output json).
+    #[arg(long, default_value_t = 15)]
+    pub top: usize,
+    /// Result format on stdout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// Parallel worker threads (default: all cores).
+    #[arg(long, short = 'j')]
+    pub jobs: Option<usize>,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+/// Arguments of `netsec experiment list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Result format on stdout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+/// Arguments of `netsec experiment show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// Sweep id or experiment name.
+    pub sweep: String,
+    /// Leaderboard rows to print.
+    #[arg(long, default_value_t = 25)]
+    pub top: usize,
+    /// Result format on stdout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+/// Arguments of `netsec experiment compare`.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Two or more trial keys (or unique prefixes).
+    #[arg(required = true, num_args = 2..)]
+    pub trials: Vec<String>,
+    /// Result format on stdout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+/// Arguments of `netsec predict`.
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// Model file written by `netsec experiment run`.
+    #[arg(long, short = 'm')]
+    pub model: PathBuf,
+    /// Rows to predict (.csv or .parquet), with the model's feature columns.
+    #[arg(long, short = 'i')]
+    pub input: PathBuf,
+    /// Output CSV: the input columns plus predicted_label, predicted_class and
+    /// attack_probability.
+    #[arg(long, short = 'o')]
+    pub output: PathBuf,
 }
 
 /// `netsec data ...`

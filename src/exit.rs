@@ -1,8 +1,11 @@
 //! Exit codes: 0 success, 1 runtime failure (server, I/O), 2 bad input (config, data,
 //! arguments), 3 rejected by policy — so CI can tell "rejected" from "broken".
 
+use crate::config::grid::GridError;
 use crate::config::yaml::YamlError;
 use crate::data::{InvalidData, LoadError, SchemaError};
+use crate::model_file::ModelFileError;
+use crate::models::ParamError;
 
 /// How a command ended when it did not fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +49,16 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             || cause.is::<SchemaError>()
             || cause.is::<LoadError>()
             || cause.is::<InvalidData>()
+            || cause.is::<GridError>()
+            || cause.is::<ParamError>()
+            || matches!(
+                cause.downcast_ref::<ModelFileError>(),
+                Some(ModelFileError::Read { .. } | ModelFileError::Format { .. })
+            )
+            || matches!(
+                cause.downcast_ref::<crate::models::ModelError>(),
+                Some(crate::models::ModelError::FeatureCount { .. })
+            )
     });
     if bad_input {
         BAD_INPUT

@@ -11,3 +11,6 @@ pub mod data;
 pub mod exit;
 pub mod fsutil;
 pub mod logging;
+pub mod model_file;
+pub mod models;
+pub mod sweep;

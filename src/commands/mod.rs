@@ -4,13 +4,17 @@ mod data_drift;
 mod data_split;
 mod data_synth;
 mod data_validate;
+mod experiment_run;
+mod experiment_show;
+mod leaderboard;
+mod predict;
 
 use std::io::Write;
 
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::cli::{Command, DataCommand, ReportFormat};
+use crate::cli::{Command, DataCommand, ExperimentCommand, ReportFormat};
 use crate::exit::Outcome;
 
 /// Runs a parsed command, writing results to `out`.
@@ -20,6 +24,13 @@ pub fn run(command: Command, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         Command::Data(DataCommand::Drift(args)) => data_drift::run(args, out),
         Command::Data(DataCommand::Split(args)) => data_split::run(args, out),
         Command::Data(DataCommand::Synth(args)) => data_synth::run(args, out),
+        Command::Experiment(ExperimentCommand::Run(args)) => experiment_run::run(args, out),
+        Command::Experiment(ExperimentCommand::List(args)) => experiment_show::list(args, out),
+        Command::Experiment(ExperimentCommand::Show(args)) => experiment_show::show(args, out),
+        Command::Experiment(ExperimentCommand::Compare(args)) => {
+            experiment_show::compare(args, out)
+        }
+        Command::Predict(args) => predict::run(args, out),
     }
 }
 

@@ -200,6 +200,37 @@ pub struct LabelSpec {
 }
 
 impl LabelSpec {
+    /// The label value to write for a predicted class: the attack value (or the one
+    /// non-normal value) for attacks, the normal value for the rest; the class name when
+    /// the schema does not pin a single value.
+    pub fn value_for(&self, attack: bool) -> String {
+        let listed = |set: &BTreeSet<String>, inside: bool| -> Option<String> {
+            match (&self.values, inside) {
+                (_, true) if set.len() == 1 => set.iter().next().cloned(),
+                (Some(values), false) => {
+                    let rest: Vec<&String> = values.iter().filter(|v| !set.contains(*v)).collect();
+                    (rest.len() == 1).then(|| rest[0].clone())
+                }
+                _ => None,
+            }
+        };
+        let value = match (&self.attack, attack) {
+            (AttackRule::Positive(set), true) | (AttackRule::Negative(set), false) => {
+                listed(set, true)
+            }
+            (AttackRule::Positive(set), false) | (AttackRule::Negative(set), true) => {
+                listed(set, false)
+            }
+        };
+        value.unwrap_or_else(|| {
+            if attack {
+                self.names.positive.clone()
+            } else {
+                self.names.negative.clone()
+            }
+        })
+    }
+
     /// Whether the canonical label text denotes the attack class.
     pub fn is_attack(&self, value: &str) -> bool {
         match &self.attack {
@@ -385,6 +416,8 @@ mod tests {
         assert_eq!(s.features().count(), 30);
         assert!(s.label.is_attack("-1"));
         assert!(!s.label.is_attack("1"));
+        assert_eq!(s.label.value_for(true), "-1");
+        assert_eq!(s.label.value_for(false), "1");
         assert_eq!(s.hash.len(), 64);
     }
 
@@ -396,6 +429,8 @@ mod tests {
         .unwrap();
         assert!(s.label.is_attack("neptune"));
         assert!(!s.label.is_attack("normal"));
+        assert_eq!(s.label.value_for(false), "normal");
+        assert_eq!(s.label.value_for(true), "attack");
     }
 
     #[test]

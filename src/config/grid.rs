@@ -1,0 +1,317 @@
+//! Grid files: what `netsec experiment run` sweeps.
+//!
+//! ```yaml
+//! name: phishing
+//! data:
+//!   source: csv                       # csv | parquet | synthetic
+//!   path: ../shared/data/phishing.csv # relative paths are relative to the working directory
+//!   schema: data_schema/phishing.yaml
+//! split: { test_fraction: 0.2, stratify: true, seed: 42 }
+//! cv: { folds: 3 }
+//! select: { metric: f1 }              # ranked on cross-validation, never on test
+//! models:
+//!   - algorithm: decision_tree
+//!     grid: { criterion: [gini, entropy], max_depth: [null, 8, 16] }
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_saphyr::Spanned;
+
+use super::yaml::{YamlError, read_yaml};
+use crate::data::split::SplitSpec;
+use crate::data::synthetic::Profile;
+use crate::models::ParamValue;
+
+/// Where a sweep's rows come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// A CSV file at `path`.
+    Csv,
+    /// A Parquet file at `path`.
+    Parquet,
+    /// Generated rows (`profile`, `rows`, `seed`).
+    Synthetic,
+}
+
+/// The `data:` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// Kind of source.
+    pub source: Spanned<SourceKind>,
+    /// File path for csv / parquet.
+    #[serde(default)]
+    pub path: Option<Spanned<PathBuf>>,
+    /// Schema file.
+    pub schema: Spanned<PathBuf>,
+    /// Generator profile for `synthetic`.
+    #[serde(default)]
+    pub profile: Option<Profile>,
+    /// Generated rows for `synthetic`.
+    #[serde(default)]
+    pub rows: Option<usize>,
+    /// Generator seed for `synthetic`.
+    #[serde(default)]
+    pub seed: Option<u64>,
+}
+
+/// The `cv:` section.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CvConfig {
+    /// Number of stratified folds on the training part.
+    #[serde(default = "default_folds")]
+    pub folds: usize,
+}
+
+fn default_folds() -> usize {
+    3
+}
+
+impl Default for CvConfig {
+    fn default() -> Self {
+        CvConfig {
+            folds: default_folds(),
+        }
+    }
+}
+
+/// Metrics a sweep can rank by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SelectMetric {
+    /// Share of correct predictions.
+    Accuracy,
+    /// Precision of the attack class.
+    Precision,
+    /// Recall of the attack class.
+    Recall,
+    /// F1 of the attack class.
+    F1,
+    /// Area under the ROC curve.
+    RocAuc,
+    /// Average precision (area under the precision-recall curve).
+    PrAuc,
+    /// Matthews correlation coefficient.
+    Mcc,
+    /// Log loss (lower is better).
+    LogLoss,
+}
+
+impl SelectMetric {
+    /// The metric's name as written in files and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            SelectMetric::Accuracy => "accuracy",
+            SelectMetric::Precision => "precision",
+            SelectMetric::Recall => "recall",
+            SelectMetric::F1 => "f1",
+            SelectMetric::RocAuc => "roc_auc",
+            SelectMetric::PrAuc => "pr_auc",
+            SelectMetric::Mcc => "mcc",
+            SelectMetric::LogLoss => "log_loss",
+        }
+    }
+
+    /// Whether larger values are better.
+    pub fn higher_is_better(self) -> bool {
+        self != SelectMetric::LogLoss
+    }
+}
+
+/// The `select:` section.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SelectConfig {
+    /// The cross-validation metric that ranks candidates.
+    #[serde(default = "default_metric")]
+    pub metric: SelectMetric,
+}
+
+fn default_metric() -> SelectMetric {
+    SelectMetric::F1
+}
+
+impl Default for SelectConfig {
+    fn default() -> Self {
+        SelectConfig {
+            metric: default_metric(),
+        }
+    }
+}
+
+/// The `tracking:` section.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackingConfig {
+    /// MLflow experiment name (defaults to the grid's `name`).
+    #[serde(default)]
+    pub experiment: Option<String>,
+    /// Tracking server; `MLFLOW_TRACKING_URI` takes precedence.
+    #[serde(default)]
+    pub uri: Option<String>,
+}
+
+/// One grid value or a list of them (`max_depth: 8` is `max_depth: [8]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// A list of values to sweep.
+    Many(Vec<ParamValue>),
+    /// A single value.
+    One(ParamValue),
+}
+
+impl OneOrMany {
+    /// The values as a list.
+    pub fn values(&self) -> Vec<ParamValue> {
+        match self {
+            OneOrMany::Many(v) => v.clone(),
+            OneOrMany::One(v) => vec![v.clone()],
+        }
+    }
+}
+
+/// One entry of `models:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelGrid {
+    /// Algorithm name, e.g. `random_forest`.
+    pub algorithm: Spanned<String>,
+    /// Parameter name to the values to try; absent parameters take their defaults.
+    #[serde(default)]
+    pub grid: BTreeMap<String, Spanned<OneOrMany>>,
+}
+
+/// A parsed grid file (checked for structure; algorithms and parameters are checked when
+/// the sweep is planned).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GridFile {
+    /// Experiment name.
+    pub name: String,
+    /// The data.
+    pub data: DataConfig,
+    /// The train/test split.
+    #[serde(default)]
+    pub split: SplitSpec,
+    /// Cross-validation.
+    #[serde(default)]
+    pub cv: CvConfig,
+    /// Ranking.
+    #[serde(default)]
+    pub select: SelectConfig,
+    /// Experiment tracking.
+    #[serde(default)]
+    pub tracking: TrackingConfig,
+    /// The algorithms and their grids.
+    pub models: Vec<ModelGrid>,
+}
+
+/// A grid file's problem at a known place.
+#[derive(Debug, thiserror::Error)]
+pub enum GridError {
+    /// Unreadable, malformed, unknown or mistyped field.
+    #[error(transparent)]
+    Yaml(#[from] YamlError),
+    /// A value that parses but cannot be used, at `file:line:column`.
+    #[error("{}:{line}:{column}: {message}", path.display())]
+    Invalid {
+        /// The grid file.
+        path: PathBuf,
+        /// 1-based line.
+        line: u64,
+        /// 1-based column.
+        column: u64,
+        /// What is wrong, naming the key.
+        message: String,
+    },
+}
+
+impl GridError {
+    /// An error at the place `span` came from.
+    pub fn at<T>(path: &Path, span: &Spanned<T>, message: impl Into<String>) -> GridError {
+        GridError::Invalid {
+            path: path.to_owned(),
+            line: span.referenced.line(),
+            column: span.referenced.column(),
+            message: message.into(),
+        }
+    }
+}
+
+impl GridFile {
+    /// Reads a grid file and checks what can be checked without the data and the models.
+    pub fn from_file(path: &Path) -> Result<GridFile, GridError> {
+        let grid: GridFile = read_yaml(path)?;
+        grid.check(path)?;
+        Ok(grid)
+    }
+
+    pub(crate) fn check(&self, path: &Path) -> Result<(), GridError> {
+        let whole = |message: String| GridError::Invalid {
+            path: path.to_owned(),
+            line: 1,
+            column: 1,
+            message,
+        };
+        if self.models.is_empty() {
+            return Err(whole(
+                "`models` is empty: list at least one algorithm".into(),
+            ));
+        }
+        if !(self.split.test_fraction > 0.0 && self.split.test_fraction < 1.0) {
+            return Err(whole(format!(
+                "split.test_fraction must be between 0 and 1 (got {})",
+                self.split.test_fraction
+            )));
+        }
+        if self.cv.folds < 2 {
+            return Err(whole(format!(
+                "cv.folds must be at least 2 (got {})",
+                self.cv.folds
+            )));
+        }
+        let data = &self.data;
+        match data.source.value {
+            SourceKind::Csv | SourceKind::Parquet if data.path.is_none() => {
+                return Err(GridError::at(
+                    path,
+                    &data.source,
+                    "data.path is required for csv and parquet sources",
+                ));
+            }
+            SourceKind::Synthetic if data.path.is_some() => {
+                return Err(GridError::at(
+                    path,
+                    &data.source,
+                    "data.path is not used by the synthetic source (use profile, rows, seed)",
+                ));
+            }
+            _ => {}
+        }
+        if data.rows == Some(0) {
+            return Err(GridError::at(
+                path,
+                &data.source,
+                "data.rows must be at least 1",
+            ));
+        }
+        for model in &self.models {
+            for (key, values) in &model.grid {
+                if values.value.values().is_empty() {
+                    return Err(GridError::at(
+                        path,
+                        values,
+                        format!("grid `{key}` of {} is empty", model.algorithm.value),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,165 @@
+//! Model files: a fitted model together with everything needed to use and judge it — the
+//! schema and feature encoding it was trained with, the training-data fingerprint, its
+//! parameters and metrics. Files are JSON, named by their sha256 so that a file's name
+//! vouches for its content. They hold no timestamp: the same trial on the same data gives
+//! byte-identical files, so re-publishing a model uploads nothing new.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::data::dataset::FeatureEncoding;
+use crate::data::schema::{Schema, hex};
+use crate::data::split::SplitSpec;
+use crate::fsutil::write_atomic;
+use crate::models::metrics::Metrics;
+use crate::models::{FittedModel, Params};
+use crate::sweep::record::MeanStd;
+
+/// The `format` field of every model file.
+pub const FORMAT: &str = "netsec-model";
+/// The version of the layout this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// A model file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelFileError {
+    /// Unreadable file.
+    #[error("cannot read model file {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Not JSON, or not a netsec model file of a version this build reads.
+    #[error("{}: not a netsec model file ({message})", path.display())]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// Writing failed.
+    #[error("cannot write model file {}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// Metrics stored with a model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelMetrics {
+    /// Cross-validation mean and std by metric name.
+    pub cv: BTreeMap<String, MeanStd>,
+    /// Held-out test metrics.
+    pub test: Option<Metrics>,
+}
+
+/// Everything a model file holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelFile {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// Layout version, [`FORMAT_VERSION`].
+    pub format_version: u32,
+    /// Experiment that produced it.
+    pub experiment: String,
+    /// The trial key.
+    pub trial_key: String,
+    /// Algorithm name.
+    pub algorithm: String,
+    /// Complete parameters.
+    pub params: Params,
+    /// The schema the model was trained with (inputs are checked against it).
+    pub schema: Schema,
+    /// How schema columns become features.
+    pub encoding: FeatureEncoding,
+    /// Fingerprint of the training data (all rows the split was drawn from).
+    pub data_fingerprint: String,
+    /// The split used.
+    pub split: SplitSpec,
+    /// Cross-validation folds used.
+    pub cv_folds: usize,
+    /// Scores.
+    pub metrics: ModelMetrics,
+    /// netsec version that wrote it.
+    pub netsec_version: String,
+    /// The fitted model.
+    pub model: FittedModel,
+}
+
+impl ModelFile {
+    /// Serializes the file; returns the bytes and their sha256.
+    pub fn to_bytes(&self) -> (Vec<u8>, String) {
+        let bytes = serde_json::to_vec(self).unwrap_or_default();
+        let sha = hex(&Sha256::digest(&bytes));
+        (bytes, sha)
+    }
+
+    /// Writes the file as `<dir>/<sha256>.json` (atomically; a no-op when it exists) and
+    /// returns its path and sha256.
+    pub fn save_content_addressed(&self, dir: &Path) -> Result<(PathBuf, String), ModelFileError> {
+        let (bytes, sha) = self.to_bytes();
+        let path = dir.join(format!("{sha}.json"));
+        if !path.exists() {
+            std::fs::create_dir_all(dir)
+                .and_then(|()| write_atomic(&path, |w| w.write_all(&bytes)))
+                .map_err(|source| ModelFileError::Write {
+                    path: path.clone(),
+                    source,
+                })?;
+        }
+        Ok((path, sha))
+    }
+
+    /// Writes the file at `path` (atomically) and returns its sha256.
+    pub fn save(&self, path: &Path) -> Result<String, ModelFileError> {
+        let (bytes, sha) = self.to_bytes();
+        write_atomic(path, |w| w.write_all(&bytes)).map_err(|source| ModelFileError::Write {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(sha)
+    }
+
+    /// Reads and checks a model file; returns it with the sha256 of its bytes.
+    pub fn load(path: &Path) -> Result<(ModelFile, String), ModelFileError> {
+        let bytes = std::fs::read(path).map_err(|source| ModelFileError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let sha = hex(&Sha256::digest(&bytes));
+        Ok((ModelFile::from_bytes(path, &bytes)?, sha))
+    }
+
+    /// Parses model file bytes that came from `path` (used in messages).
+    pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<ModelFile, ModelFileError> {
+        let format_error = |message: String| ModelFileError::Format {
+            path: path.to_owned(),
+            message,
+        };
+        #[derive(Deserialize)]
+        struct Header {
+            format: Option<String>,
+            format_version: Option<u32>,
+        }
+        let header: Header =
+            serde_json::from_slice(bytes).map_err(|e| format_error(e.to_string()))?;
+        if header.format.as_deref() != Some(FORMAT) {
+            return Err(format_error(format!("`format` is not \"{FORMAT}\"")));
+        }
+        if header.format_version != Some(FORMAT_VERSION) {
+            return Err(format_error(format!(
+                "format_version {:?}; this netsec reads version {FORMAT_VERSION}",
+                header.format_version
+            )));
+        }
+        serde_json::from_slice(bytes).map_err(|e| format_error(e.to_string()))
+    }
+}

@@ -1,0 +1,148 @@
+//! Feature binning shared by the tree learners (decision tree, random forest, AdaBoost stumps,
+//! gradient boosting).
+//!
+//! Each feature is binned once per data set: a feature with at most [`MAX_BINS`] distinct values
+//! gets one bin per value (so splits are exactly those of an exact CART splitter, whose
+//! thresholds are midpoints between neighbouring values), a feature with more gets quantile bins.
+//! Split search then works on per-bin statistics instead of sorting, and fitted trees store the
+//! threshold in the original feature units, so prediction never needs the bins.
+
+use ndarray::ArrayView2;
+
+/// Most bins per feature (bin ids are `u8`).
+pub const MAX_BINS: usize = 256;
+
+/// A training matrix in bin ids, row-major (`n_rows × n_features` bytes).
+#[derive(Clone, Debug)]
+pub(crate) struct BinnedMatrix {
+    pub n_features: usize,
+    /// Bin id of row `i`, feature `f` at `i * n_features + f`.
+    pub bins: Vec<u8>,
+    /// `thresholds[f][b]`: bins `0..=b` hold exactly the values `<= thresholds[f][b]`.
+    /// Feature `f` has `thresholds[f].len() + 1` bins.
+    pub thresholds: Vec<Vec<f64>>,
+    /// Offset of feature `f`'s first bin in a histogram over all features.
+    pub offsets: Vec<usize>,
+    /// Total bins over all features.
+    pub total_bins: usize,
+}
+
+impl BinnedMatrix {
+    /// Bin `x`. Values must be finite (callers check first).
+    pub fn new(x: ArrayView2<f64>) -> Self {
+        let (n_rows, n_features) = x.dim();
+        let thresholds: Vec<Vec<f64>> = (0..n_features)
+            .map(|f| feature_thresholds(x.column(f).iter().copied().collect()))
+            .collect();
+        let mut bins = vec![0u8; n_rows * n_features];
+        for (f, thr) in thresholds.iter().enumerate() {
+            for (i, &v) in x.column(f).iter().enumerate() {
+                bins[i * n_features + f] = thr.partition_point(|&t| t < v) as u8;
+            }
+        }
+        let mut offsets = Vec::with_capacity(n_features);
+        let mut total_bins = 0;
+        for thr in &thresholds {
+            offsets.push(total_bins);
+            total_bins += thr.len() + 1;
+        }
+        BinnedMatrix {
+            n_features,
+            bins,
+            thresholds,
+            offsets,
+            total_bins,
+        }
+    }
+
+    /// Number of bins of feature `f`.
+    pub fn n_bins(&self, f: usize) -> usize {
+        self.thresholds[f].len() + 1
+    }
+
+    /// Bin ids of row `i`.
+    #[inline]
+    pub fn row(&self, i: usize) -> &[u8] {
+        &self.bins[i * self.n_features..(i + 1) * self.n_features]
+    }
+}
+
+/// Split thresholds of one feature: midpoints between neighbouring distinct values, thinned to
+/// quantiles when there are more than `MAX_BINS` values.
+fn feature_thresholds(mut values: Vec<f64>) -> Vec<f64> {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    let mut distinct: Vec<(f64, usize)> = Vec::new(); // (value, rows with a value <= it)
+    for (i, &v) in values.iter().enumerate() {
+        match distinct.last_mut() {
+            Some((last, cum)) if *last == v => *cum = i + 1,
+            _ => distinct.push((v, i + 1)),
+        }
+    }
+    if distinct.len() <= MAX_BINS {
+        return distinct
+            .windows(2)
+            .map(|w| midpoint(w[0].0, w[1].0))
+            .collect();
+    }
+    // Quantile bins: cut after the distinct value where the cumulative count first reaches each
+    // of the MAX_BINS - 1 quantile ranks.
+    let mut thr = Vec::with_capacity(MAX_BINS - 1);
+    let mut j = 0;
+    for q in 1..MAX_BINS {
+        let rank = (q * n).div_ceil(MAX_BINS);
+        while j + 1 < distinct.len() && distinct[j].1 < rank {
+            j += 1;
+        }
+        if j + 1 >= distinct.len() {
+            break;
+        }
+        let t = midpoint(distinct[j].0, distinct[j + 1].0);
+        if thr.last() != Some(&t) {
+            thr.push(t);
+        }
+    }
+    thr
+}
+
+/// Midpoint as scikit-learn computes it, falling back to the lower value if rounding lands on
+/// the upper one (so `lo <= t < hi` holds).
+fn midpoint(lo: f64, hi: f64) -> f64 {
+    let t = lo / 2.0 + hi / 2.0;
+    if t >= hi || !t.is_finite() { lo } else { t }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn low_cardinality_is_exact() {
+        let x = array![[-1.0, 5.0], [0.0, 5.0], [1.0, 5.0], [1.0, 5.0]];
+        let b = BinnedMatrix::new(x.view());
+        assert_eq!(b.thresholds[0], vec![-0.5, 0.5]);
+        assert!(b.thresholds[1].is_empty());
+        assert_eq!(b.bins, vec![0, 0, 1, 0, 2, 0, 2, 0]);
+        assert_eq!(b.offsets, vec![0, 3]);
+        assert_eq!(b.total_bins, 4);
+    }
+
+    #[test]
+    fn bins_agree_with_thresholds() {
+        let n = 3000;
+        let x = ndarray::Array2::from_shape_fn((n, 1), |(i, _)| ((i * 7919) % 1000) as f64 * 0.1);
+        let b = BinnedMatrix::new(x.view());
+        assert!(b.n_bins(0) <= MAX_BINS && b.n_bins(0) > 200);
+        for i in 0..n {
+            let bin = b.bins[i] as usize;
+            let v = x[[i, 0]];
+            if bin > 0 {
+                assert!(v > b.thresholds[0][bin - 1]);
+            }
+            if bin < b.thresholds[0].len() {
+                assert!(v <= b.thresholds[0][bin]);
+            }
+        }
+    }
+}

@@ -1,0 +1,497 @@
+//! Binary classifiers for network-security data, behind one trait.
+//!
+//! Labels are `bool` with the **attack class as positive** (`true` = attack); every
+//! probability is P(attack) and [`FittedModel::predict`] thresholds it at 0.5.
+//!
+//! * [`Algorithm`]: a named learner with declared hyperparameters ([`ParamSpec`]) and `fit`.
+//! * [`algorithms`] / [`algorithm`]: the registry. Adding an algorithm = one new file here, one
+//!   line in [`ALGORITHMS`], and one variant of [`FittedModel`] for its fitted form.
+//! * [`FittedModel`]: serde-serializable (JSON model files), `predict_proba`, and
+//!   [`FittedModel::truncated`] for staged ensembles.
+//! * [`metrics`]: accuracy, precision/recall/F1, ROC AUC, average precision, log loss, MCC.
+//!
+//! Algorithms know nothing about files, tracking or storage: they take a dense `f64` matrix.
+//!
+//! # Staged ensembles
+//! For `random_forest`, `adaboost` and `gradient_boosting` ([`Algorithm::staged_param`] returns
+//! `Some("n_estimators")`), the first `k` trees / rounds of a fit with `n_estimators = N >= k`
+//! are exactly the model a fit with `n_estimators = k` (same other params, same seed) returns:
+//! trees are seeded by their index and boosting rounds only depend on earlier rounds. The sweep
+//! engine therefore groups grid points that differ only in `n_estimators`, fits the largest, and
+//! scores the others with [`FittedModel::truncated`].
+
+pub mod adaboost;
+pub(crate) mod binning;
+pub mod decision_tree;
+pub mod gradient_boosting;
+pub mod logistic_regression;
+pub mod metrics;
+pub mod params;
+pub mod random_forest;
+pub mod svm;
+pub(crate) mod tree;
+
+use ndarray::ArrayView2;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+pub use params::{ParamError, ParamKind, ParamSpec, ParamValue, Params};
+
+/// Every registered algorithm, in listing order. One line per algorithm.
+pub static ALGORITHMS: &[&dyn Algorithm] = &[
+    &decision_tree::DecisionTree,
+    &random_forest::RandomForest,
+    &gradient_boosting::GradientBoosting,
+    &adaboost::AdaBoost,
+    &logistic_regression::LogisticRegression,
+    &svm::Svm,
+];
+
+/// All registered algorithms.
+pub fn algorithms() -> &'static [&'static dyn Algorithm] {
+    ALGORITHMS
+}
+
+/// The algorithm registered under `name` (e.g. `"random_forest"`).
+pub fn algorithm(name: &str) -> Option<&'static dyn Algorithm> {
+    ALGORITHMS.iter().copied().find(|a| a.name() == name)
+}
+
+/// A learner: a name, declared hyperparameters, and `fit`.
+pub trait Algorithm: Sync {
+    /// Registry name, snake_case (`"decision_tree"`).
+    fn name(&self) -> &'static str;
+
+    /// Its hyperparameters, with defaults and docs.
+    fn params(&self) -> &'static [ParamSpec];
+
+    /// The parameter that [`FittedModel::truncated`] can lower after one fit
+    /// (`Some("n_estimators")` for the staged ensembles), if any.
+    fn staged_param(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// Check `params` and return the complete set with defaults filled in.
+    /// Errors name the offending key (unknown name, wrong type, out of range).
+    fn validate(&self, params: &Params) -> Result<Params, ParamError> {
+        params::resolve(self.name(), self.params(), params)
+    }
+
+    /// Fit on `x` (rows = samples) and labels `y` (`true` = attack). `seed` drives every
+    /// random choice, so equal inputs give equal models whatever the thread count.
+    fn fit(
+        &self,
+        params: &Params,
+        x: ArrayView2<f64>,
+        y: &[bool],
+        seed: u64,
+    ) -> Result<FittedModel, ModelError>;
+}
+
+/// Why a fit or a prediction failed.
+#[derive(Debug, Error)]
+pub enum ModelError {
+    /// Invalid hyperparameters.
+    #[error(transparent)]
+    Param(#[from] ParamError),
+    /// No rows or no feature columns.
+    #[error("training data is empty ({rows} rows, {features} features)")]
+    Empty {
+        /// Rows given.
+        rows: usize,
+        /// Feature columns given.
+        features: usize,
+    },
+    /// `x` and `y` disagree on the number of rows.
+    #[error("x has {rows} rows but y has {labels} labels")]
+    LengthMismatch {
+        /// Rows of x.
+        rows: usize,
+        /// Length of y.
+        labels: usize,
+    },
+    /// All labels are equal.
+    #[error("training labels contain only one class ({}); both attack and benign rows are needed", if *.attack { "attack" } else { "benign" })]
+    SingleClass {
+        /// The class present.
+        attack: bool,
+    },
+    /// A NaN or infinite feature value.
+    #[error("feature {feature} of row {row} is not a finite number")]
+    NonFinite {
+        /// Row index.
+        row: usize,
+        /// Column index.
+        feature: usize,
+    },
+    /// Prediction input with the wrong number of columns.
+    #[error("model expects {expected} features, got {got}")]
+    FeatureCount {
+        /// Features seen at fit time.
+        expected: usize,
+        /// Columns given.
+        got: usize,
+    },
+    /// A stage list that is not ascending within `1..=n_stages`.
+    #[error("stages {stages:?} must be ascending within 1..={n_stages}")]
+    Stages {
+        /// Stages asked for.
+        stages: Vec<usize>,
+        /// Stages in the model (0 for non-ensembles).
+        n_stages: usize,
+    },
+    /// The problem is too large for this algorithm's resource cap.
+    #[error("{algorithm}: {message}")]
+    TooLarge {
+        /// Algorithm name.
+        algorithm: &'static str,
+        /// What limit was hit and what to do.
+        message: String,
+    },
+    /// The underlying solver failed.
+    #[error("{algorithm} failed to fit: {message}")]
+    Solver {
+        /// Algorithm name.
+        algorithm: &'static str,
+        /// The solver's error.
+        message: String,
+    },
+}
+
+/// Check the training inputs shared by every algorithm: non-empty, matching lengths, both
+/// classes present, finite features.
+pub(crate) fn check_training_data(x: ArrayView2<f64>, y: &[bool]) -> Result<(), ModelError> {
+    let (rows, features) = x.dim();
+    if rows == 0 || features == 0 {
+        return Err(ModelError::Empty { rows, features });
+    }
+    if y.len() != rows {
+        return Err(ModelError::LengthMismatch {
+            rows,
+            labels: y.len(),
+        });
+    }
+    if y.iter().all(|&v| v == y[0]) {
+        return Err(ModelError::SingleClass { attack: y[0] });
+    }
+    if let Some(((row, feature), _)) = x.indexed_iter().find(|(_, v)| !v.is_finite()) {
+        return Err(ModelError::NonFinite { row, feature });
+    }
+    Ok(())
+}
+
+/// A fitted model of any registered algorithm. Serializes to JSON as
+/// `{"algorithm": "<name>", ...fitted form...}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "algorithm", rename_all = "snake_case")]
+pub enum FittedModel {
+    /// See [`decision_tree`].
+    DecisionTree(decision_tree::Fitted),
+    /// See [`random_forest`].
+    RandomForest(random_forest::Fitted),
+    /// See [`gradient_boosting`].
+    GradientBoosting(gradient_boosting::Fitted),
+    /// See [`adaboost`].
+    Adaboost(adaboost::Fitted),
+    /// See [`logistic_regression`].
+    LogisticRegression(logistic_regression::Fitted),
+    /// See [`svm`].
+    Svm(svm::Fitted),
+}
+
+/// What every fitted form provides; [`FittedModel`] dispatches to it.
+pub(crate) trait Predictor {
+    /// Features expected per row.
+    fn n_features(&self) -> usize;
+    /// P(attack) of one row with exactly `n_features` values.
+    fn proba_row(&self, row: &[f64]) -> f64;
+    /// The first `n` trees / rounds, for staged ensembles.
+    fn truncated(&self, _n: usize) -> Option<FittedModel> {
+        None
+    }
+    /// Trees / rounds in the model, for staged ensembles.
+    fn n_stages(&self) -> Option<usize> {
+        None
+    }
+    /// P(attack) of `row` under the first `stages[j]` trees / rounds, into `out[j]`, in one
+    /// pass over the ensemble. `stages` is ascending within `1..=n_stages` (checked by caller).
+    fn staged_proba_row(&self, _row: &[f64], _stages: &[usize], _out: &mut [f64]) {}
+}
+
+impl FittedModel {
+    fn inner(&self) -> &dyn Predictor {
+        match self {
+            FittedModel::DecisionTree(m) => m,
+            FittedModel::RandomForest(m) => m,
+            FittedModel::GradientBoosting(m) => m,
+            FittedModel::Adaboost(m) => m,
+            FittedModel::LogisticRegression(m) => m,
+            FittedModel::Svm(m) => m,
+        }
+    }
+
+    /// Number of features the model was fitted on.
+    pub fn n_features(&self) -> usize {
+        self.inner().n_features()
+    }
+
+    /// P(attack) for each row of `x`.
+    pub fn predict_proba(&self, x: ArrayView2<f64>) -> Result<Vec<f64>, ModelError> {
+        self.check_width(x.ncols())?;
+        let m = self.inner();
+        let mut buf = Vec::new();
+        Ok(x.rows()
+            .into_iter()
+            .map(|row| match row.as_slice() {
+                Some(r) => m.proba_row(r),
+                None => {
+                    buf.clear();
+                    buf.extend(row.iter().copied());
+                    m.proba_row(&buf)
+                }
+            })
+            .collect())
+    }
+
+    /// P(attack) for one row; the fast path for serving single requests.
+    pub fn predict_proba_row(&self, row: &[f64]) -> Result<f64, ModelError> {
+        self.check_width(row.len())?;
+        Ok(self.inner().proba_row(row))
+    }
+
+    /// Predicted labels (`true` = attack): `predict_proba >= 0.5`.
+    pub fn predict(&self, x: ArrayView2<f64>) -> Result<Vec<bool>, ModelError> {
+        Ok(self
+            .predict_proba(x)?
+            .into_iter()
+            .map(|p| p >= 0.5)
+            .collect())
+    }
+
+    /// The model made of the first `n` trees / boosting rounds (`1 <= n <= n_stages`), equal
+    /// to what a fit with `n_estimators = n` returns. `None` for non-ensemble models or an `n`
+    /// out of range. AdaBoost may stop early (perfect stump); then `n` beyond its stage count
+    /// is `None` too.
+    pub fn truncated(&self, n: usize) -> Option<FittedModel> {
+        self.inner().truncated(n)
+    }
+
+    /// P(attack) per row of `x` for several ensemble sizes at once: `result[j][i]` is row `i`
+    /// under the first `stages[j]` trees / rounds, i.e. equal to
+    /// `self.truncated(stages[j]).predict_proba(x)[i]` but computed in one pass over the trees.
+    /// `stages` must be ascending, each within `1..=n_stages()`; models without stages
+    /// accept no stage list.
+    pub fn staged_predict_proba(
+        &self,
+        x: ArrayView2<f64>,
+        stages: &[usize],
+    ) -> Result<Vec<Vec<f64>>, ModelError> {
+        self.check_width(x.ncols())?;
+        let n_stages = self.n_stages().unwrap_or(0);
+        let ascending = stages.windows(2).all(|w| w[0] < w[1]);
+        if !ascending
+            || stages.first().is_some_and(|&s| s < 1)
+            || stages.last().is_some_and(|&s| s > n_stages)
+        {
+            return Err(ModelError::Stages {
+                stages: stages.to_vec(),
+                n_stages,
+            });
+        }
+        let m = self.inner();
+        let mut result = vec![Vec::with_capacity(x.nrows()); stages.len()];
+        let mut out = vec![0.0; stages.len()];
+        let mut buf = Vec::new();
+        for row in x.rows() {
+            let r = match row.as_slice() {
+                Some(r) => r,
+                None => {
+                    buf.clear();
+                    buf.extend(row.iter().copied());
+                    &buf
+                }
+            };
+            m.staged_proba_row(r, stages, &mut out);
+            for (res, v) in result.iter_mut().zip(&out) {
+                res.push(*v);
+            }
+        }
+        Ok(result)
+    }
+
+    /// Number of trees / rounds for staged ensembles, `None` for other models.
+    pub fn n_stages(&self) -> Option<usize> {
+        self.inner().n_stages()
+    }
+
+    fn check_width(&self, got: usize) -> Result<(), ModelError> {
+        let expected = self.n_features();
+        if got == expected {
+            Ok(())
+        } else {
+            Err(ModelError::FeatureCount { expected, got })
+        }
+    }
+}
+
+/// Deterministic per-stream RNG: the same `(seed, stream)` always gives the same sequence,
+/// independent of thread scheduling.
+pub(crate) fn rng_for(seed: u64, stream: u64) -> rand_chacha::ChaCha8Rng {
+    use rand::SeedableRng;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(stream);
+    rng
+}
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    //! Small synthetic data sets for unit tests.
+    use ndarray::Array2;
+    use rand::Rng;
+
+    /// `n` rows, `d` features in {-1, 0, 1}; attack iff a noisy linear rule fires.
+    pub fn toy(n: usize, d: usize, seed: u64) -> (Array2<f64>, Vec<bool>) {
+        let mut rng = super::rng_for(seed, 999);
+        let x = Array2::from_shape_fn((n, d), |_| rng.gen_range(-1..=1) as f64);
+        let y = x
+            .rows()
+            .into_iter()
+            .map(|r| r[0] + 0.5 * r[1] - 0.3 * r[2 % d] + rng.gen_range(-0.5..0.5) > 0.2)
+            .collect();
+        (x, y)
+    }
+
+    pub fn accuracy(p: &[f64], y: &[bool]) -> f64 {
+        p.iter().zip(y).filter(|(p, y)| (**p >= 0.5) == **y).count() as f64 / y.len() as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{Array2, array};
+
+    #[test]
+    fn registry_names_are_unique_and_found() {
+        for a in algorithms() {
+            assert_eq!(algorithm(a.name()).unwrap().name(), a.name());
+            assert_eq!(
+                algorithms().iter().filter(|b| b.name() == a.name()).count(),
+                1
+            );
+            // defaults validate
+            a.validate(&Params::new()).unwrap();
+            for s in a.params() {
+                assert!(!s.doc.is_empty(), "{}.{} has no doc", a.name(), s.name);
+            }
+        }
+        assert!(algorithm("nope").is_none());
+    }
+
+    #[test]
+    fn every_algorithm_rejects_bad_input_without_panicking() {
+        let x = array![[0.0, 1.0], [1.0, 0.0], [1.0, 1.0]];
+        let y = [true, false, true];
+        for a in algorithms() {
+            let p = Params::new();
+            let e = a.fit(&p, Array2::zeros((0, 2)).view(), &[], 0);
+            assert!(matches!(e, Err(ModelError::Empty { .. })), "{}", a.name());
+            let e = a.fit(&p, x.view(), &[true, false], 0);
+            assert!(matches!(e, Err(ModelError::LengthMismatch { .. })));
+            let e = a.fit(&p, x.view(), &[true, true, true], 0);
+            assert!(matches!(e, Err(ModelError::SingleClass { attack: true })));
+            let mut xn = x.clone();
+            xn[[1, 1]] = f64::NAN;
+            let e = a.fit(&p, xn.view(), &y, 0);
+            assert!(matches!(
+                e,
+                Err(ModelError::NonFinite { row: 1, feature: 1 })
+            ));
+            let mut bad = Params::new();
+            bad.insert("bogus".into(), ParamValue::Int(1));
+            assert!(matches!(
+                a.fit(&bad, x.view(), &y, 0),
+                Err(ModelError::Param(_))
+            ));
+            let m = a.fit(&p, x.view(), &y, 0).unwrap();
+            assert!(matches!(
+                m.predict_proba(Array2::zeros((1, 3)).view()),
+                Err(ModelError::FeatureCount {
+                    expected: 2,
+                    got: 3
+                })
+            ));
+            let probs = m.predict_proba(x.view()).unwrap();
+            assert!(
+                probs.iter().all(|p| (0.0..=1.0).contains(p)),
+                "{}",
+                a.name()
+            );
+        }
+    }
+
+    #[test]
+    fn every_model_roundtrips_through_json() {
+        let (x, y) = testutil::toy(200, 5, 3);
+        for a in algorithms() {
+            let m = a.fit(&Params::new(), x.view(), &y, 7).unwrap();
+            let json = serde_json::to_string(&m).unwrap();
+            assert!(
+                json.contains(&format!("\"algorithm\":\"{}\"", a.name())),
+                "{json:.80}"
+            );
+            let back: FittedModel = serde_json::from_str(&json).unwrap();
+            assert_eq!(
+                m.predict_proba(x.view()).unwrap(),
+                back.predict_proba(x.view()).unwrap(),
+                "{}",
+                a.name()
+            );
+        }
+    }
+
+    #[test]
+    fn staged_models_equal_smaller_fits() {
+        let (x, y) = testutil::toy(300, 6, 5);
+        for a in algorithms().iter().filter(|a| a.staged_param().is_some()) {
+            let key = a.staged_param().unwrap().to_string();
+            let mut big = Params::new();
+            big.insert(key.clone(), ParamValue::Int(12));
+            let mut small = Params::new();
+            small.insert(key, ParamValue::Int(5));
+            let m12 = a.fit(&big, x.view(), &y, 11).unwrap();
+            let m5 = a.fit(&small, x.view(), &y, 11).unwrap();
+            let t5 = m12.truncated(5).unwrap();
+            assert_eq!(t5, m5, "{}", a.name());
+            assert_eq!(t5.n_stages(), Some(5));
+            assert!(m12.truncated(0).is_none());
+            let staged = m12.staged_predict_proba(x.view(), &[1, 5, 12]).unwrap();
+            for (k, probs) in [1, 5, 12].iter().zip(&staged) {
+                let direct = m12.truncated(*k).unwrap().predict_proba(x.view()).unwrap();
+                for (p, q) in probs.iter().zip(&direct) {
+                    assert!((p - q).abs() < 1e-12, "{} stage {k}", a.name());
+                }
+            }
+            assert!(m12.staged_predict_proba(x.view(), &[5, 1]).is_err());
+            assert!(m12.staged_predict_proba(x.view(), &[13]).is_err());
+            assert!(m12.truncated(13).is_none());
+        }
+    }
+
+    #[test]
+    fn predict_proba_handles_non_contiguous_rows() {
+        let (x, y) = testutil::toy(100, 4, 1);
+        let m = algorithm("decision_tree")
+            .unwrap()
+            .fit(&Params::new(), x.view(), &y, 0)
+            .unwrap();
+        let xt = x.t().to_owned();
+        let p1 = m.predict_proba(x.view()).unwrap();
+        let p2 = m.predict_proba(xt.t()).unwrap();
+        assert_eq!(p1, p2);
+        assert_eq!(
+            m.predict_proba_row(x.row(3).as_slice().unwrap()).unwrap(),
+            p1[3]
+        );
+    }
+}

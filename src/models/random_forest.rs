@@ -1,0 +1,206 @@
+//! `random_forest`: scikit-learn `RandomForestClassifier` semantics on the shared histogram
+//! splitter: one bootstrap sample per tree (drawn counts become sample weights, as in
+//! scikit-learn), `max_features` candidate features drawn per split, P(attack) averaged over
+//! trees.
+//!
+//! Tree `t` draws all its randomness from the stream `(seed, t)`, so trees can be fitted in
+//! parallel (rayon) with results independent of the thread count, and the first `k` trees of
+//! a forest equal a `k`-tree forest (see [`FittedModel::truncated`]).
+
+use std::borrow::Cow;
+
+use ndarray::ArrayView2;
+use rand::Rng;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::models::binning::BinnedMatrix;
+use crate::models::decision_tree::{
+    CRITERION, MAX_DEPTH, MAX_FEATURES_KIND, MIN_SAMPLES_LEAF, MIN_SAMPLES_SPLIT, grow_options,
+};
+use crate::models::params::Reader;
+use crate::models::tree::{self, ClassTarget, Tree};
+use crate::models::{
+    Algorithm, FittedModel, ModelError, ParamKind, ParamSpec, ParamValue, Params, Predictor,
+};
+
+/// `n_estimators` of the tree ensembles: 1..=100000 trees / rounds.
+pub(crate) const fn n_estimators(default: i64) -> ParamSpec {
+    ParamSpec {
+        name: "n_estimators",
+        kind: ParamKind::Int {
+            min: 1,
+            max: 100_000,
+        },
+        default: ParamValue::Int(default),
+        doc: "number of trees / boosting rounds",
+    }
+}
+
+const SPECS: &[ParamSpec] = &[
+    n_estimators(100),
+    CRITERION,
+    MAX_DEPTH,
+    MIN_SAMPLES_SPLIT,
+    MIN_SAMPLES_LEAF,
+    ParamSpec {
+        name: "max_features",
+        kind: MAX_FEATURES_KIND,
+        default: ParamValue::Str(Cow::Borrowed("sqrt")),
+        doc: "features tried per split: sqrt, log2, null (all), a fraction, or a count",
+    },
+    ParamSpec {
+        name: "bootstrap",
+        kind: ParamKind::Bool,
+        default: ParamValue::Bool(true),
+        doc: "fit each tree on a bootstrap sample (false: on all rows)",
+    },
+];
+
+/// The `random_forest` algorithm.
+pub struct RandomForest;
+
+/// A fitted forest: trees whose leaves hold P(attack); the forest averages them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Fitted {
+    /// Features per row.
+    pub n_features: usize,
+    /// The trees, in index order.
+    pub trees: Vec<Tree>,
+}
+
+impl Algorithm for RandomForest {
+    fn name(&self) -> &'static str {
+        "random_forest"
+    }
+
+    fn params(&self) -> &'static [ParamSpec] {
+        SPECS
+    }
+
+    fn staged_param(&self) -> Option<&'static str> {
+        Some("n_estimators")
+    }
+
+    fn fit(
+        &self,
+        params: &Params,
+        x: ArrayView2<f64>,
+        y: &[bool],
+        seed: u64,
+    ) -> Result<FittedModel, ModelError> {
+        let params = self.validate(params)?;
+        crate::models::check_training_data(x, y)?;
+        let r = Reader {
+            algorithm: self.name(),
+            params: &params,
+        };
+        let (criterion, opts) = grow_options(&r, x.ncols())?;
+        let n_trees = r.usize("n_estimators")?;
+        let bootstrap = r.bool("bootstrap")?;
+        let data = BinnedMatrix::new(x);
+        let n = x.nrows();
+
+        let trees = (0..n_trees)
+            .into_par_iter()
+            .map(|t| {
+                let mut rng = crate::models::rng_for(seed, t as u64);
+                let (mut samples, weights) = if bootstrap {
+                    let mut counts = vec![0f64; n];
+                    for _ in 0..n {
+                        counts[rng.gen_range(0..n)] += 1.0;
+                    }
+                    let samples: Vec<u32> = (0..n as u32)
+                        .filter(|&i| counts[i as usize] > 0.0)
+                        .collect();
+                    (samples, Some(counts))
+                } else {
+                    ((0..n as u32).collect(), None)
+                };
+                let target = ClassTarget {
+                    y,
+                    weights: weights.as_deref(),
+                    criterion,
+                };
+                tree::grow(&data, &target, &mut samples, &opts, &mut rng)
+            })
+            .collect();
+        Ok(FittedModel::RandomForest(Fitted {
+            n_features: x.ncols(),
+            trees,
+        }))
+    }
+}
+
+impl Predictor for Fitted {
+    fn n_features(&self) -> usize {
+        self.n_features
+    }
+
+    fn proba_row(&self, row: &[f64]) -> f64 {
+        if self.trees.is_empty() {
+            return 0.5;
+        }
+        self.trees.iter().map(|t| t.predict_row(row)).sum::<f64>() / self.trees.len() as f64
+    }
+
+    fn truncated(&self, n: usize) -> Option<FittedModel> {
+        (1..=self.trees.len()).contains(&n).then(|| {
+            FittedModel::RandomForest(Fitted {
+                n_features: self.n_features,
+                trees: self.trees[..n].to_vec(),
+            })
+        })
+    }
+
+    fn n_stages(&self) -> Option<usize> {
+        Some(self.trees.len())
+    }
+
+    fn staged_proba_row(&self, row: &[f64], stages: &[usize], out: &mut [f64]) {
+        let mut sum = 0.0;
+        let mut done = 0;
+        for (o, &k) in out.iter_mut().zip(stages) {
+            sum += self.trees[done..k]
+                .iter()
+                .map(|t| t.predict_row(row))
+                .sum::<f64>();
+            done = k;
+            *o = sum / k as f64;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::testutil::{accuracy, toy};
+
+    #[test]
+    fn same_result_on_any_thread_count() {
+        let (x, y) = toy(300, 8, 4);
+        let fit = |threads| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| RandomForest.fit(&Params::new(), x.view(), &y, 3).unwrap())
+        };
+        assert_eq!(fit(1), fit(2));
+    }
+
+    #[test]
+    fn beats_chance_on_held_out_rows() {
+        let (x, y) = toy(600, 8, 9);
+        let m = RandomForest
+            .fit(
+                &Params::new(),
+                x.slice(ndarray::s![..400, ..]),
+                &y[..400],
+                1,
+            )
+            .unwrap();
+        let p = m.predict_proba(x.slice(ndarray::s![400.., ..])).unwrap();
+        assert!(accuracy(&p, &y[400..]) > 0.8);
+    }
+}

@@ -1,0 +1,623 @@
+//! The tree machinery shared by decision tree, random forest, AdaBoost and gradient boosting:
+//! a histogram split search on a [`BinnedMatrix`] and a compact flat tree for prediction.
+//!
+//! Growth follows scikit-learn's `BestSplitter`: at each node the candidate features are
+//! visited in random order; at least `max_features` of them are looked at, and more if none of
+//! those was splittable (non-constant in the node); the best split by the criterion wins, ties
+//! going to the feature visited first. A node becomes a leaf when it is pure, has fewer than
+//! `min_samples_split` samples, is at `max_depth`, or has no split leaving `min_samples_leaf`
+//! samples on each side. Zero-gain splits are allowed, as in scikit-learn.
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::models::binning::BinnedMatrix;
+
+/// Marks a leaf in [`Node::feature`].
+const LEAF: u32 = u32::MAX;
+
+/// One node of a flat tree: 16 bytes.
+///
+/// A split node sends a row to `left` when `row[feature] <= value` and to `left + 1`
+/// otherwise (NaN goes right). A leaf (`feature == u32::MAX`) outputs `value`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(from = "(u32, u32, f64)", into = "(u32, u32, f64)")]
+pub struct Node {
+    feature: u32,
+    left: u32,
+    value: f64,
+}
+
+impl From<(u32, u32, f64)> for Node {
+    fn from((feature, left, value): (u32, u32, f64)) -> Self {
+        Node {
+            feature,
+            left,
+            value,
+        }
+    }
+}
+
+impl From<Node> for (u32, u32, f64) {
+    fn from(n: Node) -> Self {
+        (n.feature, n.left, n.value)
+    }
+}
+
+/// A fitted tree as a flat node array (root at 0, children always after their parent).
+///
+/// Serialized as `{"n_features": d, "nodes": [[feature, left, value], ...]}`; deserialization
+/// checks the structure so a corrupt file cannot make prediction loop or index out of bounds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RawTree")]
+pub struct Tree {
+    n_features: usize,
+    nodes: Vec<Node>,
+}
+
+#[derive(Deserialize)]
+struct RawTree {
+    n_features: usize,
+    nodes: Vec<Node>,
+}
+
+impl TryFrom<RawTree> for Tree {
+    type Error = String;
+    fn try_from(raw: RawTree) -> Result<Self, String> {
+        if raw.nodes.is_empty() {
+            return Err("tree has no nodes".into());
+        }
+        for (i, n) in raw.nodes.iter().enumerate() {
+            if n.feature == LEAF {
+                continue;
+            }
+            let left = n.left as usize;
+            if n.feature as usize >= raw.n_features || left <= i || left + 1 >= raw.nodes.len() {
+                return Err(format!("tree node {i} is malformed"));
+            }
+        }
+        Ok(Tree {
+            n_features: raw.n_features,
+            nodes: raw.nodes,
+        })
+    }
+}
+
+impl Tree {
+    /// Output of the leaf that `row` falls into. `row.len()` must be at least `n_features`
+    /// (checked by callers once per batch).
+    #[inline]
+    pub fn predict_row(&self, row: &[f64]) -> f64 {
+        let mut i = 0usize;
+        loop {
+            let n = self.nodes[i];
+            if n.feature == LEAF {
+                return n.value;
+            }
+            i = n.left as usize
+                + usize::from(
+                    row[n.feature as usize] > n.value || row[n.feature as usize].is_nan(),
+                );
+        }
+    }
+
+    /// Number of features a row must have.
+    pub fn n_features(&self) -> usize {
+        self.n_features
+    }
+
+    /// Number of nodes.
+    pub fn n_nodes(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Number of leaves.
+    pub fn n_leaves(&self) -> usize {
+        self.nodes.iter().filter(|n| n.feature == LEAF).count()
+    }
+
+    /// Length of the longest root-to-leaf path (a single leaf has depth 0).
+    pub fn depth(&self) -> usize {
+        let mut depth = vec![0usize; self.nodes.len()];
+        let mut max = 0;
+        for (i, n) in self.nodes.iter().enumerate() {
+            if n.feature != LEAF {
+                let d = depth[i] + 1;
+                depth[n.left as usize] = d;
+                depth[n.left as usize + 1] = d;
+                max = max.max(d);
+            }
+        }
+        max
+    }
+
+    /// Apply `f` to every leaf value (used by boosting to fold in the learning rate).
+    pub(crate) fn map_leaves(&mut self, f: impl Fn(f64) -> f64) {
+        for n in &mut self.nodes {
+            if n.feature == LEAF {
+                n.value = f(n.value);
+            }
+        }
+    }
+}
+
+/// Per-bin / per-node sufficient statistics of a split criterion.
+pub(crate) trait Stats: Copy + Default + Send {
+    /// Add another set (sample or bin) into this one.
+    fn add(&mut self, other: &Self);
+    /// `self - other`.
+    fn sub(&self, other: &Self) -> Self;
+    /// Number of (distinct) samples.
+    fn count(&self) -> usize;
+}
+
+/// What a tree is fitted to: per-sample statistics plus the split score and leaf value.
+pub(crate) trait Target: Sync {
+    /// Statistics type.
+    type S: Stats;
+    /// Statistics of sample `i` alone.
+    fn sample(&self, i: usize) -> Self::S;
+    /// Split quality of a child: a split maximizes `score(left) + score(right)`.
+    fn score(&self, s: &Self::S) -> f64;
+    /// True when the node cannot be improved (a leaf in scikit-learn).
+    fn is_pure(&self, s: &Self::S) -> bool;
+    /// Output of a leaf with these statistics.
+    fn leaf_value(&self, s: &Self::S) -> f64;
+}
+
+/// Limits of tree growth; `max_features` is a count already resolved against `n_features`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct GrowOptions {
+    pub max_depth: usize,
+    pub min_samples_split: usize,
+    pub min_samples_leaf: usize,
+    pub max_features: usize,
+}
+
+struct Task<S> {
+    node: usize,
+    start: usize,
+    end: usize,
+    depth: usize,
+    stats: S,
+    /// The node's full histogram, when it was cheaper to derive from the parent's.
+    hist: Option<Vec<S>>,
+}
+
+struct Split<S> {
+    feature: usize,
+    bin: usize,
+    left: S,
+    score: f64,
+}
+
+/// Add the per-bin statistics of `samples` over all features into `hist`.
+fn fill_all<T: Target>(data: &BinnedMatrix, target: &T, samples: &[u32], hist: &mut [T::S]) {
+    for &i in samples {
+        let s = target.sample(i as usize);
+        let row = data.row(i as usize);
+        for (b, off) in row.iter().zip(&data.offsets) {
+            hist[off + *b as usize].add(&s);
+        }
+    }
+}
+
+/// Grow a tree on the samples `samples` (row ids into `data`; reordered in place).
+///
+/// When every feature is a candidate at every node (`max_features >= n_features`), a child's
+/// histogram is derived as parent minus sibling whenever that is cheaper than a pass over its
+/// rows (the classic histogram subtraction trick; only the smaller child is scanned).
+pub(crate) fn grow<T: Target>(
+    data: &BinnedMatrix,
+    target: &T,
+    samples: &mut [u32],
+    opts: &GrowOptions,
+    rng: &mut impl Rng,
+) -> Tree {
+    let d = data.n_features;
+    let full = opts.max_features >= d;
+    let mut hist = vec![T::S::default(); data.total_bins];
+    let mut pool: Vec<Vec<T::S>> = Vec::new();
+    let mut features: Vec<usize> = (0..d).collect();
+    let mut nodes: Vec<Node> = vec![Node {
+        feature: LEAF,
+        left: 0,
+        value: 0.0,
+    }];
+    let mut root = T::S::default();
+    for &i in samples.iter() {
+        root.add(&target.sample(i as usize));
+    }
+    let mut stack = vec![Task {
+        node: 0,
+        start: 0,
+        end: samples.len(),
+        depth: 0,
+        stats: root,
+        hist: None,
+    }];
+    let min_split = opts.min_samples_split.max(2 * opts.min_samples_leaf).max(2);
+    let splittable = |n: usize, depth: usize, stats: &T::S| {
+        depth < opts.max_depth && n >= min_split && !target.is_pure(stats)
+    };
+
+    while let Some(mut task) = stack.pop() {
+        let n = task.end - task.start;
+        let split = if !splittable(n, task.depth, &task.stats) {
+            None
+        } else {
+            best_split(
+                data,
+                target,
+                &samples[task.start..task.end],
+                &task.stats,
+                opts,
+                &mut features,
+                &mut hist,
+                task.hist.as_deref(),
+                rng,
+            )
+        };
+        if let Some(h) = task.hist.take() {
+            pool.push(h);
+        }
+        let Some(split) = split else {
+            nodes[task.node].value = target.leaf_value(&task.stats);
+            continue;
+        };
+        let node_samples = &mut samples[task.start..task.end];
+        let mut mid = 0;
+        for k in 0..node_samples.len() {
+            let i = node_samples[k] as usize;
+            if (data.bins[i * d + split.feature] as usize) <= split.bin {
+                node_samples.swap(k, mid);
+                mid += 1;
+            }
+        }
+        let left = nodes.len();
+        nodes[task.node] = Node {
+            feature: split.feature as u32,
+            left: left as u32,
+            value: data.thresholds[split.feature][split.bin],
+        };
+        let leaf = Node {
+            feature: LEAF,
+            left: 0,
+            value: 0.0,
+        };
+        nodes.push(leaf);
+        nodes.push(leaf);
+        let right_stats = task.stats.sub(&split.left);
+        let (nl, nr) = (mid, n - mid);
+        let depth = task.depth + 1;
+        let (mut left_hist, mut right_hist) = (None, None);
+        // `hist` holds this node's full histogram when `full`.
+        if full
+            && (splittable(nl, depth, &split.left) || splittable(nr, depth, &right_stats))
+            && data.total_bins < nl.max(nr) * d
+        {
+            let mut small = pool.pop().unwrap_or_default();
+            small.clear();
+            small.resize(data.total_bins, T::S::default());
+            let (lo, hi) = if nl <= nr {
+                (task.start, task.start + mid)
+            } else {
+                (task.start + mid, task.end)
+            };
+            fill_all(data, target, &samples[lo..hi], &mut small);
+            let mut large = pool.pop().unwrap_or_default();
+            large.clear();
+            large.extend(hist.iter().zip(&small).map(|(p, c)| p.sub(c)));
+            if nl <= nr {
+                (left_hist, right_hist) = (Some(small), Some(large));
+            } else {
+                (left_hist, right_hist) = (Some(large), Some(small));
+            }
+        }
+        stack.push(Task {
+            node: left + 1,
+            start: task.start + mid,
+            end: task.end,
+            depth,
+            stats: right_stats,
+            hist: right_hist,
+        });
+        stack.push(Task {
+            node: left,
+            start: task.start,
+            end: task.start + mid,
+            depth,
+            stats: split.left,
+            hist: left_hist,
+        });
+    }
+    Tree {
+        n_features: d,
+        nodes,
+    }
+}
+
+/// Best split of one node, or None when no feature has a split leaving `min_samples_leaf`
+/// samples on both sides. `pre`: the node's full histogram, if already known. On return with
+/// `max_features >= n_features`, `hist` holds the node's full histogram.
+#[allow(clippy::too_many_arguments)]
+fn best_split<T: Target>(
+    data: &BinnedMatrix,
+    target: &T,
+    samples: &[u32],
+    parent: &T::S,
+    opts: &GrowOptions,
+    features: &mut [usize],
+    hist: &mut [T::S],
+    pre: Option<&[T::S]>,
+    rng: &mut impl Rng,
+) -> Option<Split<T::S>> {
+    let d = data.n_features;
+    let min_leaf = opts.min_samples_leaf.max(1);
+    let mut best: Option<Split<T::S>> = None;
+    let mut visited = 0;
+    let mut splittable = 0;
+    // Visit features in random order, a batch at a time: the batch's histograms are built in
+    // one pass over the node's rows (row-major bins), then scanned.
+    while visited < d && (visited < opts.max_features || splittable == 0) {
+        let want = if visited < opts.max_features {
+            opts.max_features - visited
+        } else {
+            1
+        };
+        let batch_end = (visited + want).min(d);
+        for k in visited..batch_end {
+            let j = rng.gen_range(k..d);
+            features.swap(k, j);
+        }
+        let batch = &features[visited..batch_end];
+        if batch.len() == d {
+            match pre {
+                Some(p) => hist.copy_from_slice(p),
+                None => {
+                    hist.fill(T::S::default());
+                    fill_all(data, target, samples, hist);
+                }
+            }
+        } else {
+            for &f in batch {
+                let off = data.offsets[f];
+                hist[off..off + data.n_bins(f)].fill(T::S::default());
+            }
+            for &i in samples {
+                let s = target.sample(i as usize);
+                let row = data.row(i as usize);
+                for &f in batch {
+                    hist[data.offsets[f] + row[f] as usize].add(&s);
+                }
+            }
+        }
+        for &f in batch {
+            let off = data.offsets[f];
+            let h = &hist[off..off + data.n_bins(f)];
+            if h.iter().filter(|s| s.count() > 0).count() < 2 {
+                continue; // constant in this node
+            }
+            splittable += 1;
+            let mut left = T::S::default();
+            for (b, s) in h[..h.len() - 1].iter().enumerate() {
+                if s.count() == 0 {
+                    continue;
+                }
+                left.add(s);
+                let nl = left.count();
+                if nl < min_leaf {
+                    continue;
+                }
+                let right = parent.sub(&left);
+                if right.count() < min_leaf {
+                    break;
+                }
+                let score = target.score(&left) + target.score(&right);
+                if best.as_ref().is_none_or(|bs| score > bs.score) {
+                    best = Some(Split {
+                        feature: f,
+                        bin: b,
+                        left,
+                        score,
+                    });
+                }
+            }
+        }
+        visited = batch_end;
+    }
+    best
+}
+
+/// Class statistics for classification trees: weighted class totals and a sample count.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ClassStats {
+    /// Weight of benign (index 0) and attack (index 1) samples.
+    pub w: [f64; 2],
+    pub n: u32,
+}
+
+impl Stats for ClassStats {
+    #[inline]
+    fn add(&mut self, o: &Self) {
+        self.w[0] += o.w[0];
+        self.w[1] += o.w[1];
+        self.n += o.n;
+    }
+    #[inline]
+    fn sub(&self, o: &Self) -> Self {
+        ClassStats {
+            w: [self.w[0] - o.w[0], self.w[1] - o.w[1]],
+            n: self.n - o.n,
+        }
+    }
+    #[inline]
+    fn count(&self) -> usize {
+        self.n as usize
+    }
+}
+
+/// Impurity measure of a classification tree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Criterion {
+    Gini,
+    Entropy,
+}
+
+impl Criterion {
+    /// Parse scikit-learn's names (`log_loss` is its alias of `entropy`).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "gini" => Some(Criterion::Gini),
+            "entropy" | "log_loss" => Some(Criterion::Entropy),
+            _ => None,
+        }
+    }
+}
+
+/// A weighted binary classification target. Leaves output P(attack).
+pub(crate) struct ClassTarget<'a> {
+    pub y: &'a [bool],
+    /// Per-sample weights (bootstrap counts, boosting weights); `None` = all 1.
+    pub weights: Option<&'a [f64]>,
+    pub criterion: Criterion,
+}
+
+impl Target for ClassTarget<'_> {
+    type S = ClassStats;
+
+    #[inline]
+    fn sample(&self, i: usize) -> ClassStats {
+        let w = self.weights.map_or(1.0, |w| w[i]);
+        let mut s = ClassStats { w: [0.0; 2], n: 1 };
+        s.w[usize::from(self.y[i])] = w;
+        s
+    }
+
+    #[inline]
+    fn score(&self, s: &ClassStats) -> f64 {
+        let total = s.w[0] + s.w[1];
+        if total <= 0.0 {
+            return 0.0;
+        }
+        match self.criterion {
+            // -(weighted gini) up to a constant: sum_c w_c^2 / w
+            Criterion::Gini => (s.w[0] * s.w[0] + s.w[1] * s.w[1]) / total,
+            // -(w * entropy) = sum_c w_c ln(w_c / w)
+            Criterion::Entropy => {
+                s.w.iter()
+                    .filter(|&&c| c > 0.0)
+                    .map(|&c| c * (c / total).ln())
+                    .sum()
+            }
+        }
+    }
+
+    #[inline]
+    fn is_pure(&self, s: &ClassStats) -> bool {
+        s.w[0] <= 0.0 || s.w[1] <= 0.0
+    }
+
+    #[inline]
+    fn leaf_value(&self, s: &ClassStats) -> f64 {
+        let total = s.w[0] + s.w[1];
+        if total > 0.0 { s.w[1] / total } else { 0.5 }
+    }
+}
+
+/// Resolve a `max_features` parameter value to a feature count (scikit-learn rules).
+pub(crate) fn max_features_count(
+    value: &crate::models::ParamValue,
+    n_features: usize,
+) -> Option<usize> {
+    use crate::models::ParamValue;
+    let d = n_features as f64;
+    let k = match value {
+        ParamValue::Null => n_features,
+        ParamValue::Str(s) if s == "sqrt" => d.sqrt() as usize,
+        ParamValue::Str(s) if s == "log2" => d.log2() as usize,
+        ParamValue::Float(f) => (f * d) as usize,
+        ParamValue::Int(i) if *i >= 1 => *i as usize,
+        _ => return None,
+    };
+    Some(k.clamp(1, n_features.max(1)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    fn opts() -> GrowOptions {
+        GrowOptions {
+            max_depth: usize::MAX,
+            min_samples_split: 2,
+            min_samples_leaf: 1,
+            max_features: usize::MAX,
+        }
+    }
+
+    #[test]
+    fn learns_xor_exactly() {
+        let x = array![[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]];
+        let y = [false, true, true, false];
+        let data = BinnedMatrix::new(x.view());
+        let target = ClassTarget {
+            y: &y,
+            weights: None,
+            criterion: Criterion::Gini,
+        };
+        let mut samples: Vec<u32> = (0..4).collect();
+        let mut o = opts();
+        o.max_features = 2;
+        let tree = grow(
+            &data,
+            &target,
+            &mut samples,
+            &o,
+            &mut ChaCha8Rng::seed_from_u64(1),
+        );
+        for (i, row) in x.rows().into_iter().enumerate() {
+            let p = tree.predict_row(row.as_slice().unwrap());
+            assert_eq!(p, if y[i] { 1.0 } else { 0.0 });
+        }
+        assert_eq!(tree.depth(), 2);
+        assert_eq!(tree.n_leaves(), 4);
+    }
+
+    #[test]
+    fn respects_min_samples_leaf_and_depth() {
+        let x = array![[0.0], [1.0], [2.0], [3.0], [4.0], [5.0]];
+        let y = [false, true, false, true, false, true];
+        let data = BinnedMatrix::new(x.view());
+        let target = ClassTarget {
+            y: &y,
+            weights: None,
+            criterion: Criterion::Entropy,
+        };
+        let mut o = opts();
+        o.max_features = 1;
+        o.min_samples_leaf = 3;
+        let mut samples: Vec<u32> = (0..6).collect();
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        let tree = grow(&data, &target, &mut samples, &o, &mut rng);
+        assert_eq!(tree.n_leaves(), 2);
+        o.min_samples_leaf = 1;
+        o.max_depth = 0;
+        let tree = grow(&data, &target, &mut samples, &o, &mut rng);
+        assert_eq!(tree.n_nodes(), 1);
+        assert_eq!(tree.predict_row(&[9.0]), 0.5);
+    }
+
+    #[test]
+    fn rejects_malformed_tree_json() {
+        let bad = r#"{"n_features":1,"nodes":[[0,0,0.5]]}"#;
+        assert!(serde_json::from_str::<Tree>(bad).is_err());
+        let good = r#"{"n_features":1,"nodes":[[0,1,0.5],[4294967295,0,0.0],[4294967295,0,1.0]]}"#;
+        let t: Tree = serde_json::from_str(good).unwrap();
+        assert_eq!(t.predict_row(&[1.0]), 1.0);
+        assert_eq!(t.predict_row(&[f64::NAN]), 1.0);
+    }
+}

@@ -1,0 +1,329 @@
+//! From a grid file to the list of trials: expand each algorithm's grid, check every
+//! parameter against the algorithm before any training, give each trial its deterministic
+//! key, group staged ensembles, and take a shard's slice.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::config::grid::{GridError, GridFile};
+use crate::data::schema::hex;
+use crate::data::split::SplitSpec;
+use crate::models::{Algorithm, ParamError, ParamValue, Params, algorithm, algorithms};
+
+/// One grid point, checked.
+#[derive(Clone)]
+pub struct Candidate {
+    /// The algorithm.
+    pub algorithm: &'static dyn Algorithm,
+    /// Complete parameters (defaults filled in).
+    pub params: Params,
+    /// Names of the parameters the grid varies or sets, for labels.
+    pub grid_keys: Vec<String>,
+}
+
+impl std::fmt::Debug for Candidate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Candidate")
+            .field("algorithm", &self.algorithm.name())
+            .field("params", &self.params)
+            .finish()
+    }
+}
+
+/// Expands and checks every model grid of the file; errors name file, line and key.
+pub fn expand(grid: &GridFile, path: &Path) -> Result<Vec<Candidate>, GridError> {
+    let mut out: Vec<Candidate> = Vec::new();
+    for model in &grid.models {
+        let name = &model.algorithm.value;
+        let Some(algo) = algorithm(name) else {
+            let known: Vec<&str> = algorithms().iter().map(|a| a.name()).collect();
+            return Err(GridError::at(
+                path,
+                &model.algorithm,
+                format!("unknown algorithm `{name}` (known: {})", known.join(", ")),
+            ));
+        };
+        let axes: Vec<(&String, Vec<ParamValue>)> = model
+            .grid
+            .iter()
+            .map(|(key, values)| (key, values.value.values()))
+            .collect();
+        let grid_keys: Vec<String> = axes.iter().map(|(k, _)| (*k).clone()).collect();
+        for point in cartesian(&axes) {
+            let params = algo.validate(&point).map_err(|err| {
+                let key = match &err {
+                    ParamError::Unknown { key, .. } | ParamError::Invalid { key, .. } => key,
+                };
+                match model.grid.get(key) {
+                    Some(span) => {
+                        GridError::at(path, span, format!("models.{name}.grid.{key}: {err}"))
+                    }
+                    None => GridError::at(path, &model.algorithm, err.to_string()),
+                }
+            })?;
+            let duplicate = out
+                .iter()
+                .any(|c| c.algorithm.name() == algo.name() && c.params == params);
+            if !duplicate {
+                out.push(Candidate {
+                    algorithm: algo,
+                    params,
+                    grid_keys: grid_keys.clone(),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn cartesian(axes: &[(&String, Vec<ParamValue>)]) -> Vec<Params> {
+    let mut points = vec![Params::new()];
+    for (key, values) in axes {
+        points = points
+            .into_iter()
+            .flat_map(|point| {
+                values.iter().map(move |v| {
+                    let mut p = point.clone();
+                    p.insert((*key).clone(), v.clone());
+                    p
+                })
+            })
+            .collect();
+    }
+    points
+}
+
+/// What besides algorithm and parameters decides a trial's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyContext<'a> {
+    /// Fingerprint of the encoded data.
+    pub data_fingerprint: &'a str,
+    /// The split.
+    pub split: &'a SplitSpec,
+    /// Cross-validation folds.
+    pub folds: usize,
+}
+
+/// Bumped when the way trials are computed changes, so old results are not reused.
+const KEY_VERSION: u32 = 1;
+
+/// The deterministic key of a trial: 20 hex digits of a sha256 over the algorithm, the
+/// complete parameters, the data fingerprint, the split, the folds and the seed.
+pub fn trial_key(candidate: &Candidate, context: &KeyContext<'_>) -> String {
+    #[derive(Serialize)]
+    struct KeyInput<'a> {
+        version: u32,
+        algorithm: &'a str,
+        params: &'a Params,
+        context: &'a KeyContext<'a>,
+    }
+    let input = KeyInput {
+        version: KEY_VERSION,
+        algorithm: candidate.algorithm.name(),
+        params: &candidate.params,
+        context,
+    };
+    let bytes = serde_json::to_vec(&input).unwrap_or_default();
+    hex(&Sha256::digest(bytes))[..20].to_owned()
+}
+
+/// Trials that share one fit: for staged ensembles, the grid points that differ only in
+/// ensemble size are answered by fitting the largest once; every other trial is alone.
+#[derive(Debug, Clone)]
+pub struct WorkUnit {
+    /// Indices into the trial list, sorted by ascending ensemble size.
+    pub members: Vec<usize>,
+    /// Ensemble size of each member (None for unstaged algorithms).
+    pub stages: Vec<Option<usize>>,
+}
+
+/// Groups trials into work units, in plan order of each unit's first member.
+pub fn work_units(candidates: &[Candidate]) -> Vec<WorkUnit> {
+    let mut units: Vec<WorkUnit> = Vec::new();
+    let mut by_group: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, c) in candidates.iter().enumerate() {
+        let staged = c
+            .algorithm
+            .staged_param()
+            .and_then(|p| match c.params.get(p) {
+                Some(ParamValue::Int(n)) if *n >= 1 => Some((p, *n as usize)),
+                _ => None,
+            });
+        match staged {
+            Some((param, n)) => {
+                let mut rest = c.params.clone();
+                rest.remove(param);
+                let group = format!(
+                    "{}:{}",
+                    c.algorithm.name(),
+                    serde_json::to_string(&rest).unwrap_or_default()
+                );
+                let unit = *by_group.entry(group).or_insert_with(|| {
+                    units.push(WorkUnit {
+                        members: Vec::new(),
+                        stages: Vec::new(),
+                    });
+                    units.len() - 1
+                });
+                units[unit].members.push(i);
+                units[unit].stages.push(Some(n));
+            }
+            None => units.push(WorkUnit {
+                members: vec![i],
+                stages: vec![None],
+            }),
+        }
+    }
+    for unit in &mut units {
+        let mut pairs: Vec<(usize, Option<usize>)> = unit
+            .members
+            .iter()
+            .copied()
+            .zip(unit.stages.iter().copied())
+            .collect();
+        pairs.sort_by_key(|&(_, n)| n);
+        (unit.members, unit.stages) = pairs.into_iter().unzip();
+    }
+    units
+}
+
+/// A slice `index` of `count` (`--shard I/N`, I counted from 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// This copy's index, `0..count`.
+    pub index: usize,
+    /// Number of copies.
+    pub count: usize,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let err = || format!("`{text}` is not a shard: write I/N with 0 <= I < N, e.g. 0/4");
+        let (i, n) = text.split_once('/').ok_or_else(err)?;
+        let index: usize = i.trim().parse().map_err(|_| err())?;
+        let count: usize = n.trim().parse().map_err(|_| err())?;
+        if count == 0 || index >= count {
+            return Err(err());
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+impl Shard {
+    /// Keeps the units of this shard: unit `u` belongs to shard `u mod N`, so the slices are
+    /// disjoint, cover the plan, and staged groups are never split across machines.
+    pub fn select(&self, units: Vec<WorkUnit>) -> Vec<WorkUnit> {
+        units
+            .into_iter()
+            .enumerate()
+            .filter(|(u, _)| u % self.count == self.index)
+            .map(|(_, unit)| unit)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::yaml::parse_yaml;
+
+    fn grid(models: &str) -> Result<Vec<Candidate>, GridError> {
+        let text = format!(
+            "name: t\ndata: {{ source: synthetic, schema: data_schema/phishing.yaml }}\nmodels:\n{models}"
+        );
+        let path = Path::new("g.yaml");
+        let file: GridFile = parse_yaml(path, &text)?;
+        expand(&file, path)
+    }
+
+    #[test]
+    fn expands_cartesian_product_with_defaults() {
+        let c = grid("  - algorithm: decision_tree\n    grid: { criterion: [gini, entropy], max_depth: [null, 8, 16] }\n").unwrap();
+        assert_eq!(c.len(), 6);
+        assert!(c.iter().all(|c| c.params.contains_key("min_samples_leaf")));
+    }
+
+    #[test]
+    fn unknown_algorithm_names_line() {
+        let err =
+            grid("  - algorithm: decision_tree\n  - algorithm: random_forrest\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("g.yaml:5:"), "{text}");
+        assert!(
+            text.contains("unknown algorithm `random_forrest`"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn bad_parameter_names_line_and_key() {
+        let err = grid("  - algorithm: random_forest\n    grid:\n      n_estimators: [8, 16]\n      max_dept: [3]\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("g.yaml:7:"), "{text}");
+        assert!(text.contains("max_dept"), "{text}");
+        let err = grid("  - algorithm: random_forest\n    grid: { n_estimators: [eight] }\n")
+            .unwrap_err();
+        assert!(err.to_string().starts_with("g.yaml:5:"), "{err}");
+        assert!(err.to_string().contains("n_estimators"), "{err}");
+    }
+
+    #[test]
+    fn empty_grid_list_is_rejected() {
+        let path = Path::new("g.yaml");
+        let text = "name: t\ndata: { source: synthetic, schema: s.yaml }\nmodels:\n  - algorithm: svm\n    grid: { c: [] }\n";
+        let file: GridFile = parse_yaml(path, text).unwrap();
+        let err = file.check(path).unwrap_err().to_string();
+        assert!(
+            err.starts_with("g.yaml:5:") && err.contains("empty"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn staged_grids_share_a_fit_and_shards_partition() {
+        let c = grid("  - algorithm: random_forest\n    grid: { n_estimators: [32, 8, 16], max_depth: [null, 4] }\n  - algorithm: decision_tree\n").unwrap();
+        let units = work_units(&c);
+        assert_eq!(units.len(), 3);
+        assert_eq!(units[0].stages, vec![Some(8), Some(16), Some(32)]);
+        let a = Shard { index: 0, count: 2 }.select(units.clone());
+        let b = Shard { index: 1, count: 2 }.select(units.clone());
+        let mut all: Vec<usize> = a.iter().chain(&b).flat_map(|u| u.members.clone()).collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..c.len()).collect::<Vec<_>>());
+        assert!("2/2".parse::<Shard>().is_err());
+        assert_eq!(
+            "1/3".parse::<Shard>().unwrap(),
+            Shard { index: 1, count: 3 }
+        );
+    }
+
+    #[test]
+    fn keys_change_with_data_and_params() {
+        let c = grid("  - algorithm: decision_tree\n    grid: { max_depth: [4, 5] }\n").unwrap();
+        let split = SplitSpec::default();
+        let ctx = KeyContext {
+            data_fingerprint: "a",
+            split: &split,
+            folds: 3,
+        };
+        let k0 = trial_key(&c[0], &ctx);
+        assert_eq!(k0, trial_key(&c[0], &ctx));
+        assert_ne!(k0, trial_key(&c[1], &ctx));
+        let other = KeyContext {
+            data_fingerprint: "b",
+            ..ctx.clone()
+        };
+        assert_ne!(k0, trial_key(&c[0], &other));
+    }
+}

@@ -1,0 +1,199 @@
+//! What one trial produced, as stored, ranked and reported.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::grid::SelectMetric;
+use crate::models::Params;
+use crate::models::metrics::Metrics;
+
+/// Mean and standard deviation of a metric over the cross-validation folds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MeanStd {
+    /// Mean over folds.
+    pub mean: f64,
+    /// Population standard deviation over folds.
+    pub std: f64,
+}
+
+impl MeanStd {
+    /// Summarizes per-fold values (NaN when there are none).
+    pub fn of(values: &[f64]) -> MeanStd {
+        let n = values.len() as f64;
+        let mean = values.iter().sum::<f64>() / n;
+        let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+        MeanStd {
+            mean,
+            std: var.sqrt(),
+        }
+    }
+}
+
+/// How a trial ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrialStatus {
+    /// Scored.
+    Finished,
+    /// The fit failed; `error` says why.
+    Failed,
+}
+
+impl TrialStatus {
+    /// Name as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrialStatus::Finished => "finished",
+            TrialStatus::Failed => "failed",
+        }
+    }
+}
+
+/// The outcome of one grid point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrialRecord {
+    /// Deterministic key: algorithm, params, data fingerprint, split, folds and seed.
+    pub key: String,
+    /// Experiment name.
+    pub experiment: String,
+    /// Algorithm name.
+    pub algorithm: String,
+    /// Resolved parameters (defaults filled in).
+    pub params: Params,
+    /// Finished or failed.
+    pub status: TrialStatus,
+    /// Cross-validation metrics by name (what ranking uses).
+    pub cv: BTreeMap<String, MeanStd>,
+    /// Metrics on the held-out test set, scored once for the report.
+    pub test: Option<Metrics>,
+    /// Seconds to fit on the whole training part (for staged ensembles: the shared fit of the
+    /// largest ensemble).
+    pub fit_seconds: f64,
+    /// Seconds to predict the whole test set.
+    pub predict_seconds: f64,
+    /// Why the trial failed.
+    pub error: Option<String>,
+    /// Fingerprint of the data it ran on.
+    pub data_fingerprint: String,
+    /// When it finished (Unix milliseconds).
+    pub finished_at_ms: i64,
+}
+
+impl TrialRecord {
+    /// The CV mean of `metric`, if scored.
+    pub fn cv_score(&self, metric: SelectMetric) -> Option<f64> {
+        self.cv
+            .get(metric.name())
+            .map(|m| m.mean)
+            .filter(|v| v.is_finite())
+    }
+
+    /// A short label such as `random_forest n_estimators=128`, naming only the parameters
+    /// given in `shown`.
+    pub fn label(&self, shown: &[String]) -> String {
+        let mut label = self.algorithm.clone();
+        for key in shown {
+            if let Some(value) = self.params.get(key) {
+                label.push_str(&format!(" {key}={}", value.to_string().trim_matches('"')));
+            }
+        }
+        label
+    }
+}
+
+/// Names of the metrics every trial records, in report order.
+pub const METRIC_NAMES: [&str; 8] = [
+    "accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "roc_auc",
+    "pr_auc",
+    "mcc",
+    "log_loss",
+];
+
+/// Per-fold metrics by name, from the models' metric set.
+pub fn metric_values(m: &Metrics) -> BTreeMap<&'static str, f64> {
+    BTreeMap::from([
+        ("accuracy", m.accuracy),
+        ("precision", m.precision),
+        ("recall", m.recall),
+        ("f1", m.f1),
+        ("roc_auc", m.roc_auc.unwrap_or(f64::NAN)),
+        ("pr_auc", m.pr_auc.unwrap_or(f64::NAN)),
+        ("mcc", m.mcc),
+        ("log_loss", m.log_loss),
+    ])
+}
+
+/// Sorts records best first by the CV metric; failed and unscored trials go last, ties are
+/// broken by key so the order is stable.
+pub fn rank(records: &mut [TrialRecord], metric: SelectMetric) {
+    records.sort_by(|a, b| {
+        let (sa, sb) = (a.cv_score(metric), b.cv_score(metric));
+        match (sa, sb) {
+            (Some(x), Some(y)) => {
+                let order = if metric.higher_is_better() {
+                    y.total_cmp(&x)
+                } else {
+                    x.total_cmp(&y)
+                };
+                order.then_with(|| a.key.cmp(&b.key))
+            }
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => a.key.cmp(&b.key),
+        }
+    });
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// `YYYY-MM-DD HH:MM:SS` (UTC) of Unix milliseconds.
+pub fn format_ms(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_utc_dates() {
+        assert_eq!(format_ms(0), "1970-01-01 00:00:00");
+        assert_eq!(format_ms(1_795_000_000_000), "2026-11-18 11:06:40");
+        assert_eq!(format_ms(951_782_400_000), "2000-02-29 00:00:00");
+    }
+
+    #[test]
+    fn mean_and_std() {
+        let m = MeanStd::of(&[1.0, 2.0, 3.0]);
+        assert_eq!(m.mean, 2.0);
+        assert!((m.std - (2.0f64 / 3.0).sqrt()).abs() < 1e-12);
+    }
+}
