@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -22,7 +22,7 @@ use crate::model_file::{FORMAT, FORMAT_VERSION, ModelFile, ModelMetrics};
 use crate::models::FittedModel;
 use crate::sweep::executor::{Executor, UnitResult, truncated};
 use crate::sweep::plan::{Candidate, KeyContext, expand, trial_key, work_units};
-use crate::sweep::record::{TrialRecord, TrialStatus, rank};
+use crate::sweep::record::{TrialRecord, TrialStatus, compare, rank};
 use crate::sweep::store::{NewSweep, RunStore, SweepStatus};
 
 /// What `--output json` prints.
@@ -56,7 +56,7 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     let grid = GridFile::from_file(&args.grid)?;
     let candidates = expand(&grid, &args.grid)?;
     let schema = Schema::from_file(&grid.data.schema.value)?;
-    let data = load_data(&grid)?;
+    let data = load_data(&grid, &schema)?;
     tracing::info!(
         rows = data.len(),
         attacks = data.attacks(),
@@ -84,7 +84,7 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let store = runtime.block_on(RunStore::open(&store_path(&args.state.state_dir)))?;
+    let store = runtime.block_on(RunStore::open(&RunStore::path_in(&args.state.state_dir)))?;
     let finished = runtime.block_on(store.finished_trials(&planned_keys))?;
     let metric = grid.select.metric;
     let experiment = grid.name.clone();
@@ -117,7 +117,7 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     watch_signals(&runtime, cancel.clone());
     let executor = Executor::new(&experiment, &data, &split, &folds, grid.split.seed);
     let grid_keys = grid_keys_by_algorithm(&candidates);
-    let progress = Progress::new(todo_trials, metric, &grid_keys);
+    let mut progress = Progress::new(todo_trials, metric, &grid_keys);
     let mut best: Option<(TrialRecord, FittedModel)> = None;
     let mut run_count = 0usize;
     let mut store_error = None;
@@ -282,7 +282,7 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-fn load_data(grid: &GridFile) -> anyhow::Result<Dataset> {
+fn load_data(grid: &GridFile, schema: &Schema) -> anyhow::Result<Dataset> {
     let data = &grid.data;
     let source = match data.source.value {
         SourceKind::Csv | SourceKind::Parquet => {
@@ -300,9 +300,8 @@ fn load_data(grid: &GridFile) -> anyhow::Result<Dataset> {
             seed: data.seed.unwrap_or(42),
         },
     };
-    let schema = Schema::from_file(&data.schema.value)?;
     let table = source.load()?;
-    Ok(dataset_from_table(&table, &schema)?)
+    Ok(dataset_from_table(&table, schema)?)
 }
 
 fn grid_keys_by_algorithm(candidates: &[Candidate]) -> HashMap<String, Vec<String>> {
@@ -320,17 +319,11 @@ fn keep_best(
     metric: SelectMetric,
 ) {
     for record in records.iter().filter(|r| r.status == TrialStatus::Finished) {
-        let better = match best {
-            None => true,
-            Some((current, _)) => {
-                let mut pair = [current.clone(), record.clone()];
-                rank(&mut pair, metric);
-                pair[0].key == record.key
-            }
-        };
+        let better = best
+            .as_ref()
+            .is_none_or(|(current, _)| compare(record, current, metric).is_lt());
         if better {
-            let stage = model_stage(record);
-            let member = match stage {
+            let member = match model_stage(record) {
                 Some(n) if Some(n) != model.n_stages() => truncated(model, n).ok(),
                 _ => Some(model.clone()),
             };
@@ -431,9 +424,9 @@ struct Progress<'a> {
     bar: Option<ProgressBar>,
     grid_keys: &'a HashMap<String, Vec<String>>,
     total: usize,
-    done: std::sync::atomic::AtomicUsize,
+    done: usize,
     metric: SelectMetric,
-    best: std::sync::Mutex<Option<f64>>,
+    best: Option<f64>,
 }
 
 impl<'a> Progress<'a> {
@@ -458,47 +451,48 @@ impl<'a> Progress<'a> {
             bar,
             grid_keys,
             total,
-            done: Default::default(),
+            done: 0,
             metric,
-            best: Default::default(),
+            best: None,
         }
     }
 
-    fn trial_done(&self, record: &TrialRecord) {
-        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
-        let mut best = self.best.lock().unwrap_or_else(|e| e.into_inner());
+    fn trial_done(&mut self, record: &TrialRecord) {
+        self.done += 1;
         if let Some(score) = record.cv_score(self.metric) {
-            let better = match *best {
+            let better = match self.best {
                 None => true,
                 Some(b) if self.metric.higher_is_better() => score > b,
                 Some(b) => score < b,
             };
             if better {
-                *best = Some(score);
+                self.best = Some(score);
             }
         }
-        let best_text = best
+        let best = self
+            .best
             .map(|b| format!("best cv {} {b:.4}", self.metric.name()))
             .unwrap_or_default();
+        let label = record.label(self.grid_keys.get(&record.algorithm).map_or(&[][..], |k| k));
         match &self.bar {
             Some(bar) => {
-                bar.set_position(done as u64);
-                bar.set_message(best_text);
+                bar.set_position(self.done as u64);
+                bar.set_message(best);
             }
             None => match record.status {
                 TrialStatus::Finished => tracing::info!(
-                    "trial {done}/{}: {} {} cv {} {:.4} ({best_text})",
+                    "trial {}/{}: {} {label} cv {} {:.4} ({best})",
+                    self.done,
                     self.total,
                     &record.key[..10],
-                    record.label(self.grid_keys.get(&record.algorithm).map_or(&[][..], |k| k)),
                     self.metric.name(),
                     record.cv_score(self.metric).unwrap_or(f64::NAN),
                 ),
                 TrialStatus::Failed => tracing::warn!(
-                    "trial {done}/{}: {} {} failed: {}",
+                    "trial {}/{}: {} {label} failed: {}",
+                    self.done,
                     self.total,
                     &record.key[..10],
-                    record.algorithm,
                     record.error.as_deref().unwrap_or("")
                 ),
             },
@@ -510,9 +504,4 @@ impl<'a> Progress<'a> {
             bar.finish_and_clear();
         }
     }
-}
-
-/// The state directory's run store path.
-pub fn store_path(state_dir: &Path) -> PathBuf {
-    state_dir.join("netsec.db")
 }

@@ -6,7 +6,6 @@ use std::io::Write;
 use anyhow::Context;
 use serde::Serialize;
 
-use super::experiment_run::store_path;
 use super::leaderboard::{self, Leaderboard};
 use crate::cli::{CompareArgs, ListArgs, OutputFormat, ShowArgs, StateArgs};
 use crate::config::grid::SelectMetric;
@@ -15,7 +14,7 @@ use crate::sweep::record::{METRIC_NAMES, TrialRecord, format_ms, metric_values, 
 use crate::sweep::store::RunStore;
 
 fn open(state: &StateArgs) -> anyhow::Result<(tokio::runtime::Runtime, RunStore)> {
-    let path = store_path(&state.state_dir);
+    let path = RunStore::path_in(&state.state_dir);
     if !path.exists() {
         return Err(UsageError(format!(
             "no run store at {} (run `netsec experiment run GRID` first, or pass --state-dir)",

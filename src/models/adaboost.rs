@@ -38,6 +38,7 @@ pub struct AdaBoost;
 
 /// A fitted AdaBoost model: stumps whose leaves output +1 (attack) or -1, with their weights.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "AdaBoostRepr")]
 pub struct Fitted {
     /// Features per row.
     pub n_features: usize,
@@ -87,7 +88,7 @@ impl Algorithm for AdaBoost {
         let mut stumps = Vec::new();
         let mut alphas = Vec::new();
         let mut wrong = vec![false; n];
-        let mut row = vec![0.0; x.ncols()];
+        let mut leaves = Vec::new();
         for m in 0..rounds {
             let target = ClassTarget {
                 y,
@@ -96,18 +97,24 @@ impl Algorithm for AdaBoost {
             };
             let mut samples: Vec<u32> = (0..n as u32).filter(|&i| w[i as usize] > 0.0).collect();
             let mut rng = crate::models::rng_for(seed, m as u64);
-            let mut stump = tree::grow(&data, &target, &mut samples, &opts, &mut rng);
+            let mut stump =
+                tree::grow_recording(&data, &target, &mut samples, &opts, &mut rng, &mut leaves);
             stump.map_leaves(|p| if p > 0.5 { 1.0 } else { -1.0 });
-            let mut err = 0.0;
-            let mut total = 0.0;
-            for i in 0..n {
-                row.iter_mut().zip(x.row(i)).for_each(|(d, s)| *d = *s);
-                wrong[i] = (stump.predict_row(&row) > 0.0) != y[i];
-                total += w[i];
-                if wrong[i] {
-                    err += w[i];
+            // Rows of weight 0 stay at 0 and never matter again; the others sit in the leaves.
+            wrong.fill(false);
+            for leaf in &leaves {
+                let attack = leaf.value > 0.5;
+                for &i in &samples[leaf.start..leaf.end] {
+                    wrong[i as usize] = attack != y[i as usize];
                 }
             }
+            let total: f64 = w.iter().sum();
+            let err: f64 = w
+                .iter()
+                .zip(&wrong)
+                .filter(|(_, w)| **w)
+                .map(|(v, _)| v)
+                .sum();
             let err = err / total;
             if err <= 0.0 {
                 stumps.push(stump);
@@ -147,6 +154,31 @@ impl Algorithm for AdaBoost {
     }
 }
 
+/// Serialized form, checked before use so a corrupt model file cannot cause a panic.
+#[derive(Deserialize)]
+struct AdaBoostRepr {
+    n_features: usize,
+    stumps: Vec<Tree>,
+    alphas: Vec<f64>,
+}
+
+impl TryFrom<AdaBoostRepr> for Fitted {
+    type Error = String;
+    fn try_from(r: AdaBoostRepr) -> Result<Self, String> {
+        if r.stumps.is_empty()
+            || r.stumps.len() != r.alphas.len()
+            || r.stumps.iter().any(|t| t.n_features() != r.n_features)
+        {
+            return Err("adaboost needs one alpha per stump and stumps matching n_features".into());
+        }
+        Ok(Fitted {
+            n_features: r.n_features,
+            stumps: r.stumps,
+            alphas: r.alphas,
+        })
+    }
+}
+
 impl Predictor for Fitted {
     fn n_features(&self) -> usize {
         self.n_features
@@ -154,7 +186,7 @@ impl Predictor for Fitted {
 
     fn proba_row(&self, row: &[f64]) -> f64 {
         let mut out = [0.0];
-        self.staged_proba_row(row, &[self.stumps.len()], &mut out);
+        self.proba_batch(row, &mut out);
         out[0]
     }
 
@@ -172,21 +204,33 @@ impl Predictor for Fitted {
         Some(self.stumps.len())
     }
 
-    fn staged_proba_row(&self, row: &[f64], stages: &[usize], out: &mut [f64]) {
-        let (mut score, mut total) = (0.0, 0.0);
-        let mut done = 0;
-        for (o, &k) in out.iter_mut().zip(stages) {
-            for (s, a) in self.stumps[done..k].iter().zip(&self.alphas[done..k]) {
-                score += a * s.predict_row(row);
-                total += a;
-            }
-            done = k;
-            *o = if total > 0.0 && total.is_finite() {
-                1.0 / (1.0 + (-score / total).exp())
-            } else {
-                0.5
-            };
-        }
+    fn proba_batch(&self, x: &[f64], out: &mut [f64]) {
+        let mut staged = [vec![0.0; out.len()]];
+        self.staged_proba_batch(x, &[self.stumps.len()], &mut staged);
+        out.copy_from_slice(&staged[0]);
+    }
+
+    fn staged_proba_batch(&self, x: &[f64], stages: &[usize], out: &mut [Vec<f64>]) {
+        let totals: Vec<f64> = stages
+            .iter()
+            .map(|&k| self.alphas[..k].iter().sum())
+            .collect();
+        tree::staged_sums(
+            &self.stumps,
+            Some(&self.alphas),
+            x,
+            stages,
+            0.0,
+            out,
+            |j, score| {
+                let total = totals[j];
+                if total > 0.0 && total.is_finite() {
+                    1.0 / (1.0 + (-score / total).exp())
+                } else {
+                    0.5
+                }
+            },
+        );
     }
 }
 

@@ -13,7 +13,7 @@
 //! See RESULTS.md for the measured comparison.
 
 use ndarray::ArrayView2;
-use rand::seq::index::sample;
+use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
 use crate::models::binning::BinnedMatrix;
@@ -67,6 +67,7 @@ pub struct GradientBoosting;
 /// A fitted booster: `P(attack) = sigmoid(init + sum of tree outputs)`; the trees' leaves
 /// already include the learning rate.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "BoosterRepr")]
 pub struct Fitted {
     /// Features per row.
     pub n_features: usize,
@@ -142,6 +143,26 @@ impl Target for GradTarget<'_> {
     }
 }
 
+/// `k` of the rows `0..n` drawn uniformly without replacement, in ascending order (selection
+/// sampling, one random number per row, no sort).
+fn in_bag(n: usize, k: usize, rng: &mut impl RngCore) -> Vec<u32> {
+    if k >= n {
+        return (0..n as u32).collect();
+    }
+    let mut out = Vec::with_capacity(k);
+    for i in 0..n {
+        let needed = k - out.len();
+        if needed == 0 {
+            break;
+        }
+        // Lemire's multiply-shift: uniform in 0..n-i up to a 2^-32 bias, one u32 per row.
+        if ((u64::from(rng.next_u32()) * (n - i) as u64) >> 32) < needed as u64 {
+            out.push(i as u32);
+        }
+    }
+    out
+}
+
 fn sigmoid(z: f64) -> f64 {
     1.0 / (1.0 + (-z).exp())
 }
@@ -193,6 +214,9 @@ impl Algorithm for GradientBoosting {
         let mut h = vec![0.0; n];
         let n_inbag = ((subsample * n as f64) as usize).clamp(1, n);
         let mut trees = Vec::with_capacity(rounds);
+        let mut leaves = Vec::new();
+        let mut in_bag_mask = vec![false; n];
+        let mut out_of_bag = Vec::new();
         for m in 0..rounds {
             for i in 0..n {
                 let p = sigmoid(raw[i]);
@@ -200,21 +224,25 @@ impl Algorithm for GradientBoosting {
                 h[i] = p * (1.0 - p);
             }
             let mut rng = crate::models::rng_for(seed, m as u64);
-            let mut samples: Vec<u32> = if n_inbag < n {
-                let mut s: Vec<u32> = sample(&mut rng, n, n_inbag)
-                    .into_iter()
-                    .map(|i| i as u32)
-                    .collect();
-                s.sort_unstable();
-                s
-            } else {
-                (0..n as u32).collect()
-            };
+            let mut samples = in_bag(n, n_inbag, &mut rng);
             let target = GradTarget { g: &g, h: &h };
-            let mut t = tree::grow(&data, &target, &mut samples, &opts, &mut rng);
+            let mut t =
+                tree::grow_recording(&data, &target, &mut samples, &opts, &mut rng, &mut leaves);
             t.map_leaves(|v| lr * v);
-            for (i, r) in raw.iter_mut().enumerate() {
-                *r += t.predict_row(&rows[i * d..(i + 1) * d]);
+            // In-bag rows: add their leaf's value directly; out-of-bag rows: traverse.
+            if n_inbag < n {
+                in_bag_mask.fill(false);
+                for &i in &samples {
+                    in_bag_mask[i as usize] = true;
+                }
+                out_of_bag.clear();
+                out_of_bag.extend((0..n as u32).filter(|&i| !in_bag_mask[i as usize]));
+                t.add_rows(rows, &out_of_bag, 1.0, &mut raw);
+            }
+            for leaf in &leaves {
+                for &i in &samples[leaf.start..leaf.end] {
+                    raw[i as usize] += lr * leaf.value;
+                }
             }
             trees.push(t);
         }
@@ -223,6 +251,28 @@ impl Algorithm for GradientBoosting {
             init,
             trees,
         }))
+    }
+}
+
+/// Serialized form, checked before use so a corrupt model file cannot cause a panic.
+#[derive(Deserialize)]
+struct BoosterRepr {
+    n_features: usize,
+    init: f64,
+    trees: Vec<Tree>,
+}
+
+impl TryFrom<BoosterRepr> for Fitted {
+    type Error = String;
+    fn try_from(r: BoosterRepr) -> Result<Self, String> {
+        if r.trees.iter().any(|t| t.n_features() != r.n_features) {
+            return Err("gradient boosting trees must match its n_features".into());
+        }
+        Ok(Fitted {
+            n_features: r.n_features,
+            init: r.init,
+            trees: r.trees,
+        })
     }
 }
 
@@ -249,17 +299,20 @@ impl Predictor for Fitted {
         Some(self.trees.len())
     }
 
-    fn staged_proba_row(&self, row: &[f64], stages: &[usize], out: &mut [f64]) {
-        let mut raw = self.init;
-        let mut done = 0;
-        for (o, &k) in out.iter_mut().zip(stages) {
-            raw += self.trees[done..k]
-                .iter()
-                .map(|t| t.predict_row(row))
-                .sum::<f64>();
-            done = k;
-            *o = sigmoid(raw);
+    fn staged_proba_batch(&self, x: &[f64], stages: &[usize], out: &mut [Vec<f64>]) {
+        tree::staged_sums(&self.trees, None, x, stages, self.init, out, |_, raw| {
+            sigmoid(raw)
+        });
+    }
+
+    fn proba_batch(&self, x: &[f64], out: &mut [f64]) {
+        if self.trees.is_empty() {
+            out.fill(sigmoid(self.init));
+            return;
         }
+        let mut staged = [vec![0.0; out.len()]];
+        self.staged_proba_batch(x, &[self.trees.len()], &mut staged);
+        out.copy_from_slice(&staged[0]);
     }
 }
 
@@ -289,6 +342,16 @@ mod tests {
             loss(20),
             loss(60)
         );
+    }
+
+    #[test]
+    fn in_bag_draws_exactly_k_sorted() {
+        let mut rng = crate::models::rng_for(1, 2);
+        for (n, k) in [(10, 3), (100, 99), (5, 5), (7, 1)] {
+            let s = in_bag(n, k, &mut rng);
+            assert_eq!(s.len(), k);
+            assert!(s.windows(2).all(|w| w[0] < w[1]) && s.iter().all(|&i| (i as usize) < n));
+        }
     }
 
     #[test]

@@ -18,7 +18,12 @@
 //! are exactly the model a fit with `n_estimators = k` (same other params, same seed) returns:
 //! trees are seeded by their index and boosting rounds only depend on earlier rounds. The sweep
 //! engine therefore groups grid points that differ only in `n_estimators`, fits the largest, and
-//! scores the others with [`FittedModel::truncated`].
+//! scores every size at once with [`FittedModel::staged_predict_proba`] (or materializes one
+//! size with [`FittedModel::truncated`]). `examples/sweep_bench.rs` shows the pattern.
+//!
+//! # Threads
+//! `random_forest` fits its trees on the global rayon pool; every other fit is single-threaded,
+//! so a sweep should run independent fits in parallel. Results never depend on thread count.
 
 pub mod adaboost;
 pub(crate) mod binning;
@@ -28,6 +33,7 @@ pub mod logistic_regression;
 pub mod metrics;
 pub mod params;
 pub mod random_forest;
+pub(crate) mod smo;
 pub mod svm;
 pub(crate) mod tree;
 
@@ -116,7 +122,7 @@ pub enum ModelError {
         /// The class present.
         attack: bool,
     },
-    /// A NaN or infinite feature value.
+    /// A NaN or infinite feature value (in training or prediction input).
     #[error("feature {feature} of row {row} is not a finite number")]
     NonFinite {
         /// Row index.
@@ -213,9 +219,17 @@ pub(crate) trait Predictor {
     fn n_stages(&self) -> Option<usize> {
         None
     }
-    /// P(attack) of `row` under the first `stages[j]` trees / rounds, into `out[j]`, in one
-    /// pass over the ensemble. `stages` is ascending within `1..=n_stages` (checked by caller).
-    fn staged_proba_row(&self, _row: &[f64], _stages: &[usize], _out: &mut [f64]) {}
+    /// P(attack) of every row of `x` (row-major, `n_features` columns) into `out`.
+    fn proba_batch(&self, x: &[f64], out: &mut [f64]) {
+        let d = self.n_features().max(1);
+        for (o, row) in out.iter_mut().zip(x.chunks_exact(d)) {
+            *o = self.proba_row(row);
+        }
+    }
+    /// P(attack) of every row of `x` under the first `stages[j]` trees / rounds into
+    /// `out[j]`, in one pass over the ensemble. `stages` is ascending within `1..=n_stages`
+    /// (checked by the caller); only staged ensembles are called.
+    fn staged_proba_batch(&self, _x: &[f64], _stages: &[usize], _out: &mut [Vec<f64>]) {}
 }
 
 impl FittedModel {
@@ -237,25 +251,21 @@ impl FittedModel {
 
     /// P(attack) for each row of `x`.
     pub fn predict_proba(&self, x: ArrayView2<f64>) -> Result<Vec<f64>, ModelError> {
-        self.check_width(x.ncols())?;
-        let m = self.inner();
-        let mut buf = Vec::new();
-        Ok(x.rows()
-            .into_iter()
-            .map(|row| match row.as_slice() {
-                Some(r) => m.proba_row(r),
-                None => {
-                    buf.clear();
-                    buf.extend(row.iter().copied());
-                    m.proba_row(&buf)
-                }
-            })
-            .collect())
+        self.check_input(x)?;
+        let xs = x.as_standard_layout();
+        let mut out = vec![0.0; x.nrows()];
+        if let Some(flat) = xs.as_slice() {
+            self.inner().proba_batch(flat, &mut out);
+        }
+        Ok(out)
     }
 
     /// P(attack) for one row; the fast path for serving single requests.
     pub fn predict_proba_row(&self, row: &[f64]) -> Result<f64, ModelError> {
         self.check_width(row.len())?;
+        if let Some(feature) = row.iter().position(|v| !v.is_finite()) {
+            return Err(ModelError::NonFinite { row: 0, feature });
+        }
         Ok(self.inner().proba_row(row))
     }
 
@@ -286,7 +296,7 @@ impl FittedModel {
         x: ArrayView2<f64>,
         stages: &[usize],
     ) -> Result<Vec<Vec<f64>>, ModelError> {
-        self.check_width(x.ncols())?;
+        self.check_input(x)?;
         let n_stages = self.n_stages().unwrap_or(0);
         let ascending = stages.windows(2).all(|w| w[0] < w[1]);
         if !ascending
@@ -298,23 +308,10 @@ impl FittedModel {
                 n_stages,
             });
         }
-        let m = self.inner();
-        let mut result = vec![Vec::with_capacity(x.nrows()); stages.len()];
-        let mut out = vec![0.0; stages.len()];
-        let mut buf = Vec::new();
-        for row in x.rows() {
-            let r = match row.as_slice() {
-                Some(r) => r,
-                None => {
-                    buf.clear();
-                    buf.extend(row.iter().copied());
-                    &buf
-                }
-            };
-            m.staged_proba_row(r, stages, &mut out);
-            for (res, v) in result.iter_mut().zip(&out) {
-                res.push(*v);
-            }
+        let xs = x.as_standard_layout();
+        let mut result = vec![vec![0.0; x.nrows()]; stages.len()];
+        if let Some(flat) = xs.as_slice() {
+            self.inner().staged_proba_batch(flat, stages, &mut result);
         }
         Ok(result)
     }
@@ -330,6 +327,15 @@ impl FittedModel {
             Ok(())
         } else {
             Err(ModelError::FeatureCount { expected, got })
+        }
+    }
+
+    /// Width, then finiteness: NaN/inf features are an error at prediction as at fit time.
+    fn check_input(&self, x: ArrayView2<f64>) -> Result<(), ModelError> {
+        self.check_width(x.ncols())?;
+        match x.indexed_iter().find(|(_, v)| !v.is_finite()) {
+            Some(((row, feature), _)) => Err(ModelError::NonFinite { row, feature }),
+            None => Ok(()),
         }
     }
 }
@@ -451,13 +457,34 @@ mod tests {
     }
 
     #[test]
+    fn inconsistent_model_files_are_rejected() {
+        let bad = [
+            // forest whose tree expects 2 features inside a 1-feature forest
+            r#"{"algorithm":"random_forest","n_features":1,"trees":[{"n_features":2,"nodes":[[1,1,0.5],[4294967295,0,0.0],[4294967295,0,1.0]]}]}"#,
+            r#"{"algorithm":"random_forest","n_features":1,"trees":[]}"#,
+            r#"{"algorithm":"gradient_boosting","n_features":3,"init":0.0,"trees":[{"n_features":2,"nodes":[[4294967295,0,0.0]]}]}"#,
+            r#"{"algorithm":"adaboost","n_features":2,"stumps":[{"n_features":2,"nodes":[[4294967295,0,1.0]]}],"alphas":[]}"#,
+            r#"{"algorithm":"svm","n_features":2,"kernel":{"kernel":"rbf","gamma":1.0,"support_vectors":[1.0,2.0,3.0],"coef":[1.0]},"rho":0.0,"platt_a":1.0}"#,
+            r#"{"algorithm":"svm","n_features":2,"kernel":{"kernel":"linear","w":[1.0]},"rho":0.0,"platt_a":1.0}"#,
+            r#"{"algorithm":"decision_tree","tree":{"n_features":1,"nodes":[[3,1,0.5],[4294967295,0,0.0],[4294967295,0,1.0]]}}"#,
+        ];
+        for json in bad {
+            assert!(serde_json::from_str::<FittedModel>(json).is_err(), "{json}");
+        }
+    }
+
+    #[test]
     fn staged_models_equal_smaller_fits() {
         let (x, y) = testutil::toy(300, 6, 5);
         for a in algorithms().iter().filter(|a| a.staged_param().is_some()) {
             let key = a.staged_param().unwrap().to_string();
             let mut big = Params::new();
+            if a.name() == "gradient_boosting" {
+                // subsampled rounds must stay reproducible too
+                big.insert("subsample".into(), ParamValue::Float(0.7));
+            }
+            let mut small = big.clone();
             big.insert(key.clone(), ParamValue::Int(12));
-            let mut small = Params::new();
             small.insert(key, ParamValue::Int(5));
             let m12 = a.fit(&big, x.view(), &y, 11).unwrap();
             let m5 = a.fit(&small, x.view(), &y, 11).unwrap();

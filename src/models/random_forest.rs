@@ -62,6 +62,7 @@ pub struct RandomForest;
 
 /// A fitted forest: trees whose leaves hold P(attack); the forest averages them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "ForestRepr")]
 pub struct Fitted {
     /// Features per row.
     pub n_features: usize,
@@ -132,6 +133,26 @@ impl Algorithm for RandomForest {
     }
 }
 
+/// Serialized form, checked before use so a corrupt model file cannot cause a panic.
+#[derive(Deserialize)]
+struct ForestRepr {
+    n_features: usize,
+    trees: Vec<Tree>,
+}
+
+impl TryFrom<ForestRepr> for Fitted {
+    type Error = String;
+    fn try_from(r: ForestRepr) -> Result<Self, String> {
+        if r.trees.is_empty() || r.trees.iter().any(|t| t.n_features() != r.n_features) {
+            return Err("random forest needs trees matching its n_features".into());
+        }
+        Ok(Fitted {
+            n_features: r.n_features,
+            trees: r.trees,
+        })
+    }
+}
+
 impl Predictor for Fitted {
     fn n_features(&self) -> usize {
         self.n_features
@@ -157,17 +178,16 @@ impl Predictor for Fitted {
         Some(self.trees.len())
     }
 
-    fn staged_proba_row(&self, row: &[f64], stages: &[usize], out: &mut [f64]) {
-        let mut sum = 0.0;
-        let mut done = 0;
-        for (o, &k) in out.iter_mut().zip(stages) {
-            sum += self.trees[done..k]
-                .iter()
-                .map(|t| t.predict_row(row))
-                .sum::<f64>();
-            done = k;
-            *o = sum / k as f64;
-        }
+    fn staged_proba_batch(&self, x: &[f64], stages: &[usize], out: &mut [Vec<f64>]) {
+        tree::staged_sums(&self.trees, None, x, stages, 0.0, out, |j, sum| {
+            sum / stages[j] as f64
+        });
+    }
+
+    fn proba_batch(&self, x: &[f64], out: &mut [f64]) {
+        let mut staged = [vec![0.0; out.len()]];
+        self.staged_proba_batch(x, &[self.trees.len()], &mut staged);
+        out.copy_from_slice(&staged[0]);
     }
 }
 
@@ -187,6 +207,25 @@ mod tests {
                 .install(|| RandomForest.fit(&Params::new(), x.view(), &y, 3).unwrap())
         };
         assert_eq!(fit(1), fit(2));
+    }
+
+    #[test]
+    fn one_tree_without_bootstrap_or_feature_sampling_is_the_decision_tree() {
+        let (x, y) = toy(300, 6, 2);
+        let mut p = Params::new();
+        p.insert("n_estimators".into(), ParamValue::Int(1));
+        p.insert("bootstrap".into(), ParamValue::Bool(false));
+        p.insert("max_features".into(), ParamValue::Null);
+        let FittedModel::RandomForest(rf) = RandomForest.fit(&p, x.view(), &y, 5).unwrap() else {
+            panic!()
+        };
+        let dt = crate::models::decision_tree::DecisionTree
+            .fit(&Params::new(), x.view(), &y, 5)
+            .unwrap();
+        let FittedModel::DecisionTree(dt) = dt else {
+            panic!()
+        };
+        assert_eq!(rf.trees[0], dt.tree);
     }
 
     #[test]

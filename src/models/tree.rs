@@ -16,6 +16,9 @@ use crate::models::binning::BinnedMatrix;
 /// Marks a leaf in [`Node::feature`].
 const LEAF: u32 = u32::MAX;
 
+/// Rows walked down a tree together by the batch predictors.
+const BLOCK: usize = 64;
+
 /// One node of a flat tree: 16 bytes.
 ///
 /// A split node sends a row to `left` when `row[feature] <= value` and to `left + 1`
@@ -94,10 +97,55 @@ impl Tree {
             if n.feature == LEAF {
                 return n.value;
             }
-            i = n.left as usize
-                + usize::from(
-                    row[n.feature as usize] > n.value || row[n.feature as usize].is_nan(),
-                );
+            // `!(x <= t)` sends NaN right with a single comparison.
+            #[allow(clippy::neg_cmp_op_on_partial_ord)]
+            let right = !(row[n.feature as usize] <= n.value);
+            i = n.left as usize + usize::from(right);
+        }
+    }
+
+    /// For every row `r` in `rows`, add `scale ×` its leaf value to `out[r]`. `x` is row-major
+    /// with `n_features` columns.
+    pub(crate) fn add_rows(&self, x: &[f64], rows: &[u32], scale: f64, out: &mut [f64]) {
+        let mut ids = [0usize; BLOCK];
+        let mut acc = [0.0; BLOCK];
+        for chunk in rows.chunks(BLOCK) {
+            for (id, &r) in ids.iter_mut().zip(chunk) {
+                *id = r as usize;
+            }
+            let acc = &mut acc[..chunk.len()];
+            acc.fill(0.0);
+            self.add_block(x, &ids[..chunk.len()], scale, acc);
+            for (&r, a) in chunk.iter().zip(acc.iter()) {
+                out[r as usize] += a;
+            }
+        }
+    }
+
+    /// Add `scale ×` the leaf value of row `ids[k]` of `x` to `acc[k]`, for a block of at most
+    /// `BLOCK` rows. The rows are walked down together, level by level, so the dependent loads
+    /// of different rows overlap instead of waiting on each other.
+    fn add_block(&self, x: &[f64], ids: &[usize], scale: f64, acc: &mut [f64]) {
+        let d = self.n_features;
+        let mut pos = [0u32; BLOCK];
+        let pos = &mut pos[..ids.len()];
+        loop {
+            let mut active = false;
+            for (p, &r) in pos.iter_mut().zip(ids) {
+                let n = self.nodes[*p as usize];
+                if n.feature != LEAF {
+                    active = true;
+                    #[allow(clippy::neg_cmp_op_on_partial_ord)]
+                    let right = !(x[r * d + n.feature as usize] <= n.value);
+                    *p = n.left + u32::from(right);
+                }
+            }
+            if !active {
+                break;
+            }
+        }
+        for (p, a) in pos.iter().zip(acc.iter_mut()) {
+            *a += scale * self.nodes[*p as usize].value;
         }
     }
 
@@ -138,6 +186,50 @@ impl Tree {
                 n.value = f(n.value);
             }
         }
+    }
+}
+
+/// Staged sums over an ensemble: for each stage `j`,
+/// `out[j][r] = finish(j, init + sum over t < stages[j] of scales[t] × trees[t](row r))`.
+///
+/// Row blocks are the outer loop, so a block of rows stays in L1 cache while every tree is
+/// applied to it (tree-by-tree over the whole matrix would stream `x` from memory once per
+/// tree). `stages` is ascending within `1..=trees.len()`; `scales` defaults to 1.
+pub(crate) fn staged_sums(
+    trees: &[Tree],
+    scales: Option<&[f64]>,
+    x: &[f64],
+    stages: &[usize],
+    init: f64,
+    out: &mut [Vec<f64>],
+    finish: impl Fn(usize, f64) -> f64,
+) {
+    let Some(first) = trees.first() else {
+        return;
+    };
+    let n = x.len() / first.n_features.max(1);
+    let mut ids = [0usize; BLOCK];
+    let mut acc = [0.0; BLOCK];
+    let mut start = 0;
+    while start < n {
+        let len = BLOCK.min(n - start);
+        for (k, id) in ids[..len].iter_mut().enumerate() {
+            *id = start + k;
+        }
+        let acc = &mut acc[..len];
+        acc.fill(init);
+        let mut done = 0;
+        for (j, &k) in stages.iter().enumerate() {
+            for (t, tree) in trees.iter().enumerate().take(k).skip(done) {
+                let scale = scales.map_or(1.0, |s| s[t]);
+                tree.add_block(x, &ids[..len], scale, acc);
+            }
+            done = k;
+            for (o, a) in out[j][start..start + len].iter_mut().zip(acc.iter()) {
+                *o = finish(j, *a);
+            }
+        }
+        start += len;
     }
 }
 
@@ -214,6 +306,29 @@ pub(crate) fn grow<T: Target>(
     opts: &GrowOptions,
     rng: &mut impl Rng,
 ) -> Tree {
+    grow_recording(data, target, samples, opts, rng, &mut Vec::new())
+}
+
+/// A leaf of a freshly grown tree and where its rows ended up: `samples[start..end]` (the
+/// `samples` slice given to [`grow_recording`], as reordered by it) all fall into the leaf
+/// with output `value`. Lets boosting update its training scores without traversing the tree.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LeafRange {
+    pub start: usize,
+    pub end: usize,
+    pub value: f64,
+}
+
+/// [`grow`], also listing each leaf's row range into `leaves` (cleared first).
+pub(crate) fn grow_recording<T: Target>(
+    data: &BinnedMatrix,
+    target: &T,
+    samples: &mut [u32],
+    opts: &GrowOptions,
+    rng: &mut impl Rng,
+    leaves: &mut Vec<LeafRange>,
+) -> Tree {
+    leaves.clear();
     let d = data.n_features;
     let full = opts.max_features >= d;
     let mut hist = vec![T::S::default(); data.total_bins];
@@ -262,7 +377,13 @@ pub(crate) fn grow<T: Target>(
             pool.push(h);
         }
         let Some(split) = split else {
-            nodes[task.node].value = target.leaf_value(&task.stats);
+            let value = target.leaf_value(&task.stats);
+            nodes[task.node].value = value;
+            leaves.push(LeafRange {
+                start: task.start,
+                end: task.end,
+                value,
+            });
             continue;
         };
         let node_samples = &mut samples[task.start..task.end];
@@ -609,6 +730,47 @@ mod tests {
         let tree = grow(&data, &target, &mut samples, &o, &mut rng);
         assert_eq!(tree.n_nodes(), 1);
         assert_eq!(tree.predict_row(&[9.0]), 0.5);
+    }
+
+    #[test]
+    fn batch_prediction_equals_row_prediction() {
+        let (x, y) = crate::models::testutil::toy(300, 5, 4);
+        let data = BinnedMatrix::new(x.view());
+        let target = ClassTarget {
+            y: &y,
+            weights: None,
+            criterion: Criterion::Gini,
+        };
+        let mut samples: Vec<u32> = (0..300).collect();
+        let mut o = opts();
+        o.max_features = 5;
+        let tree = grow(
+            &data,
+            &target,
+            &mut samples,
+            &o,
+            &mut ChaCha8Rng::seed_from_u64(1),
+        );
+        let flat = x.as_slice().unwrap();
+        let mut all = vec![vec![0.0; 300]];
+        staged_sums(
+            std::slice::from_ref(&tree),
+            Some(&[2.0]),
+            flat,
+            &[1],
+            1.0,
+            &mut all,
+            |_, v| v,
+        );
+        let all = &all[0];
+        let odd: Vec<u32> = (0..300).filter(|i| i % 2 == 1).collect();
+        let mut some = vec![0.0; 300];
+        tree.add_rows(flat, &odd, 1.0, &mut some);
+        for i in 0..300 {
+            let p = tree.predict_row(&flat[i * 5..(i + 1) * 5]);
+            assert_eq!(all[i], 1.0 + 2.0 * p);
+            assert_eq!(some[i], if i % 2 == 1 { p } else { 0.0 });
+        }
     }
 
     #[test]

@@ -128,25 +128,27 @@ pub fn metric_values(m: &Metrics) -> BTreeMap<&'static str, f64> {
     ])
 }
 
-/// Sorts records best first by the CV metric; failed and unscored trials go last, ties are
-/// broken by key so the order is stable.
-pub fn rank(records: &mut [TrialRecord], metric: SelectMetric) {
-    records.sort_by(|a, b| {
-        let (sa, sb) = (a.cv_score(metric), b.cv_score(metric));
-        match (sa, sb) {
-            (Some(x), Some(y)) => {
-                let order = if metric.higher_is_better() {
-                    y.total_cmp(&x)
-                } else {
-                    x.total_cmp(&y)
-                };
-                order.then_with(|| a.key.cmp(&b.key))
-            }
-            (Some(_), None) => std::cmp::Ordering::Less,
-            (None, Some(_)) => std::cmp::Ordering::Greater,
-            (None, None) => a.key.cmp(&b.key),
+/// Orders two records best first by the CV metric; failed and unscored trials go last,
+/// ties are broken by key so the order is stable.
+pub fn compare(a: &TrialRecord, b: &TrialRecord, metric: SelectMetric) -> std::cmp::Ordering {
+    match (a.cv_score(metric), b.cv_score(metric)) {
+        (Some(x), Some(y)) => {
+            let order = if metric.higher_is_better() {
+                y.total_cmp(&x)
+            } else {
+                x.total_cmp(&y)
+            };
+            order.then_with(|| a.key.cmp(&b.key))
         }
-    });
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => a.key.cmp(&b.key),
+    }
+}
+
+/// Sorts records best first (see [`compare`]).
+pub fn rank(records: &mut [TrialRecord], metric: SelectMetric) {
+    records.sort_by(|a, b| compare(a, b, metric));
 }
 
 /// Milliseconds since the Unix epoch.

@@ -124,6 +124,11 @@ pub struct RunStore {
 }
 
 impl RunStore {
+    /// The run store's file in a state directory.
+    pub fn path_in(state_dir: &Path) -> PathBuf {
+        state_dir.join("netsec.db")
+    }
+
     /// Opens (creating if needed) the store at `path` and brings its schema up to date.
     pub async fn open(path: &Path) -> Result<RunStore, StoreError> {
         let open_error = |source| StoreError::Open {
