@@ -181,6 +181,56 @@ pub enum DataCommand {
     Split(SplitArgs),
     /// Write a generated data set (same columns as the real one) to a CSV or Parquet file.
     Synth(SynthArgs),
+    /// Validate a file against its schema, then insert its rows into a MongoDB collection
+    /// in batches. Idempotent: pushing the same file again adds nothing.
+    Push(PushArgs),
+    /// Read a MongoDB collection (optionally filtered) into a CSV or Parquet file.
+    Pull(PullArgs),
+}
+
+/// Which MongoDB collection.
+#[derive(Debug, Clone, Args)]
+pub struct MongoArgs {
+    /// Connection string (may hold credentials; never printed).
+    #[arg(long, env = "MONGODB_URI", hide_env_values = true)]
+    pub mongo_uri: String,
+    /// Database name.
+    #[arg(long)]
+    pub db: String,
+    /// Collection name.
+    #[arg(long)]
+    pub collection: String,
+}
+
+/// Arguments of `netsec data push`.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Schema file.
+    #[arg(long, short = 's')]
+    pub schema: PathBuf,
+    /// Data file (.csv or .parquet).
+    pub data: PathBuf,
+    #[command(flatten)]
+    pub mongo: MongoArgs,
+    /// Documents per insert_many call.
+    #[arg(long, default_value_t = 1000)]
+    pub batch_size: usize,
+}
+
+/// Arguments of `netsec data pull`.
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// Schema file naming the columns to read.
+    #[arg(long, short = 's')]
+    pub schema: PathBuf,
+    #[command(flatten)]
+    pub mongo: MongoArgs,
+    /// A MongoDB filter as JSON, e.g. '{"Result": -1}'.
+    #[arg(long)]
+    pub query: Option<String>,
+    /// Output file (.csv or .parquet).
+    #[arg(long, short = 'o')]
+    pub output: PathBuf,
 }
 
 /// How a report is printed on stdout.

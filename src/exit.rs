@@ -55,6 +55,9 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
                 cause.downcast_ref::<ModelFileError>(),
                 Some(ModelFileError::Read { .. } | ModelFileError::Format { .. })
             )
+            || cause
+                .downcast_ref::<crate::ingest::mongo::MongoError>()
+                .is_some_and(|e| e.is_bad_input())
             || matches!(
                 cause.downcast_ref::<crate::models::ModelError>(),
                 Some(crate::models::ModelError::FeatureCount { .. })

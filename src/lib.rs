@@ -10,6 +10,7 @@ pub mod config;
 pub mod data;
 pub mod exit;
 pub mod fsutil;
+pub mod ingest;
 pub mod logging;
 pub mod model_file;
 pub mod models;

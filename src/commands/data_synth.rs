@@ -2,40 +2,17 @@
 
 use std::io::Write;
 
-use anyhow::Context;
-use polars::prelude::*;
-
 use crate::cli::SynthArgs;
 use crate::data::synthetic::generate;
 use crate::exit::{Outcome, UsageError};
-use crate::fsutil::write_atomic;
 
 /// Generates the rows and writes them as CSV or Parquet (by the output's extension).
 pub fn run(args: SynthArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     if args.rows == 0 {
         return Err(UsageError("--rows must be at least 1".into()).into());
     }
-    let parquet = match args.output.extension().and_then(|e| e.to_str()) {
-        Some("csv") => false,
-        Some("parquet") => true,
-        _ => {
-            return Err(UsageError(format!(
-                "{}: the output must end in .csv or .parquet",
-                args.output.display()
-            ))
-            .into());
-        }
-    };
     let mut table = generate(args.profile, args.rows, args.seed);
-    write_atomic(&args.output, |w| {
-        let result = if parquet {
-            ParquetWriter::new(w).finish(&mut table.frame).map(|_| ())
-        } else {
-            CsvWriter::new(w).finish(&mut table.frame)
-        };
-        result.map_err(std::io::Error::other)
-    })
-    .with_context(|| format!("writing {}", args.output.display()))?;
+    super::write_frame(&args.output, &mut table.frame)?;
     writeln!(
         out,
         "wrote {} rows of synthetic `{}` data (seed {}) to {}",

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -18,6 +18,7 @@ use crate::data::split::{stratified_kfold, train_test_split};
 use crate::data::synthetic::{PHISHING_ROWS, Profile};
 use crate::data::{DataSource, Dataset, Schema, dataset_from_table};
 use crate::exit::Outcome;
+use crate::ingest::mongo::{self, MongoTarget};
 use crate::model_file::{FORMAT, FORMAT_VERSION, ModelFile, ModelMetrics};
 use crate::models::FittedModel;
 use crate::sweep::executor::{Executor, UnitResult, truncated};
@@ -56,7 +57,7 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     let grid = GridFile::from_file(&args.grid)?;
     let candidates = expand(&grid, &args.grid)?;
     let schema = Schema::from_file(&grid.data.schema.value)?;
-    let data = load_data(&grid, &schema)?;
+    let data = load_data(&grid, &args.grid, &schema)?;
     tracing::info!(
         rows = data.len(),
         attacks = data.attacks(),
@@ -282,25 +283,37 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-fn load_data(grid: &GridFile, schema: &Schema) -> anyhow::Result<Dataset> {
+fn load_data(grid: &GridFile, path: &Path, schema: &Schema) -> anyhow::Result<Dataset> {
     let data = &grid.data;
-    let source = match data.source.value {
+    let table = match data.source.value {
         SourceKind::Csv | SourceKind::Parquet => {
             // `check` guarantees the path for file sources.
-            let path = data
+            let file = data
                 .path
                 .as_ref()
                 .map(|p| p.value.clone())
                 .unwrap_or_default();
-            DataSource::File(path)
+            DataSource::File(file).load()?
         }
         SourceKind::Synthetic => DataSource::Synthetic {
             profile: data.profile.unwrap_or(Profile::Phishing),
             rows: data.rows.unwrap_or(PHISHING_ROWS),
             seed: data.seed.unwrap_or(42),
-        },
+        }
+        .load()?,
+        SourceKind::Mongodb => {
+            let target = MongoTarget {
+                uri: data.mongo_uri(path)?,
+                db: data.db.clone().unwrap_or_default(),
+                collection: data.collection.clone().unwrap_or_default(),
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            runtime.block_on(mongo::pull(&target, schema, data.query.as_ref()))?
+        }
     };
-    let table = source.load()?;
     Ok(dataset_from_table(&table, schema)?)
 }
 

@@ -1,6 +1,7 @@
 //! One module per command; each loads its inputs, calls the stage modules and prints.
 
 mod data_drift;
+mod data_mongo;
 mod data_split;
 mod data_synth;
 mod data_validate;
@@ -10,12 +11,15 @@ mod leaderboard;
 mod predict;
 
 use std::io::Write;
+use std::path::Path;
 
 use anyhow::Context;
+use polars::prelude::{CsvWriter, DataFrame, ParquetWriter, SerWriter};
 use serde::Serialize;
 
 use crate::cli::{Command, DataCommand, ExperimentCommand, ReportFormat};
-use crate::exit::Outcome;
+use crate::exit::{Outcome, UsageError};
+use crate::fsutil::write_atomic;
 
 /// Runs a parsed command, writing results to `out`.
 pub fn run(command: Command, out: &mut dyn Write) -> anyhow::Result<Outcome> {
@@ -24,6 +28,8 @@ pub fn run(command: Command, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         Command::Data(DataCommand::Drift(args)) => data_drift::run(args, out),
         Command::Data(DataCommand::Split(args)) => data_split::run(args, out),
         Command::Data(DataCommand::Synth(args)) => data_synth::run(args, out),
+        Command::Data(DataCommand::Push(args)) => data_mongo::push(args, out),
+        Command::Data(DataCommand::Pull(args)) => data_mongo::pull(args, out),
         Command::Experiment(ExperimentCommand::Run(args)) => experiment_run::run(args, out),
         Command::Experiment(ExperimentCommand::List(args)) => experiment_show::list(args, out),
         Command::Experiment(ExperimentCommand::Show(args)) => experiment_show::show(args, out),
@@ -53,4 +59,28 @@ fn print_report<T: Serialize>(
         }
     }
     Ok(())
+}
+
+/// Writes a frame as CSV or Parquet, chosen by the file's extension, atomically.
+fn write_frame(path: &Path, frame: &mut DataFrame) -> anyhow::Result<()> {
+    let parquet = match path.extension().and_then(|e| e.to_str()) {
+        Some("csv") => false,
+        Some("parquet") => true,
+        _ => {
+            return Err(UsageError(format!(
+                "{}: the output must end in .csv or .parquet",
+                path.display()
+            ))
+            .into());
+        }
+    };
+    write_atomic(path, |w| {
+        let result = if parquet {
+            ParquetWriter::new(w).finish(frame).map(|_| ())
+        } else {
+            CsvWriter::new(w).finish(frame)
+        };
+        result.map_err(std::io::Error::other)
+    })
+    .with_context(|| format!("writing {}", path.display()))
 }

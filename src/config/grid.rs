@@ -3,7 +3,7 @@
 //! ```yaml
 //! name: phishing
 //! data:
-//!   source: csv                       # csv | parquet | synthetic
+//!   source: csv                       # csv | parquet | synthetic | mongodb
 //!   path: ../shared/data/phishing.csv # relative paths are relative to the working directory
 //!   schema: data_schema/phishing.yaml
 //! split: { test_fraction: 0.2, stratify: true, seed: 42 }
@@ -35,6 +35,8 @@ pub enum SourceKind {
     Parquet,
     /// Generated rows (`profile`, `rows`, `seed`).
     Synthetic,
+    /// A MongoDB collection (`uri`, `db`, `collection`, optional `query`).
+    Mongodb,
 }
 
 /// The `data:` section.
@@ -57,6 +59,57 @@ pub struct DataConfig {
     /// Generator seed for `synthetic`.
     #[serde(default)]
     pub seed: Option<u64>,
+    /// Connection string for `mongodb`; `${VAR}` takes it from the environment, which is
+    /// where credentials belong.
+    #[serde(default)]
+    pub uri: Option<Spanned<String>>,
+    /// Database for `mongodb`.
+    #[serde(default)]
+    pub db: Option<String>,
+    /// Collection for `mongodb`.
+    #[serde(default)]
+    pub collection: Option<String>,
+    /// Filter for `mongodb`, e.g. `{ label: { $ne: unknown } }`.
+    #[serde(default)]
+    pub query: Option<serde_json::Value>,
+}
+
+impl DataConfig {
+    /// The MongoDB connection string with `${VAR}` references replaced from the environment.
+    pub fn mongo_uri(&self, path: &Path) -> Result<String, GridError> {
+        let Some(uri) = &self.uri else {
+            return Err(GridError::at(
+                path,
+                &self.source,
+                "data.uri is required for the mongodb source",
+            ));
+        };
+        expand_env(&uri.value).map_err(|var| {
+            GridError::at(
+                path,
+                uri,
+                format!("data.uri: environment variable {var} is not set"),
+            )
+        })
+    }
+}
+
+/// Replaces `${NAME}` with the environment variable NAME; returns the name of the first
+/// unset variable as the error.
+fn expand_env(text: &str) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        let Some(len) = rest[start..].find('}') else {
+            break;
+        };
+        let name = &rest[start + 2..start + len];
+        out.push_str(&rest[..start]);
+        out.push_str(&std::env::var(name).map_err(|_| name.to_owned())?);
+        rest = &rest[start + len + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 /// The `cv:` section.
@@ -293,6 +346,15 @@ impl GridFile {
                 ));
             }
             _ => {}
+        }
+        if data.source.value == SourceKind::Mongodb
+            && (data.uri.is_none() || data.db.is_none() || data.collection.is_none())
+        {
+            return Err(GridError::at(
+                path,
+                &data.source,
+                "the mongodb source needs uri, db and collection",
+            ));
         }
         if data.rows == Some(0) {
             return Err(GridError::at(

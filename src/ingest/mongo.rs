@@ -1,0 +1,332 @@
+//! MongoDB collections as a data source, through the official `mongodb` driver.
+//!
+//! Each pushed row becomes one document: the schema's columns with typed values, plus
+//! `_row` (its 0-based position in the file) and an `_id` derived from the row's content
+//! and position. Pushing the same file again therefore inserts nothing new (duplicate
+//! `_id`s are counted, not errors), and reading sorts by `_row` so rows come back in file
+//! order — which keeps the data fingerprint equal to the file's.
+
+use std::time::Duration;
+
+use mongodb::bson::{Bson, Document, doc};
+use mongodb::error::{ErrorKind, WriteFailure};
+use mongodb::options::ClientOptions;
+use mongodb::{Client, Collection};
+use polars::prelude::*;
+use sha2::{Digest, Sha256};
+
+use crate::data::load::Table;
+use crate::data::schema::{LabelType, Schema, hex};
+use crate::data::typed::{TypedTable, TypedValues};
+
+/// MongoDB's error code for a duplicate key.
+const DUPLICATE_KEY: i32 = 11000;
+/// How long to look for a server before giving up, so a wrong address fails in seconds.
+const SERVER_SELECTION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A MongoDB problem, with credentials never included.
+#[derive(Debug, thiserror::Error)]
+pub enum MongoError {
+    /// The URI does not parse.
+    #[error("invalid MongoDB URI {uri}: {message}")]
+    Uri {
+        /// The URI without credentials.
+        uri: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The server cannot be reached, refused the login, or failed an operation.
+    #[error("MongoDB {operation} on {target} failed: {message}")]
+    Server {
+        /// What was being done (`ping`, `insert_many`, `find`).
+        operation: &'static str,
+        /// `host/db.collection` without credentials.
+        target: String,
+        /// The driver's message (credentials redacted by the driver).
+        message: String,
+    },
+    /// A document whose field does not fit the schema.
+    #[error("{target}: document {id}: field `{field}` {problem}")]
+    Document {
+        /// `host/db.collection`.
+        target: String,
+        /// The document's `_id`.
+        id: String,
+        /// The field.
+        field: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The query is not a JSON object.
+    #[error("MongoDB query must be a JSON object: {0}")]
+    Query(String),
+}
+
+impl MongoError {
+    /// Whether the error is bad input (URI, query, documents) rather than a server failure.
+    pub fn is_bad_input(&self) -> bool {
+        !matches!(self, MongoError::Server { .. })
+    }
+}
+
+/// A collection to read from or write to.
+#[derive(Debug, Clone)]
+pub struct MongoTarget {
+    /// Connection string; may hold credentials, so it is never printed.
+    pub uri: String,
+    /// Database name.
+    pub db: String,
+    /// Collection name.
+    pub collection: String,
+}
+
+impl MongoTarget {
+    /// `host/db.collection`, safe to print: user, password and options are left out.
+    pub fn display(&self) -> String {
+        format!(
+            "{}/{}.{}",
+            redacted_hosts(&self.uri),
+            self.db,
+            self.collection
+        )
+    }
+
+    async fn collection(&self) -> Result<Collection<Document>, MongoError> {
+        let mut options = ClientOptions::parse(&self.uri)
+            .await
+            .map_err(|e| MongoError::Uri {
+                uri: redacted_hosts(&self.uri),
+                message: e.kind.to_string(),
+            })?;
+        options
+            .server_selection_timeout
+            .get_or_insert(SERVER_SELECTION_TIMEOUT);
+        options
+            .connect_timeout
+            .get_or_insert(SERVER_SELECTION_TIMEOUT);
+        options.app_name = Some("netsec".into());
+        let client = Client::with_options(options).map_err(|e| self.server("connect", e))?;
+        let db = client.database(&self.db);
+        db.run_command(doc! { "ping": 1 })
+            .await
+            .map_err(|e| self.server("ping", e))?;
+        Ok(db.collection(&self.collection))
+    }
+
+    fn server(&self, operation: &'static str, err: mongodb::error::Error) -> MongoError {
+        MongoError::Server {
+            operation,
+            target: self.display(),
+            message: err.kind.to_string(),
+        }
+    }
+}
+
+/// `mongodb://user:pw@host:1/?x` → `mongodb://host:1`.
+fn redacted_hosts(uri: &str) -> String {
+    let (scheme, rest) = uri.split_once("://").unwrap_or(("mongodb", uri));
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, hosts)| hosts);
+    let hosts = rest.split(['/', '?']).next().unwrap_or(rest);
+    format!("{scheme}://{hosts}")
+}
+
+/// What a push did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct PushReport {
+    /// Documents written now.
+    pub inserted: u64,
+    /// Rows already in the collection (same content and position).
+    pub already_present: u64,
+}
+
+/// Writes every row of a typed table (which must have no issues) into the collection in
+/// unordered batches; `progress` is called with the rows done so far.
+pub async fn push(
+    target: &MongoTarget,
+    schema: &Schema,
+    typed: &TypedTable,
+    batch_size: usize,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Result<PushReport, MongoError> {
+    let collection = target.collection().await?;
+    let mut report = PushReport {
+        inserted: 0,
+        already_present: 0,
+    };
+    let rows: Vec<usize> = (0..typed.rows).collect();
+    for chunk in rows.chunks(batch_size.max(1)) {
+        let docs: Vec<Document> = chunk
+            .iter()
+            .map(|&r| row_document(schema, typed, r))
+            .collect();
+        let result = collection.insert_many(&docs).ordered(false).await;
+        match result {
+            Ok(done) => report.inserted += done.inserted_ids.len() as u64,
+            Err(err) => {
+                let (duplicates, other) = match &*err.kind {
+                    ErrorKind::InsertMany(failure) => {
+                        let errors = failure.write_errors.as_deref().unwrap_or_default();
+                        let dup = errors.iter().filter(|e| e.code == DUPLICATE_KEY).count();
+                        (
+                            dup,
+                            errors.len() - dup + usize::from(failure.write_concern_error.is_some()),
+                        )
+                    }
+                    ErrorKind::Write(WriteFailure::WriteError(e)) if e.code == DUPLICATE_KEY => {
+                        (1, 0)
+                    }
+                    _ => (0, 1),
+                };
+                if other > 0 {
+                    return Err(target.server("insert_many", err));
+                }
+                report.already_present += duplicates as u64;
+                report.inserted += (chunk.len() - duplicates) as u64;
+            }
+        }
+        progress(chunk.last().map_or(0, |r| r + 1));
+    }
+    Ok(report)
+}
+
+fn row_document(schema: &Schema, typed: &TypedTable, row: usize) -> Document {
+    let mut document = Document::new();
+    let mut hasher = Sha256::new();
+    hasher.update(row.to_le_bytes());
+    for (spec, values) in &typed.columns {
+        let value = bson_of(values, row);
+        hasher.update(spec.name.as_bytes());
+        hasher.update(value.to_string().as_bytes());
+        document.insert(spec.name.clone(), value);
+    }
+    if let Some(labels) = &typed.labels {
+        let label = match (&labels[row], schema.label.label_type) {
+            (None, _) => Bson::Null,
+            (Some(text), LabelType::Integer) => text
+                .parse::<i64>()
+                .map_or(Bson::String(text.clone()), Bson::Int64),
+            (Some(text), LabelType::Boolean) => text
+                .parse::<bool>()
+                .map_or(Bson::String(text.clone()), Bson::Boolean),
+            (Some(text), LabelType::String) => Bson::String(text.clone()),
+        };
+        hasher.update(label.to_string().as_bytes());
+        document.insert(schema.label.column.clone(), label);
+    }
+    document.insert("_row", row as i64);
+    document.insert("_id", hex(&hasher.finalize())[..24].to_owned());
+    document
+}
+
+fn bson_of(values: &TypedValues, row: usize) -> Bson {
+    match values {
+        TypedValues::Int(v) => v[row].map_or(Bson::Null, Bson::Int64),
+        TypedValues::Float(v) => v[row].map_or(Bson::Null, Bson::Double),
+        TypedValues::Bool(v) => v[row].map_or(Bson::Null, Bson::Boolean),
+        TypedValues::Text(v) => v[row].clone().map_or(Bson::Null, Bson::String),
+    }
+}
+
+/// Reads the schema's columns (and the label when present) of the documents matching
+/// `query`, in `_row` order, as a table typed later like a CSV file.
+pub async fn pull(
+    target: &MongoTarget,
+    schema: &Schema,
+    query: Option<&serde_json::Value>,
+) -> Result<Table, MongoError> {
+    let filter = match query {
+        None => Document::new(),
+        Some(value) => match Bson::try_from(value.clone()) {
+            Ok(Bson::Document(d)) => d,
+            Ok(_) => return Err(MongoError::Query(value.to_string())),
+            Err(e) => return Err(MongoError::Query(e.to_string())),
+        },
+    };
+    let collection = target.collection().await?;
+    let mut cursor = collection
+        .find(filter)
+        .sort(doc! { "_row": 1 })
+        .await
+        .map_err(|e| target.server("find", e))?;
+    let mut names: Vec<String> = schema.columns.iter().map(|c| c.name.clone()).collect();
+    names.push(schema.label.column.clone());
+    let mut cells: Vec<Vec<Option<String>>> = vec![Vec::new(); names.len()];
+    let mut label_seen = false;
+    while cursor
+        .advance()
+        .await
+        .map_err(|e| target.server("find", e))?
+    {
+        let document: Document = cursor
+            .deserialize_current()
+            .map_err(|e| target.server("find", e))?;
+        let id = document
+            .get("_id")
+            .map_or_else(|| "?".into(), |v| v.to_string());
+        for (name, column) in names.iter().zip(cells.iter_mut()) {
+            let value = match document.get(name) {
+                None | Some(Bson::Null) => None,
+                Some(Bson::Int32(v)) => Some(v.to_string()),
+                Some(Bson::Int64(v)) => Some(v.to_string()),
+                Some(Bson::Double(v)) => Some(v.to_string()),
+                Some(Bson::Boolean(v)) => Some(v.to_string()),
+                Some(Bson::String(v)) => Some(v.clone()),
+                Some(other) => {
+                    return Err(MongoError::Document {
+                        target: target.display(),
+                        id,
+                        field: name.clone(),
+                        problem: format!("holds a {:?}, not a scalar", other.element_type()),
+                    });
+                }
+            };
+            if *name == schema.label.column && value.is_some() {
+                label_seen = true;
+            }
+            column.push(value);
+        }
+    }
+    if !label_seen {
+        // No document has a label: leave the column out, as a prediction input would.
+        names.pop();
+        cells.pop();
+    }
+    let height = cells.first().map_or(0, Vec::len);
+    let columns: Vec<Column> = names
+        .iter()
+        .zip(cells)
+        .map(|(name, values)| Column::new(name.as_str().into(), values))
+        .collect();
+    let frame = DataFrame::new(height, columns).map_err(|e| MongoError::Server {
+        operation: "find",
+        target: target.display(),
+        message: e.to_string(),
+    })?;
+    Ok(Table::from_frame(target.display(), frame))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_never_reach_the_display_form() {
+        let target = MongoTarget {
+            uri: "mongodb://alice:s3cret@db.example:27017/admin?authSource=admin".into(),
+            db: "netsec".into(),
+            collection: "phishing".into(),
+        };
+        let shown = target.display();
+        assert_eq!(shown, "mongodb://db.example:27017/netsec.phishing");
+        assert!(
+            !format!(
+                "{:?}",
+                MongoError::Uri {
+                    uri: redacted_hosts(&target.uri),
+                    message: "x".into()
+                }
+            )
+            .contains("s3cret")
+        );
+    }
+}
