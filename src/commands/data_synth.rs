@@ -12,7 +12,8 @@ use crate::fsutil::write_atomic;
 
 /// Generates the rows and writes them as CSV or Parquet (by the output's extension).
 pub fn run(args: SynthArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
-    if args.rows == 0 {
+    let rows = args.rows.unwrap_or(args.profile.default_rows());
+    if rows == 0 {
         return Err(UsageError("--rows must be at least 1".into()).into());
     }
     let parquet = match args.output.extension().and_then(|e| e.to_str()) {
@@ -26,7 +27,7 @@ pub fn run(args: SynthArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
             .into());
         }
     };
-    let mut table = generate(args.profile, args.rows, args.seed);
+    let mut table = generate(args.profile, rows, args.seed);
     write_atomic(&args.output, |w| {
         let result = if parquet {
             ParquetWriter::new(w).finish(&mut table.frame).map(|_| ())
@@ -39,7 +40,7 @@ pub fn run(args: SynthArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     writeln!(
         out,
         "wrote {} rows of synthetic `{}` data (seed {}) to {}",
-        args.rows,
+        rows,
         args.profile.name(),
         args.seed,
         args.output.display()

@@ -1,6 +1,7 @@
 //! One module per command; each loads its inputs, calls the stage modules and prints.
 
 mod data_drift;
+mod data_schema;
 mod data_split;
 mod data_synth;
 mod data_validate;
@@ -14,7 +15,7 @@ use std::io::Write;
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::cli::{Command, DataCommand, ExperimentCommand, ReportFormat};
+use crate::cli::{Command, DataCommand, ExperimentCommand, ReportFormat, SchemaCommand};
 use crate::exit::Outcome;
 
 /// Runs a parsed command, writing results to `out`.
@@ -24,6 +25,9 @@ pub fn run(command: Command, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         Command::Data(DataCommand::Drift(args)) => data_drift::run(args, out),
         Command::Data(DataCommand::Split(args)) => data_split::run(args, out),
         Command::Data(DataCommand::Synth(args)) => data_synth::run(args, out),
+        Command::Data(DataCommand::Schema(SchemaCommand::Infer(args))) => {
+            data_schema::infer(args, out)
+        }
         Command::Experiment(ExperimentCommand::Run(args)) => experiment_run::run(args, out),
         Command::Experiment(ExperimentCommand::List(args)) => experiment_show::list(args, out),
         Command::Experiment(ExperimentCommand::Show(args)) => experiment_show::show(args, out),
