@@ -200,7 +200,7 @@ pub struct InferOptions {
 pub enum InferredType {
     /// Whole numbers, with their values when there are few.
     Integer {
-        /// Sorted distinct values, when at most [`MAX_INTEGER_VALUES`].
+        /// Sorted distinct values, when at most `MAX_INTEGER_VALUES`.
         values: Option<Vec<i64>>,
     },
     /// Real numbers.

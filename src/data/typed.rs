@@ -554,3 +554,49 @@ fn check_values(spec: &ColumnSpec, values: &TypedValues, issues: &mut Vec<Issue>
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::dataset::FeatureEncoding;
+    use std::path::Path;
+
+    #[test]
+    fn unseen_categories_are_accepted_into_other_but_other_problems_stay() {
+        let schema = Schema::from_yaml_str(
+            Path::new("s.yaml"),
+            "name: t\nlabel: { column: y, type: string, negative: [normal] }\ncolumns:\n  \
+             - { name: proto, type: categorical, values: [tcp, udp] }\n  \
+             - { name: port, type: integer, values: [80, 443] }\n",
+        )
+        .unwrap();
+        let frame = DataFrame::new(
+            3,
+            vec![
+                Column::new("proto".into(), ["tcp", "sctp", "sctp"]),
+                Column::new("port".into(), ["80", "22", "443"]),
+            ],
+        )
+        .unwrap();
+        let table = Table::from_frame("t", frame);
+        let mut typed = type_table(&table, &schema, LabelPresence::Optional);
+        assert_eq!(typed.issues.len(), 3);
+        let unseen = typed.accept_unseen_categories();
+        assert_eq!(
+            unseen,
+            vec![UnseenCategories {
+                column: "proto".into(),
+                rows: 2,
+                examples: vec!["sctp".into()],
+            }]
+        );
+        // The integer value outside the schema is still a problem.
+        assert_eq!(typed.issues.len(), 1);
+        assert_eq!(typed.issues[0].column, "port");
+        let encoding = FeatureEncoding::from_schema(&schema);
+        let x = encoding.encode(&typed);
+        // proto=tcp, proto=udp, proto=<other>, port
+        assert_eq!(x.row(0).to_vec(), vec![1.0, 0.0, 0.0, 80.0]);
+        assert_eq!(x.row(1).to_vec(), vec![0.0, 0.0, 1.0, 22.0]);
+    }
+}

@@ -6,7 +6,7 @@
 //! (log-normal, many zeros), connection counts and rates in [0, 1], plus the constant
 //! `num_outbound_cmds` that the real set also has. Two kinds of noise keep it from being
 //! trivially separable: each feature of an attack row comes from the `normal` distribution
-//! with probability [`BLUR`], and [`STEALTH`] of attack rows look entirely normal.
+//! with probability `BLUR`, and `STEALTH` of attack rows look entirely normal.
 
 use polars::prelude::*;
 use rand::rngs::StdRng;
