@@ -174,7 +174,8 @@ pub enum DataCommand {
     /// rows, label conflicts and the class balance. Exits 2 when the data does not fit.
     Validate(ValidateArgs),
     /// Compare a current data set with a reference, column by column: Kolmogorov-Smirnov
-    /// test and population stability index, a drift flag per column and overall.
+    /// test (numeric columns) or chi-square test (categorical columns and the label) and
+    /// population stability index, a drift flag per column and overall.
     Drift(DriftArgs),
     /// Stratified train/test split and k-fold assignment with a seed; reports how many test
     /// rows have an exact copy in train (leakage) and can hold out whole duplicate groups.
@@ -186,6 +187,9 @@ pub enum DataCommand {
     Push(PushArgs),
     /// Read a MongoDB collection (optionally filtered) into a CSV or Parquet file.
     Pull(PullArgs),
+    /// Work with schema files.
+    #[command(subcommand)]
+    Schema(SchemaCommand),
 }
 
 /// Which MongoDB collection.
@@ -233,6 +237,46 @@ pub struct PullArgs {
     pub output: PathBuf,
 }
 
+/// `netsec data schema ...`
+#[derive(Debug, Subcommand)]
+pub enum SchemaCommand {
+    /// Write a commented schema for a CSV/Parquet file: each column's type, allowed values
+    /// or observed range, empty cells, id-like and constant columns (excluded), the label
+    /// column and the attack class (guesses are marked GUESS). `data validate` accepts the
+    /// result unchanged; review it before training.
+    Infer(InferArgs),
+}
+
+/// Arguments of `netsec data schema infer`.
+#[derive(Debug, Args)]
+pub struct InferArgs {
+    /// Data file (.csv or .parquet).
+    pub data: PathBuf,
+    /// The label column (default: the first of label/class/Result/attack/is_phishing/...,
+    /// else the last column).
+    #[arg(long)]
+    pub label: Option<String>,
+    /// Label values of the attack (positive) class (default: a guess, flagged in the file).
+    #[arg(long, num_args = 1.., value_name = "VALUE", allow_negative_numbers = true)]
+    pub positive: Vec<String>,
+    /// Label values of the normal class; every other value is an attack (usual for
+    /// intrusion data with many attack names).
+    #[arg(
+        long,
+        num_args = 1..,
+        value_name = "VALUE",
+        conflicts_with = "positive",
+        allow_negative_numbers = true
+    )]
+    pub negative: Vec<String>,
+    /// Schema name (default: the data file's name without extension).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Write the schema to this file (atomically) instead of stdout.
+    #[arg(long, short = 'o')]
+    pub output: Option<PathBuf>,
+}
+
 /// How a report is printed on stdout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ReportFormat {
@@ -273,7 +317,8 @@ pub struct DriftArgs {
     /// Report format on stdout.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,
-    /// A column drifts when its KS p-value is below this.
+    /// A column drifts when its p-value (KS; chi-square for categorical columns) is below
+    /// this.
     #[arg(long, default_value_t = 0.05)]
     pub alpha: f64,
     /// A column drifts when its PSI is at least this.
@@ -318,12 +363,14 @@ pub struct SplitArgs {
 /// Arguments of `netsec data synth`.
 #[derive(Debug, Args)]
 pub struct SynthArgs {
-    /// Data set shape.
+    /// Data set shape: `phishing` (UCI phishing look-alike) or `intrusion` (NSL-KDD
+    /// look-alike with string categorical columns and a multi-valued string label).
     #[arg(long, default_value = "phishing")]
     pub profile: Profile,
-    /// Number of rows.
-    #[arg(long, default_value_t = crate::data::synthetic::PHISHING_ROWS)]
-    pub rows: usize,
+    /// Number of rows (default: 11055 for phishing, the real set's size; 10000 for
+    /// intrusion).
+    #[arg(long)]
+    pub rows: Option<usize>,
     /// Generator seed; the same seed gives the same rows.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,

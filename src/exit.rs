@@ -3,6 +3,7 @@
 
 use crate::config::grid::GridError;
 use crate::config::yaml::YamlError;
+use crate::data::infer::InferError;
 use crate::data::{InvalidData, LoadError, SchemaError};
 use crate::model_file::ModelFileError;
 use crate::models::ParamError;
@@ -49,6 +50,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             || cause.is::<SchemaError>()
             || cause.is::<LoadError>()
             || cause.is::<InvalidData>()
+            || cause.is::<InferError>()
             || cause.is::<GridError>()
             || cause.is::<ParamError>()
             || matches!(

@@ -50,19 +50,25 @@ fn print_text(out: &mut dyn Write, r: &DriftReport) -> std::io::Result<()> {
     )?;
     writeln!(
         out,
-        "{:<28} {:>8} {:>10} {:>8}  drift",
-        "column", "KS D", "p-value", "PSI"
+        "{:<28} {:<5} {:>10} {:>10} {:>8}  drift",
+        "column", "test", "statistic", "p-value", "PSI"
     )?;
     let opt = |v: Option<f64>, digits: usize| match v {
         Some(v) => format!("{v:.digits$}"),
         None => "-".into(),
     };
     for (name, c) in &r.columns {
+        let (test, statistic) = match (c.ks_statistic, c.chi2_statistic) {
+            (Some(d), _) => ("KS", Some(d)),
+            (None, Some(chi2)) => ("chi2", Some(chi2)),
+            (None, None) => ("-", None),
+        };
         writeln!(
             out,
-            "{:<28} {:>8} {:>10} {:>8.4}  {}",
+            "{:<28} {:<5} {:>10} {:>10} {:>8.4}  {}",
             name,
-            opt(c.ks_statistic, 4),
+            test,
+            opt(statistic, 4),
             opt(c.p_value, 4),
             c.psi,
             if c.drift_status { "DRIFT" } else { "-" }
@@ -72,7 +78,7 @@ fn print_text(out: &mut dyn Write, r: &DriftReport) -> std::io::Result<()> {
     if r.drift_detected {
         writeln!(
             out,
-            "drift detected in {} of {} columns: {} (KS p < {} or PSI >= {})",
+            "drift detected in {} of {} columns: {} (p-value < {} or PSI >= {})",
             r.drifted_columns.len(),
             r.columns.len(),
             r.drifted_columns.join(", "),
@@ -82,7 +88,7 @@ fn print_text(out: &mut dyn Write, r: &DriftReport) -> std::io::Result<()> {
     } else {
         writeln!(
             out,
-            "no drift (KS p >= {} and PSI < {} in all {} columns)",
+            "no drift (p-value >= {} and PSI < {} in all {} columns)",
             r.thresholds.ks_alpha,
             r.thresholds.psi,
             r.columns.len()

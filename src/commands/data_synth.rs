@@ -8,15 +8,16 @@ use crate::exit::{Outcome, UsageError};
 
 /// Generates the rows and writes them as CSV or Parquet (by the output's extension).
 pub fn run(args: SynthArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
-    if args.rows == 0 {
+    let rows = args.rows.unwrap_or(args.profile.default_rows());
+    if rows == 0 {
         return Err(UsageError("--rows must be at least 1".into()).into());
     }
-    let mut table = generate(args.profile, args.rows, args.seed);
+    let mut table = generate(args.profile, rows, args.seed);
     super::write_frame(&args.output, &mut table.frame)?;
     writeln!(
         out,
         "wrote {} rows of synthetic `{}` data (seed {}) to {}",
-        args.rows,
+        rows,
         args.profile.name(),
         args.seed,
         args.output.display()

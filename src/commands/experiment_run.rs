@@ -15,7 +15,7 @@ use super::leaderboard::{self, Leaderboard};
 use crate::cli::{OutputFormat, RunArgs};
 use crate::config::grid::{GridFile, SelectMetric, SourceKind};
 use crate::data::split::{stratified_kfold, train_test_split};
-use crate::data::synthetic::{PHISHING_ROWS, Profile};
+use crate::data::synthetic::Profile;
 use crate::data::{DataSource, Dataset, Schema, dataset_from_table};
 use crate::exit::Outcome;
 use crate::ingest::mongo::{self, MongoTarget};
@@ -295,12 +295,15 @@ fn load_data(grid: &GridFile, path: &Path, schema: &Schema) -> anyhow::Result<Da
                 .unwrap_or_default();
             DataSource::File(file).load()?
         }
-        SourceKind::Synthetic => DataSource::Synthetic {
-            profile: data.profile.unwrap_or(Profile::Phishing),
-            rows: data.rows.unwrap_or(PHISHING_ROWS),
-            seed: data.seed.unwrap_or(42),
+        SourceKind::Synthetic => {
+            let profile = data.profile.unwrap_or(Profile::Phishing);
+            DataSource::Synthetic {
+                profile,
+                rows: data.rows.unwrap_or(profile.default_rows()),
+                seed: data.seed.unwrap_or(42),
+            }
+            .load()?
         }
-        .load()?,
         SourceKind::Mongodb => {
             let target = MongoTarget {
                 uri: data.mongo_uri(path)?,

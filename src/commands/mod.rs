@@ -2,6 +2,7 @@
 
 mod data_drift;
 mod data_mongo;
+mod data_schema;
 mod data_split;
 mod data_synth;
 mod data_validate;
@@ -17,7 +18,7 @@ use anyhow::Context;
 use polars::prelude::{CsvWriter, DataFrame, ParquetWriter, SerWriter};
 use serde::Serialize;
 
-use crate::cli::{Command, DataCommand, ExperimentCommand, ReportFormat};
+use crate::cli::{Command, DataCommand, ExperimentCommand, ReportFormat, SchemaCommand};
 use crate::exit::{Outcome, UsageError};
 use crate::fsutil::write_atomic;
 
@@ -30,6 +31,9 @@ pub fn run(command: Command, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         Command::Data(DataCommand::Synth(args)) => data_synth::run(args, out),
         Command::Data(DataCommand::Push(args)) => data_mongo::push(args, out),
         Command::Data(DataCommand::Pull(args)) => data_mongo::pull(args, out),
+        Command::Data(DataCommand::Schema(SchemaCommand::Infer(args))) => {
+            data_schema::infer(args, out)
+        }
         Command::Experiment(ExperimentCommand::Run(args)) => experiment_run::run(args, out),
         Command::Experiment(ExperimentCommand::List(args)) => experiment_show::list(args, out),
         Command::Experiment(ExperimentCommand::Show(args)) => experiment_show::show(args, out),

@@ -6,7 +6,7 @@ use anyhow::Context;
 use polars::prelude::*;
 
 use crate::cli::PredictArgs;
-use crate::data::dataset::invalid;
+use crate::data::dataset::{OTHER_CATEGORY, invalid};
 use crate::data::load_file;
 use crate::data::typed::{LabelPresence, type_table};
 use crate::exit::Outcome;
@@ -19,7 +19,10 @@ pub fn run(args: PredictArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     let (file, sha256) = ModelFile::load(&args.model)?;
     let table = load_file(&args.input)?;
     let schema = &file.schema;
-    let typed = type_table(&table, schema, LabelPresence::Optional);
+    let mut typed = type_table(&table, schema, LabelPresence::Optional);
+    // A category the model never saw is not an error: it goes to the `<other>` bucket,
+    // as documented in the README, and the user hears about it.
+    let unseen = typed.accept_unseen_categories();
     if !typed.issues.is_empty() {
         return Err(invalid(&table, schema, &typed)).with_context(|| {
             format!(
@@ -27,6 +30,16 @@ pub fn run(args: PredictArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
                 args.model.display()
             )
         });
+    }
+    for u in &unseen {
+        tracing::warn!(
+            "column `{}`: {} rows have categories not seen in training (e.g. `{}`); \
+             encoded as `{}`",
+            u.column,
+            u.rows,
+            u.examples.join("`, `"),
+            OTHER_CATEGORY
+        );
     }
     let features = file.encoding.encode(&typed);
     let proba = file.model.predict_proba(features.view())?;

@@ -16,7 +16,8 @@ use super::typed::{LabelPresence, TypedTable, TypedValues, type_table};
 /// Thresholds that turn statistics into drift flags.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct DriftThresholds {
-    /// A column drifts when the KS p-value is below this.
+    /// A column drifts when its p-value (KS, or chi-square for categorical columns) is
+    /// below this.
     pub ks_alpha: f64,
     /// A column drifts when its PSI is at least this (0.1 moderate, 0.2 large shift).
     pub psi: f64,
@@ -34,12 +35,16 @@ impl Default for DriftThresholds {
 /// Statistics of one column.
 #[derive(Debug, Clone, Serialize)]
 pub struct ColumnDrift {
-    /// KS two-sample p-value (numeric columns); absent for categorical ones.
+    /// Two-sample p-value: Kolmogorov–Smirnov for numeric columns, chi-square test of
+    /// homogeneity for categorical ones (and the label).
     pub p_value: Option<f64>,
     /// Whether this column drifted.
     pub drift_status: bool,
     /// KS statistic D, the largest gap between the two empirical CDFs.
     pub ks_statistic: Option<f64>,
+    /// Chi-square statistic of the categories' 2×k contingency table (categorical columns).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chi2_statistic: Option<f64>,
     /// Population stability index over value (or quantile) bins.
     pub psi: f64,
 }
@@ -113,7 +118,9 @@ pub fn drift(
 }
 
 fn typed(table: &Table, schema: &Schema) -> Result<TypedTable, InvalidData> {
-    let typed = type_table(table, schema, LabelPresence::Optional);
+    let mut typed = type_table(table, schema, LabelPresence::Optional);
+    // New categories are what drift is about: they count as bins of their own.
+    typed.accept_unseen_categories();
     if typed.issues.is_empty() {
         Ok(typed)
     } else {
@@ -124,11 +131,14 @@ fn typed(table: &Table, schema: &Schema) -> Result<TypedTable, InvalidData> {
 fn column_drift(reference: &TypedValues, current: &TypedValues, t: DriftThresholds) -> ColumnDrift {
     if matches!(reference, TypedValues::Text(_)) {
         let texts = |v: &TypedValues| (0..v.len()).filter_map(|r| v.text(r)).collect::<Vec<_>>();
-        let psi = psi_categorical(&texts(reference), &texts(current));
+        let (a, b) = (texts(reference), texts(current));
+        let psi = psi_categorical(&a, &b);
+        let (chi2, p) = chi_square(&a, &b);
         return ColumnDrift {
-            p_value: None,
-            drift_status: psi >= t.psi,
+            p_value: Some(p),
+            drift_status: p < t.ks_alpha || psi >= t.psi,
             ks_statistic: None,
+            chi2_statistic: Some(chi2),
             psi,
         };
     }
@@ -145,6 +155,7 @@ fn column_drift(reference: &TypedValues, current: &TypedValues, t: DriftThreshol
         p_value: Some(p),
         drift_status: p < t.ks_alpha || psi >= t.psi,
         ks_statistic: Some(d),
+        chi2_statistic: None,
         psi,
     }
 }
@@ -269,6 +280,106 @@ pub fn psi_categorical(reference: &[String], current: &[String]) -> f64 {
     psi_from_counts(&r, &c)
 }
 
+/// Chi-square test of homogeneity of two categorical samples (2×k table over the
+/// categories seen on either side): the statistic and its p-value with k-1 degrees of
+/// freedom. Identical or empty samples give (0, 1).
+pub fn chi_square(reference: &[String], current: &[String]) -> (f64, f64) {
+    let mut bins: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
+    for v in reference {
+        bins.entry(v).or_default().0 += 1.0;
+    }
+    for v in current {
+        bins.entry(v).or_default().1 += 1.0;
+    }
+    let (n, m) = (reference.len() as f64, current.len() as f64);
+    if bins.len() < 2 || n == 0.0 || m == 0.0 {
+        return (0.0, 1.0);
+    }
+    let total = n + m;
+    let statistic: f64 = bins
+        .values()
+        .map(|&(r, c)| {
+            let column = r + c;
+            let (er, ec) = (column * n / total, column * m / total);
+            (r - er).powi(2) / er + (c - ec).powi(2) / ec
+        })
+        .sum();
+    let dof = (bins.len() - 1) as f64;
+    (statistic, gamma_q(dof / 2.0, statistic / 2.0))
+}
+
+/// ln Γ(x) for x > 0 (Lanczos approximation, g = 7).
+fn ln_gamma(x: f64) -> f64 {
+    const C: [f64; 9] = [
+        0.999_999_999_999_809_9,
+        676.520_368_121_885_1,
+        -1_259.139_216_722_402_8,
+        771.323_428_777_653_1,
+        -176.615_029_162_140_6,
+        12.507_343_278_686_905,
+        -0.138_571_095_265_720_12,
+        9.984_369_578_019_572e-6,
+        1.505_632_735_149_311_6e-7,
+    ];
+    if x < 0.5 {
+        // Reflection: Γ(x)Γ(1-x) = π / sin(πx).
+        return (std::f64::consts::PI / (std::f64::consts::PI * x).sin()).ln() - ln_gamma(1.0 - x);
+    }
+    let x = x - 1.0;
+    let mut sum = C[0];
+    for (i, c) in C.iter().enumerate().skip(1) {
+        sum += c / (x + i as f64);
+    }
+    let t = x + 7.5;
+    0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + sum.ln()
+}
+
+/// The regularized upper incomplete gamma function Q(a, x): the chi-square survival
+/// function is Q(k/2, χ²/2). Series below a+1, continued fraction above (Numerical Recipes).
+fn gamma_q(a: f64, x: f64) -> f64 {
+    if x <= 0.0 {
+        return 1.0;
+    }
+    let prefix = (-x + a * x.ln() - ln_gamma(a)).exp();
+    if x < a + 1.0 {
+        let (mut sum, mut term, mut n) = (1.0 / a, 1.0 / a, a);
+        for _ in 0..1000 {
+            n += 1.0;
+            term *= x / n;
+            sum += term;
+            if term.abs() < sum.abs() * 1e-15 {
+                break;
+            }
+        }
+        (1.0 - sum * prefix).clamp(0.0, 1.0)
+    } else {
+        let tiny = 1e-300;
+        let mut b = x + 1.0 - a;
+        let mut c = 1.0 / tiny;
+        let mut d = 1.0 / b;
+        let mut h = d;
+        for i in 1..1000 {
+            let an = -(i as f64) * (i as f64 - a);
+            b += 2.0;
+            d = an * d + b;
+            if d.abs() < tiny {
+                d = tiny;
+            }
+            c = b + an / c;
+            if c.abs() < tiny {
+                c = tiny;
+            }
+            d = 1.0 / d;
+            let delta = d * c;
+            h *= delta;
+            if (delta - 1.0).abs() < 1e-15 {
+                break;
+            }
+        }
+        (prefix * h).clamp(0.0, 1.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,6 +425,24 @@ mod tests {
         let mut b = vec![-1.0; 30];
         b.extend(vec![1.0; 70]);
         assert!((psi_numeric(&a, &b) - 0.16946).abs() < 1e-4);
+    }
+
+    #[test]
+    fn chi_square_matches_scipy() {
+        // scipy.stats.chi2_contingency([[30, 70], [50, 50]], correction=False):
+        // statistic 8.3333, p-value 0.003892.
+        let side = |a: usize, b: usize| -> Vec<String> {
+            let mut v = vec!["tcp".to_owned(); a];
+            v.extend(vec!["udp".to_owned(); b]);
+            v
+        };
+        let (chi2, p) = chi_square(&side(30, 70), &side(50, 50));
+        assert!((chi2 - 8.3333).abs() < 1e-3, "{chi2}");
+        assert!((p - 0.003892).abs() < 1e-5, "{p}");
+        // Three categories, 2 degrees of freedom: chi2 of 5.991 is the 5% point.
+        assert!((gamma_q(1.0, 5.991 / 2.0) - 0.05).abs() < 1e-4);
+        let same = side(40, 60);
+        assert_eq!(chi_square(&same, &same), (0.0, 1.0));
     }
 
     #[test]

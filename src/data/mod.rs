@@ -2,6 +2,7 @@
 
 pub mod dataset;
 pub mod drift;
+pub mod infer;
 pub mod load;
 pub mod schema;
 pub mod split;

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::config::yaml::{YamlError, read_yaml};
+use crate::config::yaml::{YamlError, parse_yaml, read_yaml};
 
 /// A schema file that is malformed or inconsistent.
 #[derive(Debug, thiserror::Error)]
@@ -100,7 +100,8 @@ pub struct ColumnSpec {
     /// Value type.
     #[serde(rename = "type")]
     pub column_type: ColumnType,
-    /// Allowed values (integer and categorical columns); required for categorical ones.
+    /// Allowed values (integer and categorical columns); required for categorical ones
+    /// unless the column is excluded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub values: Option<Vec<SchemaValue>>,
     /// Smallest allowed value (numeric columns).
@@ -262,6 +263,12 @@ impl Schema {
         Schema::from_parts(path, file)
     }
 
+    /// Parses and checks schema text; `path` names it in messages.
+    pub fn from_yaml_str(path: &Path, text: &str) -> Result<Schema, SchemaError> {
+        let file: SchemaFile = parse_yaml(path, text)?;
+        Schema::from_parts(path, file)
+    }
+
     fn from_parts(path: &Path, file: SchemaFile) -> Result<Schema, SchemaError> {
         let invalid = |message: String| SchemaError::Invalid {
             path: path.to_owned(),
@@ -318,12 +325,18 @@ fn check_column(column: &ColumnSpec) -> Result<(), String> {
     }
     match column.column_type {
         ColumnType::Categorical => {
-            let values = column
-                .values
-                .as_ref()
-                .ok_or("categorical columns need `values` (their categories)")?;
-            if values.is_empty() {
-                return Err("`values` is empty".into());
+            // An excluded column is only checked, never encoded: any string may do.
+            match (&column.values, &column.exclude) {
+                (None, Some(_)) => {}
+                (None, None) => {
+                    return Err("categorical columns need `values` (their categories), \
+                         unless they are excluded"
+                        .into());
+                }
+                (Some(values), _) if values.is_empty() => {
+                    return Err("`values` is empty".into());
+                }
+                (Some(_), _) => {}
             }
             if column.min.is_some() || column.max.is_some() {
                 return Err("min/max apply only to numeric columns".into());
@@ -400,12 +413,9 @@ pub fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::yaml::parse_yaml;
 
     fn schema(text: &str) -> Result<Schema, SchemaError> {
-        let path = Path::new("s.yaml");
-        let file: SchemaFile = parse_yaml(path, text)?;
-        Schema::from_parts(path, file)
+        Schema::from_yaml_str(Path::new("s.yaml"), text)
     }
 
     const LABEL: &str = "label: { column: y, type: integer, positive: [1] }\n";

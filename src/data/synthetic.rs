@@ -6,6 +6,12 @@
 //! that feature's value frequencies within the class, counted on the real file. Features
 //! are independent given the class, so the set is learnable but easier to separate
 //! than the real one, and it has no exact-duplicate structure worth studying.
+//!
+//! The `intrusion` profile has NSL-KDD-like connection records with string categorical
+//! columns and a multi-valued string label (see `data_schema/intrusion.yaml` and
+//! `synthetic/intrusion.rs` for how rows are drawn).
+
+mod intrusion;
 
 use polars::prelude::*;
 use rand::rngs::StdRng;
@@ -19,6 +25,9 @@ use super::load::Table;
 pub enum Profile {
     /// UCI Phishing Websites look-alike (30 integer features, label `Result`, -1 = phishing).
     Phishing,
+    /// NSL-KDD look-alike (string protocol/service/flag, skewed counts and rates, label
+    /// `label` with `normal` and nine attack names, 30% attacks).
+    Intrusion,
 }
 
 impl Profile {
@@ -26,6 +35,16 @@ impl Profile {
     pub fn name(self) -> &'static str {
         match self {
             Profile::Phishing => "phishing",
+            Profile::Intrusion => "intrusion",
+        }
+    }
+
+    /// Rows generated when no count is given: the real phishing file's size, or a
+    /// sweep-friendly 10,000 intrusion records.
+    pub fn default_rows(self) -> usize {
+        match self {
+            Profile::Phishing => PHISHING_ROWS,
+            Profile::Intrusion => 10_000,
         }
     }
 }
@@ -36,8 +55,9 @@ impl std::str::FromStr for Profile {
     fn from_str(name: &str) -> Result<Self, Self::Err> {
         match name {
             "phishing" => Ok(Profile::Phishing),
+            "intrusion" => Ok(Profile::Intrusion),
             other => Err(format!(
-                "unknown synthetic profile `{other}` (known: phishing)"
+                "unknown synthetic profile `{other}` (known: phishing, intrusion)"
             )),
         }
     }
@@ -94,6 +114,7 @@ const PHISHING_FREQUENCIES: [(&str, [u32; 3], [u32; 3]); 30] = [
 pub fn generate(profile: Profile, rows: usize, seed: u64) -> Table {
     match profile {
         Profile::Phishing => phishing(rows, seed),
+        Profile::Intrusion => intrusion::intrusion(rows, seed),
     }
 }
 

@@ -172,6 +172,59 @@ pub struct TypedTable {
     pub issues: Vec<Issue>,
 }
 
+/// Cells of one categorical column whose value the schema does not list.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UnseenCategories {
+    /// Column name.
+    pub column: String,
+    /// Number of such cells.
+    pub rows: usize,
+    /// The distinct unseen values, in order of first appearance (at most 5).
+    pub examples: Vec<String>,
+}
+
+impl TypedTable {
+    /// Accepts values of categorical feature columns that the schema does not list: they
+    /// are dropped from `issues` (the encoding puts them in the `<other>` bucket) and
+    /// returned per column, so that prediction and drift can go on and say so. Training and
+    /// `validate` keep them as problems.
+    pub fn accept_unseen_categories(&mut self) -> Vec<UnseenCategories> {
+        let categorical: BTreeSet<&str> = self
+            .columns
+            .iter()
+            .filter(|(spec, _)| spec.column_type == ColumnType::Categorical)
+            .map(|(spec, _)| spec.name.as_str())
+            .collect();
+        let mut unseen: Vec<UnseenCategories> = Vec::new();
+        self.issues.retain(|issue| {
+            let Problem::NotAllowed { value } = &issue.problem else {
+                return true;
+            };
+            if !categorical.contains(issue.column.as_str()) {
+                return true;
+            }
+            let entry = match unseen.iter().position(|u| u.column == issue.column) {
+                Some(i) => &mut unseen[i],
+                None => {
+                    unseen.push(UnseenCategories {
+                        column: issue.column.clone(),
+                        rows: 0,
+                        examples: Vec::new(),
+                    });
+                    let last = unseen.len() - 1;
+                    &mut unseen[last]
+                }
+            };
+            entry.rows += 1;
+            if entry.examples.len() < 5 && !entry.examples.contains(value) {
+                entry.examples.push(value.clone());
+            }
+            false
+        });
+        unseen
+    }
+}
+
 /// Whether the label column must be present (training, validation) or may be absent
 /// (prediction input).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,6 +256,8 @@ pub fn type_table(table: &Table, schema: &Schema, presence: LabelPresence) -> Ty
                 check_values(spec, &values, &mut issues);
                 columns.push((spec.clone(), values));
             }
+            // Prediction input need not carry columns the model does not use.
+            Err(_) if presence == LabelPresence::Optional && spec.exclude.is_some() => {}
             Err(_) => issues.push(Issue {
                 column: spec.name.clone(),
                 row: None,
@@ -397,7 +452,7 @@ fn parse_int(text: &str) -> Option<i64> {
     })
 }
 
-fn parse_bool(text: &str) -> Option<bool> {
+pub(crate) fn parse_bool(text: &str) -> Option<bool> {
     match text.trim().to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "t" | "y" => Some(true),
         "false" | "0" | "no" | "f" | "n" => Some(false),
@@ -407,7 +462,7 @@ fn parse_bool(text: &str) -> Option<bool> {
 
 /// A cell as the file gave it, before typing against the schema.
 #[derive(Debug, Clone)]
-enum Cell {
+pub(crate) enum Cell {
     Int(i64),
     Float(f64),
     Bool(bool),
@@ -426,7 +481,7 @@ impl std::fmt::Display for Cell {
 }
 
 /// Reads a column of any supported polars type as cells; empty strings count as empty.
-fn cells_of(series: &Series) -> Vec<Option<Cell>> {
+pub(crate) fn cells_of(series: &Series) -> Vec<Option<Cell>> {
     let dtype = series.dtype();
     if dtype.is_integer() {
         if let Ok(cast) = series.cast(&DataType::Int64)
@@ -497,5 +552,51 @@ fn check_values(spec: &ColumnSpec, values: &TypedValues, issues: &mut Vec<Issue>
         {
             push(row, Problem::OutOfRange { value: v });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::dataset::FeatureEncoding;
+    use std::path::Path;
+
+    #[test]
+    fn unseen_categories_are_accepted_into_other_but_other_problems_stay() {
+        let schema = Schema::from_yaml_str(
+            Path::new("s.yaml"),
+            "name: t\nlabel: { column: y, type: string, negative: [normal] }\ncolumns:\n  \
+             - { name: proto, type: categorical, values: [tcp, udp] }\n  \
+             - { name: port, type: integer, values: [80, 443] }\n",
+        )
+        .unwrap();
+        let frame = DataFrame::new(
+            3,
+            vec![
+                Column::new("proto".into(), ["tcp", "sctp", "sctp"]),
+                Column::new("port".into(), ["80", "22", "443"]),
+            ],
+        )
+        .unwrap();
+        let table = Table::from_frame("t", frame);
+        let mut typed = type_table(&table, &schema, LabelPresence::Optional);
+        assert_eq!(typed.issues.len(), 3);
+        let unseen = typed.accept_unseen_categories();
+        assert_eq!(
+            unseen,
+            vec![UnseenCategories {
+                column: "proto".into(),
+                rows: 2,
+                examples: vec!["sctp".into()],
+            }]
+        );
+        // The integer value outside the schema is still a problem.
+        assert_eq!(typed.issues.len(), 1);
+        assert_eq!(typed.issues[0].column, "port");
+        let encoding = FeatureEncoding::from_schema(&schema);
+        let x = encoding.encode(&typed);
+        // proto=tcp, proto=udp, proto=<other>, port
+        assert_eq!(x.row(0).to_vec(), vec![1.0, 0.0, 0.0, 80.0]);
+        assert_eq!(x.row(1).to_vec(), vec![0.0, 0.0, 1.0, 22.0]);
     }
 }
