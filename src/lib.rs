@@ -14,3 +14,4 @@ pub mod logging;
 pub mod model_file;
 pub mod models;
 pub mod sweep;
+pub mod tracking;
