@@ -10,7 +10,9 @@
 //! (default 8), `BENCH_ROUNDS` (default 1), `NETSEC_MLFLOW_BIN`, `NETSEC_MLFLOW_PYTHON`
 //! (default: `python` next to the mlflow binary). Results: the README's Tracking section.
 
+// Shared with the tests, which use the parts this benchmark does not.
 #[path = "../tests/common/mlflow_server.rs"]
+#[allow(dead_code)]
 mod mlflow_server;
 
 use std::path::PathBuf;

@@ -338,7 +338,12 @@ impl SweepReporter for MlflowTracker {
                 .map_or(&[][..], |k| k);
             (record.label(shown), state.context_tags.clone())
         };
-        let run = trial_run(record, name, context, self);
+        let keys = RunKeys {
+            run: self.child_key(&record.key),
+            parent: self.parent_key(),
+            experiment: self.options.experiment.clone(),
+        };
+        let run = trial_run(record, name, context, keys);
         let dedup = run.run_key.clone();
         self.push(RecordKind::Trial, Some(dedup), &run);
     }
@@ -463,13 +468,15 @@ impl SweepReporter for MlflowTracker {
     }
 }
 
+/// Where a child run goes.
+struct RunKeys {
+    run: String,
+    parent: String,
+    experiment: String,
+}
+
 /// The child run of one trial, complete with its outcome.
-fn trial_run(
-    record: &TrialRecord,
-    name: String,
-    mut tags: Vec<Tag>,
-    tracker: &MlflowTracker,
-) -> RunRecord {
+fn trial_run(record: &TrialRecord, name: String, mut tags: Vec<Tag>, keys: RunKeys) -> RunRecord {
     let ts = record.finished_at_ms;
     let mut params = vec![Param::new("algorithm", &record.algorithm)];
     for (key, value) in &record.params {
@@ -497,9 +504,9 @@ fn trial_run(
     }
     let took_ms = ((record.fit_seconds + record.predict_seconds) * 1000.0) as i64;
     RunRecord {
-        run_key: tracker.child_key(&record.key),
-        experiment: tracker.options.experiment.clone(),
-        parent_key: Some(tracker.parent_key()),
+        run_key: keys.run,
+        experiment: keys.experiment,
+        parent_key: Some(keys.parent),
         name,
         start_ms: ts - took_ms,
         params,
@@ -720,4 +727,89 @@ fn note(end: &SweepFinished<'_>, metric: SelectMetric) -> String {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::ParamValue;
+    use crate::sweep::record::MeanStd;
+
+    fn record(status: TrialStatus) -> TrialRecord {
+        TrialRecord {
+            key: "k1".into(),
+            experiment: "e".into(),
+            algorithm: "decision_tree".into(),
+            params: [("max_depth".to_owned(), ParamValue::Int(4))].into(),
+            status,
+            cv: [(
+                "f1".to_owned(),
+                MeanStd {
+                    mean: 0.9,
+                    std: 0.01,
+                },
+            )]
+            .into(),
+            test: None,
+            fit_seconds: 1.5,
+            predict_seconds: 0.5,
+            error: (status == TrialStatus::Failed).then(|| "diverged".to_owned()),
+            data_fingerprint: "fp".into(),
+            finished_at_ms: 10_000,
+        }
+    }
+
+    fn keys() -> RunKeys {
+        RunKeys {
+            run: "trial.s.k1".into(),
+            parent: "sweep.s".into(),
+            experiment: "e".into(),
+        }
+    }
+
+    #[test]
+    fn a_finished_trial_becomes_a_finished_child_run() {
+        let run = trial_run(
+            &record(TrialStatus::Finished),
+            "dt".into(),
+            Vec::new(),
+            keys(),
+        );
+        assert_eq!(run.status, Some(RunStatus::Finished));
+        assert_eq!(run.parent_key.as_deref(), Some("sweep.s"));
+        assert_eq!((run.start_ms, run.end_ms), (8_000, Some(10_000)));
+        assert!(run.params.contains(&Param::new("max_depth", "4")));
+        let names: Vec<&str> = run.metrics.iter().map(|m| m.key.as_str()).collect();
+        for name in ["cv_f1_mean", "cv_f1_std", "fit_seconds", "predict_seconds"] {
+            assert!(names.contains(&name), "{names:?}");
+        }
+    }
+
+    #[test]
+    fn a_failed_trial_becomes_a_failed_run_with_its_error() {
+        let run = trial_run(
+            &record(TrialStatus::Failed),
+            "dt".into(),
+            Vec::new(),
+            keys(),
+        );
+        assert_eq!(run.status, Some(RunStatus::Failed));
+        let note = run
+            .tags
+            .iter()
+            .find(|t| t.key == system_tags::NOTE)
+            .unwrap();
+        assert!(note.value.contains("diverged"));
+    }
+
+    #[test]
+    fn leaderboard_csv_has_a_row_per_trial() {
+        let csv = leaderboard_csv(&[record(TrialStatus::Finished), record(TrialStatus::Failed)]);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(
+            lines[1].starts_with("1,k1,decision_tree,\"{\"\"max_depth\"\":4}\",finished,0.9,0.01")
+        );
+        assert!(lines[2].ends_with(",diverged"));
+    }
 }

@@ -106,7 +106,6 @@ impl MlflowServer {
 
     /// A server shared by all tests of one test binary, started on first use. Statics are
     /// never dropped, so a watchdog stops it when the test process exits.
-    #[allow(dead_code)] // used by the tests; the bench starts its own server
     pub fn shared() -> &'static MlflowServer {
         static SERVER: OnceLock<MlflowServer> = OnceLock::new();
         SERVER.get_or_init(MlflowServer::start)
