@@ -49,6 +49,24 @@ pub enum Command {
     /// Predict a CSV/Parquet file with a model file; writes the rows with the predicted
     /// label, class and attack probability.
     Predict(PredictArgs),
+    /// Send the tracking outbox (records kept while no MLflow server was set or reachable)
+    /// to the MLflow server, exactly once. Safe to repeat and to interrupt.
+    Sync(SyncArgs),
+}
+
+/// Arguments of `netsec sync`.
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// MLflow server; default: MLFLOW_TRACKING_URI, else the server the waiting records
+    /// were meant for. Credentials come from MLFLOW_TRACKING_USERNAME/PASSWORD or
+    /// MLFLOW_TRACKING_TOKEN.
+    #[arg(long, value_name = "URL")]
+    pub uri: Option<String>,
+    /// Also send again the records the server refused before.
+    #[arg(long)]
+    pub retry_failed: bool,
+    #[command(flatten)]
+    pub state: StateArgs,
 }
 
 /// Where netsec keeps its local state (run store, model files).

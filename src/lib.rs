@@ -15,3 +15,4 @@ pub mod logging;
 pub mod model_file;
 pub mod models;
 pub mod sweep;
+pub mod tracking;

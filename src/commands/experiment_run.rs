@@ -16,15 +16,20 @@ use crate::cli::{OutputFormat, RunArgs};
 use crate::config::grid::{GridFile, SelectMetric, SourceKind};
 use crate::data::split::{stratified_kfold, train_test_split};
 use crate::data::synthetic::Profile;
+use crate::data::validate::{ValidationReport, validate};
 use crate::data::{DataSource, Dataset, Schema, dataset_from_table};
-use crate::exit::Outcome;
+use crate::exit::{Outcome, UsageError};
 use crate::ingest::mongo::{self, MongoTarget};
 use crate::model_file::{FORMAT, FORMAT_VERSION, ModelFile, ModelMetrics};
 use crate::models::FittedModel;
 use crate::sweep::executor::{Executor, UnitResult, truncated};
 use crate::sweep::plan::{Candidate, KeyContext, expand, trial_key, work_units};
-use crate::sweep::record::{TrialRecord, TrialStatus, compare, rank};
+use crate::sweep::record::{TrialRecord, TrialStatus, compare, now_ms, rank};
+use crate::sweep::report::{BestModel, SweepFinished, SweepReporter, SweepStarted};
 use crate::sweep::store::{NewSweep, RunStore, SweepStatus};
+use crate::tracking::{
+    MlflowClient, MlflowTracker, TrackerOptions, TrackingConfig, TrackingReport,
+};
 
 /// What `--output json` prints.
 #[derive(Debug, Serialize)]
@@ -41,6 +46,7 @@ struct RunSummary<'a> {
     trials_failed: usize,
     seconds: f64,
     best_model: Option<SavedModel>,
+    tracking: Option<TrackingReport>,
     leaderboard: &'a [TrialRecord],
 }
 
@@ -57,7 +63,8 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     let grid = GridFile::from_file(&args.grid)?;
     let candidates = expand(&grid, &args.grid)?;
     let schema = Schema::from_file(&grid.data.schema.value)?;
-    let data = load_data(&grid, &args.grid, &schema)?;
+    let client = tracking_client(&grid)?;
+    let (data, validation) = load_data(&grid, &args.grid, &schema)?;
     tracing::info!(
         rows = data.len(),
         attacks = data.attacks(),
@@ -89,6 +96,7 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     let finished = runtime.block_on(store.finished_trials(&planned_keys))?;
     let metric = grid.select.metric;
     let experiment = grid.name.clone();
+    let started_at_ms = now_ms();
     let sweep_id = runtime.block_on(store.start_sweep(&NewSweep {
         experiment: &experiment,
         grid_path: &args.grid.display().to_string(),
@@ -114,10 +122,35 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         );
     }
 
+    let grid_keys = grid_keys_by_algorithm(&candidates);
+    let mut tracker = open_tracker(&grid, &args, client, &runtime, &store);
+    let reporter = tracker.as_ref().map(|t| t as &dyn SweepReporter);
+    if let Some(reporter) = reporter {
+        reporter.sweep_started(&SweepStarted {
+            sweep_id,
+            experiment: &experiment,
+            grid_path: &args.grid,
+            data_source: &data.source,
+            data_fingerprint: &data.fingerprint,
+            schema_hash: &schema.hash,
+            select_metric: metric,
+            split: &grid.split,
+            folds: grid.cv.folds,
+            shard: args.shard.map(|s| s.to_string()),
+            planned: &planned_keys,
+            grid_keys: &grid_keys,
+            started_at_ms,
+        });
+        for key in &planned_keys {
+            if let Some(record) = finished.get(key) {
+                reporter.trial_finished(record);
+            }
+        }
+    }
+
     let cancel = Arc::new(AtomicBool::new(false));
     watch_signals(&runtime, cancel.clone());
     let executor = Executor::new(&experiment, &data, &split, &folds, grid.split.seed);
-    let grid_keys = grid_keys_by_algorithm(&candidates);
     let mut progress = Progress::new(todo_trials, metric, &grid_keys);
     let mut best: Option<(TrialRecord, FittedModel)> = None;
     let mut run_count = 0usize;
@@ -143,6 +176,8 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
                     // Without the store nothing is resumable: stop starting new work.
                     cancel.store(true, Ordering::Relaxed);
                     store_error.get_or_insert(err);
+                } else if let Some(reporter) = reporter {
+                    reporter.trial_finished(record);
                 }
                 run_count += 1;
                 progress.trial_done(record);
@@ -154,6 +189,16 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     });
     progress.finish();
     if let Some(err) = store_error {
+        finish_tracking(
+            tracker.take(),
+            SweepFinished {
+                status: SweepStatus::Failed,
+                leaderboard: &[],
+                best: None,
+                validation: Some(&validation),
+                finished_at_ms: now_ms(),
+            },
+        );
         runtime.block_on(store.finish_sweep(sweep_id, SweepStatus::Failed, None))?;
         return Err(err).context("recording trial results");
     }
@@ -171,6 +216,16 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         .count();
 
     if interrupted {
+        finish_tracking(
+            tracker.take(),
+            SweepFinished {
+                status: SweepStatus::Killed,
+                leaderboard: &records,
+                best: None,
+                validation: Some(&validation),
+                finished_at_ms: now_ms(),
+            },
+        );
         runtime.block_on(store.finish_sweep(sweep_id, SweepStatus::Killed, None))?;
         runtime.block_on(store.close());
         anyhow::bail!(
@@ -180,6 +235,9 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         );
     }
 
+    let x_test = data.features.select(ndarray::Axis(0), &split.test);
+    let test_labels: Vec<bool> = split.test.iter().map(|&r| data.labels[r]).collect();
+    let mut test_scores = Vec::new();
     let saved = match records
         .first()
         .filter(|r| r.status == TrialStatus::Finished)
@@ -189,6 +247,14 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
                 Some((record, model)) if record.key == top.key => model,
                 _ => refit(top, &candidates, &keys, &executor)?,
             };
+            if tracker.is_some() {
+                match model.predict_proba(x_test.view()) {
+                    Ok(scores) => test_scores = scores,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "tracking: cannot score the best model for its plots")
+                    }
+                }
+            }
             let file = model_file(top, model, &schema, &data, &grid);
             let (path, sha256) =
                 file.save_content_addressed(&args.state.state_dir.join("models"))?;
@@ -217,6 +283,27 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     });
     runtime.block_on(store.finish_sweep(sweep_id, status, best_ref))?;
     runtime.block_on(store.close());
+    let best_model = match (&saved, records.first()) {
+        (Some(s), Some(top)) if !test_scores.is_empty() => Some(BestModel {
+            trial: top,
+            model_path: &s.path,
+            sha256: &s.sha256,
+            test_labels: &test_labels,
+            test_scores: &test_scores,
+            class_names: &schema.label.names,
+        }),
+        _ => None,
+    };
+    let tracking = finish_tracking(
+        tracker.take(),
+        SweepFinished {
+            status,
+            leaderboard: &records,
+            best: best_model,
+            validation: Some(&validation),
+            finished_at_ms: now_ms(),
+        },
+    );
 
     let summary = RunSummary {
         experiment: &experiment,
@@ -231,6 +318,7 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         trials_failed: failed,
         seconds: started.elapsed().as_secs_f64(),
         best_model: saved.clone(),
+        tracking: tracking.clone(),
         leaderboard: &records,
     };
     match args.output {
@@ -274,6 +362,9 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
             if let Some(copy) = &args.model_out {
                 writeln!(out, "copied to: {}", copy.display())?;
             }
+            if let Some(report) = &tracking {
+                print_tracking(out, report)?;
+            }
         }
     }
     if status == SweepStatus::Failed {
@@ -283,7 +374,11 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-fn load_data(grid: &GridFile, path: &Path, schema: &Schema) -> anyhow::Result<Dataset> {
+fn load_data(
+    grid: &GridFile,
+    path: &Path,
+    schema: &Schema,
+) -> anyhow::Result<(Dataset, ValidationReport)> {
     let data = &grid.data;
     let table = match data.source.value {
         SourceKind::Csv | SourceKind::Parquet => {
@@ -317,7 +412,121 @@ fn load_data(grid: &GridFile, path: &Path, schema: &Schema) -> anyhow::Result<Da
             runtime.block_on(mongo::pull(&target, schema, data.query.as_ref()))?
         }
     };
-    Ok(dataset_from_table(&table, schema)?)
+    let dataset = dataset_from_table(&table, schema)?;
+    Ok((dataset, validate(&table, schema)))
+}
+
+/// The MLflow client for the server in `MLFLOW_TRACKING_URI`, else in the grid's
+/// `tracking.uri`; `None` when neither is set (records then wait in the outbox).
+fn tracking_client(grid: &GridFile) -> anyhow::Result<Option<MlflowClient>> {
+    let env_uri = std::env::var("MLFLOW_TRACKING_URI")
+        .ok()
+        .filter(|u| !u.trim().is_empty());
+    let Some(uri) = env_uri.or_else(|| grid.tracking.uri.clone()) else {
+        return Ok(None);
+    };
+    let config = TrackingConfig::from_lookup(|name| match name {
+        "MLFLOW_TRACKING_URI" => Some(uri.clone()),
+        other => std::env::var(other).ok(),
+    })
+    .map_err(|e| UsageError(e.to_string()))?;
+    let client = MlflowClient::new(config).map_err(|e| UsageError(e.to_string()))?;
+    Ok(Some(client))
+}
+
+/// The tracker of this sweep; `None` (after a warning) when the outbox cannot be opened,
+/// since tracking never stops a sweep. Also closes the MLflow runs of earlier sweeps whose
+/// process died.
+fn open_tracker(
+    grid: &GridFile,
+    args: &RunArgs,
+    client: Option<MlflowClient>,
+    runtime: &tokio::runtime::Runtime,
+    store: &RunStore,
+) -> Option<MlflowTracker> {
+    let options = TrackerOptions {
+        db_path: RunStore::path_in(&args.state.state_dir),
+        artifact_dir: args.state.state_dir.join("tracking"),
+        experiment: grid
+            .tracking
+            .experiment
+            .clone()
+            .unwrap_or_else(|| grid.name.clone()),
+        client,
+    };
+    let tracker = match MlflowTracker::open(options, runtime.handle().clone()) {
+        Ok(t) => t,
+        Err(err) => {
+            tracing::warn!(error = %err, "tracking is off for this sweep");
+            return None;
+        }
+    };
+    match runtime.block_on(store.sweeps()) {
+        Ok(sweeps) => {
+            let dead: Vec<i64> = sweeps
+                .iter()
+                .filter(|s| {
+                    s.status == SweepStatus::Killed.as_str()
+                        || s.status == SweepStatus::Failed.as_str()
+                })
+                .map(|s| s.id)
+                .collect();
+            tracker.close_dead_sweeps(&dead);
+        }
+        Err(err) => tracing::warn!(error = %err, "tracking: cannot list earlier sweeps"),
+    }
+    Some(tracker)
+}
+
+/// Reports the end of the sweep and waits (bounded) for the outbox to reach the server.
+fn finish_tracking(
+    tracker: Option<MlflowTracker>,
+    end: SweepFinished<'_>,
+) -> Option<TrackingReport> {
+    let tracker = tracker?;
+    tracker.sweep_finished(&end);
+    let report = tracker.close();
+    if report.pending > 0 {
+        tracing::warn!(
+            pending = report.pending,
+            "tracking: records wait in the outbox; `netsec sync` sends them{}",
+            report
+                .last_error
+                .as_deref()
+                .map(|e| format!(" (last error: {e})"))
+                .unwrap_or_default()
+        );
+    }
+    Some(report)
+}
+
+/// Where the sweep went in MLflow, or why it has not gone yet.
+fn print_tracking(out: &mut dyn Write, report: &TrackingReport) -> std::io::Result<()> {
+    if let Some(url) = &report.experiment_url {
+        writeln!(out, "mlflow experiment: {url}")?;
+    }
+    if let Some(url) = &report.compare_url {
+        writeln!(out, "mlflow compare:    {url}")?;
+    }
+    if report.pending > 0 {
+        let why = match &report.server {
+            None => "no tracking server set (MLFLOW_TRACKING_URI)".to_owned(),
+            Some(server) => format!("{server} did not take them yet"),
+        };
+        writeln!(
+            out,
+            "tracking: {} records wait in the outbox ({why}); `netsec sync` sends them",
+            report.pending
+        )?;
+    }
+    if report.failed > 0 {
+        writeln!(
+            out,
+            "tracking: {} records were refused by the server; `netsec sync --retry-failed` tries again",
+            report.failed
+        )?;
+    }
+    Ok(())
 }
 
 fn grid_keys_by_algorithm(candidates: &[Candidate]) -> HashMap<String, Vec<String>> {

@@ -10,6 +10,7 @@ mod experiment_run;
 mod experiment_show;
 mod leaderboard;
 mod predict;
+mod sync;
 
 use std::io::Write;
 use std::path::Path;
@@ -41,6 +42,7 @@ pub fn run(command: Command, out: &mut dyn Write) -> anyhow::Result<Outcome> {
             experiment_show::compare(args, out)
         }
         Command::Predict(args) => predict::run(args, out),
+        Command::Sync(args) => sync::run(args, out),
     }
 }
 

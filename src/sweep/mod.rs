@@ -4,4 +4,5 @@
 pub mod executor;
 pub mod plan;
 pub mod record;
+pub mod report;
 pub mod store;

@@ -268,7 +268,8 @@ impl RunStore {
         Ok(())
     }
 
-    async fn reap_dead_sweeps(&self) -> Result<(), StoreError> {
+    /// Marks sweeps of dead processes on this machine that were left `running` as `killed`.
+    pub async fn reap_dead_sweeps(&self) -> Result<(), StoreError> {
         let rows = sqlx::query("SELECT id, pid FROM sweeps WHERE status = 'running'")
             .fetch_all(&self.pool)
             .await?;

@@ -79,3 +79,6 @@ pub fn phishing_lines(count: usize) -> Vec<String> {
 pub fn s(path: &Path) -> &str {
     path.to_str().unwrap()
 }
+
+pub mod fault_server;
+pub mod mlflow_server;

@@ -1,0 +1,87 @@
+//! What a sweep tells its observers (experiment tracking) as it runs. Observers record;
+//! they never steer the sweep, and their failures are theirs to log, which is why the
+//! methods return nothing: the sweep's results are already durable in the run store.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::record::TrialRecord;
+use super::store::SweepStatus;
+use crate::config::grid::SelectMetric;
+use crate::data::schema::ClassNames;
+use crate::data::split::SplitSpec;
+use crate::data::validate::ValidationReport;
+
+/// A sweep is starting.
+#[derive(Debug, Clone)]
+pub struct SweepStarted<'a> {
+    /// Local sweep id in the run store.
+    pub sweep_id: i64,
+    /// Experiment (grid) name.
+    pub experiment: &'a str,
+    /// The grid file.
+    pub grid_path: &'a Path,
+    /// Where the rows came from.
+    pub data_source: &'a str,
+    /// Fingerprint of the encoded data.
+    pub data_fingerprint: &'a str,
+    /// Hash of the schema.
+    pub schema_hash: &'a str,
+    /// Ranking metric.
+    pub select_metric: SelectMetric,
+    /// The train/test split.
+    pub split: &'a SplitSpec,
+    /// Cross-validation folds.
+    pub folds: usize,
+    /// `I/N` when sharded.
+    pub shard: Option<String>,
+    /// Planned trial keys, in plan order.
+    pub planned: &'a [String],
+    /// Per algorithm, the parameters the grid varies (for run names).
+    pub grid_keys: &'a HashMap<String, Vec<String>>,
+    /// Start (Unix ms).
+    pub started_at_ms: i64,
+}
+
+/// The best model of a finished sweep, scored on the test part.
+#[derive(Debug, Clone)]
+pub struct BestModel<'a> {
+    /// Its trial.
+    pub trial: &'a TrialRecord,
+    /// The saved model file.
+    pub model_path: &'a Path,
+    /// sha256 of the model file.
+    pub sha256: &'a str,
+    /// Test labels (true = attack).
+    pub test_labels: &'a [bool],
+    /// P(attack) of each test row.
+    pub test_scores: &'a [f64],
+    /// Display names of the classes.
+    pub class_names: &'a ClassNames,
+}
+
+/// A sweep has ended.
+#[derive(Debug, Clone)]
+pub struct SweepFinished<'a> {
+    /// How it ended.
+    pub status: SweepStatus,
+    /// Every planned trial that has a result, best first.
+    pub leaderboard: &'a [TrialRecord],
+    /// The best model, when one was saved.
+    pub best: Option<BestModel<'a>>,
+    /// The data validation report of the sweep's data.
+    pub validation: Option<&'a ValidationReport>,
+    /// End (Unix ms).
+    pub finished_at_ms: i64,
+}
+
+/// Receives what a sweep reports.
+pub trait SweepReporter {
+    /// Called once, before any trial.
+    fn sweep_started(&self, sweep: &SweepStarted<'_>);
+    /// Called once per trial with a result: as each finishes, and at the start for trials
+    /// reused from the run store.
+    fn trial_finished(&self, record: &TrialRecord);
+    /// Called once at the end (also when the sweep was interrupted or failed).
+    fn sweep_finished(&self, end: &SweepFinished<'_>);
+}

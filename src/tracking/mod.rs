@@ -1,0 +1,37 @@
+//! Experiment tracking: a typed, retrying client for the MLflow REST API (a self-hosted
+//! server or DagsHub), a durable outbox in the state database, the sender that empties it
+//! exactly once, and [`MlflowTracker`], the sweep's reporter that records every sweep as a
+//! parent run with one child run per trial.
+//!
+//! The sweep never waits for the server: reports become outbox records (a local insert),
+//! which a background task sends while the sweep runs; what it cannot send waits for
+//! `netsec sync`.
+
+mod artifacts;
+mod batch;
+pub mod charts;
+mod client;
+mod config;
+mod error;
+mod links;
+pub mod outbox;
+mod retry;
+pub mod send;
+pub mod tracker;
+mod types;
+
+pub use batch::{
+    LogBatch, MAX_ENTRIES_PER_REQUEST, MAX_KEY_CHARS, MAX_METRICS_PER_REQUEST,
+    MAX_PARAM_VALUE_CHARS, MAX_PARAMS_PER_REQUEST, MAX_TAG_VALUE_CHARS, MAX_TAGS_PER_REQUEST,
+};
+pub use client::{MlflowClient, RunSearch, RunSpec, now_ms, system_tags};
+pub use config::{Auth, Secret, TrackingConfig};
+pub use error::{Result, TrackingError};
+pub use outbox::{Outbox, OutboxCounts, OutboxError};
+pub use retry::RetryPolicy;
+pub use send::{DrainReport, Sender};
+pub use tracker::{MlflowTracker, TrackerOptions, TrackingReport};
+pub use types::{
+    Experiment, ExperimentHandle, FileInfo, Metric, Param, Run, RunData, RunInfo, RunStatus,
+    RunsPage, Tag,
+};

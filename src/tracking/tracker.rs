@@ -1,0 +1,818 @@
+//! [`MlflowTracker`]: the sweep's [`SweepReporter`] that records a sweep as MLflow runs.
+//!
+//! Every report becomes an outbox record at once (a local SQLite insert, so the sweep is
+//! never slowed); a background task sends the outbox while the sweep runs, and whatever it
+//! could not send stays for `netsec sync`. The sweep is one parent run and each trial a
+//! child run. Run keys are derived from the plan, not from the local sweep id, so a resumed
+//! sweep (same grid, same data) reopens its parent run and finds its child runs again.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::runtime::Handle;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use super::charts::{confusion_matrix_png, roc_curve_png};
+use super::client::{MlflowClient, system_tags};
+use super::outbox::{ArtifactFile, NewRecord, Outbox, OutboxError, RecordKind, RunRecord};
+use super::send::Sender;
+use super::types::{Metric, Param, RunStatus, Tag};
+use crate::config::grid::SelectMetric;
+use crate::data::schema::hex;
+use crate::sweep::record::{METRIC_NAMES, TrialRecord, TrialStatus, metric_values};
+use crate::sweep::report::{SweepFinished, SweepReporter, SweepStarted};
+use crate::sweep::store::SweepStatus;
+
+/// Child runs shown in the compare link.
+const COMPARE_TOP: usize = 5;
+/// Leaderboard rows in the parent run's note.
+const NOTE_ROWS: usize = 20;
+/// How long the end of a sweep waits for the outbox to reach the server.
+const FLUSH: Duration = Duration::from_secs(30);
+/// ...when the server was already found away during the sweep.
+const FLUSH_AWAY: Duration = Duration::from_secs(5);
+
+/// Where and how a tracker records.
+#[derive(Debug, Clone)]
+pub struct TrackerOptions {
+    /// The state database holding the outbox (the run store's file).
+    pub db_path: PathBuf,
+    /// Directory for files made for tracking (plots, leaderboard, report).
+    pub artifact_dir: PathBuf,
+    /// MLflow experiment name.
+    pub experiment: String,
+    /// The server; `None` keeps everything in the outbox.
+    pub client: Option<MlflowClient>,
+}
+
+/// What tracking did, for the command to print.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TrackingReport {
+    /// The server's base URL, if one was set.
+    pub server: Option<String>,
+    /// The experiment's runs page in the MLflow UI.
+    pub experiment_url: Option<String>,
+    /// The compare view of the best runs.
+    pub compare_url: Option<String>,
+    /// Records still waiting in the outbox.
+    pub pending: i64,
+    /// Records the server refused.
+    pub failed: i64,
+    /// Why records are still waiting, if the server said.
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    sweep_id: Option<i64>,
+    sweep_key: String,
+    grid_keys: HashMap<String, Vec<String>>,
+    context_tags: Vec<Tag>,
+    top_keys: Vec<String>,
+    metric: Option<SelectMetric>,
+}
+
+/// Records a sweep as MLflow runs through the outbox.
+pub struct MlflowTracker {
+    outbox: Outbox,
+    runtime: Handle,
+    options: TrackerOptions,
+    sender: Option<Sender>,
+    background: Mutex<Option<JoinHandle<()>>>,
+    wake: Arc<Notify>,
+    stop: Arc<AtomicBool>,
+    away: Arc<Mutex<Option<String>>>,
+    state: Mutex<State>,
+}
+
+impl MlflowTracker {
+    /// Opens the outbox and, with a server, starts sending in the background on `runtime`.
+    pub fn open(options: TrackerOptions, runtime: Handle) -> Result<MlflowTracker, OutboxError> {
+        let outbox = runtime.block_on(Outbox::open(&options.db_path))?;
+        // Retries during a sweep are short: a record that does not go through waits in the
+        // outbox and is tried again a little later anyway.
+        let sender = options.client.clone().map(|client| {
+            let mut retry = client.config().retry.clone();
+            retry.max_attempts = retry.max_attempts.min(4);
+            retry.max_elapsed = retry.max_elapsed.min(Duration::from_secs(8));
+            Sender::new(client.with_retry(retry), outbox.clone(), &options.db_path)
+        });
+        let tracker = MlflowTracker {
+            outbox,
+            runtime,
+            options,
+            sender,
+            background: Mutex::new(None),
+            wake: Arc::new(Notify::new()),
+            stop: Arc::new(AtomicBool::new(false)),
+            away: Arc::default(),
+            state: Mutex::default(),
+        };
+        if let Some(sender) = tracker.sender.clone() {
+            let task = tracker.runtime.spawn(send_in_background(
+                sender,
+                tracker.wake.clone(),
+                tracker.stop.clone(),
+                tracker.away.clone(),
+            ));
+            *lock(&tracker.background) = Some(task);
+        }
+        Ok(tracker)
+    }
+
+    /// Closes the parent runs of sweeps in `dead` (local ids of sweeps whose process died)
+    /// that were opened and never closed: they end `KILLED` instead of staying `RUNNING`.
+    pub fn close_dead_sweeps(&self, dead: &[i64]) {
+        let closed = self
+            .runtime
+            .block_on(self.outbox.close_unclosed_sweeps(dead, self.server()));
+        self.note(closed);
+    }
+
+    fn server(&self) -> Option<&str> {
+        self.sender.as_ref().map(|s| s.server())
+    }
+
+    fn note<T>(&self, result: Result<T, OutboxError>) {
+        if let Err(err) = result {
+            tracing::warn!(error = %err, "tracking: cannot write to the outbox; the sweep goes on");
+        }
+    }
+
+    fn push(&self, kind: RecordKind, dedup_key: Option<String>, record: &RunRecord) {
+        let sweep_id = lock(&self.state).sweep_id;
+        let pushed = self.runtime.block_on(self.outbox.push(&NewRecord {
+            kind,
+            dedup_key,
+            sweep_id,
+            server: self.server(),
+            record,
+        }));
+        self.note(pushed);
+        self.wake.notify_one();
+    }
+
+    fn child_key(&self, trial_key: &str) -> String {
+        format!("trial.{}.{trial_key}", lock(&self.state).sweep_key)
+    }
+
+    fn parent_key(&self) -> String {
+        format!("sweep.{}", lock(&self.state).sweep_key)
+    }
+
+    /// Stops the background sender after a last attempt to send everything, and says what
+    /// is left. Waits at most 30 s (5 s when the server was already found away).
+    pub fn close(self) -> TrackingReport {
+        self.stop.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
+        let task = lock(&self.background).take();
+        if let Some(task) = task {
+            let budget = if lock(&self.away).is_some() {
+                FLUSH_AWAY
+            } else {
+                FLUSH
+            };
+            let abort = task.abort_handle();
+            let finished = self
+                .runtime
+                .block_on(async { tokio::time::timeout(budget, task).await });
+            if finished.is_err() {
+                abort.abort();
+                lock(&self.away).get_or_insert_with(|| {
+                    format!("the server did not take every record within {budget:?}")
+                });
+            }
+        }
+        let counts = self.runtime.block_on(self.outbox.counts());
+        let mut report = TrackingReport {
+            server: self.server().map(str::to_owned),
+            last_error: lock(&self.away).clone(),
+            ..TrackingReport::default()
+        };
+        if let Ok(counts) = counts {
+            report.pending = counts.pending;
+            report.failed = counts.failed;
+        }
+        if let Some(sender) = &self.sender {
+            let links = self.runtime.block_on(self.links(sender));
+            if let Ok((experiment, compare)) = links {
+                report.experiment_url = experiment;
+                report.compare_url = compare;
+            }
+        }
+        self.runtime.block_on(self.outbox.close());
+        report
+    }
+
+    async fn links(
+        &self,
+        sender: &Sender,
+    ) -> Result<(Option<String>, Option<String>), OutboxError> {
+        let client = sender.client();
+        let Some(parent) = self
+            .outbox
+            .known_run(sender.server(), &self.parent_key())
+            .await?
+        else {
+            return Ok((None, None));
+        };
+        let top = lock(&self.state).top_keys.clone();
+        let mut ids = Vec::new();
+        for key in top {
+            if let Some(run) = self
+                .outbox
+                .known_run(sender.server(), &self.child_key(&key))
+                .await?
+            {
+                ids.push(run.run_id);
+            }
+        }
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let compare = (ids.len() >= 2)
+            .then(|| client.compare_runs_url(&parent.experiment_id, &ids))
+            .or_else(|| Some(client.run_url(&parent.experiment_id, &parent.run_id)));
+        Ok((Some(client.experiment_url(&parent.experiment_id)), compare))
+    }
+
+    /// Writes a file for upload under the tracking directory; `None` (with a warning) when
+    /// it cannot be written.
+    fn write_file(&self, name: &str, bytes: &[u8], artifact_path: &str) -> Option<ArtifactFile> {
+        let dir = self.options.artifact_dir.join(&lock(&self.state).sweep_key);
+        let path = dir.join(name);
+        let written = std::fs::create_dir_all(&dir)
+            .and_then(|()| crate::fsutil::write_atomic(&path, |w| w.write_all(bytes)));
+        match written.and_then(|()| std::path::absolute(&path)) {
+            Ok(local_path) => Some(ArtifactFile {
+                local_path,
+                artifact_path: artifact_path.to_owned(),
+            }),
+            Err(err) => {
+                tracing::warn!(file = %path.display(), error = %err, "tracking: cannot write an artifact file");
+                None
+            }
+        }
+    }
+}
+
+impl SweepReporter for MlflowTracker {
+    fn sweep_started(&self, sweep: &SweepStarted<'_>) {
+        let sweep_key = sweep_key(&self.options.experiment, sweep);
+        let mut context = vec![
+            Tag::new(system_tags::SOURCE_NAME, "netsec experiment run"),
+            Tag::new(system_tags::SOURCE_TYPE, "LOCAL"),
+            Tag::new("netsec.version", env!("CARGO_PKG_VERSION")),
+            Tag::new("netsec.data_fingerprint", sweep.data_fingerprint),
+            Tag::new("netsec.schema_hash", sweep.schema_hash),
+            Tag::new("netsec.grid", sweep.grid_path.display().to_string()),
+        ];
+        let grid_dir = sweep
+            .grid_path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if let Some(commit) = git_commit(grid_dir) {
+            context.push(Tag::new(system_tags::GIT_COMMIT, commit));
+        }
+        if let Ok(user) = std::env::var("USER") {
+            context.push(Tag::new(system_tags::USER, user));
+        }
+        {
+            let mut state = lock(&self.state);
+            state.sweep_id = Some(sweep.sweep_id);
+            state.sweep_key = sweep_key.clone();
+            state.grid_keys = sweep.grid_keys.clone();
+            state.context_tags = context.clone();
+            state.metric = Some(sweep.select_metric);
+        }
+        let split = sweep.split;
+        let mut params = vec![
+            Param::new("grid", sweep.grid_path.display().to_string()),
+            Param::new("data_source", sweep.data_source),
+            Param::new("select_metric", sweep.select_metric.name()),
+            Param::new("cv_folds", sweep.folds.to_string()),
+            Param::new("split_test_fraction", split.test_fraction.to_string()),
+            Param::new("split_stratify", split.stratify.to_string()),
+            Param::new("split_seed", split.seed.to_string()),
+            Param::new("split_dedup", split.dedup.to_string()),
+            Param::new("trials_planned", sweep.planned.len().to_string()),
+        ];
+        if let Some(shard) = &sweep.shard {
+            params.push(Param::new("shard", shard));
+        }
+        let mut tags = context;
+        tags.push(Tag::new("netsec.sweep_key", &sweep_key));
+        tags.push(Tag::new("netsec.experiment", sweep.experiment));
+        let name = match &sweep.shard {
+            Some(shard) => format!("sweep {} (shard {shard})", sweep.experiment),
+            None => format!("sweep {}", sweep.experiment),
+        };
+        let record = RunRecord {
+            run_key: self.parent_key(),
+            experiment: self.options.experiment.clone(),
+            parent_key: None,
+            name,
+            start_ms: sweep.started_at_ms,
+            params,
+            metrics: Vec::new(),
+            tags,
+            artifacts: Vec::new(),
+            status: Some(RunStatus::Running),
+            end_ms: None,
+        };
+        self.push(RecordKind::OpenSweep, None, &record);
+    }
+
+    fn trial_finished(&self, record: &TrialRecord) {
+        let (name, context) = {
+            let state = lock(&self.state);
+            let shown = state
+                .grid_keys
+                .get(&record.algorithm)
+                .map_or(&[][..], |k| k);
+            (record.label(shown), state.context_tags.clone())
+        };
+        let keys = RunKeys {
+            run: self.child_key(&record.key),
+            parent: self.parent_key(),
+            experiment: self.options.experiment.clone(),
+        };
+        let run = trial_run(record, name, context, keys);
+        let dedup = run.run_key.clone();
+        self.push(RecordKind::Trial, Some(dedup), &run);
+    }
+
+    fn sweep_finished(&self, end: &SweepFinished<'_>) {
+        let ts = end.finished_at_ms;
+        lock(&self.state).top_keys = end
+            .leaderboard
+            .iter()
+            .filter(|r| r.status == TrialStatus::Finished)
+            .take(COMPARE_TOP)
+            .map(|r| r.key.clone())
+            .collect();
+        let mut artifacts = Vec::new();
+        let mut metrics = vec![
+            Metric::new(
+                "trials_finished",
+                count(end.leaderboard, TrialStatus::Finished),
+                ts,
+            ),
+            Metric::new(
+                "trials_failed",
+                count(end.leaderboard, TrialStatus::Failed),
+                ts,
+            ),
+        ];
+        artifacts.extend(self.write_file(
+            "leaderboard.csv",
+            leaderboard_csv(end.leaderboard).as_bytes(),
+            "leaderboard.csv",
+        ));
+        if let Some(report) = end.validation {
+            let json = serde_json::to_vec_pretty(report).unwrap_or_default();
+            artifacts.extend(self.write_file(
+                "data_validation.json",
+                &json,
+                "data_validation.json",
+            ));
+        }
+        let mut tags = Vec::new();
+        if let Some(best) = &end.best {
+            let trial = best.trial;
+            tags.push(Tag::new("netsec.best_trial", &trial.key));
+            for (name, mean) in trial.cv.iter().map(|(k, v)| (k, v.mean)) {
+                metrics.push(Metric::new(format!("best_cv_{name}_mean"), mean, ts));
+            }
+            if let Some(test) = &trial.test {
+                for (name, value) in metric_values(test) {
+                    metrics.push(Metric::new(format!("best_test_{name}"), value, ts));
+                }
+                let names = best.class_names;
+                let confusion =
+                    confusion_matrix_png(&test.confusion, &names.positive, &names.negative);
+                let roc = roc_curve_png(best.test_labels, best.test_scores);
+                let cm = self.write_file(
+                    "confusion_matrix.png",
+                    &confusion,
+                    "plots/confusion_matrix.png",
+                );
+                let rc = self.write_file("roc_curve.png", &roc, "plots/roc_curve.png");
+                let mut best_files: Vec<ArtifactFile> = cm.into_iter().chain(rc).collect();
+                for file in &best_files {
+                    artifacts.push(ArtifactFile {
+                        local_path: file.local_path.clone(),
+                        artifact_path: format!("best_{}", file.artifact_path.replace('/', "_")),
+                    });
+                }
+                match std::path::absolute(best.model_path) {
+                    Ok(local_path) => best_files.push(ArtifactFile {
+                        local_path,
+                        artifact_path: format!("model/{}.json", best.sha256),
+                    }),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "tracking: cannot resolve the model file path")
+                    }
+                }
+                let child = self.child_key(&trial.key);
+                let record = RunRecord {
+                    run_key: child.clone(),
+                    experiment: self.options.experiment.clone(),
+                    parent_key: Some(self.parent_key()),
+                    name: String::new(),
+                    start_ms: ts,
+                    params: Vec::new(),
+                    metrics: Vec::new(),
+                    tags: vec![
+                        Tag::new("netsec.best", "true"),
+                        Tag::new("netsec.model_sha256", best.sha256),
+                    ],
+                    artifacts: best_files,
+                    status: None,
+                    end_ms: None,
+                };
+                self.push(
+                    RecordKind::Artifacts,
+                    Some(format!("artifacts.{child}.{}", best.sha256)),
+                    &record,
+                );
+            }
+        }
+        let metric = lock(&self.state).metric.unwrap_or(SelectMetric::F1);
+        tags.push(Tag::new(system_tags::NOTE, note(end, metric)));
+        let status = match end.status {
+            SweepStatus::Finished => RunStatus::Finished,
+            SweepStatus::Failed => RunStatus::Failed,
+            SweepStatus::Killed | SweepStatus::Running => RunStatus::Killed,
+        };
+        let record = RunRecord {
+            run_key: self.parent_key(),
+            experiment: self.options.experiment.clone(),
+            parent_key: None,
+            name: String::new(),
+            start_ms: ts,
+            params: Vec::new(),
+            metrics,
+            tags,
+            artifacts,
+            status: Some(status),
+            end_ms: Some(ts),
+        };
+        self.push(RecordKind::CloseSweep, None, &record);
+    }
+}
+
+/// Where a child run goes.
+struct RunKeys {
+    run: String,
+    parent: String,
+    experiment: String,
+}
+
+/// The child run of one trial, complete with its outcome.
+fn trial_run(record: &TrialRecord, name: String, mut tags: Vec<Tag>, keys: RunKeys) -> RunRecord {
+    let ts = record.finished_at_ms;
+    let mut params = vec![Param::new("algorithm", &record.algorithm)];
+    for (key, value) in &record.params {
+        params.push(Param::new(key, value.to_string().trim_matches('"')));
+    }
+    let mut metrics = Vec::new();
+    for (name, stat) in &record.cv {
+        metrics.push(Metric::new(format!("cv_{name}_mean"), stat.mean, ts));
+        metrics.push(Metric::new(format!("cv_{name}_std"), stat.std, ts));
+    }
+    if let Some(test) = &record.test {
+        for (name, value) in metric_values(test) {
+            metrics.push(Metric::new(format!("test_{name}"), value, ts));
+        }
+    }
+    if record.status == TrialStatus::Finished {
+        metrics.push(Metric::new("fit_seconds", record.fit_seconds, ts));
+        metrics.push(Metric::new("predict_seconds", record.predict_seconds, ts));
+    }
+    tags.push(Tag::new("netsec.trial_key", &record.key));
+    tags.push(Tag::new("netsec.algorithm", &record.algorithm));
+    if let Some(error) = &record.error {
+        let text: String = error.chars().take(4000).collect();
+        tags.push(Tag::new(system_tags::NOTE, format!("**Failed:** {text}")));
+    }
+    let took_ms = ((record.fit_seconds + record.predict_seconds) * 1000.0) as i64;
+    RunRecord {
+        run_key: keys.run,
+        experiment: keys.experiment,
+        parent_key: Some(keys.parent),
+        name,
+        start_ms: ts - took_ms,
+        params,
+        metrics,
+        tags,
+        artifacts: Vec::new(),
+        status: Some(match record.status {
+            TrialStatus::Finished => RunStatus::Finished,
+            TrialStatus::Failed => RunStatus::Failed,
+        }),
+        end_ms: Some(ts),
+    }
+}
+
+/// Sends the outbox while the sweep runs: after every wake-up, and again after a pause
+/// when the server was away; returns after one last pass once `stop` is set.
+async fn send_in_background(
+    sender: Sender,
+    wake: Arc<Notify>,
+    stop: Arc<AtomicBool>,
+    away: Arc<Mutex<Option<String>>>,
+) {
+    let mut pause = Duration::from_secs(1);
+    loop {
+        let stopping = stop.load(Ordering::SeqCst);
+        let lock_file = match sender.try_lock() {
+            Ok(Some(file)) => Some(file),
+            Ok(None) => {
+                tracing::info!("tracking: another netsec process is sending the outbox");
+                None
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "tracking: cannot take the outbox lock");
+                None
+            }
+        };
+        let mut wait = Duration::from_secs(2);
+        if lock_file.is_some() {
+            match sender.drain().await {
+                Ok(report) => match report.stopped {
+                    Some(err) => {
+                        let first = lock(&away).is_none();
+                        *lock(&away) = Some(err.to_string());
+                        if first {
+                            tracing::warn!(error = %err, "tracking: server unreachable; records wait in the outbox");
+                        }
+                        wait = pause;
+                        pause = (pause * 2).min(Duration::from_secs(30));
+                    }
+                    None => {
+                        *lock(&away) = None;
+                        pause = Duration::from_secs(1);
+                    }
+                },
+                Err(err) => {
+                    tracing::warn!(error = %err, "tracking: cannot read the outbox");
+                    *lock(&away) = Some(err.to_string());
+                }
+            }
+        }
+        drop(lock_file);
+        if stopping {
+            return;
+        }
+        let _ = tokio::time::timeout(wait, wake.notified()).await;
+    }
+}
+
+/// A stable key of the sweep: the tracking experiment, the planned trials and the shard.
+/// The same grid on the same data gives the same key, so a resumed sweep finds its runs.
+fn sweep_key(experiment: &str, sweep: &SweepStarted<'_>) -> String {
+    let mut planned: Vec<&String> = sweep.planned.iter().collect();
+    planned.sort();
+    let input = serde_json::json!({
+        "experiment": experiment,
+        "planned": planned,
+        "shard": sweep.shard,
+    });
+    hex(&Sha256::digest(input.to_string()))[..20].to_owned()
+}
+
+/// The commit checked out in `dir`, if it is inside a git work tree.
+fn git_commit(dir: &Path) -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(dir)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    let commit = text.trim();
+    (out.status.success() && commit.len() >= 7).then(|| commit.to_owned())
+}
+
+fn count(records: &[TrialRecord], status: TrialStatus) -> f64 {
+    records.iter().filter(|r| r.status == status).count() as f64
+}
+
+/// The leaderboard as CSV: rank, key, algorithm, params (JSON), status, CV means and
+/// standard deviations, test metrics, timings, error.
+fn leaderboard_csv(records: &[TrialRecord]) -> String {
+    let mut out = String::from("rank,trial_key,algorithm,params,status");
+    for name in METRIC_NAMES {
+        let _ = write!(out, ",cv_{name}_mean,cv_{name}_std");
+    }
+    for name in METRIC_NAMES {
+        let _ = write!(out, ",test_{name}");
+    }
+    out.push_str(",fit_seconds,predict_seconds,error\n");
+    for (i, r) in records.iter().enumerate() {
+        let params = serde_json::to_string(&r.params).unwrap_or_default();
+        let _ = write!(
+            out,
+            "{},{},{},{},{}",
+            i + 1,
+            r.key,
+            r.algorithm,
+            csv_field(&params),
+            r.status.as_str()
+        );
+        for name in METRIC_NAMES {
+            match r.cv.get(name) {
+                Some(s) => {
+                    let _ = write!(out, ",{},{}", s.mean, s.std);
+                }
+                None => out.push_str(",,"),
+            }
+        }
+        let test = r.test.as_ref().map(metric_values);
+        for name in METRIC_NAMES {
+            match test.as_ref().and_then(|t| t.get(name)) {
+                Some(v) => {
+                    let _ = write!(out, ",{v}");
+                }
+                None => out.push(','),
+            }
+        }
+        let _ = writeln!(
+            out,
+            ",{},{},{}",
+            r.fit_seconds,
+            r.predict_seconds,
+            csv_field(r.error.as_deref().unwrap_or(""))
+        );
+    }
+    out
+}
+
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_owned()
+    }
+}
+
+/// The parent run's description: outcome and the top of the leaderboard, in markdown.
+fn note(end: &SweepFinished<'_>, metric: SelectMetric) -> String {
+    let mut out = String::new();
+    let outcome = match end.status {
+        SweepStatus::Finished => "finished",
+        SweepStatus::Failed => "failed: every trial failed",
+        SweepStatus::Killed | SweepStatus::Running => "interrupted (resume with the same command)",
+    };
+    let _ = writeln!(
+        out,
+        "**netsec sweep** {outcome}. {} trials with results, best first \
+         (ranked on cross-validation; test scored once).\n",
+        end.leaderboard.len()
+    );
+    let m = metric.name();
+    let _ = writeln!(
+        out,
+        "| # | algorithm | params | cv {m} | ± | test {m} | fit s | trial |"
+    );
+    out.push_str("|---|---|---|---|---|---|---|---|\n");
+    for (i, r) in end.leaderboard.iter().take(NOTE_ROWS).enumerate() {
+        let score = r.cv.get(m).map(|s| (s.mean, s.std));
+        let test = r
+            .test
+            .as_ref()
+            .and_then(|t| metric_values(t).get(m).copied());
+        let params: Vec<String> = r
+            .params
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.to_string().trim_matches('"')))
+            .collect();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {:.2} | `{}` |",
+            i + 1,
+            r.algorithm,
+            params.join(" "),
+            score.map_or("-".into(), |v| format!("{:.4}", v.0)),
+            score.map_or("-".into(), |v| format!("{:.4}", v.1)),
+            test.map_or("-".into(), |v| format!("{v:.4}")),
+            r.fit_seconds,
+            &r.key[..r.key.len().min(10)]
+        );
+    }
+    if end.leaderboard.len() > NOTE_ROWS {
+        let _ = writeln!(
+            out,
+            "\n…and {} more (see `leaderboard.csv`).",
+            end.leaderboard.len() - NOTE_ROWS
+        );
+    }
+    if let Some(best) = &end.best {
+        let _ = writeln!(
+            out,
+            "\nBest model: `{}` (sha256 `{}`), artifacts on its child run.",
+            best.trial.label(&[]),
+            &best.sha256[..best.sha256.len().min(16)]
+        );
+    }
+    out
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::ParamValue;
+    use crate::sweep::record::MeanStd;
+
+    fn record(status: TrialStatus) -> TrialRecord {
+        TrialRecord {
+            key: "k1".into(),
+            experiment: "e".into(),
+            algorithm: "decision_tree".into(),
+            params: [("max_depth".to_owned(), ParamValue::Int(4))].into(),
+            status,
+            cv: [(
+                "f1".to_owned(),
+                MeanStd {
+                    mean: 0.9,
+                    std: 0.01,
+                },
+            )]
+            .into(),
+            test: None,
+            fit_seconds: 1.5,
+            predict_seconds: 0.5,
+            error: (status == TrialStatus::Failed).then(|| "diverged".to_owned()),
+            data_fingerprint: "fp".into(),
+            finished_at_ms: 10_000,
+        }
+    }
+
+    fn keys() -> RunKeys {
+        RunKeys {
+            run: "trial.s.k1".into(),
+            parent: "sweep.s".into(),
+            experiment: "e".into(),
+        }
+    }
+
+    #[test]
+    fn a_finished_trial_becomes_a_finished_child_run() {
+        let run = trial_run(
+            &record(TrialStatus::Finished),
+            "dt".into(),
+            Vec::new(),
+            keys(),
+        );
+        assert_eq!(run.status, Some(RunStatus::Finished));
+        assert_eq!(run.parent_key.as_deref(), Some("sweep.s"));
+        assert_eq!((run.start_ms, run.end_ms), (8_000, Some(10_000)));
+        assert!(run.params.contains(&Param::new("max_depth", "4")));
+        let names: Vec<&str> = run.metrics.iter().map(|m| m.key.as_str()).collect();
+        for name in ["cv_f1_mean", "cv_f1_std", "fit_seconds", "predict_seconds"] {
+            assert!(names.contains(&name), "{names:?}");
+        }
+    }
+
+    #[test]
+    fn a_failed_trial_becomes_a_failed_run_with_its_error() {
+        let run = trial_run(
+            &record(TrialStatus::Failed),
+            "dt".into(),
+            Vec::new(),
+            keys(),
+        );
+        assert_eq!(run.status, Some(RunStatus::Failed));
+        let note = run
+            .tags
+            .iter()
+            .find(|t| t.key == system_tags::NOTE)
+            .unwrap();
+        assert!(note.value.contains("diverged"));
+    }
+
+    #[test]
+    fn leaderboard_csv_has_a_row_per_trial() {
+        let csv = leaderboard_csv(&[record(TrialStatus::Finished), record(TrialStatus::Failed)]);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(
+            lines[1].starts_with("1,k1,decision_tree,\"{\"\"max_depth\"\":4}\",finished,"),
+            "{}",
+            lines[1]
+        );
+        assert!(lines[1].contains(",0.9,0.01,"), "{}", lines[1]);
+        assert!(lines[2].ends_with(",diverged"));
+    }
+}
