@@ -56,7 +56,7 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     let grid = GridFile::from_file(&args.grid)?;
     let candidates = expand(&grid, &args.grid)?;
     let schema = Schema::from_file(&grid.data.schema.value)?;
-    let data = load_data(&grid, &schema)?;
+    let (source, data) = load_data(&grid, &schema)?;
     tracing::info!(
         rows = data.len(),
         attacks = data.attacks(),
@@ -188,7 +188,7 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
                 Some((record, model)) if record.key == top.key => model,
                 _ => refit(top, &candidates, &keys, &executor)?,
             };
-            let file = model_file(top, model, &schema, &data, &grid);
+            let file = model_file(top, model, &schema, &data, &source, &grid);
             let (path, sha256) =
                 file.save_content_addressed(&args.state.state_dir.join("models"))?;
             if let Some(copy) = &args.model_out {
@@ -282,7 +282,8 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-fn load_data(grid: &GridFile, schema: &Schema) -> anyhow::Result<Dataset> {
+/// Loads a grid file's rows; returns where they came from and the encoded data set.
+pub(super) fn load_data(grid: &GridFile, schema: &Schema) -> anyhow::Result<(DataSource, Dataset)> {
     let data = &grid.data;
     let source = match data.source.value {
         SourceKind::Csv | SourceKind::Parquet => {
@@ -301,7 +302,44 @@ fn load_data(grid: &GridFile, schema: &Schema) -> anyhow::Result<Dataset> {
         },
     };
     let table = source.load()?;
-    Ok(dataset_from_table(&table, schema)?)
+    let data = dataset_from_table(&table, schema)?;
+    Ok((source, data))
+}
+
+/// Fits one stored trial again from its sweep's grid file and returns its model file: the
+/// model file `netsec promote --run KEY` needs when the trial was not its sweep's best (only
+/// the best is saved). Fits are deterministic, so this is the model the sweep scored; the
+/// data must still have the fingerprint the trial ran on.
+pub(super) fn refit_trial(
+    grid_path: &std::path::Path,
+    trial: &TrialRecord,
+) -> anyhow::Result<ModelFile> {
+    let grid = GridFile::from_file(grid_path)
+        .with_context(|| format!("reading the grid file of trial {}", trial.key))?;
+    let candidates = expand(&grid, grid_path)?;
+    let schema = Schema::from_file(&grid.data.schema.value)?;
+    let (source, data) = load_data(&grid, &schema)?;
+    if data.fingerprint != trial.data_fingerprint {
+        return Err(crate::exit::UsageError(format!(
+            "cannot refit trial {}: the data of {} changed since the sweep (fingerprint {} now, {} then)",
+            trial.key,
+            grid_path.display(),
+            &data.fingerprint[..12],
+            &trial.data_fingerprint[..12.min(trial.data_fingerprint.len())]
+        ))
+        .into());
+    }
+    let split = train_test_split(&data, &grid.split);
+    let folds = stratified_kfold(&data.labels, &split.train, grid.cv.folds, grid.split.seed);
+    let context = KeyContext {
+        data_fingerprint: &data.fingerprint,
+        split: &grid.split,
+        folds: grid.cv.folds,
+    };
+    let keys: Vec<String> = candidates.iter().map(|c| trial_key(c, &context)).collect();
+    let executor = Executor::new(&grid.name, &data, &split, &folds, grid.split.seed);
+    let model = refit(trial, &candidates, &keys, &executor)?;
+    Ok(model_file(trial, model, &schema, &data, &source, &grid))
 }
 
 fn grid_keys_by_algorithm(candidates: &[Candidate]) -> HashMap<String, Vec<String>> {
@@ -373,6 +411,7 @@ fn model_file(
     model: FittedModel,
     schema: &Schema,
     data: &Dataset,
+    source: &DataSource,
     grid: &GridFile,
 ) -> ModelFile {
     ModelFile {
@@ -385,6 +424,7 @@ fn model_file(
         schema: schema.clone(),
         encoding: data.encoding.clone(),
         data_fingerprint: data.fingerprint.clone(),
+        data_source: Some(source.clone()),
         split: grid.split,
         cv_folds: grid.cv.folds,
         metrics: ModelMetrics {

@@ -8,13 +8,15 @@ mod experiment_run;
 mod experiment_show;
 mod leaderboard;
 mod predict;
+mod promote;
+mod registry;
 
 use std::io::Write;
 
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::cli::{Command, DataCommand, ExperimentCommand, ReportFormat};
+use crate::cli::{Command, DataCommand, ExperimentCommand, RegistryCommand, ReportFormat};
 use crate::exit::Outcome;
 
 /// Runs a parsed command, writing results to `out`.
@@ -31,6 +33,11 @@ pub fn run(command: Command, out: &mut dyn Write) -> anyhow::Result<Outcome> {
             experiment_show::compare(args, out)
         }
         Command::Predict(args) => predict::run(args, out),
+        Command::Promote(args) => promote::run(args, out),
+        Command::Registry(RegistryCommand::List(args)) => registry::list(args, out),
+        Command::Registry(RegistryCommand::Show(args)) => registry::show(args, out),
+        Command::Registry(RegistryCommand::History(args)) => registry::history(args, out),
+        Command::Rollback(args) => registry::rollback(args, out),
     }
 }
 
