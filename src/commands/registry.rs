@@ -79,7 +79,7 @@ pub fn show(args: RegistryShowArgs, out: &mut dyn Write) -> anyhow::Result<Outco
         let m = &v.info.metrics;
         let held: Vec<&str> = aliases
             .iter()
-            .filter(|(_, &ver)| ver == v.version)
+            .filter(|(_, ver)| **ver == v.version)
             .map(|(a, _)| a.as_str())
             .collect();
         writeln!(
