@@ -52,6 +52,16 @@ pub enum Command {
     /// Send the tracking outbox (records kept while no MLflow server was set or reachable)
     /// to the MLflow server, exactly once. Safe to repeat and to interrupt.
     Sync(SyncArgs),
+    /// Register a candidate model and decide, by the rules of a policy file and on the
+    /// candidate's pinned holdout, whether it replaces the current champion. Exits 0 when
+    /// promoted, 3 when rejected.
+    Promote(PromoteArgs),
+    /// Look at the model registry: models, versions, aliases and their history.
+    #[command(subcommand)]
+    Registry(RegistryCommand),
+    /// Move an alias (champion by default) back to an earlier version; recorded in the
+    /// history like any move.
+    Rollback(RollbackArgs),
 }
 
 /// Arguments of `netsec sync`.
@@ -67,6 +77,103 @@ pub struct SyncArgs {
     pub retry_failed: bool,
     #[command(flatten)]
     pub state: StateArgs,
+}
+
+/// Where the model registry lives.
+#[derive(Debug, Clone, Args)]
+pub struct RegistryArgs {
+    /// Registry database (default: netsec.db in the state directory, beside the run store).
+    #[arg(long, env = "NETSEC_REGISTRY", global = true)]
+    pub registry: Option<PathBuf>,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+impl RegistryArgs {
+    /// The registry database file.
+    pub fn path(&self) -> PathBuf {
+        self.registry
+            .clone()
+            .unwrap_or_else(|| crate::registry::path_in(&self.state.state_dir))
+    }
+}
+
+/// Arguments of `netsec promote`.
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    /// The candidate: a trial by key (or unique prefix). A trial that was not its sweep's
+    /// best has no model file; it is fitted again from its sweep's grid file.
+    #[arg(long, value_name = "TRIAL_KEY", conflicts_with = "best")]
+    pub run: Option<String>,
+    /// The candidate: the best model of the newest sweep (of EXPERIMENT when given). The
+    /// default when neither --run nor --best is given.
+    #[arg(long, value_name = "EXPERIMENT", num_args = 0..=1, default_missing_value = "")]
+    pub best: Option<String>,
+    /// Promotion policy file.
+    #[arg(long, default_value = "registry/promotion.yaml")]
+    pub policy: PathBuf,
+    /// Evaluate and report, but register and move nothing (exit 0 / 3 as a real run).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Registered model name (default: the policy's `model`).
+    #[arg(long, value_name = "MODEL")]
+    pub name: Option<String>,
+    /// Result format on stdout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// `netsec registry ...`
+#[derive(Debug, Subcommand)]
+pub enum RegistryCommand {
+    /// Registered models with their version count and aliases.
+    List(RegistryListArgs),
+    /// A model's versions and aliases.
+    Show(RegistryShowArgs),
+    /// A model's history: every promotion, rejection and rollback with actor and reason.
+    History(RegistryShowArgs),
+}
+
+/// Arguments of `netsec registry list`.
+#[derive(Debug, Args)]
+pub struct RegistryListArgs {
+    /// Result format on stdout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Arguments of `netsec registry show | history`.
+#[derive(Debug, Args)]
+pub struct RegistryShowArgs {
+    /// Registered model name.
+    pub name: String,
+    /// Result format on stdout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Arguments of `netsec rollback`.
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// Registered model name.
+    pub name: String,
+    /// The version to move the alias to (default: the one it held before the current).
+    #[arg(long, value_name = "VERSION")]
+    pub to: Option<i64>,
+    /// The alias to move.
+    #[arg(long, default_value = "champion")]
+    pub alias: String,
+    /// Why (kept in the history).
+    #[arg(long)]
+    pub reason: String,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 /// Where netsec keeps its local state (run store, model files).

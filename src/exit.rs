@@ -7,6 +7,8 @@ use crate::data::infer::InferError;
 use crate::data::{InvalidData, LoadError, SchemaError};
 use crate::model_file::ModelFileError;
 use crate::models::ParamError;
+use crate::registry::promotion::HoldoutError;
+use crate::registry::{PolicyError, RegistryError};
 
 /// How a command ended when it did not fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +55,11 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             || cause.is::<InferError>()
             || cause.is::<GridError>()
             || cause.is::<ParamError>()
+            || cause.is::<PolicyError>()
+            || cause.is::<HoldoutError>()
+            || cause
+                .downcast_ref::<RegistryError>()
+                .is_some_and(RegistryError::is_bad_input)
             || matches!(
                 cause.downcast_ref::<ModelFileError>(),
                 Some(ModelFileError::Read { .. } | ModelFileError::Format { .. })

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::data::DataSource;
 use crate::data::dataset::FeatureEncoding;
 use crate::data::schema::{Schema, hex};
 use crate::data::split::SplitSpec;
@@ -82,6 +83,10 @@ pub struct ModelFile {
     pub encoding: FeatureEncoding,
     /// Fingerprint of the training data (all rows the split was drawn from).
     pub data_fingerprint: String,
+    /// Where those rows came from (file paths as written in the grid file, relative to the
+    /// directory the sweep ran in). Absent in files written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_source: Option<DataSource>,
     /// The split used.
     pub split: SplitSpec,
     /// Cross-validation folds used.

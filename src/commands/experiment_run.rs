@@ -64,7 +64,7 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     let candidates = expand(&grid, &args.grid)?;
     let schema = Schema::from_file(&grid.data.schema.value)?;
     let client = tracking_client(&grid)?;
-    let (data, validation) = load_data(&grid, &args.grid, &schema)?;
+    let (source, data, validation) = load_data(&grid, &args.grid, &schema)?;
     tracing::info!(
         rows = data.len(),
         attacks = data.attacks(),
@@ -255,7 +255,7 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
                     }
                 }
             }
-            let file = model_file(top, model, &schema, &data, &grid);
+            let file = model_file(top, model, &schema, &data, source.as_ref(), &grid);
             let (path, sha256) =
                 file.save_content_addressed(&args.state.state_dir.join("models"))?;
             if let Some(copy) = &args.model_out {
@@ -374,13 +374,15 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-fn load_data(
+/// Loads a grid file's rows: where they came from (`None` for MongoDB, whose URI may hold
+/// credentials and is not recorded), the encoded data set, and its validation report.
+pub(super) fn load_data(
     grid: &GridFile,
     path: &Path,
     schema: &Schema,
-) -> anyhow::Result<(Dataset, ValidationReport)> {
+) -> anyhow::Result<(Option<DataSource>, Dataset, ValidationReport)> {
     let data = &grid.data;
-    let table = match data.source.value {
+    let source = match data.source.value {
         SourceKind::Csv | SourceKind::Parquet => {
             // `check` guarantees the path for file sources.
             let file = data
@@ -388,18 +390,21 @@ fn load_data(
                 .as_ref()
                 .map(|p| p.value.clone())
                 .unwrap_or_default();
-            DataSource::File(file).load()?
+            Some(DataSource::File(file))
         }
         SourceKind::Synthetic => {
             let profile = data.profile.unwrap_or(Profile::Phishing);
-            DataSource::Synthetic {
+            Some(DataSource::Synthetic {
                 profile,
                 rows: data.rows.unwrap_or(profile.default_rows()),
                 seed: data.seed.unwrap_or(42),
-            }
-            .load()?
+            })
         }
-        SourceKind::Mongodb => {
+        SourceKind::Mongodb => None,
+    };
+    let table = match &source {
+        Some(source) => source.load()?,
+        None => {
             let target = MongoTarget {
                 uri: data.mongo_uri(path)?,
                 db: data.db.clone().unwrap_or_default(),
@@ -413,7 +418,51 @@ fn load_data(
         }
     };
     let dataset = dataset_from_table(&table, schema)?;
-    Ok((dataset, validate(&table, schema)))
+    let report = validate(&table, schema);
+    Ok((source, dataset, report))
+}
+
+/// Fits one stored trial again from its sweep's grid file and returns its model file: the
+/// model file `netsec promote --run KEY` needs when the trial was not its sweep's best (only
+/// the best is saved). Fits are deterministic, so this is the model the sweep scored; the
+/// data must still have the fingerprint the trial ran on.
+pub(super) fn refit_trial(
+    grid_path: &std::path::Path,
+    trial: &TrialRecord,
+) -> anyhow::Result<ModelFile> {
+    let grid = GridFile::from_file(grid_path)
+        .with_context(|| format!("reading the grid file of trial {}", trial.key))?;
+    let candidates = expand(&grid, grid_path)?;
+    let schema = Schema::from_file(&grid.data.schema.value)?;
+    let (source, data, _) = load_data(&grid, grid_path, &schema)?;
+    if data.fingerprint != trial.data_fingerprint {
+        return Err(crate::exit::UsageError(format!(
+            "cannot refit trial {}: the data of {} changed since the sweep (fingerprint {} now, {} then)",
+            trial.key,
+            grid_path.display(),
+            &data.fingerprint[..12],
+            &trial.data_fingerprint[..12.min(trial.data_fingerprint.len())]
+        ))
+        .into());
+    }
+    let split = train_test_split(&data, &grid.split);
+    let folds = stratified_kfold(&data.labels, &split.train, grid.cv.folds, grid.split.seed);
+    let context = KeyContext {
+        data_fingerprint: &data.fingerprint,
+        split: &grid.split,
+        folds: grid.cv.folds,
+    };
+    let keys: Vec<String> = candidates.iter().map(|c| trial_key(c, &context)).collect();
+    let executor = Executor::new(&grid.name, &data, &split, &folds, grid.split.seed);
+    let model = refit(trial, &candidates, &keys, &executor)?;
+    Ok(model_file(
+        trial,
+        model,
+        &schema,
+        &data,
+        source.as_ref(),
+        &grid,
+    ))
 }
 
 /// The MLflow client for the server in `MLFLOW_TRACKING_URI`, else in the grid's
@@ -598,6 +647,7 @@ fn model_file(
     model: FittedModel,
     schema: &Schema,
     data: &Dataset,
+    source: Option<&DataSource>,
     grid: &GridFile,
 ) -> ModelFile {
     ModelFile {
@@ -610,6 +660,7 @@ fn model_file(
         schema: schema.clone(),
         encoding: data.encoding.clone(),
         data_fingerprint: data.fingerprint.clone(),
+        data_source: source.cloned(),
         split: grid.split,
         cv_folds: grid.cv.folds,
         metrics: ModelMetrics {

@@ -10,6 +10,8 @@ mod experiment_run;
 mod experiment_show;
 mod leaderboard;
 mod predict;
+mod promote;
+mod registry;
 mod sync;
 
 use std::io::Write;
@@ -19,7 +21,9 @@ use anyhow::Context;
 use polars::prelude::{CsvWriter, DataFrame, ParquetWriter, SerWriter};
 use serde::Serialize;
 
-use crate::cli::{Command, DataCommand, ExperimentCommand, ReportFormat, SchemaCommand};
+use crate::cli::{
+    Command, DataCommand, ExperimentCommand, RegistryCommand, ReportFormat, SchemaCommand,
+};
 use crate::exit::{Outcome, UsageError};
 use crate::fsutil::write_atomic;
 
@@ -43,6 +47,11 @@ pub fn run(command: Command, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         }
         Command::Predict(args) => predict::run(args, out),
         Command::Sync(args) => sync::run(args, out),
+        Command::Promote(args) => promote::run(args, out),
+        Command::Registry(RegistryCommand::List(args)) => registry::list(args, out),
+        Command::Registry(RegistryCommand::Show(args)) => registry::show(args, out),
+        Command::Registry(RegistryCommand::History(args)) => registry::history(args, out),
+        Command::Rollback(args) => registry::rollback(args, out),
     }
 }
 

@@ -16,8 +16,10 @@ pub use dataset::{Dataset, InvalidData, dataset_from_table};
 pub use load::{LoadError, Table, load_file};
 pub use schema::{Schema, SchemaError};
 
-/// Where rows come from: a file, or the generator.
-#[derive(Debug, Clone, PartialEq)]
+/// Where rows come from: a file, or the generator. Model files record it (as
+/// `{"file": PATH}` or `{"synthetic": {...}}`) so that promotion can reload the held-out rows.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum DataSource {
     /// A `.csv` or `.parquet` file.
     File(PathBuf),

@@ -4,10 +4,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
-use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::sqlite::SqlitePool;
 use sqlx::{Row, sqlite::SqliteRow};
 
 use super::record::{TrialRecord, TrialStatus, now_ms};
@@ -131,29 +129,12 @@ impl RunStore {
 
     /// Opens (creating if needed) the store at `path` and brings its schema up to date.
     pub async fn open(path: &Path) -> Result<RunStore, StoreError> {
-        let open_error = |source| StoreError::Open {
-            path: path.to_owned(),
-            source,
-        };
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| open_error(sqlx::Error::Io(e)))?;
-        }
-        let options = SqliteConnectOptions::from_str("sqlite:")
-            .map_err(open_error)?
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .busy_timeout(Duration::from_secs(30))
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
+        let pool = crate::db::open(path)
             .await
-            .map_err(open_error)?;
-        sqlx::migrate!("./migrations")
-            .run(&pool)
-            .await
-            .map_err(|e| open_error(e.into()))?;
+            .map_err(|source| StoreError::Open {
+                path: path.to_owned(),
+                source,
+            })?;
         Ok(RunStore { pool })
     }
 
@@ -305,6 +286,18 @@ impl RunStore {
             Ok(id) => sweeps.into_iter().find(|s| s.id == id),
             Err(_) => sweeps.into_iter().find(|s| s.experiment == id_or_name),
         })
+    }
+
+    /// The newest sweep that planned trial `key`.
+    pub async fn sweep_of_trial(&self, key: &str) -> Result<Option<SweepRow>, StoreError> {
+        let id: Option<i64> =
+            sqlx::query("SELECT MAX(sweep_id) FROM sweep_trials WHERE trial_key = ?")
+                .bind(key)
+                .fetch_one(&self.pool)
+                .await?
+                .get(0);
+        let sweeps = self.sweeps().await?;
+        Ok(id.and_then(|id| sweeps.into_iter().find(|s| s.id == id)))
     }
 
     /// The planned trial keys of a sweep, in plan order.
