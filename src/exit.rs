@@ -51,6 +51,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             || cause.is::<InvalidData>()
             || cause.is::<GridError>()
             || cause.is::<ParamError>()
+            || cause.is::<crate::serve::SourceError>()
             || matches!(
                 cause.downcast_ref::<ModelFileError>(),
                 Some(ModelFileError::Read { .. } | ModelFileError::Format { .. })

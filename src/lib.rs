@@ -13,4 +13,5 @@ pub mod fsutil;
 pub mod logging;
 pub mod model_file;
 pub mod models;
+pub mod serve;
 pub mod sweep;

@@ -8,6 +8,7 @@ mod experiment_run;
 mod experiment_show;
 mod leaderboard;
 mod predict;
+mod serve;
 
 use std::io::Write;
 
@@ -31,6 +32,7 @@ pub fn run(command: Command, out: &mut dyn Write) -> anyhow::Result<Outcome> {
             experiment_show::compare(args, out)
         }
         Command::Predict(args) => predict::run(args, out),
+        Command::Serve(args) => serve::run(args, out),
     }
 }
 

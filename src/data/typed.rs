@@ -499,3 +499,112 @@ fn check_values(spec: &ColumnSpec, values: &TypedValues, issues: &mut Vec<Issue>
         }
     }
 }
+
+/// One cell of a single record (e.g. a field of a JSON request), before typing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RecordCell<'a> {
+    /// A whole number.
+    Int(i64),
+    /// A real number.
+    Float(f64),
+    /// A boolean.
+    Bool(bool),
+    /// Text (trimmed; empty text is an empty cell).
+    Text(&'a str),
+}
+
+impl std::fmt::Display for RecordCell<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RecordCell::Int(v) => write!(f, "{v}"),
+            RecordCell::Float(v) => write!(f, "{v}"),
+            RecordCell::Bool(v) => write!(f, "{v}"),
+            RecordCell::Text(v) => f.write_str(v),
+        }
+    }
+}
+
+/// A cell of a single record typed against its column.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TypedCell {
+    /// Integer, float or boolean (as 0/1) value.
+    Number(f64),
+    /// Canonical text of a categorical value.
+    Category(String),
+}
+
+/// Types one cell against its column and checks it against the schema's values and range:
+/// the single-record form of [`type_table`], with the same rules and [`Problem`]s, for
+/// serving requests without building a table. `allowed` is the column's canonical allowed
+/// values (`spec.values`), computed once by the caller. `Ok(None)` is an empty cell of a
+/// nullable column.
+pub fn type_cell(
+    spec: &ColumnSpec,
+    allowed: Option<&BTreeSet<String>>,
+    cell: Option<RecordCell<'_>>,
+) -> Result<Option<TypedCell>, Problem> {
+    let cell = match cell {
+        Some(RecordCell::Text(t)) if t.trim().is_empty() => None,
+        Some(RecordCell::Text(t)) => Some(RecordCell::Text(t.trim())),
+        other => other,
+    };
+    let Some(cell) = cell else {
+        return if spec.nullable {
+            Ok(None)
+        } else {
+            Err(Problem::Missing)
+        };
+    };
+    let wrong = || Problem::WrongType {
+        expected: spec.column_type.to_string(),
+        value: cell.to_string(),
+    };
+    let typed = match spec.column_type {
+        ColumnType::Integer => {
+            let v = match cell {
+                RecordCell::Int(v) => v,
+                RecordCell::Float(v) if v.fract() == 0.0 && v.abs() < 9.0e15 => v as i64,
+                RecordCell::Text(t) => parse_int(t).ok_or_else(wrong)?,
+                _ => return Err(wrong()),
+            };
+            if let Some(allowed) = allowed
+                && !allowed.contains(&v.to_string())
+            {
+                return Err(Problem::NotAllowed {
+                    value: v.to_string(),
+                });
+            }
+            TypedCell::Number(v as f64)
+        }
+        ColumnType::Float => TypedCell::Number(match cell {
+            RecordCell::Int(v) => v as f64,
+            RecordCell::Float(v) => v,
+            RecordCell::Text(t) => match t.parse::<f64>() {
+                Ok(v) if v.is_finite() => v,
+                _ => return Err(wrong()),
+            },
+            RecordCell::Bool(_) => return Err(wrong()),
+        }),
+        ColumnType::Boolean => TypedCell::Number(match cell {
+            RecordCell::Bool(b) => f64::from(u8::from(b)),
+            RecordCell::Int(v @ (0 | 1)) => v as f64,
+            RecordCell::Text(t) => f64::from(u8::from(parse_bool(t).ok_or_else(wrong)?)),
+            _ => return Err(wrong()),
+        }),
+        ColumnType::Categorical => {
+            let text = cell.to_string();
+            if let Some(allowed) = allowed
+                && !allowed.contains(&text)
+            {
+                return Err(Problem::NotAllowed { value: text });
+            }
+            TypedCell::Category(text)
+        }
+    };
+    if let TypedCell::Number(v) = typed
+        && (spec.min.is_some_and(|lo| v < lo) || spec.max.is_some_and(|hi| v > hi))
+    {
+        return Err(Problem::OutOfRange { value: v });
+    }
+    Ok(Some(typed))
+}

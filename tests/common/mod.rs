@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: run the real binary, find the shared data.
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
