@@ -19,10 +19,16 @@ use crate::data::typed::{
 /// Issues listed in an error answer; the count says how many there were in all.
 const LISTED_ISSUES: usize = 20;
 
-/// Why a request's input cannot be predicted; rendered as a JSON error answer.
+/// Why a request's input cannot be predicted; rendered as a JSON error answer (boxed:
+/// errors are rare and the `Ok` path stays small).
 #[derive(Debug, Clone, PartialEq, Serialize, thiserror::Error)]
-#[error("{message}")]
-pub struct InputError {
+#[error("{}", .0.message)]
+#[serde(transparent)]
+pub struct InputError(pub Box<InputErrorDetail>);
+
+/// The fields of an [`InputError`] answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InputErrorDetail {
     /// `bad_json`, `bad_csv` or `invalid_input`.
     pub error: &'static str,
     /// The first problem, naming its row (or line) and column.
@@ -45,7 +51,7 @@ pub struct InputError {
 
 impl InputError {
     fn simple(error: &'static str, message: String) -> InputError {
-        InputError {
+        InputError::new(InputErrorDetail {
             error,
             message,
             column: None,
@@ -53,7 +59,16 @@ impl InputError {
             line: None,
             problems: 1,
             issues: Vec::new(),
-        }
+        })
+    }
+
+    fn new(detail: InputErrorDetail) -> InputError {
+        InputError(Box::new(detail))
+    }
+
+    /// The error code: `bad_json`, `bad_csv` or `invalid_input`.
+    pub fn code(&self) -> &'static str {
+        self.0.error
     }
 
     fn from_issues(model: &LoadedModel, mut issues: Vec<Issue>, count: usize) -> InputError {
@@ -71,7 +86,7 @@ impl InputError {
         let message = format!("{place}{}{more}", first.problem.describe(&view));
         let (column, row) = (Some(first.column.clone()), first.row);
         issues.truncate(LISTED_ISSUES);
-        InputError {
+        InputError::new(InputErrorDetail {
             error: "invalid_input",
             message,
             column,
@@ -79,7 +94,7 @@ impl InputError {
             line: None,
             problems: count,
             issues,
-        }
+        })
     }
 }
 
@@ -247,7 +262,7 @@ pub fn predict_csv(model: &LoadedModel, body: Vec<u8>) -> Result<CsvAnswer, Inpu
     let table = csv_from_bytes(Path::new("request"), body).map_err(|e| {
         let mut error = InputError::simple("bad_csv", e.to_string());
         if let LoadError::Ragged { line, .. } = e {
-            error.line = Some(line);
+            error.0.line = Some(line);
         }
         error
     })?;
@@ -258,7 +273,7 @@ pub fn predict_csv(model: &LoadedModel, body: Vec<u8>) -> Result<CsvAnswer, Inpu
         let message = invalid(&table, schema, &typed).to_string();
         let mut issues = typed.issues.clone();
         issues.truncate(LISTED_ISSUES);
-        return Err(InputError {
+        return Err(InputError::new(InputErrorDetail {
             error: "invalid_input",
             message,
             column: Some(first.column.clone()),
@@ -266,7 +281,7 @@ pub fn predict_csv(model: &LoadedModel, body: Vec<u8>) -> Result<CsvAnswer, Inpu
             line: first.row.map(|r| table.line_of(r)),
             problems: typed.issues.len(),
             issues,
-        });
+        }));
     }
     let features = model.file.encoding.encode(&typed);
     let proba = model

@@ -37,13 +37,13 @@ impl ApiError {
     }
 
     fn input(error: InputError) -> ApiError {
-        let status = match error.error {
+        let status = match error.code() {
             "invalid_input" => StatusCode::UNPROCESSABLE_ENTITY,
             _ => StatusCode::BAD_REQUEST,
         };
         ApiError {
             status,
-            body: serde_json::to_value(&error).unwrap_or_else(|_| json!({"error": error.error})),
+            body: serde_json::to_value(&error).unwrap_or_else(|_| json!({"error": error.code()})),
         }
     }
 
