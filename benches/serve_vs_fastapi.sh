@@ -6,7 +6,7 @@
 #   /predict/csv with a 10,000-row body, sequential
 # Prints requests/s, p50 and p99 of each, and the ratios.
 #
-#   benches/serve_vs_fastapi.sh            # DURATION=10 by default; needs ../shared/data/phishing.csv
+#   benches/serve_vs_fastapi.sh      # DURATION=10 (seconds per scenario); needs ../shared/data/phishing.csv
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE="${NETSEC_CACHE:-$HOME/.cache/netsec-ci}"
@@ -20,8 +20,11 @@ if [ ! -x "$VENV/bin/uvicorn" ]; then
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q fastapi 'uvicorn[standard]' scikit-learn pandas
 fi
-cargo build --release --quiet
-BIN="${CARGO_TARGET_DIR:-target}/release/netsec"
+# NETSEC_BIN=path/to/netsec skips the build (e.g. a binary built elsewhere).
+if [ -z "${NETSEC_BIN:-}" ]; then
+  cargo build --release --quiet
+fi
+BIN="${NETSEC_BIN:-${CARGO_TARGET_DIR:-target}/release/netsec}"
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() {
