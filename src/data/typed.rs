@@ -608,3 +608,62 @@ pub fn type_cell(
     }
     Ok(Some(typed))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::schema::SchemaValue;
+
+    fn spec(column_type: ColumnType, values: Option<Vec<SchemaValue>>) -> ColumnSpec {
+        ColumnSpec {
+            name: "c".into(),
+            column_type,
+            values,
+            min: Some(-1.0),
+            max: None,
+            nullable: false,
+            exclude: None,
+        }
+    }
+
+    #[test]
+    fn type_cell_follows_the_table_rules() {
+        let int = spec(
+            ColumnType::Integer,
+            Some(vec![SchemaValue::Int(-1), SchemaValue::Int(1)]),
+        );
+        let allowed: BTreeSet<String> = ["-1".to_owned(), "1".to_owned()].into();
+        let check = |cell| type_cell(&int, Some(&allowed), cell);
+        assert_eq!(
+            check(Some(RecordCell::Int(1))),
+            Ok(Some(TypedCell::Number(1.0)))
+        );
+        assert_eq!(
+            check(Some(RecordCell::Text(" -1 "))),
+            Ok(Some(TypedCell::Number(-1.0)))
+        );
+        assert_eq!(
+            check(Some(RecordCell::Float(1.0))),
+            Ok(Some(TypedCell::Number(1.0)))
+        );
+        assert_eq!(
+            check(Some(RecordCell::Int(0))),
+            Err(Problem::NotAllowed { value: "0".into() })
+        );
+        assert!(matches!(
+            check(Some(RecordCell::Text("abc"))),
+            Err(Problem::WrongType { .. })
+        ));
+        assert_eq!(check(Some(RecordCell::Text(""))), Err(Problem::Missing));
+        assert_eq!(check(None), Err(Problem::Missing));
+        let float = spec(ColumnType::Float, None);
+        assert_eq!(
+            type_cell(&float, None, Some(RecordCell::Float(-2.5))),
+            Err(Problem::OutOfRange { value: -2.5 })
+        );
+        assert!(matches!(
+            type_cell(&float, None, Some(RecordCell::Bool(true))),
+            Err(Problem::WrongType { .. })
+        ));
+    }
+}
