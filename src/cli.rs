@@ -62,6 +62,9 @@ pub enum Command {
     /// Move an alias (champion by default) back to an earlier version; recorded in the
     /// history like any move.
     Rollback(RollbackArgs),
+    /// Serve predictions over HTTP from a model file or a file:// store (hot reload of the
+    /// store's current.json pointer), with Prometheus metrics at /metrics.
+    Serve(ServeArgs),
 }
 
 /// Arguments of `netsec sync`.
@@ -289,6 +292,51 @@ pub struct PredictArgs {
     /// attack_probability.
     #[arg(long, short = 'o')]
     pub output: PathBuf,
+}
+
+/// Arguments of `netsec serve`. The optional bearer token is read from the
+/// NETSEC_SERVE_TOKEN environment variable only (never a flag, never logged).
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// A model file, or `file://DIR` (or a directory) holding a current.json pointer to a
+    /// content-addressed model file; a pointer source is polled for new versions.
+    #[arg(long, short = 'm')]
+    pub model: String,
+    /// Address to listen on (port 0 picks a free port; the address is printed).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub bind: std::net::SocketAddr,
+    /// Largest request body in bytes; larger bodies get 413.
+    #[arg(long, default_value_t = 16 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// How often a pointer source is polled (e.g. 500ms, 10s, 2m).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub reload_interval: std::time::Duration,
+    /// Requests taking longer are answered 408.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub request_timeout: std::time::Duration,
+    /// Async worker threads (default: all cores).
+    #[arg(long)]
+    pub workers: Option<usize>,
+}
+
+/// Parses `500ms`, `10s`, `2m` or a bare number of seconds.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (text, 1.0)
+    };
+    match number.trim().parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(std::time::Duration::from_secs_f64(v * scale)),
+        _ => Err(format!(
+            "`{text}` is not a duration such as 500ms, 10s or 2m"
+        )),
+    }
 }
 
 /// `netsec data ...`

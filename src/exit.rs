@@ -60,6 +60,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             || cause
                 .downcast_ref::<RegistryError>()
                 .is_some_and(RegistryError::is_bad_input)
+            || cause.is::<crate::serve::SourceError>()
             || matches!(
                 cause.downcast_ref::<ModelFileError>(),
                 Some(ModelFileError::Read { .. } | ModelFileError::Format { .. })

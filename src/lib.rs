@@ -16,5 +16,6 @@ pub mod logging;
 pub mod model_file;
 pub mod models;
 pub mod registry;
+pub mod serve;
 pub mod sweep;
 pub mod tracking;

@@ -12,6 +12,7 @@ mod leaderboard;
 mod predict;
 mod promote;
 mod registry;
+mod serve;
 mod sync;
 
 use std::io::Write;
@@ -52,6 +53,7 @@ pub fn run(command: Command, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         Command::Registry(RegistryCommand::Show(args)) => registry::show(args, out),
         Command::Registry(RegistryCommand::History(args)) => registry::history(args, out),
         Command::Rollback(args) => registry::rollback(args, out),
+        Command::Serve(args) => serve::run(args, out),
     }
 }
 

@@ -140,6 +140,12 @@ pub fn load_csv(path: &Path) -> Result<Table, LoadError> {
         path: path.to_owned(),
         source,
     })?;
+    csv_from_bytes(path, bytes)
+}
+
+/// Parses CSV bytes that did not come from a file (e.g. a request body); `path` names
+/// them in messages (`request:5: ...`).
+pub fn csv_from_bytes(path: &Path, bytes: Vec<u8>) -> Result<Table, LoadError> {
     let shape = scan_csv(path, &bytes, b',')?;
     let cursor = std::io::Cursor::new(bytes);
     let frame = CsvReadOptions::default()

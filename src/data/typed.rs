@@ -555,6 +555,115 @@ fn check_values(spec: &ColumnSpec, values: &TypedValues, issues: &mut Vec<Issue>
     }
 }
 
+/// One cell of a single record (e.g. a field of a JSON request), before typing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RecordCell<'a> {
+    /// A whole number.
+    Int(i64),
+    /// A real number.
+    Float(f64),
+    /// A boolean.
+    Bool(bool),
+    /// Text (trimmed; empty text is an empty cell).
+    Text(&'a str),
+}
+
+impl std::fmt::Display for RecordCell<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RecordCell::Int(v) => write!(f, "{v}"),
+            RecordCell::Float(v) => write!(f, "{v}"),
+            RecordCell::Bool(v) => write!(f, "{v}"),
+            RecordCell::Text(v) => f.write_str(v),
+        }
+    }
+}
+
+/// A cell of a single record typed against its column.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TypedCell {
+    /// Integer, float or boolean (as 0/1) value.
+    Number(f64),
+    /// Canonical text of a categorical value.
+    Category(String),
+}
+
+/// Types one cell against its column and checks it against the schema's values and range:
+/// the single-record form of [`type_table`], with the same rules and [`Problem`]s, for
+/// serving requests without building a table. `allowed` is the column's canonical allowed
+/// values (`spec.values`), computed once by the caller. `Ok(None)` is an empty cell of a
+/// nullable column.
+pub fn type_cell(
+    spec: &ColumnSpec,
+    allowed: Option<&BTreeSet<String>>,
+    cell: Option<RecordCell<'_>>,
+) -> Result<Option<TypedCell>, Problem> {
+    let cell = match cell {
+        Some(RecordCell::Text(t)) if t.trim().is_empty() => None,
+        Some(RecordCell::Text(t)) => Some(RecordCell::Text(t.trim())),
+        other => other,
+    };
+    let Some(cell) = cell else {
+        return if spec.nullable {
+            Ok(None)
+        } else {
+            Err(Problem::Missing)
+        };
+    };
+    let wrong = || Problem::WrongType {
+        expected: spec.column_type.to_string(),
+        value: cell.to_string(),
+    };
+    let typed = match spec.column_type {
+        ColumnType::Integer => {
+            let v = match cell {
+                RecordCell::Int(v) => v,
+                RecordCell::Float(v) if v.fract() == 0.0 && v.abs() < 9.0e15 => v as i64,
+                RecordCell::Text(t) => parse_int(t).ok_or_else(wrong)?,
+                _ => return Err(wrong()),
+            };
+            if let Some(allowed) = allowed
+                && !allowed.contains(&v.to_string())
+            {
+                return Err(Problem::NotAllowed {
+                    value: v.to_string(),
+                });
+            }
+            TypedCell::Number(v as f64)
+        }
+        ColumnType::Float => TypedCell::Number(match cell {
+            RecordCell::Int(v) => v as f64,
+            RecordCell::Float(v) => v,
+            RecordCell::Text(t) => match t.parse::<f64>() {
+                Ok(v) if v.is_finite() => v,
+                _ => return Err(wrong()),
+            },
+            RecordCell::Bool(_) => return Err(wrong()),
+        }),
+        ColumnType::Boolean => TypedCell::Number(match cell {
+            RecordCell::Bool(b) => f64::from(u8::from(b)),
+            RecordCell::Int(v @ (0 | 1)) => v as f64,
+            RecordCell::Text(t) => f64::from(u8::from(parse_bool(t).ok_or_else(wrong)?)),
+            _ => return Err(wrong()),
+        }),
+        ColumnType::Categorical => {
+            let text = cell.to_string();
+            if let Some(allowed) = allowed
+                && !allowed.contains(&text)
+            {
+                return Err(Problem::NotAllowed { value: text });
+            }
+            TypedCell::Category(text)
+        }
+    };
+    if let TypedCell::Number(v) = typed
+        && (spec.min.is_some_and(|lo| v < lo) || spec.max.is_some_and(|hi| v > hi))
+    {
+        return Err(Problem::OutOfRange { value: v });
+    }
+    Ok(Some(typed))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -598,5 +707,60 @@ mod tests {
         // proto=tcp, proto=udp, proto=<other>, port
         assert_eq!(x.row(0).to_vec(), vec![1.0, 0.0, 0.0, 80.0]);
         assert_eq!(x.row(1).to_vec(), vec![0.0, 0.0, 1.0, 22.0]);
+    }
+
+    use crate::data::schema::SchemaValue;
+
+    fn spec(column_type: ColumnType, values: Option<Vec<SchemaValue>>) -> ColumnSpec {
+        ColumnSpec {
+            name: "c".into(),
+            column_type,
+            values,
+            min: Some(-1.0),
+            max: None,
+            nullable: false,
+            exclude: None,
+        }
+    }
+
+    #[test]
+    fn type_cell_follows_the_table_rules() {
+        let int = spec(
+            ColumnType::Integer,
+            Some(vec![SchemaValue::Int(-1), SchemaValue::Int(1)]),
+        );
+        let allowed: BTreeSet<String> = ["-1".to_owned(), "1".to_owned()].into();
+        let check = |cell| type_cell(&int, Some(&allowed), cell);
+        assert_eq!(
+            check(Some(RecordCell::Int(1))),
+            Ok(Some(TypedCell::Number(1.0)))
+        );
+        assert_eq!(
+            check(Some(RecordCell::Text(" -1 "))),
+            Ok(Some(TypedCell::Number(-1.0)))
+        );
+        assert_eq!(
+            check(Some(RecordCell::Float(1.0))),
+            Ok(Some(TypedCell::Number(1.0)))
+        );
+        assert_eq!(
+            check(Some(RecordCell::Int(0))),
+            Err(Problem::NotAllowed { value: "0".into() })
+        );
+        assert!(matches!(
+            check(Some(RecordCell::Text("abc"))),
+            Err(Problem::WrongType { .. })
+        ));
+        assert_eq!(check(Some(RecordCell::Text(""))), Err(Problem::Missing));
+        assert_eq!(check(None), Err(Problem::Missing));
+        let float = spec(ColumnType::Float, None);
+        assert_eq!(
+            type_cell(&float, None, Some(RecordCell::Float(-2.5))),
+            Err(Problem::OutOfRange { value: -2.5 })
+        );
+        assert!(matches!(
+            type_cell(&float, None, Some(RecordCell::Bool(true))),
+            Err(Problem::WrongType { .. })
+        ));
     }
 }

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: run the real binary, find the shared data.
 #![allow(dead_code)]
 
+pub mod http;
 pub mod mongo_server;
 
 use std::path::{Path, PathBuf};

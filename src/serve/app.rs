@@ -1,0 +1,214 @@
+//! The axum application: shared state, the router with its layers (body limit, timeout,
+//! bearer token, metrics), and the server loop with graceful shutdown and hot reload.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+use tower_http::timeout::TimeoutLayer;
+
+use super::metrics::Metrics;
+use super::routes::{self, ApiError};
+use super::source::LoadedModel;
+
+/// How the server behaves; built by `netsec serve` from its flags.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Largest accepted request body; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Requests taking longer get 408.
+    pub request_timeout: Duration,
+    /// When set, prediction, model and metrics routes need `Authorization: Bearer <token>`.
+    pub token: Option<String>,
+    /// Bodies up to this size are predicted on the async worker; larger ones on the
+    /// blocking pool so that they never stall other requests.
+    pub inline_body_bytes: usize,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            max_body_bytes: 16 * 1024 * 1024,
+            request_timeout: Duration::from_secs(60),
+            token: None,
+            inline_body_bytes: 16 * 1024,
+        }
+    }
+}
+
+/// What every request handler shares.
+pub struct AppState {
+    /// The model being served; swapped atomically on reload.
+    pub model: ArcSwap<LoadedModel>,
+    /// Counters for `/metrics`.
+    pub metrics: Metrics,
+    /// Set when shutdown began: `/readyz` answers 503 so load balancers stop sending.
+    pub draining: AtomicBool,
+    /// sha256 of the bearer token, compared in constant time (the token itself is not kept).
+    token_sha256: Option<[u8; 32]>,
+    /// See [`ServeOptions::inline_body_bytes`].
+    pub inline_body_bytes: usize,
+}
+
+impl AppState {
+    /// State serving `model`.
+    pub fn new(model: LoadedModel, options: &ServeOptions) -> AppState {
+        AppState {
+            model: ArcSwap::from_pointee(model),
+            metrics: Metrics::default(),
+            draining: AtomicBool::new(false),
+            token_sha256: options
+                .token
+                .as_ref()
+                .map(|t| Sha256::digest(t.as_bytes()).into()),
+            inline_body_bytes: options.inline_body_bytes,
+        }
+    }
+
+    fn authorized(&self, header: Option<&str>) -> bool {
+        let Some(expected) = &self.token_sha256 else {
+            return true;
+        };
+        let Some(given) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
+            return false;
+        };
+        // Comparing digests, not tokens, keeps the time independent of where they differ.
+        let given: [u8; 32] = Sha256::digest(given.trim().as_bytes()).into();
+        given
+            .iter()
+            .zip(expected)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+    }
+}
+
+/// Routes as metric labels: a fixed set, so that scanners probing paths cannot grow it.
+fn route_label(path: &str) -> &'static str {
+    match path {
+        "/" => "/",
+        "/predict" => "/predict",
+        "/predict/csv" => "/predict/csv",
+        "/healthz" => "/healthz",
+        "/readyz" => "/readyz",
+        "/model" => "/model",
+        "/metrics" => "/metrics",
+        _ => "other",
+    }
+}
+
+/// Routes that answer without a token: the page (it asks for the token itself) and probes.
+fn is_open(route: &str) -> bool {
+    matches!(route, "/" | "/healthz" | "/readyz")
+}
+
+async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let route = route_label(request.uri().path());
+    let response = if is_open(route)
+        || state.authorized(
+            request
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok()),
+        ) {
+        next.run(request).await
+    } else {
+        let mut response = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong bearer token (Authorization: Bearer <NETSEC_SERVE_TOKEN>)",
+        )
+        .into_response();
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        response
+    };
+    state
+        .metrics
+        .observe_request(route, response.status().as_u16(), start.elapsed());
+    response
+}
+
+/// The application router with every layer.
+pub fn router(state: Arc<AppState>, options: &ServeOptions) -> Router {
+    Router::new()
+        .route("/", get(routes::page))
+        .route("/predict", post(routes::predict))
+        .route("/predict/csv", post(routes::predict_csv))
+        .route("/healthz", get(routes::healthz))
+        .route("/readyz", get(routes::readyz))
+        .route("/model", get(routes::model))
+        .route("/metrics", get(routes::metrics))
+        .fallback(routes::not_found)
+        .layer(DefaultBodyLimit::max(options.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            options.request_timeout,
+        ))
+        .layer(middleware::from_fn_with_state(Arc::clone(&state), observe))
+        .with_state(state)
+}
+
+/// Serves on `listener` until `shutdown` completes, then finishes the requests in flight.
+/// With `reload = Some((store_dir, interval))` the store's pointer is polled meanwhile.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    options: &ServeOptions,
+    reload: Option<(PathBuf, Duration)>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let watcher = reload.map(|(dir, interval)| {
+        tokio::spawn(super::reload::watch(Arc::clone(&state), dir, interval))
+    });
+    let app = router(Arc::clone(&state), options);
+    let draining = Arc::clone(&state);
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            draining.draining.store(true, Ordering::SeqCst);
+            tracing::info!("shutting down: finishing requests in flight");
+        })
+        .await;
+    if let Some(watcher) = watcher {
+        watcher.abort();
+    }
+    result
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+}

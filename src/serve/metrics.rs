@@ -1,0 +1,205 @@
+//! Prometheus metrics of the server, kept in memory and rendered in the text exposition
+//! format (version 0.0.4) by hand: the handful of series below do not need a library.
+//!
+//! * `netsec_http_requests_total{route,status}` and
+//!   `netsec_http_request_duration_seconds{route,status}` (histogram)
+//! * `netsec_predictions_total{class}`: predicted rows by class name
+//! * `netsec_model_info{name,version,sha256,algorithm,schema_hash}` (always 1) and
+//!   `netsec_model_loaded_timestamp_seconds`
+//! * `netsec_model_reloads_total{result="ok"|"failed"}`
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use super::source::LoadedModel;
+
+/// Upper bounds (seconds) of the latency buckets: 25 µs to 10 s, so that both single
+/// records (microseconds) and large CSV bodies (up to seconds) land in useful buckets.
+const BUCKETS: [f64; 16] = [
+    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
+    0.25, 1.0, 2.5, 10.0,
+];
+
+#[derive(Debug, Default, Clone)]
+struct Histogram {
+    /// Count per bucket (not cumulative; summed when rendered).
+    buckets: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+/// The server's counters.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(&'static str, u16), Histogram>>,
+    attacks: AtomicU64,
+    normals: AtomicU64,
+    reloads_ok: AtomicU64,
+    reloads_failed: AtomicU64,
+}
+
+impl Metrics {
+    /// Records one answered request. `route` is the matched route pattern (bounded set).
+    pub fn observe_request(&self, route: &'static str, status: u16, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        let bucket = BUCKETS.iter().position(|&b| seconds <= b);
+        let mut requests = match self.requests.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let h = requests.entry((route, status)).or_default();
+        if let Some(i) = bucket {
+            h.buckets[i] += 1;
+        }
+        h.count += 1;
+        h.sum += seconds;
+    }
+
+    /// Counts predicted rows by class.
+    pub fn observe_predictions(&self, attacks: usize, normals: usize) {
+        self.attacks.fetch_add(attacks as u64, Ordering::Relaxed);
+        self.normals.fetch_add(normals as u64, Ordering::Relaxed);
+    }
+
+    /// Counts a reload attempt.
+    pub fn observe_reload(&self, ok: bool) {
+        let counter = if ok {
+            &self.reloads_ok
+        } else {
+            &self.reloads_failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Renders every series in the Prometheus text format.
+    pub fn render(&self, model: &LoadedModel) -> String {
+        let mut out = String::with_capacity(4096);
+        let requests = match self.requests.lock() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        out.push_str(
+            "# HELP netsec_http_requests_total HTTP requests answered, by route and status.\n",
+        );
+        out.push_str("# TYPE netsec_http_requests_total counter\n");
+        for ((route, status), h) in &requests {
+            let _ = writeln!(
+                out,
+                "netsec_http_requests_total{{route=\"{}\",status=\"{status}\"}} {}",
+                escape(route),
+                h.count
+            );
+        }
+        out.push_str("# HELP netsec_http_request_duration_seconds Time to answer a request, by route and status.\n");
+        out.push_str("# TYPE netsec_http_request_duration_seconds histogram\n");
+        for ((route, status), h) in &requests {
+            let labels = format!("route=\"{}\",status=\"{status}\"", escape(route));
+            let mut cumulative = 0;
+            for (bound, n) in BUCKETS.iter().zip(h.buckets) {
+                cumulative += n;
+                let _ = writeln!(
+                    out,
+                    "netsec_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {cumulative}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "netsec_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(
+                out,
+                "netsec_http_request_duration_seconds_sum{{{labels}}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                out,
+                "netsec_http_request_duration_seconds_count{{{labels}}} {}",
+                h.count
+            );
+        }
+        let names = &model.file.schema.label.names;
+        out.push_str("# HELP netsec_predictions_total Predicted rows, by class.\n");
+        out.push_str("# TYPE netsec_predictions_total counter\n");
+        for (class, counter) in [
+            (&names.positive, &self.attacks),
+            (&names.negative, &self.normals),
+        ] {
+            let _ = writeln!(
+                out,
+                "netsec_predictions_total{{class=\"{}\"}} {}",
+                escape(class),
+                counter.load(Ordering::Relaxed)
+            );
+        }
+        out.push_str("# HELP netsec_model_info The model being served (value always 1).\n");
+        out.push_str("# TYPE netsec_model_info gauge\n");
+        let _ = writeln!(
+            out,
+            "netsec_model_info{{name=\"{}\",version=\"{}\",sha256=\"{}\",algorithm=\"{}\",schema_hash=\"{}\"}} 1",
+            escape(&model.name),
+            escape(&model.version_text()),
+            escape(&model.sha256),
+            escape(&model.file.algorithm),
+            escape(&model.file.schema.hash)
+        );
+        out.push_str("# HELP netsec_model_loaded_timestamp_seconds When the served model was loaded (Unix time).\n");
+        out.push_str("# TYPE netsec_model_loaded_timestamp_seconds gauge\n");
+        let _ = writeln!(
+            out,
+            "netsec_model_loaded_timestamp_seconds {}",
+            model.loaded_at
+        );
+        out.push_str(
+            "# HELP netsec_model_reloads_total Attempts to load a new model version, by result.\n",
+        );
+        out.push_str("# TYPE netsec_model_reloads_total counter\n");
+        for (result, counter) in [("ok", &self.reloads_ok), ("failed", &self.reloads_failed)] {
+            let _ = writeln!(
+                out,
+                "netsec_model_reloads_total{{result=\"{result}\"}} {}",
+                counter.load(Ordering::Relaxed)
+            );
+        }
+        out
+    }
+}
+
+/// Escapes a label value: backslash, double quote and newline.
+fn escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let m = Metrics::default();
+        m.observe_request("/predict", 200, Duration::from_micros(30));
+        m.observe_request("/predict", 200, Duration::from_millis(3));
+        m.observe_request("/predict", 200, Duration::from_secs(20));
+        let requests = m.requests.lock().unwrap();
+        let h = &requests[&("/predict", 200)];
+        assert_eq!(h.count, 3);
+        assert_eq!(h.buckets.iter().sum::<u64>(), 2, "20 s is only in +Inf");
+    }
+}

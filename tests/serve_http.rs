@@ -1,0 +1,625 @@
+//! `netsec serve` through the real binary and real HTTP on 127.0.0.1: every route, every
+//! error answer, the bearer token, the body limit, /metrics after traffic, graceful
+//! shutdown, and hot reload under load (new model swapped in, corrupt one refused, zero
+//! failed requests).
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use common::http::{get, post, request};
+use common::{netsec, phishing_lines, repo_file, s};
+use netsec::serve::Pointer;
+use serde_json::{Map, Value, json};
+
+/// Two trained model files (random forest, decision tree) and their sha256, made once.
+struct Models {
+    forest: (PathBuf, String),
+    tree: (PathBuf, String),
+}
+
+fn models() -> &'static Models {
+    static MODELS: OnceLock<Models> = OnceLock::new();
+    MODELS.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let train = |name: &str, models: &str| {
+            let grid = dir.join(format!("{name}.yaml"));
+            std::fs::write(
+                &grid,
+                format!(
+                    "name: {name}\ndata: {{ source: synthetic, profile: phishing, rows: 1500, seed: 5, schema: {} }}\n\
+                     split: {{ test_fraction: 0.25, seed: 3 }}\ncv: {{ folds: 3 }}\nselect: {{ metric: f1 }}\nmodels:\n{models}",
+                    s(&repo_file("data_schema/phishing.yaml"))
+                ),
+            )
+            .unwrap();
+            let out = dir.join(format!("{name}.json"));
+            let run = netsec(&[
+                "experiment", "run", s(&grid), "--state-dir", s(&dir.join(name)),
+                "--output", "json", "--model-out", s(&out),
+            ])
+            .expect_code(0);
+            let summary: Value = serde_json::from_str(&run.stdout).unwrap();
+            let sha = summary["best_model"]["sha256"].as_str().unwrap().to_owned();
+            (out, sha)
+        };
+        Models {
+            forest: train("forest", "  - algorithm: random_forest\n    grid: { n_estimators: [16] }\n"),
+            tree: train("tree", "  - algorithm: decision_tree\n    grid: { max_depth: [6] }\n"),
+        }
+    })
+}
+
+/// A running `netsec serve`, killed when dropped.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    stderr: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(model: &str, args: &[&str], token: Option<&str>) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let stderr = dir.path().join("stderr.log");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_netsec"));
+        command
+            .args([
+                "serve",
+                "--model",
+                model,
+                "--bind",
+                "127.0.0.1:0",
+                "--workers",
+                "2",
+            ])
+            .args(args)
+            .env_remove("RUST_LOG")
+            .env_remove("NETSEC_SERVE_TOKEN")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap());
+        if let Some(token) = token {
+            command.env("NETSEC_SERVE_TOKEN", token);
+        }
+        let mut child = command.spawn().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .rsplit("http://")
+            .next()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| {
+                panic!(
+                    "no address in {line:?}: {}",
+                    std::fs::read_to_string(&stderr).unwrap_or_default()
+                )
+            });
+        Server {
+            child,
+            addr,
+            stderr,
+            _dir: dir,
+        }
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The first `n` phishing rows as JSON records (features only, integers).
+fn records(n: usize) -> Vec<Value> {
+    let lines = phishing_lines(n + 1);
+    let header: Vec<&str> = lines[0].split(',').map(|h| h.trim_matches('"')).collect();
+    lines[1..]
+        .iter()
+        .map(|line| {
+            let mut record = Map::new();
+            for (name, cell) in header.iter().zip(line.split(',')) {
+                if *name != "Result" {
+                    record.insert(
+                        (*name).to_owned(),
+                        json!(cell.trim().parse::<i64>().unwrap()),
+                    );
+                }
+            }
+            Value::Object(record)
+        })
+        .collect()
+}
+
+const JSON: (&str, &str) = ("Content-Type", "application/json");
+
+fn post_json(addr: SocketAddr, body: &Value) -> common::http::Answer {
+    post(addr, "/predict", &[JSON], body.to_string().as_bytes())
+}
+
+/// The value of a metric line with exactly these labels.
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn every_route_answers_and_every_error_is_json() {
+    let (model_path, sha) = &models().forest;
+    let server = Server::start(s(model_path), &[], None);
+    let addr = server.addr;
+
+    assert_eq!(get(addr, "/healthz", &[]).json()["status"], "ok");
+    assert_eq!(get(addr, "/readyz", &[]).json()["sha256"], sha.as_str());
+    let page = get(addr, "/", &[]);
+    assert_eq!(page.status, 200);
+    assert!(
+        page.header("content-type")
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(page.text().contains("/predict/csv"));
+    let model = get(addr, "/model", &[]).json();
+    assert_eq!(model["sha256"], sha.as_str());
+    assert_eq!(model["algorithm"], "random_forest");
+    assert_eq!(model["version"], "file");
+    assert_eq!(model["schema"]["hash"].as_str().unwrap().len(), 64);
+    assert_eq!(model["schema"]["columns"].as_array().unwrap().len(), 30);
+    assert!(model["metrics"]["test"]["f1"].as_f64().unwrap() > 0.8);
+
+    // One record, an array, {"rows": [...]}: same predictions for the same rows.
+    let rows = records(20);
+    let one = post_json(addr, &rows[0]);
+    assert_eq!(one.status, 200, "{}", one.text());
+    let one = one.json();
+    let first = &one["predictions"][0];
+    assert!(
+        first["label"] == json!(-1) || first["label"] == json!(1),
+        "{one}"
+    );
+    let p = first["attack_probability"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&p));
+    assert_eq!(
+        first["class"],
+        if p >= 0.5 { "phishing" } else { "legitimate" }
+    );
+    assert_eq!(one["model"]["sha256"], sha.as_str());
+    let array = post_json(addr, &Value::Array(rows.clone())).json();
+    let wrapped = post_json(addr, &json!({ "rows": rows })).json();
+    assert_eq!(array["predictions"].as_array().unwrap().len(), 20);
+    assert_eq!(array["predictions"], wrapped["predictions"]);
+    assert_eq!(array["predictions"][0], *first);
+
+    // CSV in, CSV out, with the same probabilities as JSON.
+    let csv = phishing_lines(21).join("\n");
+    let answer = post(
+        addr,
+        "/predict/csv",
+        &[("Content-Type", "text/csv")],
+        csv.as_bytes(),
+    );
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert!(
+        answer
+            .header("content-type")
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let text = answer.text();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 21);
+    assert!(lines[0].ends_with("Result,predicted_label,predicted_class,attack_probability"));
+    let csv_p: f64 = lines[1].rsplit(',').next().unwrap().parse().unwrap();
+    assert!((csv_p - p).abs() < 1e-12, "{csv_p} vs {p}");
+
+    // Errors: status, code, and the column / row they name.
+    let bad = post(addr, "/predict", &[JSON], b"{\"URL_Length\": ");
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.json()["error"], "bad_json");
+    let mut missing = rows[0].clone();
+    missing.as_object_mut().unwrap().remove("SFH");
+    let e = post_json(addr, &missing);
+    assert_eq!(e.status, 422);
+    let e = e.json();
+    assert_eq!(
+        (e["error"].as_str(), e["column"].as_str(), e["row"].as_u64()),
+        (Some("invalid_input"), Some("SFH"), Some(0))
+    );
+    assert!(
+        e["message"].as_str().unwrap().contains("`SFH` is missing"),
+        "{e}"
+    );
+    let mut extra = rows[0].clone();
+    extra["URL_Lenght"] = json!(1);
+    let e = post_json(addr, &extra).json();
+    assert_eq!(e["column"], "URL_Lenght", "{e}");
+    assert!(
+        e["message"].as_str().unwrap().contains("not in the schema"),
+        "{e}"
+    );
+    let mut outside = rows[1].clone();
+    outside["URL_Length"] = json!(7);
+    let e = post_json(addr, &json!({ "rows": [rows[0], outside] }));
+    assert_eq!(e.status, 422);
+    let e = e.json();
+    assert_eq!(
+        (e["column"].as_str(), e["row"].as_u64()),
+        (Some("URL_Length"), Some(1)),
+        "{e}"
+    );
+    assert!(e["message"].as_str().unwrap().contains("[-1, 0, 1]"), "{e}");
+    let mut text_cell = rows[0].clone();
+    text_cell["SSLfinal_State"] = json!("high");
+    let e = post_json(addr, &text_cell).json();
+    assert_eq!(e["column"], "SSLfinal_State");
+    assert_eq!(e["issues"][0]["problem"]["kind"], "wrong_type", "{e}");
+    let e = post_json(addr, &json!([1, 2]));
+    assert_eq!(e.status, 400);
+    let mut bad_csv = phishing_lines(6);
+    bad_csv[3] = bad_csv[3].replacen("-1", "abc", 1);
+    let e = post(addr, "/predict/csv", &[], bad_csv.join("\n").as_bytes());
+    assert_eq!(e.status, 422);
+    let e = e.json();
+    assert_eq!(e["line"], 4, "{e}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("request:4: column"),
+        "{e}"
+    );
+    let ragged = format!("{}\n1,2\n", phishing_lines(1)[0]);
+    let e = post(addr, "/predict/csv", &[], ragged.as_bytes());
+    assert_eq!((e.status, e.json()["line"].as_u64()), (400, Some(2)));
+    let e = get(addr, "/nope", &[]);
+    assert_eq!(
+        (e.status, e.json()["error"].as_str().map(str::to_owned)),
+        (404, Some("not_found".into()))
+    );
+
+    // The metrics count what just happened.
+    let metrics = get(addr, "/metrics", &[]);
+    assert!(
+        metrics
+            .header("content-type")
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let m = metrics.text();
+    let count =
+        |series: &str| metric(&m, series).unwrap_or_else(|| panic!("{series} missing in\n{m}"));
+    assert_eq!(
+        count(r#"netsec_http_requests_total{route="/predict",status="200"}"#),
+        3.0
+    );
+    assert_eq!(
+        count(r#"netsec_http_requests_total{route="/predict",status="422"}"#),
+        4.0
+    );
+    assert_eq!(
+        count(r#"netsec_http_requests_total{route="/predict",status="400"}"#),
+        2.0
+    );
+    assert_eq!(
+        count(r#"netsec_http_requests_total{route="/predict/csv",status="200"}"#),
+        1.0
+    );
+    assert_eq!(
+        count(r#"netsec_http_requests_total{route="other",status="404"}"#),
+        1.0
+    );
+    assert_eq!(
+        count(
+            r#"netsec_http_request_duration_seconds_bucket{route="/predict",status="200",le="+Inf"}"#
+        ),
+        3.0
+    );
+    assert_eq!(
+        count(r#"netsec_http_request_duration_seconds_count{route="/predict",status="200"}"#),
+        3.0
+    );
+    let predicted = count(r#"netsec_predictions_total{class="phishing"}"#)
+        + count(r#"netsec_predictions_total{class="legitimate"}"#);
+    assert_eq!(predicted, 1.0 + 20.0 + 20.0 + 20.0);
+    assert!(
+        m.contains(&format!(r#"sha256="{sha}",algorithm="random_forest""#)),
+        "{m}"
+    );
+    assert_eq!(count(r#"netsec_model_reloads_total{result="failed"}"#), 0.0);
+    // Every histogram's buckets are cumulative.
+    let buckets: Vec<f64> = m
+        .lines()
+        .filter(|l| {
+            l.starts_with(
+                r#"netsec_http_request_duration_seconds_bucket{route="/predict",status="200""#,
+            )
+        })
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{buckets:?}");
+
+    // SIGTERM: a graceful stop with exit code 0.
+    let mut server = server;
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "still running after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0), "{}", server.stderr());
+}
+
+#[test]
+fn bearer_token_and_body_limit() {
+    let (model_path, _) = &models().forest;
+    let token = "s3cret-token-value";
+    let server = Server::start(s(model_path), &["--max-body-bytes", "2048"], Some(token));
+    let addr = server.addr;
+    let body = records(1)[0].to_string();
+    let bearer = format!("Bearer {token}");
+
+    let none = post(addr, "/predict", &[JSON], body.as_bytes());
+    assert_eq!(none.status, 401);
+    assert_eq!(none.json()["error"], "unauthorized");
+    assert_eq!(none.header("www-authenticate"), Some("Bearer"));
+    let wrong = post(
+        addr,
+        "/predict",
+        &[JSON, ("Authorization", "Bearer nope")],
+        body.as_bytes(),
+    );
+    assert_eq!(wrong.status, 401);
+    assert_eq!(get(addr, "/model", &[]).status, 401);
+    assert_eq!(get(addr, "/metrics", &[]).status, 401);
+    let ok = post(
+        addr,
+        "/predict",
+        &[JSON, ("Authorization", &bearer)],
+        body.as_bytes(),
+    );
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    assert_eq!(get(addr, "/healthz", &[]).status, 200);
+    assert_eq!(get(addr, "/readyz", &[]).status, 200);
+
+    let big = Value::Array(records(40)).to_string();
+    assert!(big.len() > 2048);
+    let e = post(
+        addr,
+        "/predict",
+        &[JSON, ("Authorization", &bearer)],
+        big.as_bytes(),
+    );
+    assert_eq!(e.status, 413);
+    assert_eq!(e.json()["error"], "too_large");
+    let csv = phishing_lines(100).join("\n");
+    let e = post(
+        addr,
+        "/predict/csv",
+        &[("Authorization", &bearer)],
+        csv.as_bytes(),
+    );
+    assert_eq!(e.status, 413);
+
+    let m = get(addr, "/metrics", &[("Authorization", &bearer)]).text();
+    assert_eq!(
+        metric(
+            &m,
+            r#"netsec_http_requests_total{route="/predict",status="401"}"#
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        metric(
+            &m,
+            r#"netsec_http_requests_total{route="/predict",status="413"}"#
+        ),
+        Some(1.0)
+    );
+    assert!(
+        !server.stderr().contains(token),
+        "the token must never be logged"
+    );
+}
+
+#[test]
+fn unusable_model_is_bad_input() {
+    let run = netsec(&[
+        "serve",
+        "--model",
+        "/nonexistent/model.json",
+        "--bind",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("/nonexistent/model.json"),
+        "{}",
+        run.stderr
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let run = netsec(&[
+        "serve",
+        "--model",
+        &format!("file://{}", s(dir.path())),
+        "--bind",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("current.json"), "{}", run.stderr);
+}
+
+/// Puts a model into a store as `<sha>/model.json` (bytes as given) and points at it.
+fn publish(store: &Path, version: u64, bytes: &[u8], sha: &str) {
+    let dir = store.join(sha);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("model.json"), bytes).unwrap();
+    Pointer {
+        format: "netsec-pointer".into(),
+        name: "netsec-phishing".into(),
+        version,
+        sha256: sha.to_owned(),
+        path: format!("{sha}/model.json"),
+    }
+    .write(&store.join("current.json"))
+    .unwrap();
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn hot_reload_under_load_swaps_good_models_and_refuses_corrupt_ones() {
+    let models = models();
+    let store = tempfile::tempdir().unwrap();
+    let (forest, forest_sha) = &models.forest;
+    let (tree, tree_sha) = &models.tree;
+    publish(store.path(), 1, &std::fs::read(forest).unwrap(), forest_sha);
+    let source = format!("file://{}", s(store.path()));
+    let server = Server::start(&source, &["--reload-interval", "100ms"], None);
+    let addr = server.addr;
+    assert_eq!(get(addr, "/model", &[]).json()["version"], "1");
+
+    // Clients send requests until stopped (bounded by count and time).
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let versions = Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+    let body = Value::Array(records(5)).to_string();
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, sent, failed, versions, body) = (
+                stop.clone(),
+                sent.clone(),
+                failed.clone(),
+                versions.clone(),
+                body.clone(),
+            );
+            std::thread::spawn(move || {
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while !stop.load(Ordering::Relaxed)
+                    && Instant::now() < deadline
+                    && sent.load(Ordering::Relaxed) < 20_000
+                {
+                    sent.fetch_add(1, Ordering::Relaxed);
+                    match request(addr, "POST", "/predict", &[JSON], body.as_bytes()) {
+                        Ok(a) if a.status == 200 => {
+                            let v = a.json()["model"]["version"].as_str().unwrap().to_owned();
+                            versions.lock().unwrap().insert(v);
+                        }
+                        other => {
+                            if let Ok(a) = &other {
+                                eprintln!(
+                                    "failed request: {} {}",
+                                    a.status,
+                                    a.text().chars().take(300).collect::<String>()
+                                );
+                            } else {
+                                eprintln!("failed request: {other:?}");
+                            }
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+
+    // A good new model: verified and swapped in.
+    publish(store.path(), 2, &std::fs::read(tree).unwrap(), tree_sha);
+    wait_for("version 2", || {
+        get(addr, "/model", &[]).json()["version"] == "2"
+    });
+    let model = get(addr, "/model", &[]).json();
+    assert_eq!(
+        (model["sha256"].as_str(), model["algorithm"].as_str()),
+        (Some(tree_sha.as_str()), Some("decision_tree"))
+    );
+    std::thread::sleep(Duration::from_millis(300));
+
+    // A corrupt one (bytes do not match the pointer's sha256): refused, counted once.
+    let mut corrupt = std::fs::read(forest).unwrap();
+    corrupt.truncate(corrupt.len() / 2);
+    publish(
+        store.path(),
+        3,
+        &corrupt,
+        forest_sha.replace(&forest_sha[..4], "0000").as_str(),
+    );
+    let failed_reloads = || {
+        let m = get(addr, "/metrics", &[]).text();
+        metric(&m, r#"netsec_model_reloads_total{result="failed"}"#).unwrap()
+    };
+    wait_for("the corrupt model to be refused", || {
+        failed_reloads() == 1.0
+    });
+    // A model file whose sha256 matches but which is not a model: refused as well.
+    let junk = b"{\"format\": \"netsec-model\", \"format_version\": 1}".to_vec();
+    let junk_sha = {
+        use sha2::Digest;
+        netsec::data::schema::hex(&sha2::Sha256::digest(&junk))
+    };
+    publish(store.path(), 4, &junk, &junk_sha);
+    wait_for("the junk model to be refused", || failed_reloads() == 2.0);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(failed_reloads(), 2.0, "a refused pointer is tried once");
+    let model = get(addr, "/model", &[]).json();
+    assert_eq!(model["version"], "2", "the old model keeps serving");
+    assert_eq!(get(addr, "/readyz", &[]).status, 200);
+
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.join().unwrap();
+    }
+    let m = get(addr, "/metrics", &[]).text();
+    assert_eq!(
+        metric(&m, r#"netsec_model_reloads_total{result="ok"}"#),
+        Some(1.0)
+    );
+    assert!(m.contains(r#"version="2""#), "{m}");
+    let sent = sent.load(Ordering::Relaxed);
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "failed requests out of {sent}"
+    );
+    assert!(sent > 50, "only {sent} requests sent");
+    let versions = versions.lock().unwrap();
+    assert!(
+        versions.contains("1") && versions.contains("2"),
+        "{versions:?}"
+    );
+    assert!(
+        server.stderr().contains("refused new model"),
+        "{}",
+        server.stderr()
+    );
+}
