@@ -95,7 +95,7 @@ fn shipped_intrusion_schema_is_what_infer_writes_and_validates_other_seeds() {
 }
 
 #[test]
-fn intrusion_round_trip_infer_validate_drift_split_sweep_predict() {
+fn intrusion_round_trip_infer_validate_drift_split_sweep_predict_serve() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let data = synth_intrusion(d, "train.csv", 3000, 11);
@@ -272,6 +272,63 @@ fn intrusion_round_trip_infer_validate_drift_split_sweep_predict() {
             row.contains(",normal,normal,") || row.contains(",attack,attack,"),
             "{row}"
         );
+    }
+
+    // The same model served over HTTP encodes the same rows, unseen category included, and
+    // answers what `predict` wrote.
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_netsec"))
+        .args(["serve", "--model", s(&model), "--bind", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let addr: std::net::SocketAddr = line
+        .trim()
+        .rsplit("http://")
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let body = std::fs::read(&input).unwrap();
+    let answer = common::http::request(
+        addr,
+        "POST",
+        "/predict/csv",
+        &[("Content-Type", "text/csv")],
+        &body,
+    );
+    // One JSON record with the unseen service answers too.
+    let names: Vec<&str> = lines[0].split(',').collect();
+    let record: serde_json::Map<String, serde_json::Value> = names
+        .iter()
+        .zip(lines[1].split(','))
+        .map(|(k, v)| ((*k).to_owned(), serde_json::Value::String(v.to_owned())))
+        .collect();
+    let single = common::http::request(
+        addr,
+        "POST",
+        "/predict",
+        &[("Content-Type", "application/json")],
+        serde_json::Value::Object(record).to_string().as_bytes(),
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+    let single = single.unwrap();
+    assert_eq!(single.status, 200, "{}", single.text());
+    let answer = answer.unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let served = answer.text();
+    let served_rows: Vec<&str> = served.lines().collect();
+    assert_eq!(served_rows.len(), 21);
+    let class = |row: &str| row.rsplitn(3, ',').nth(1).unwrap().to_owned();
+    for (a, b) in rows[1..].iter().zip(&served_rows[1..]) {
+        assert_eq!(class(a), class(b), "predict and serve disagree:\n{a}\n{b}");
     }
 }
 

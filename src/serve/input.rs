@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use super::source::LoadedModel;
 use crate::data::dataset::{EncodedColumn, invalid};
 use crate::data::load::{LoadError, csv_from_bytes};
+use crate::data::schema::ColumnType;
 use crate::data::typed::{
     ColumnSpecView, Issue, LabelPresence, Problem, RecordCell, TypedCell, allowed_text, type_cell,
     type_table,
@@ -208,13 +209,22 @@ fn encode_record(
                 value: other.to_string(),
             }),
         };
-        let typed = cell.and_then(|c| {
-            if value.is_none() && !spec.nullable {
-                Err(Problem::MissingColumn)
-            } else {
-                type_cell(spec, allowed.as_ref(), c)
-            }
-        });
+        let typed = cell
+            .and_then(|c| {
+                if value.is_none() && !spec.nullable {
+                    Err(Problem::MissingColumn)
+                } else {
+                    type_cell(spec, allowed.as_ref(), c)
+                }
+            })
+            .or_else(|problem| match problem {
+                // A category never seen in training goes to the `<other>` column, as in
+                // `netsec predict` (see the README's fallback for unseen categories).
+                Problem::NotAllowed { .. } if spec.column_type == ColumnType::Categorical => {
+                    Ok(None)
+                }
+                other => Err(other),
+            });
         match (encoded, typed) {
             (_, Err(problem)) => issue(&spec.name, problem),
             (EncodedColumn::Numeric { .. }, Ok(cell)) => {
@@ -267,7 +277,15 @@ pub fn predict_csv(model: &LoadedModel, body: Vec<u8>) -> Result<CsvAnswer, Inpu
         error
     })?;
     let schema = &model.file.schema;
-    let typed = type_table(&table, schema, LabelPresence::Optional);
+    let mut typed = type_table(&table, schema, LabelPresence::Optional);
+    // Categories never seen in training go to `<other>`, as in `netsec predict`.
+    for unseen in typed.accept_unseen_categories() {
+        tracing::debug!(
+            column = %unseen.column,
+            rows = unseen.rows,
+            "categories not seen in training predicted through <other>"
+        );
+    }
     if !typed.issues.is_empty() {
         let first = &typed.issues[0];
         let message = invalid(&table, schema, &typed).to_string();
