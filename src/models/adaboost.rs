@@ -17,7 +17,7 @@ use crate::models::params::Reader;
 use crate::models::random_forest::n_estimators;
 use crate::models::tree::{self, ClassTarget, Criterion, GrowOptions, Tree};
 use crate::models::{
-    Algorithm, FittedModel, ModelError, ParamKind, ParamSpec, ParamValue, Params, Predictor,
+    Algorithm, FittedModel, ModelError, ParamKind, ParamSpec, ParamValue, Predictor,
 };
 
 const SPECS: &[ParamSpec] = &[
@@ -61,19 +61,13 @@ impl Algorithm for AdaBoost {
         Some("n_estimators")
     }
 
-    fn fit(
+    fn fit_checked(
         &self,
-        params: &Params,
+        r: &Reader<'_>,
         x: ArrayView2<f64>,
         y: &[bool],
         seed: u64,
     ) -> Result<FittedModel, ModelError> {
-        let params = self.validate(params)?;
-        crate::models::check_training_data(x, y)?;
-        let r = Reader {
-            algorithm: self.name(),
-            params: &params,
-        };
         let rounds = r.usize("n_estimators")?;
         let lr = r.f64("learning_rate")?;
         let data = BinnedMatrix::new(x);
@@ -237,6 +231,7 @@ impl Predictor for Fitted {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::Params;
     use crate::models::testutil::{accuracy, toy};
     use ndarray::array;
 

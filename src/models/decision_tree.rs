@@ -14,7 +14,7 @@ use crate::models::binning::BinnedMatrix;
 use crate::models::params::Reader;
 use crate::models::tree::{self, ClassTarget, Criterion, GrowOptions, Tree};
 use crate::models::{
-    Algorithm, FittedModel, ModelError, ParamKind, ParamSpec, ParamValue, Params, Predictor,
+    Algorithm, FittedModel, ModelError, ParamKind, ParamSpec, ParamValue, Predictor,
 };
 
 /// `criterion`: `gini` | `entropy` (`log_loss` is accepted as entropy, as in scikit-learn).
@@ -140,20 +140,14 @@ impl Algorithm for DecisionTree {
         SPECS
     }
 
-    fn fit(
+    fn fit_checked(
         &self,
-        params: &Params,
+        r: &Reader<'_>,
         x: ArrayView2<f64>,
         y: &[bool],
         seed: u64,
     ) -> Result<FittedModel, ModelError> {
-        let params = self.validate(params)?;
-        crate::models::check_training_data(x, y)?;
-        let r = Reader {
-            algorithm: self.name(),
-            params: &params,
-        };
-        let (criterion, opts) = grow_options(&r, x.ncols())?;
+        let (criterion, opts) = grow_options(r, x.ncols())?;
         let data = BinnedMatrix::new(x);
         let target = ClassTarget {
             y,
@@ -180,6 +174,7 @@ impl Predictor for Fitted {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::Params;
     use crate::models::testutil::{accuracy, toy};
 
     #[test]

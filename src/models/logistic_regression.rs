@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::models::params::Reader;
 use crate::models::{
-    Algorithm, FittedModel, ModelError, ParamKind, ParamSpec, ParamValue, Params, Predictor,
+    Algorithm, FittedModel, ModelError, ParamKind, ParamSpec, ParamValue, Predictor,
 };
 
 const SPECS: &[ParamSpec] = &[
@@ -57,19 +57,13 @@ impl Algorithm for LogisticRegression {
         SPECS
     }
 
-    fn fit(
+    fn fit_checked(
         &self,
-        params: &Params,
+        r: &Reader<'_>,
         x: ArrayView2<f64>,
         y: &[bool],
         _seed: u64,
     ) -> Result<FittedModel, ModelError> {
-        let params = self.validate(params)?;
-        crate::models::check_training_data(x, y)?;
-        let r = Reader {
-            algorithm: self.name(),
-            params: &params,
-        };
         let c = r.f64("c")?;
         let max_iter = r.usize("max_iter")? as u64;
         let targets = Array1::from(y.to_vec());
@@ -110,6 +104,7 @@ impl Predictor for Fitted {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::Params;
     use crate::models::testutil::{accuracy, toy};
 
     #[test]

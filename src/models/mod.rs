@@ -41,7 +41,7 @@ use ndarray::ArrayView2;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-pub use params::{ParamError, ParamKind, ParamSpec, ParamValue, Params};
+pub use params::{ParamError, ParamKind, ParamSpec, ParamValue, Params, Reader};
 
 /// Every registered algorithm, in listing order. One line per algorithm.
 pub static ALGORITHMS: &[&dyn Algorithm] = &[
@@ -85,9 +85,28 @@ pub trait Algorithm: Sync {
 
     /// Fit on `x` (rows = samples) and labels `y` (`true` = attack). `seed` drives every
     /// random choice, so equal inputs give equal models whatever the thread count.
+    /// Checks the parameters and the training data, then calls [`Algorithm::fit_checked`].
     fn fit(
         &self,
         params: &Params,
+        x: ArrayView2<f64>,
+        y: &[bool],
+        seed: u64,
+    ) -> Result<FittedModel, ModelError> {
+        let params = self.validate(params)?;
+        check_training_data(x, y)?;
+        let reader = Reader {
+            algorithm: self.name(),
+            params: &params,
+        };
+        self.fit_checked(&reader, x, y, seed)
+    }
+
+    /// The algorithm's own fit, on parameters resolved against [`Algorithm::params`] (read
+    /// through `params`) and training data already checked by [`Algorithm::fit`].
+    fn fit_checked(
+        &self,
+        params: &Reader<'_>,
         x: ArrayView2<f64>,
         y: &[bool],
         seed: u64,

@@ -200,8 +200,10 @@ pub fn resolve(
 
 /// Typed reads from a resolved parameter set. Each returns `ParamError::Invalid` rather than
 /// panicking if the set was not resolved against the matching specs.
-pub(crate) struct Reader<'a> {
+pub struct Reader<'a> {
+    /// Algorithm name, for error messages.
     pub algorithm: &'static str,
+    /// The resolved parameters.
     pub params: &'a Params,
 }
 

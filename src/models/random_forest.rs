@@ -21,7 +21,7 @@ use crate::models::decision_tree::{
 use crate::models::params::Reader;
 use crate::models::tree::{self, ClassTarget, Tree};
 use crate::models::{
-    Algorithm, FittedModel, ModelError, ParamKind, ParamSpec, ParamValue, Params, Predictor,
+    Algorithm, FittedModel, ModelError, ParamKind, ParamSpec, ParamValue, Predictor,
 };
 
 /// `n_estimators` of the tree ensembles: 1..=100000 trees / rounds.
@@ -83,20 +83,14 @@ impl Algorithm for RandomForest {
         Some("n_estimators")
     }
 
-    fn fit(
+    fn fit_checked(
         &self,
-        params: &Params,
+        r: &Reader<'_>,
         x: ArrayView2<f64>,
         y: &[bool],
         seed: u64,
     ) -> Result<FittedModel, ModelError> {
-        let params = self.validate(params)?;
-        crate::models::check_training_data(x, y)?;
-        let r = Reader {
-            algorithm: self.name(),
-            params: &params,
-        };
-        let (criterion, opts) = grow_options(&r, x.ncols())?;
+        let (criterion, opts) = grow_options(r, x.ncols())?;
         let n_trees = r.usize("n_estimators")?;
         let bootstrap = r.bool("bootstrap")?;
         let data = BinnedMatrix::new(x);
@@ -194,6 +188,7 @@ impl Predictor for Fitted {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::Params;
     use crate::models::testutil::{accuracy, toy};
 
     #[test]

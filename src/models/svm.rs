@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use crate::models::params::Reader;
 use crate::models::smo;
 use crate::models::{
-    Algorithm, FittedModel, ModelError, ParamKind, ParamSpec, ParamValue, Params, Predictor,
+    Algorithm, FittedModel, ModelError, ParamKind, ParamSpec, ParamValue, Predictor,
 };
 
 /// Largest dense kernel matrix a fit may allocate, in bytes.
@@ -152,19 +152,13 @@ impl Algorithm for Svm {
         SPECS
     }
 
-    fn fit(
+    fn fit_checked(
         &self,
-        params: &Params,
+        r: &Reader<'_>,
         x: ArrayView2<f64>,
         y: &[bool],
         _seed: u64,
     ) -> Result<FittedModel, ModelError> {
-        let params = self.validate(params)?;
-        crate::models::check_training_data(x, y)?;
-        let r = Reader {
-            algorithm: self.name(),
-            params: &params,
-        };
         let d = x.ncols();
         let linear = r.str("kernel")? == "linear";
         let c = r.f64("c")?;
@@ -394,6 +388,7 @@ impl Predictor for Fitted {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::Params;
     use crate::models::testutil::{accuracy, toy};
 
     #[test]
