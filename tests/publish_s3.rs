@@ -441,12 +441,10 @@ fn failed_uploads_never_move_the_pointer() {
     );
     assert_eq!(pointer(&server, "netsec-models", "p")["version"], 1);
 
-    // Once the server is healthy again, publishing completes: the model is not sent again.
-    let run = netsec(
-        &["publish", "phish", "--to", to, "--state-dir", s(&state)],
-        &env,
-    )
-    .expect_code(0);
+    // Once the server is healthy again, the same promotion run again finds the model
+    // already `champion` and completes the publication: the model is not sent again.
+    let run = promote(ws.path(), "logistic", &["--publish", "--to", to], &env).expect_code(0);
+    assert!(run.stdout.contains("nothing to do"), "{}", run.stdout);
     assert!(
         lines_with(&run.stdout, "skipped")[0].contains("model.json"),
         "{}",
