@@ -626,7 +626,17 @@ fn file_store_works_the_same() {
     let serve = Serve::start(&format!("file://{}", store.display()), &[]);
     assert_eq!(serve.version(), "1");
 
-    promote(ws.path(), "logistic", &["--publish"], &[]).expect_code(0);
+    // With --output json, stdout stays one JSON report; the publication goes to the log.
+    let run = promote(
+        ws.path(),
+        "logistic",
+        &["--publish", "--output", "json"],
+        &[],
+    )
+    .expect_code(0);
+    let report: Value = serde_json::from_str(&run.stdout).expect("stdout is the JSON report");
+    assert_eq!(report["decision"], "promoted");
+    assert!(run.stderr.contains("current.json"), "{}", run.stderr);
     serve.wait_for_version("2");
     let again = netsec(&["publish", "phish", "--state-dir", s(&state)], &[]).expect_code(0);
     assert_eq!(

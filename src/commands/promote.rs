@@ -228,7 +228,7 @@ pub fn run(args: PromoteArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         }
         print(out, args.output, &report, &evaluation)?;
         append_step_summary(&report, &evaluation)?;
-        if evaluation.promote {
+        let published = if evaluation.promote {
             publish_promoted(
                 &runtime,
                 &registry,
@@ -237,9 +237,12 @@ pub fn run(args: PromoteArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
                 publish_to.as_ref(),
                 &args,
                 out,
-            )?;
-        }
+            )
+        } else {
+            Ok(())
+        };
         runtime.block_on(registry.close());
+        published?;
         return Ok(if evaluation.promote {
             Outcome::Success
         } else {

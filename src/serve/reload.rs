@@ -1,4 +1,5 @@
-//! Hot reload: poll a store's pointer (`file://` or `s3://`), load and verify the model it names, swap it in.
+//! Hot reload: poll a store's pointer (`file://` or `s3://`), load and verify the model it
+//! names, swap it in.
 //!
 //! The swap is one atomic pointer store ([`arc_swap::ArcSwap`]): a request that started
 //! with the old model finishes with it, the next one sees the new model, none fails. A
