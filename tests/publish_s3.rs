@@ -561,6 +561,46 @@ fn serve_from_s3_reloads_after_publish_and_rollback() {
     .expect_code(0);
     serve.wait_for_version("1");
 
+    // A pointer whose model does not have the pointer's sha256 (written by hand, as a
+    // broken publisher would) is refused: counted once, the old model keeps serving.
+    let good: Value = serde_json::from_slice(
+        &server
+            .get("netsec-serve", "models/phish/current.json")
+            .unwrap(),
+    )
+    .unwrap();
+    let mut bad = good.clone();
+    bad["version"] = 9.into();
+    bad["sha256"] = "0".repeat(64).into();
+    let client = server.client();
+    common::s3_server::block_on(
+        client
+            .put_object()
+            .bucket("netsec-serve")
+            .key("models/phish/current.json")
+            .body(serde_json::to_vec(&bad).unwrap().into())
+            .send(),
+    )
+    .unwrap();
+    let failed = || {
+        get(serve.addr, "/metrics", &[])
+            .text()
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(r#"netsec_model_reloads_total{result="failed"} "#)?
+                    .parse::<f64>()
+                    .ok()
+            })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while failed() != Some(1.0) {
+        assert!(Instant::now() < deadline, "the bad pointer was not refused");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(failed(), Some(1.0), "a refused pointer is tried once");
+    assert_eq!(serve.version(), "1");
+
     // A pointer that is missing is bad input at start (exit 2), wrong credentials exit 1.
     let run = netsec(
         &[
