@@ -201,6 +201,23 @@ pub fn run(args: PromoteArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         runtime.block_on(registry.close());
         print(out, args.output, &report, &evaluation)?;
         append_step_summary(&report, &evaluation)?;
+        // After the decision is shown: a warning about MLflow then reads as a footnote.
+        out.flush()?;
+        if let (true, Some(version), Some(kept)) =
+            (evaluation.promote, report.version, &stored_path)
+        {
+            let alias_move = super::mirror::AliasMove {
+                model: &model,
+                alias: &alias,
+                version,
+                sha256: &sha256,
+                trial_key: &file.trial_key,
+                sweep_id,
+                model_path: kept,
+                action: "promote",
+            };
+            super::mirror::alias_moved(&state_dir, &alias_move);
+        }
         return Ok(if evaluation.promote {
             Outcome::Success
         } else {

@@ -2,8 +2,8 @@
 //! `champion`, an append-only history of every decision, promotion policies and the
 //! statistics that judge a candidate against the current champion.
 //!
-//! Mirroring into MLflow's registry and publishing the promoted model are not here yet:
-//! they plug in after [`store::Registry::record_decision`] returns
+//! Mirroring alias moves into MLflow's registry (`tracking::mirror`) and publishing the
+//! promoted model plug in after [`store::Registry::record_decision`] returns
 //! [`store::Recorded::Done`] for a promotion (the command layer holds that point).
 
 pub mod policy;
