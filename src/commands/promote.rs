@@ -82,7 +82,7 @@ pub fn run(args: PromoteArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         ))
         .into());
     }
-    let holdout = Holdout::of(&file, &sha256)?;
+    let holdout = super::experiment_run::holdout(&file, &sha256)?;
     let scores = Scores::of(&file.model, &holdout.features, &holdout.labels)
         .context("scoring the candidate on its holdout")?;
     let p99_us = p99_predict_us(&file.model, &holdout.features)?;
