@@ -359,3 +359,34 @@ fn a_server_that_is_down_delays_the_mirror_until_sync() {
     assert_eq!(v.version, "1");
     assert_eq!(versions(server, &setup.model).len(), 1);
 }
+
+#[test]
+fn an_offline_sweep_and_promotion_reach_mlflow_with_sync_in_order() {
+    let server = MlflowServer::shared();
+    let c = client(&server.url);
+    let setup = Setup::new("mirror-offline");
+    let stump = setup.sweep(None, "stump", STUMP);
+    // The server is set now, but the sweep's runs are not on it yet: the move waits.
+    let promoted = setup.promote(Some(&server.url), &[]).expect_code(0);
+    assert!(promoted.stdout.contains("PROMOTED"), "{}", promoted.stdout);
+    assert!(
+        promoted.stderr.contains("have not reached") && promoted.stderr.contains("netsec sync"),
+        "{}",
+        promoted.stderr
+    );
+    assert!(block(c.get_registered_model(&setup.model)).is_err());
+
+    // `netsec sync` sends the sweep's runs first, then the move.
+
+    let sync = setup
+        .netsec(None, &["sync", "--uri", &server.url], &[])
+        .expect_code(0);
+    assert!(
+        sync.stdout.contains("0 waiting, 0 refused"),
+        "{}",
+        sync.stdout
+    );
+    let v = champion(&c, &setup.model).expect("champion after sync");
+    let trial = stump["best_model"]["trial"].as_str().unwrap();
+    assert_eq!(v.run_id, run_of_trial(&c, &setup.experiment, trial));
+}

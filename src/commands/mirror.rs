@@ -19,6 +19,10 @@ use crate::tracking::{MlflowClient, Outbox, RetryPolicy, Sender, TrackingConfig,
 /// The longest a command waits for MLflow to take the move.
 const BUDGET: Duration = Duration::from_secs(20);
 
+/// How long to wait for another process's hold of the outbox lock: polls x interval.
+const LOCK_POLLS: u32 = 25;
+const LOCK_POLL: Duration = Duration::from_millis(200);
+
 /// An alias move that was just committed to the local registry.
 #[derive(Debug, Clone)]
 pub(super) struct AliasMove<'a> {
@@ -150,12 +154,18 @@ async fn queue_and_send(outbox: &Outbox, db: &Path, mv: &AliasMove<'_>) -> anyho
     }
     let client = MlflowClient::new(bounded(config))?;
     let sender = Sender::new(client, outbox.clone(), db);
-    let Some(_lock) = sender.try_lock().context("taking the outbox lock")? else {
-        tracing::info!(
-            "mlflow registry: another netsec process is sending the outbox; it mirrors the move"
-        );
-        return Ok(());
-    };
+    // Another sender (a sweep, `netsec sync`, a promotion) holds the outbox briefly.
+    let mut lock = None;
+    for _ in 0..LOCK_POLLS {
+        lock = sender.try_lock().context("taking the outbox lock")?;
+        if lock.is_some() {
+            break;
+        }
+        tokio::time::sleep(LOCK_POLL).await;
+    }
+    if lock.is_none() {
+        anyhow::bail!("another netsec process is sending the outbox; {waiting}");
+    }
     let mut ids = Vec::new();
     ids.extend(outbox.find_key(&artifacts_key).await?.map(|(id, _)| id));
     ids.push(id);
