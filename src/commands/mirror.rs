@@ -13,8 +13,10 @@ use anyhow::Context;
 use crate::sweep::record::now_ms;
 use crate::sweep::store::RunStore;
 use crate::tracking::mirror::RegistryRecord;
-use crate::tracking::outbox::{ArtifactFile, NewRecord, RecordKind, RunRecord};
-use crate::tracking::{MlflowClient, Outbox, RetryPolicy, Sender, TrackingConfig, TrackingError};
+use crate::tracking::outbox::{ArtifactFile, NewRecord, RecordKind, RunRecord, TrialRun};
+use crate::tracking::{
+    MlflowClient, Outbox, RetryPolicy, Sender, Tag, TrackingConfig, TrackingError,
+};
 
 /// The longest a command waits for MLflow to take the move.
 const BUDGET: Duration = Duration::from_secs(20);
@@ -69,50 +71,32 @@ fn mirror(state_dir: &Path, mv: &AliasMove<'_>) -> anyhow::Result<()> {
 }
 
 async fn queue_and_send(outbox: &Outbox, db: &Path, mv: &AliasMove<'_>) -> anyhow::Result<()> {
+    let env_uri = std::env::var("MLFLOW_TRACKING_URI")
+        .ok()
+        .filter(|u| !u.trim().is_empty());
     let Some(run) = outbox.trial_run(mv.trial_key, mv.sweep_id).await? else {
+        if env_uri.is_none() {
+            tracing::debug!("the model's trial was never tracked and no server is set");
+            return Ok(());
+        }
         anyhow::bail!(
             "trial {} has no MLflow run (no sweep that ran it was tracked), so there is no \
              run to register the model from",
             short(mv.trial_key)
         );
     };
-    let env_uri = std::env::var("MLFLOW_TRACKING_URI")
-        .ok()
-        .filter(|u| !u.trim().is_empty());
-    let config = match env_uri.or_else(|| run.server.clone()) {
-        Some(uri) => Some(
+    let config = env_uri
+        .or_else(|| run.server.clone())
+        .map(|uri| {
             TrackingConfig::from_lookup(|name| match name {
                 "MLFLOW_TRACKING_URI" => Some(uri.clone()),
                 other => std::env::var(other).ok(),
             })
-            .context("MLflow tracking configuration")?,
-        ),
-        None => None,
-    };
+        })
+        .transpose()?;
     let server = config.as_ref().map(|c| c.base_url.clone());
 
-    // The model file on its run: already there for a sweep's best model (the same dedup
-    // key as the sweep's own record, so nothing is added), uploaded for a refitted trial.
-    let artifact_path = format!("model/{}.json", mv.sha256);
-    let artifacts_key = format!("artifacts.{}.{}", run.run_key, mv.sha256);
-    let local_path = std::path::absolute(mv.model_path)
-        .with_context(|| format!("resolving {}", mv.model_path.display()))?;
-    let artifacts = RunRecord {
-        run_key: run.run_key.clone(),
-        experiment: run.experiment.clone(),
-        parent_key: None,
-        name: String::new(),
-        start_ms: now_ms(),
-        params: Vec::new(),
-        metrics: Vec::new(),
-        tags: vec![crate::tracking::Tag::new("netsec.model_sha256", mv.sha256)],
-        artifacts: vec![ArtifactFile {
-            local_path,
-            artifact_path: artifact_path.clone(),
-        }],
-        status: None,
-        end_ms: None,
-    };
+    let (artifacts_key, artifacts) = model_artifact(&run, mv)?;
     outbox
         .push(&NewRecord {
             kind: RecordKind::Artifacts,
@@ -129,7 +113,7 @@ async fn queue_and_send(outbox: &Outbox, db: &Path, mv: &AliasMove<'_>) -> anyho
         sha256: mv.sha256.to_owned(),
         run_key: run.run_key.clone(),
         experiment: run.experiment.clone(),
-        artifact_path,
+        artifact_path: model_artifact_path(mv.sha256),
         action: mv.action.to_owned(),
         moved_at_ms: now_ms(),
     };
@@ -198,6 +182,37 @@ async fn queue_and_send(outbox: &Outbox, db: &Path, mv: &AliasMove<'_>) -> anyho
             sender.server()
         ),
     }
+}
+
+/// Where a model file goes among its run's artifacts (where the sweep puts the best one).
+fn model_artifact_path(sha256: &str) -> String {
+    format!("model/{sha256}.json")
+}
+
+/// The record that puts the model file on its run, with its dedup key: the same key as
+/// the sweep's own record for its best model (so nothing is added then); a trial refitted
+/// for promotion gets its file uploaded.
+fn model_artifact(run: &TrialRun, mv: &AliasMove<'_>) -> anyhow::Result<(String, RunRecord)> {
+    let key = format!("artifacts.{}.{}", run.run_key, mv.sha256);
+    let local_path = std::path::absolute(mv.model_path)
+        .with_context(|| format!("resolving {}", mv.model_path.display()))?;
+    let record = RunRecord {
+        run_key: run.run_key.clone(),
+        experiment: run.experiment.clone(),
+        parent_key: None,
+        name: String::new(),
+        start_ms: now_ms(),
+        params: Vec::new(),
+        metrics: Vec::new(),
+        tags: vec![Tag::new("netsec.model_sha256", mv.sha256)],
+        artifacts: vec![ArtifactFile {
+            local_path,
+            artifact_path: model_artifact_path(mv.sha256),
+        }],
+        status: None,
+        end_ms: None,
+    };
+    Ok((key, record))
 }
 
 /// The configuration with one attempt per request and short timeouts, so that the whole
