@@ -4,8 +4,10 @@
 //! is created (and remembered locally once created), params are write-once with the same
 //! value, tags are overwritten, metrics with the same key, value, timestamp and step are
 //! stored once, artifact uploads are PUTs of the same bytes, and statuses are set, not
-//! toggled. So a record whose answer was lost (a crash, a timeout, a killed `netsec sync`)
-//! is simply sent again, and only a record the server accepted completely is marked sent.
+//! toggled, and registry records find their model version by tag before creating one (see
+//! [`super::mirror`]). So a record whose answer was lost (a crash, a timeout, a killed
+//! `netsec sync`) is simply sent again, and only a record the server accepted completely is
+//! marked sent.
 
 use std::collections::HashMap;
 use std::fs::{File, TryLockError};
