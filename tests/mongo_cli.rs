@@ -252,3 +252,117 @@ fn unreachable_server_fails_fast_without_leaking_credentials() {
     );
     assert!(!run.stderr.contains("hunter2"), "{}", run.stderr);
 }
+
+/// Runs `netsec ARGS` from the repository root with `NETSEC_TEST_MONGO` set to `uri` (or
+/// unset).
+fn netsec_mongo(args: &[&str], uri: Option<&str>) -> common::Run {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_netsec"));
+    command
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("RUST_LOG")
+        .env_remove("MLFLOW_TRACKING_URI")
+        .env_remove("NETSEC_REGISTRY")
+        .env_remove("GITHUB_STEP_SUMMARY");
+    match uri {
+        Some(uri) => command.env("NETSEC_TEST_MONGO", uri),
+        None => command.env_remove("NETSEC_TEST_MONGO"),
+    };
+    let out = command.output().unwrap();
+    common::Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn a_model_trained_from_mongodb_is_promoted_and_its_file_holds_no_uri() {
+    let server = MongoServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("part.csv");
+    std::fs::write(&csv, common::phishing_lines(1201).join("\n") + "\n").unwrap();
+    netsec(&[
+        "data",
+        "push",
+        "-s",
+        SCHEMA,
+        s(&csv),
+        "--mongo-uri",
+        &server.uri,
+        "--db",
+        "netsec",
+        "--collection",
+        "part",
+    ])
+    .expect_code(0);
+    // What the environment holds may carry secrets; the marker stands for them.
+    let secret_uri = format!("{}/?appName=marker-0f7c", server.uri);
+    let grid = dir.path().join("mongo.yaml");
+    std::fs::write(
+        &grid,
+        "name: from-mongo\n\
+         data: { source: mongodb, uri: \"${NETSEC_TEST_MONGO}\", db: netsec, collection: part, \
+         query: { Result: { $in: [-1, 1] } }, schema: data_schema/phishing.yaml }\n\
+         split: { test_fraction: 0.3, seed: 3 }\ncv: { folds: 2 }\n\
+         models:\n  - algorithm: decision_tree\n    grid: { max_depth: [6] }\n",
+    )
+    .unwrap();
+    let state = dir.path().join("st");
+    let run = netsec_mongo(
+        &[
+            "experiment",
+            "run",
+            s(&grid),
+            "--state-dir",
+            s(&state),
+            "--output",
+            "json",
+        ],
+        Some(&secret_uri),
+    )
+    .expect_code(0);
+    let summary: Value = serde_json::from_str(&run.stdout).unwrap();
+    let model_path = summary["best_model"]["path"].as_str().unwrap();
+    let text = std::fs::read_to_string(model_path).unwrap();
+    assert!(!text.contains("marker-0f7c") && !text.contains(&server.uri));
+    let model: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        model["data_source"],
+        serde_json::json!({ "mongodb": {
+            "uri": "${NETSEC_TEST_MONGO}", "db": "netsec", "collection": "part",
+            "query": { "Result": { "$in": [-1, 1] } }
+        }})
+    );
+
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        "model: mongo-phish\nalias: champion\nfloors: { f1: 0.5 }\n",
+    )
+    .unwrap();
+    let promote = |uri: Option<&str>| {
+        netsec_mongo(
+            &["promote", "--policy", s(&policy), "--state-dir", s(&state)],
+            uri,
+        )
+    };
+    // Without the variable the holdout cannot be reloaded: bad input naming it.
+    let missing = promote(None).expect_code(2);
+    assert!(
+        missing.stderr.contains("${NETSEC_TEST_MONGO}"),
+        "{}",
+        missing.stderr
+    );
+    // With it, the holdout is pulled again and checked like a file's.
+    let promoted = promote(Some(&secret_uri)).expect_code(0);
+    assert!(promoted.stdout.contains("PROMOTED"), "{}", promoted.stdout);
+    assert!(
+        promoted.stdout.contains("holdout: 360 rows"),
+        "{}",
+        promoted.stdout
+    );
+    for output in [&promoted.stdout, &promoted.stderr] {
+        assert!(!output.contains("marker-0f7c"), "{output}");
+    }
+}

@@ -13,15 +13,16 @@ use serde::Serialize;
 
 use super::leaderboard::{self, Leaderboard};
 use crate::cli::{OutputFormat, RunArgs};
-use crate::config::grid::{GridFile, SelectMetric, SourceKind};
+use crate::config::grid::{GridFile, SelectMetric, SourceKind, expand_env};
 use crate::data::split::{stratified_kfold, train_test_split};
 use crate::data::synthetic::Profile;
 use crate::data::validate::{ValidationReport, validate};
-use crate::data::{DataSource, Dataset, Schema, dataset_from_table};
+use crate::data::{DataSource, Dataset, MongoSource, Schema, dataset_from_table};
 use crate::exit::{Outcome, UsageError};
 use crate::ingest::mongo::{self, MongoTarget};
 use crate::model_file::{FORMAT, FORMAT_VERSION, ModelFile, ModelMetrics};
 use crate::models::FittedModel;
+use crate::registry::promotion::Holdout;
 use crate::sweep::executor::{Executor, UnitResult, truncated};
 use crate::sweep::plan::{Candidate, KeyContext, expand, trial_key, work_units};
 use crate::sweep::record::{TrialRecord, TrialStatus, compare, now_ms, rank};
@@ -255,7 +256,7 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
                     }
                 }
             }
-            let file = model_file(top, model, &schema, &data, source.as_ref(), &grid);
+            let file = model_file(top, model, &schema, &data, &source, &grid);
             let (path, sha256) =
                 file.save_content_addressed(&args.state.state_dir.join("models"))?;
             if let Some(copy) = &args.model_out {
@@ -374,13 +375,13 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-/// Loads a grid file's rows: where they came from (`None` for MongoDB, whose URI may hold
-/// credentials and is not recorded), the encoded data set, and its validation report.
+/// Loads a grid file's rows: where they came from (for MongoDB the URI as written, without
+/// credentials), the encoded data set, and its validation report.
 pub(super) fn load_data(
     grid: &GridFile,
     path: &Path,
     schema: &Schema,
-) -> anyhow::Result<(Option<DataSource>, Dataset, ValidationReport)> {
+) -> anyhow::Result<(DataSource, Dataset, ValidationReport)> {
     let data = &grid.data;
     let source = match data.source.value {
         SourceKind::Csv | SourceKind::Parquet => {
@@ -390,36 +391,60 @@ pub(super) fn load_data(
                 .as_ref()
                 .map(|p| p.value.clone())
                 .unwrap_or_default();
-            Some(DataSource::File(file))
+            DataSource::File(file)
         }
         SourceKind::Synthetic => {
             let profile = data.profile.unwrap_or(Profile::Phishing);
-            Some(DataSource::Synthetic {
+            DataSource::Synthetic {
                 profile,
                 rows: data.rows.unwrap_or(profile.default_rows()),
                 seed: data.seed.unwrap_or(42),
-            })
+            }
         }
-        SourceKind::Mongodb => None,
+        SourceKind::Mongodb => DataSource::Mongodb(MongoSource {
+            uri: mongo::credential_free(data.uri.as_ref().map_or("", |u| u.value.as_str())),
+            db: data.db.clone().unwrap_or_default(),
+            collection: data.collection.clone().unwrap_or_default(),
+            query: data.query.clone(),
+        }),
     };
     let table = match &source {
-        Some(source) => source.load()?,
-        None => {
-            let target = MongoTarget {
-                uri: data.mongo_uri(path)?,
-                db: data.db.clone().unwrap_or_default(),
-                collection: data.collection.clone().unwrap_or_default(),
-            };
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("starting the async runtime")?;
-            runtime.block_on(mongo::pull(&target, schema, data.query.as_ref()))?
-        }
+        DataSource::Mongodb(m) => pull(data.mongo_uri(path)?, m, schema)?,
+        other => other.load()?,
     };
     let dataset = dataset_from_table(&table, schema)?;
     let report = validate(&table, schema);
     Ok((source, dataset, report))
+}
+
+/// Reads a MongoDB collection through the expanded connection string `uri`.
+fn pull(uri: String, source: &MongoSource, schema: &Schema) -> anyhow::Result<crate::data::Table> {
+    let target = MongoTarget {
+        uri,
+        db: source.db.clone(),
+        collection: source.collection.clone(),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    Ok(runtime.block_on(mongo::pull(&target, schema, source.query.as_ref()))?)
+}
+
+/// The pinned holdout of a model file: its data reloaded (a MongoDB collection through
+/// the environment variables its grid file named), checked and split again.
+pub(super) fn holdout(file: &ModelFile, sha256: &str) -> anyhow::Result<Holdout> {
+    let Some(DataSource::Mongodb(m)) = &file.data_source else {
+        return Ok(Holdout::of(file, sha256)?);
+    };
+    let uri = expand_env(&m.uri).map_err(|var| {
+        UsageError(format!(
+            "model {} reads its data from MongoDB through ${{{var}}}, which is not set",
+            &sha256[..12.min(sha256.len())]
+        ))
+    })?;
+    let table = pull(uri, m, &file.schema)?;
+    Ok(Holdout::from_table(file, table)?)
 }
 
 /// Fits one stored trial again from its sweep's grid file and returns its model file: the
@@ -455,14 +480,7 @@ pub(super) fn refit_trial(
     let keys: Vec<String> = candidates.iter().map(|c| trial_key(c, &context)).collect();
     let executor = Executor::new(&grid.name, &data, &split, &folds, grid.split.seed);
     let model = refit(trial, &candidates, &keys, &executor)?;
-    Ok(model_file(
-        trial,
-        model,
-        &schema,
-        &data,
-        source.as_ref(),
-        &grid,
-    ))
+    Ok(model_file(trial, model, &schema, &data, &source, &grid))
 }
 
 /// The MLflow client for the server in `MLFLOW_TRACKING_URI`, else in the grid's
@@ -647,7 +665,7 @@ fn model_file(
     model: FittedModel,
     schema: &Schema,
     data: &Dataset,
-    source: Option<&DataSource>,
+    source: &DataSource,
     grid: &GridFile,
 ) -> ModelFile {
     ModelFile {
@@ -660,7 +678,7 @@ fn model_file(
         schema: schema.clone(),
         encoding: data.encoding.clone(),
         data_fingerprint: data.fingerprint.clone(),
-        data_source: source.cloned(),
+        data_source: Some(source.clone()),
         split: grid.split,
         cv_folds: grid.cv.folds,
         metrics: ModelMetrics {

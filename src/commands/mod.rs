@@ -9,6 +9,7 @@ mod data_validate;
 mod experiment_run;
 mod experiment_show;
 mod leaderboard;
+mod mirror;
 mod predict;
 mod promote;
 mod publish;

@@ -92,7 +92,7 @@ pub fn run(args: PromoteArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         ))
         .into());
     }
-    let holdout = Holdout::of(&file, &sha256)?;
+    let holdout = super::experiment_run::holdout(&file, &sha256)?;
     let scores = Scores::of(&file.model, &holdout.features, &holdout.labels)
         .context("scoring the candidate on its holdout")?;
     let p99_us = p99_predict_us(&file.model, &holdout.features)?;
@@ -223,8 +223,6 @@ pub fn run(args: PromoteArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
                 }
                 Recorded::Done { version, .. } => report.version = Some(version),
             }
-            // Mirroring the move into MLflow's registry belongs here, after the local
-            // decision is committed.
         }
         print(out, args.output, &report, &evaluation)?;
         append_step_summary(&report, &evaluation)?;
@@ -242,6 +240,23 @@ pub fn run(args: PromoteArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
             Ok(())
         };
         runtime.block_on(registry.close());
+        // After the decision is shown: a warning about MLflow then reads as a footnote.
+        out.flush()?;
+        if let (true, Some(version), Some(kept)) =
+            (evaluation.promote, report.version, &stored_path)
+        {
+            let alias_move = super::mirror::AliasMove {
+                model: &model,
+                alias: &alias,
+                version,
+                sha256: &sha256,
+                trial_key: &file.trial_key,
+                sweep_id,
+                model_path: kept,
+                action: "promote",
+            };
+            super::mirror::alias_moved(&state_dir, &alias_move);
+        }
         published?;
         return Ok(if evaluation.promote {
             Outcome::Success

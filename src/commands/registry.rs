@@ -61,7 +61,13 @@ pub fn show(args: RegistryShowArgs, out: &mut dyn Write) -> anyhow::Result<Outco
     if !rt.block_on(registry.exists(&args.name))? {
         return Err(RegistryError::UnknownModel(args.name).into());
     }
-    let versions = rt.block_on(registry.versions(&args.name))?;
+    // The rollback is committed: from here on a problem only costs the MLflow mirror.
+    let versions = rt
+        .block_on(registry.versions(&args.name))
+        .unwrap_or_else(|err| {
+            tracing::warn!("mlflow registry: not updated, cannot read the versions: {err}");
+            Vec::new()
+        });
     let aliases = rt.block_on(registry.aliases(&args.name))?;
     rt.block_on(registry.close());
     if args.output == OutputFormat::Json {
@@ -149,6 +155,7 @@ pub fn rollback(args: RollbackArgs, out: &mut dyn Write) -> anyhow::Result<Outco
     };
     let row =
         rt.block_on(registry.rollback(&args.name, &args.alias, args.to, &actor, &args.reason))?;
+    let versions = rt.block_on(registry.versions(&args.name))?;
     writeln!(
         out,
         "`{}` of {} moved back from v{} to v{} by {}: {}",
@@ -179,5 +186,19 @@ pub fn rollback(args: RollbackArgs, out: &mut dyn Write) -> anyhow::Result<Outco
         None => Ok(()),
     };
     rt.block_on(registry.close());
+    out.flush()?;
+    if let Some(v) = versions.iter().find(|v| Some(v.version) == row.to_version) {
+        let alias_move = super::mirror::AliasMove {
+            model: &row.model,
+            alias: &row.alias,
+            version: v.version,
+            sha256: &v.info.sha256,
+            trial_key: &v.info.trial_key,
+            sweep_id: v.info.sweep_id,
+            model_path: &v.info.path,
+            action: "rollback",
+        };
+        super::mirror::alias_moved(&args.registry.state.state_dir, &alias_move);
+    }
     published.map(|()| Outcome::Success)
 }

@@ -75,6 +75,14 @@ pub fn run(args: SyncArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         "sent {} records to {server}; {} waiting, {} refused, {} sent in all",
         report.sent, counts.pending, counts.failed, counts.sent
     )?;
+    if report.skipped > 0 {
+        writeln!(
+            out,
+            "{} registry moves set aside: {server} has no model registry (`netsec sync \
+             --retry-failed` sends them to a server that has one)",
+            report.skipped
+        )?;
+    }
     for (name, id) in sender.experiments() {
         writeln!(
             out,

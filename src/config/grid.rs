@@ -96,7 +96,7 @@ impl DataConfig {
 
 /// Replaces `${NAME}` with the environment variable NAME; returns the name of the first
 /// unset variable as the error.
-fn expand_env(text: &str) -> Result<String, String> {
+pub fn expand_env(text: &str) -> Result<String, String> {
     let mut out = String::new();
     let mut rest = text;
     while let Some(start) = rest.find("${") {

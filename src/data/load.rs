@@ -7,6 +7,12 @@ use polars::prelude::*;
 /// A data file that cannot be used. Every variant is bad input (exit code 2).
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// A source that is not a file (a MongoDB collection), asked to load as one.
+    #[error("{what} is read by the ingest stage, not as a file")]
+    Remote {
+        /// The source.
+        what: String,
+    },
     /// The path cannot be opened or read.
     #[error("cannot read {}", path.display())]
     Io {

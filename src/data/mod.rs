@@ -16,8 +16,9 @@ pub use dataset::{Dataset, InvalidData, dataset_from_table};
 pub use load::{LoadError, Table, load_file};
 pub use schema::{Schema, SchemaError};
 
-/// Where rows come from: a file, or the generator. Model files record it (as
-/// `{"file": PATH}` or `{"synthetic": {...}}`) so that promotion can reload the held-out rows.
+/// Where rows come from: a file, the generator or a MongoDB collection. Model files record
+/// it (as `{"file": PATH}`, `{"synthetic": {...}}` or `{"mongodb": {...}}`) so that
+/// promotion can reload the held-out rows.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DataSource {
@@ -32,10 +33,30 @@ pub enum DataSource {
         /// Generator seed.
         seed: u64,
     },
+    /// A MongoDB collection, read by the ingest stage (`ingest::mongo`).
+    Mongodb(MongoSource),
+}
+
+/// A MongoDB collection as a grid file names it, without credentials.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MongoSource {
+    /// The connection string as written in the grid file: `${VAR}` references are kept
+    /// unexpanded (credentials belong in the environment), and a user and password written
+    /// in literally are removed.
+    pub uri: String,
+    /// Database.
+    pub db: String,
+    /// Collection.
+    pub collection: String,
+    /// Filter of the documents read, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<serde_json::Value>,
 }
 
 impl DataSource {
-    /// Loads the rows.
+    /// Loads the rows of a file or the generator. A MongoDB collection is not read here
+    /// (the data stage knows no database): it is [`LoadError::Remote`], and
+    /// `ingest::mongo::pull` reads it.
     pub fn load(&self) -> Result<Table, LoadError> {
         match self {
             DataSource::File(path) => load_file(path),
@@ -44,6 +65,9 @@ impl DataSource {
                 rows,
                 seed,
             } => Ok(synthetic::generate(*profile, *rows, *seed)),
+            DataSource::Mongodb(m) => Err(LoadError::Remote {
+                what: format!("MongoDB collection {}.{}", m.db, m.collection),
+            }),
         }
     }
 }

@@ -122,6 +122,43 @@ impl MongoTarget {
     }
 }
 
+/// The connection string as written in a grid file, safe to store: `${VAR}` references
+/// stay as they are, and a user or password written in literally is removed
+/// (`mongodb://me:pw@host/db` → `mongodb://host/db`). Credentials given as references
+/// (`mongodb://${USER}:${PASSWORD}@host`) are kept, since they hold no secret.
+pub fn credential_free(written: &str) -> String {
+    let Some((scheme, rest)) = written.split_once("://") else {
+        return written.to_owned();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return written.to_owned();
+    };
+    let userinfo = &rest[..at];
+    if only_references(userinfo) {
+        return written.to_owned();
+    }
+    format!("{scheme}://{}", &rest[at + 1..])
+}
+
+/// Whether `text` is made only of `${VAR}` references and `:`.
+fn only_references(text: &str) -> bool {
+    let mut rest = text;
+    loop {
+        rest = rest.trim_start_matches(':');
+        if rest.is_empty() {
+            return true;
+        }
+        let Some(after) = rest.strip_prefix("${") else {
+            return false;
+        };
+        let Some(end) = after.find('}') else {
+            return false;
+        };
+        rest = &after[end + 1..];
+    }
+}
+
 /// `mongodb://user:pw@host:1/?x` → `mongodb://host:1`.
 fn redacted_hosts(uri: &str) -> String {
     let (scheme, rest) = uri.split_once("://").unwrap_or(("mongodb", uri));
@@ -328,5 +365,28 @@ mod tests {
             )
             .contains("s3cret")
         );
+    }
+
+    #[test]
+    fn stored_uris_keep_references_and_drop_literal_credentials() {
+        for (written, stored) in [
+            ("${MONGODB_URI}", "${MONGODB_URI}"),
+            ("mongodb://127.0.0.1:27017", "mongodb://127.0.0.1:27017"),
+            (
+                "mongodb://${MONGO_USER}:${MONGO_PASSWORD}@db:27017/?authSource=admin",
+                "mongodb://${MONGO_USER}:${MONGO_PASSWORD}@db:27017/?authSource=admin",
+            ),
+            (
+                "mongodb://alice:s3cret@db:27017/x?tls=true",
+                "mongodb://db:27017/x?tls=true",
+            ),
+            (
+                "mongodb+srv://alice:${PW}@cluster.example/",
+                "mongodb+srv://cluster.example/",
+            ),
+            ("mongodb://alice@db", "mongodb://db"),
+        ] {
+            assert_eq!(credential_free(written), stored, "{written}");
+        }
     }
 }

@@ -2,10 +2,9 @@
 //! `champion`, an append-only history of every decision, promotion policies and the
 //! statistics that judge a candidate against the current champion.
 //!
-//! Publishing the promoted model (`promote --publish`) happens in the command layer after
-//! [`store::Registry::record_decision`] returns [`store::Recorded::Done`], through
-//! [`crate::storage`]; mirroring into MLflow's registry is not here yet and plugs in at the
-//! same point.
+//! Publishing the promoted model (`promote --publish`, through [`crate::storage`]) and
+//! mirroring alias moves into MLflow's registry (`tracking::mirror`) happen in the command
+//! layer after [`store::Registry::record_decision`] returns [`store::Recorded::Done`].
 
 pub mod policy;
 pub mod promotion;

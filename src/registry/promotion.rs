@@ -73,7 +73,15 @@ impl Holdout {
             .ok_or_else(|| HoldoutError::NoDataSource {
                 sha: sha[..12.min(sha.len())].to_owned(),
             })?;
-        let table = source.load()?;
+        Self::from_table(file, source.load()?)
+    }
+
+    /// Checks and splits rows already loaded from the data source the model file names
+    /// (how a MongoDB collection arrives: the registry knows no database).
+    pub fn from_table(
+        file: &ModelFile,
+        table: crate::data::Table,
+    ) -> Result<Holdout, HoldoutError> {
         let data = dataset_from_table(&table, &file.schema)?;
         if data.fingerprint != file.data_fingerprint {
             return Err(HoldoutError::Changed {

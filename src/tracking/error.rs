@@ -22,6 +22,16 @@ pub enum TrackingError {
         /// MLflow `message` (or the start of a non-JSON body).
         message: String,
     },
+    /// The model registry (or its alias endpoints) does not exist on this server, as on
+    /// DagsHub's older MLflow: a 404 without an MLflow error code, or 501. Callers degrade
+    /// to a warning; tracking still works.
+    #[error("{endpoint}: this server has no model registry (HTTP {status})")]
+    RegistryUnavailable {
+        /// Method and path of the registry call.
+        endpoint: String,
+        /// HTTP status code (404 or 501).
+        status: u16,
+    },
     /// The request never got an HTTP answer: connect error, timeout, connection reset.
     #[error("{endpoint}: transport error: {source}")]
     Transport {
@@ -106,9 +116,9 @@ impl TrackingError {
     /// The HTTP status, if the server answered at all (looking through retries).
     pub fn status(&self) -> Option<u16> {
         match self.root() {
-            TrackingError::Api { status, .. } | TrackingError::Decode { status, .. } => {
-                Some(*status)
-            }
+            TrackingError::Api { status, .. }
+            | TrackingError::RegistryUnavailable { status, .. }
+            | TrackingError::Decode { status, .. } => Some(*status),
             _ => None,
         }
     }

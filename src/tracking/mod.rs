@@ -5,7 +5,8 @@
 //!
 //! The sweep never waits for the server: reports become outbox records (a local insert),
 //! which a background task sends while the sweep runs; what it cannot send waits for
-//! `netsec sync`.
+//! `netsec sync`. Alias moves of the local registry (promotions, rollbacks) go the same way
+//! into MLflow's model registry (see [`mirror`]).
 
 mod artifacts;
 mod batch;
@@ -14,7 +15,9 @@ mod client;
 mod config;
 mod error;
 mod links;
+pub mod mirror;
 pub mod outbox;
+mod registry;
 mod retry;
 pub mod send;
 pub mod tracker;
@@ -32,6 +35,6 @@ pub use retry::RetryPolicy;
 pub use send::{DrainReport, Sender};
 pub use tracker::{MlflowTracker, TrackerOptions, TrackingReport};
 pub use types::{
-    Experiment, ExperimentHandle, FileInfo, Metric, Param, Run, RunData, RunInfo, RunStatus,
-    RunsPage, Tag,
+    AliasTarget, Experiment, ExperimentHandle, FileInfo, Metric, ModelVersion, Param,
+    RegisteredModel, Run, RunData, RunInfo, RunStatus, RunsPage, Tag,
 };

@@ -22,6 +22,7 @@ use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 use super::client::now_ms;
+use super::mirror::RegistryRecord;
 use super::types::{Metric, Param, RunStatus, Tag};
 
 /// The outbox cannot be opened, read or written.
@@ -59,6 +60,8 @@ pub enum RecordKind {
     Trial,
     /// Adds files (and tags) to a run that exists already.
     Artifacts,
+    /// Mirrors an alias move of the local registry into MLflow's model registry.
+    Registry,
 }
 
 impl RecordKind {
@@ -68,6 +71,7 @@ impl RecordKind {
             RecordKind::CloseSweep => "close_sweep",
             RecordKind::Trial => "trial",
             RecordKind::Artifacts => "artifacts",
+            RecordKind::Registry => "registry",
         }
     }
 
@@ -76,6 +80,7 @@ impl RecordKind {
             "open_sweep" => RecordKind::OpenSweep,
             "close_sweep" => RecordKind::CloseSweep,
             "trial" => RecordKind::Trial,
+            "registry" => RecordKind::Registry,
             _ => RecordKind::Artifacts,
         }
     }
@@ -140,6 +145,15 @@ pub struct NewRecord<'a> {
     pub record: &'a RunRecord,
 }
 
+/// What a stored record holds, by its kind.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    /// Everything to do to one run (every kind but [`RecordKind::Registry`]).
+    Run(RunRecord),
+    /// An alias move to mirror ([`RecordKind::Registry`]).
+    Registry(RegistryRecord),
+}
+
 /// A stored record waiting to be sent.
 #[derive(Debug, Clone)]
 pub struct Entry {
@@ -148,7 +162,18 @@ pub struct Entry {
     /// What it does.
     pub kind: RecordKind,
     /// The record.
-    pub record: RunRecord,
+    pub record: Record,
+}
+
+/// The MLflow run of a trial, as the outbox knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrialRun {
+    /// Idempotency key of the trial's child run.
+    pub run_key: String,
+    /// Tracking experiment name.
+    pub experiment: String,
+    /// The server configured when the sweep ran, if any.
+    pub server: Option<String>,
 }
 
 /// A run created on a server.
@@ -171,6 +196,8 @@ pub struct OutboxCounts {
     pub sent: i64,
     /// Refused by the server (see `netsec sync --retry-failed`).
     pub failed: i64,
+    /// Registry records set aside because the server has no model registry.
+    pub skipped: i64,
 }
 
 /// The outbox in the state directory's database.
@@ -211,19 +238,52 @@ impl Outbox {
     pub async fn push(&self, new: &NewRecord<'_>) -> Result<bool, OutboxError> {
         let payload = serde_json::to_string(new.record)
             .map_err(|source| OutboxError::Corrupt { id: 0, source })?;
+        self.insert(
+            new.kind,
+            new.dedup_key.as_deref(),
+            new.sweep_id,
+            new.server,
+            payload,
+        )
+        .await
+        .map(|id| id.is_some())
+    }
+
+    /// Adds a registry record (dropped when one with the same `dedup_key` exists); returns
+    /// its id, or `None` when it was dropped.
+    pub async fn push_registry(
+        &self,
+        dedup_key: Option<&str>,
+        server: Option<&str>,
+        record: &RegistryRecord,
+    ) -> Result<Option<i64>, OutboxError> {
+        let payload = serde_json::to_string(record)
+            .map_err(|source| OutboxError::Corrupt { id: 0, source })?;
+        self.insert(RecordKind::Registry, dedup_key, None, server, payload)
+            .await
+    }
+
+    async fn insert(
+        &self,
+        kind: RecordKind,
+        dedup_key: Option<&str>,
+        sweep_id: Option<i64>,
+        server: Option<&str>,
+        payload: String,
+    ) -> Result<Option<i64>, OutboxError> {
         let done = sqlx::query(
             "INSERT OR IGNORE INTO tracking_outbox \
              (dedup_key, sweep_id, kind, server, payload, created_at_ms) VALUES (?, ?, ?, ?, ?, ?)",
         )
-        .bind(&new.dedup_key)
-        .bind(new.sweep_id)
-        .bind(new.kind.as_str())
-        .bind(new.server)
+        .bind(dedup_key)
+        .bind(sweep_id)
+        .bind(kind.as_str())
+        .bind(server)
         .bind(payload)
         .bind(now_ms())
         .execute(&self.pool)
         .await?;
-        Ok(done.rows_affected() > 0)
+        Ok((done.rows_affected() > 0).then(|| done.last_insert_rowid()))
     }
 
     /// Up to `limit` pending records, oldest first.
@@ -235,18 +295,76 @@ impl Outbox {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let id: i64 = row.get("id");
-                let payload: String = row.get("payload");
-                Ok(Entry {
-                    id,
-                    kind: RecordKind::parse(row.get("kind")),
-                    record: serde_json::from_str(&payload)
-                        .map_err(|source| OutboxError::Corrupt { id, source })?,
-                })
-            })
-            .collect()
+        rows.iter().map(entry).collect()
+    }
+
+    /// The pending records among `ids`, in sending order.
+    pub async fn pending_of(&self, ids: &[i64]) -> Result<Vec<Entry>, OutboxError> {
+        let mut entries = Vec::new();
+        for &id in ids {
+            let row = sqlx::query(
+                "SELECT id, kind, payload FROM tracking_outbox WHERE id = ? AND state = 'pending'",
+            )
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+            if let Some(row) = row {
+                entries.push(entry(&row)?);
+            }
+        }
+        entries.sort_by_key(|e| e.id);
+        Ok(entries)
+    }
+
+    /// The id and state (`pending`, `sent`, `failed`, `skipped`) of the record with
+    /// `dedup_key`, if there is one.
+    pub async fn find_key(&self, dedup_key: &str) -> Result<Option<(i64, String)>, OutboxError> {
+        let row = sqlx::query("SELECT id, state FROM tracking_outbox WHERE dedup_key = ?")
+            .bind(dedup_key)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| (r.get("id"), r.get("state"))))
+    }
+
+    /// The state of record `id` and the error of its last attempt, if it exists.
+    pub async fn state(&self, id: i64) -> Result<Option<(String, Option<String>)>, OutboxError> {
+        let row = sqlx::query("SELECT state, last_error FROM tracking_outbox WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| (r.get("state"), r.get("last_error"))))
+    }
+
+    /// The MLflow run of trial `trial_key`: its child run in the sweep `sweep_id` when that
+    /// sweep reported it, else in the newest sweep that did; `None` when no tracked sweep
+    /// ran the trial.
+    pub async fn trial_run(
+        &self,
+        trial_key: &str,
+        sweep_id: Option<i64>,
+    ) -> Result<Option<TrialRun>, OutboxError> {
+        // Child-run keys end with the trial key (`trial.<sweep key>.<trial key>`), and a
+        // trial's record is written once per sweep plan (its key is the dedup key).
+        let row = sqlx::query(
+            "SELECT id, payload, server FROM tracking_outbox WHERE kind = 'trial' \
+             AND dedup_key LIKE 'trial.%' AND substr(dedup_key, -length(?)) = ? \
+             ORDER BY (sweep_id IS ?) DESC, id DESC LIMIT 1",
+        )
+        .bind(trial_key)
+        .bind(trial_key)
+        .bind(sweep_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let id: i64 = row.get("id");
+        let payload: String = row.get("payload");
+        let record: RunRecord =
+            serde_json::from_str(&payload).map_err(|source| OutboxError::Corrupt { id, source })?;
+        Ok(Some(TrialRun {
+            run_key: record.run_key,
+            experiment: record.experiment,
+            server: row.get("server"),
+        }))
     }
 
     /// Counts an attempt to send a record (before it is made).
@@ -271,6 +389,17 @@ impl Outbox {
         Ok(())
     }
 
+    /// Sets a registry record aside: the server has no model registry. `netsec sync
+    /// --retry-failed` queues it again (e.g. for another server).
+    pub async fn mark_skipped(&self, id: i64, error: &str) -> Result<(), OutboxError> {
+        sqlx::query("UPDATE tracking_outbox SET state = 'skipped', last_error = ? WHERE id = ?")
+            .bind(error)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Marks a record the server refused; it is not sent again unless reset.
     pub async fn mark_failed(&self, id: i64, error: &str) -> Result<(), OutboxError> {
         sqlx::query("UPDATE tracking_outbox SET state = 'failed', last_error = ? WHERE id = ?")
@@ -291,12 +420,13 @@ impl Outbox {
         Ok(())
     }
 
-    /// Puts failed records back in the queue; returns how many.
+    /// Puts failed (and skipped) records back in the queue; returns how many.
     pub async fn retry_failed(&self) -> Result<u64, OutboxError> {
-        let done =
-            sqlx::query("UPDATE tracking_outbox SET state = 'pending' WHERE state = 'failed'")
-                .execute(&self.pool)
-                .await?;
+        let done = sqlx::query(
+            "UPDATE tracking_outbox SET state = 'pending' WHERE state IN ('failed', 'skipped')",
+        )
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected())
     }
 
@@ -311,6 +441,7 @@ impl Outbox {
             match row.get::<String, _>("state").as_str() {
                 "pending" => counts.pending = n,
                 "sent" => counts.sent = n,
+                "skipped" => counts.skipped = n,
                 _ => counts.failed = n,
             }
         }
@@ -430,4 +561,17 @@ impl Outbox {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Decodes a `SELECT id, kind, payload` row.
+fn entry(row: &sqlx::sqlite::SqliteRow) -> Result<Entry, OutboxError> {
+    let id: i64 = row.get("id");
+    let kind = RecordKind::parse(row.get("kind"));
+    let payload: String = row.get("payload");
+    let corrupt = |source| OutboxError::Corrupt { id, source };
+    let record = match kind {
+        RecordKind::Registry => Record::Registry(serde_json::from_str(&payload).map_err(corrupt)?),
+        _ => Record::Run(serde_json::from_str(&payload).map_err(corrupt)?),
+    };
+    Ok(Entry { id, kind, record })
 }

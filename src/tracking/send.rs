@@ -4,8 +4,10 @@
 //! is created (and remembered locally once created), params are write-once with the same
 //! value, tags are overwritten, metrics with the same key, value, timestamp and step are
 //! stored once, artifact uploads are PUTs of the same bytes, and statuses are set, not
-//! toggled. So a record whose answer was lost (a crash, a timeout, a killed `netsec sync`)
-//! is simply sent again, and only a record the server accepted completely is marked sent.
+//! toggled, and registry records find their model version by tag before creating one (see
+//! [`super::mirror`]). So a record whose answer was lost (a crash, a timeout, a killed
+//! `netsec sync`) is simply sent again, and only a record the server accepted completely is
+//! marked sent.
 
 use std::collections::HashMap;
 use std::fs::{File, TryLockError};
@@ -17,7 +19,8 @@ use tokio::task::JoinSet;
 use super::batch::LogBatch;
 use super::client::{MlflowClient, RunSpec};
 use super::error::TrackingError;
-use super::outbox::{Entry, KnownRun, Outbox, OutboxError, RecordKind, RunRecord};
+use super::mirror::registry_unavailable;
+use super::outbox::{Entry, KnownRun, Outbox, OutboxError, Record, RecordKind, RunRecord};
 use super::types::{RunInfo, RunStatus};
 
 /// Child-run records sent at once; the server (SQLite, one worker) gains nothing beyond ~8.
@@ -30,13 +33,16 @@ pub struct DrainReport {
     pub sent: usize,
     /// Records the server refused (kept as `failed` in the outbox).
     pub failed: usize,
+    /// Registry records set aside because the server has no model registry (kept as
+    /// `skipped`).
+    pub skipped: usize,
     /// Why the pass stopped early with records still pending: the server is unreachable,
     /// overloaded or refuses the credentials.
     pub stopped: Option<TrackingError>,
 }
 
 /// Why one record did not go through.
-enum Failure {
+pub(super) enum Failure {
     /// The server's answer (or its absence).
     Server(TrackingError),
     /// The local outbox.
@@ -146,6 +152,20 @@ impl Sender {
         }
     }
 
+    /// Sends the records `ids` that are still pending, in order, and no others; stops when
+    /// the server goes away.
+    pub async fn send_records(&self, ids: &[i64]) -> Result<DrainReport, OutboxError> {
+        let mut report = DrainReport::default();
+        for entry in self.outbox.pending_of(ids).await? {
+            let result = self.send(&entry).await;
+            self.settle(entry.id, result, &mut report).await?;
+            if report.stopped.is_some() {
+                break;
+            }
+        }
+        Ok(report)
+    }
+
     /// Sends pending records in order until none is left or the server goes away. Child-run
     /// records are sent several at a time; every other record waits for all before it.
     pub async fn drain(&self) -> Result<DrainReport, OutboxError> {
@@ -213,6 +233,14 @@ impl Sender {
                 report.sent += 1;
             }
             Err(Failure::Local(e)) => return Err(e),
+            Err(Failure::Server(e)) if registry_unavailable(&e) => {
+                tracing::debug!(
+                    record = id,
+                    "{e}: the registry record is set aside in the outbox"
+                );
+                self.outbox.mark_skipped(id, &e.to_string()).await?;
+                report.skipped += 1;
+            }
             Err(Failure::Server(e)) if server_away(&e) => {
                 self.outbox.note_error(id, &e.to_string()).await?;
                 report.stopped.get_or_insert(e);
@@ -229,7 +257,28 @@ impl Sender {
     /// Sends one record completely (see the module docs for why repeating it is safe).
     async fn send(&self, entry: &Entry) -> Result<(), Failure> {
         self.outbox.mark_attempt(entry.id).await?;
-        let record = &entry.record;
+        let record = match &entry.record {
+            Record::Run(record) => record,
+            Record::Registry(record) => {
+                let done = self.send_registry(record).await?;
+                tracing::info!(
+                    "mlflow registry: {} version {} ({}){}",
+                    record.model,
+                    done.version,
+                    if done.created {
+                        "registered now"
+                    } else {
+                        "registered before"
+                    },
+                    if done.moved {
+                        format!(" is `{}`", record.alias)
+                    } else {
+                        format!(", `{}` left alone: a later move was mirrored", record.alias)
+                    }
+                );
+                return Ok(());
+            }
+        };
         let experiment_id = self.experiment(&record.experiment).await?;
         let run = match entry.kind {
             RecordKind::Artifacts => self.find(&record.run_key, &experiment_id).await?,
@@ -270,7 +319,7 @@ impl Sender {
     }
 
     /// The experiment's id, created (or restored, with a warning) on first use.
-    async fn experiment(&self, name: &str) -> Result<String, TrackingError> {
+    pub(super) async fn experiment(&self, name: &str) -> Result<String, TrackingError> {
         if let Some(id) = self.experiment_id(name) {
             return Ok(id);
         }
@@ -290,7 +339,11 @@ impl Sender {
     }
 
     /// A run that must exist already: remembered, or found on the server by its key.
-    async fn find(&self, run_key: &str, experiment_id: &str) -> Result<KnownRun, Failure> {
+    pub(super) async fn find(
+        &self,
+        run_key: &str,
+        experiment_id: &str,
+    ) -> Result<KnownRun, Failure> {
         if let Some(run) = self.outbox.known_run(self.server(), run_key).await? {
             return Ok(run);
         }

@@ -36,6 +36,52 @@ pub struct ExperimentHandle {
     pub restored: bool,
 }
 
+/// A version of a registered model in MLflow's model registry.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ModelVersion {
+    /// Registered model name.
+    pub name: String,
+    /// Version number, as the server sends it (`"1"`, `"2"`...).
+    pub version: String,
+    /// Where the model files are, e.g. `runs:/<run>/model/<sha256>.json`.
+    #[serde(default)]
+    pub source: String,
+    /// The run that produced it.
+    #[serde(default)]
+    pub run_id: String,
+    /// `READY`, `PENDING_REGISTRATION` or `FAILED_REGISTRATION`.
+    #[serde(default)]
+    pub status: String,
+    /// Aliases pointing at this version.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// Version tags.
+    #[serde(default)]
+    pub tags: Vec<Tag>,
+}
+
+/// A registered model in MLflow's model registry.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct RegisteredModel {
+    /// Name.
+    pub name: String,
+    /// Model tags.
+    #[serde(default)]
+    pub tags: Vec<Tag>,
+    /// Aliases and the versions they point at.
+    #[serde(default)]
+    pub aliases: Vec<AliasTarget>,
+}
+
+/// One alias of a registered model.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct AliasTarget {
+    /// Alias name, e.g. `champion`.
+    pub alias: String,
+    /// The version it points at.
+    pub version: String,
+}
+
 /// A key/value tag (of a run, an experiment or a model version).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tag {
