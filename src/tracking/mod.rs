@@ -11,6 +11,7 @@ mod artifacts;
 mod batch;
 pub mod charts;
 mod client;
+pub mod collect;
 mod config;
 mod error;
 mod links;
