@@ -62,8 +62,12 @@ pub enum Command {
     /// Move an alias (champion by default) back to an earlier version; recorded in the
     /// history like any move.
     Rollback(RollbackArgs),
-    /// Serve predictions over HTTP from a model file or a file:// store (hot reload of the
-    /// store's current.json pointer), with Prometheus metrics at /metrics.
+    /// Publish the registered version an alias (champion by default) points at to a model
+    /// store (file:// or s3://): model file and metadata under <sha256>/, then the
+    /// current.json pointer, last. Objects already there are not uploaded again.
+    Publish(PublishArgs),
+    /// Serve predictions over HTTP from a model file or a file:// or s3:// store (hot
+    /// reload of the store's current.json pointer), with Prometheus metrics at /metrics.
     Serve(ServeArgs),
 }
 
@@ -124,8 +128,46 @@ pub struct PromoteArgs {
     /// Result format on stdout.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+    /// After a promotion, publish the new champion to the store (--to) in the same step.
+    #[arg(long)]
+    pub publish: bool,
+    #[command(flatten)]
+    pub store: StoreArgs,
     #[command(flatten)]
     pub registry: RegistryArgs,
+}
+
+/// Arguments of `netsec publish`.
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// Registered model name, optionally with the alias whose version to publish
+    /// (default: champion).
+    #[arg(value_name = "NAME[@ALIAS]")]
+    pub model: String,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Where models are published.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// Model store: file://DIR or s3://BUCKET[/PREFIX] (default: file://STATE_DIR/store).
+    #[arg(long, alias = "store", env = "NETSEC_STORE", value_name = "URL")]
+    pub to: Option<String>,
+    #[command(flatten)]
+    pub s3: S3Args,
+}
+
+/// How to reach an S3-compatible server. Credentials and region come from the standard
+/// AWS chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_PROFILE, AWS_REGION).
+#[derive(Debug, Clone, Args)]
+pub struct S3Args {
+    /// S3 endpoint for s3:// URLs on a server other than AWS (MinIO, SeaweedFS, ...);
+    /// requests then use path-style addressing.
+    #[arg(long, env = "AWS_ENDPOINT_URL", value_name = "URL")]
+    pub endpoint_url: Option<String>,
 }
 
 /// `netsec registry ...`
@@ -175,6 +217,16 @@ pub struct RollbackArgs {
     /// Why (kept in the history).
     #[arg(long)]
     pub reason: String,
+    /// Then publish the pointer to that version to the store (--store); its model file is
+    /// normally there already, so only the pointer is written.
+    #[arg(long)]
+    pub publish: bool,
+    /// Model store for --publish: file://DIR or s3://BUCKET[/PREFIX] (default:
+    /// file://STATE_DIR/store).
+    #[arg(long, env = "NETSEC_STORE", value_name = "URL")]
+    pub store: Option<String>,
+    #[command(flatten)]
+    pub s3: S3Args,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -341,8 +393,9 @@ pub struct PredictArgs {
 /// NETSEC_SERVE_TOKEN environment variable only (never a flag, never logged).
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// A model file, or `file://DIR` (or a directory) holding a current.json pointer to a
-    /// content-addressed model file; a pointer source is polled for new versions.
+    /// A model file, or a store holding a current.json pointer to a content-addressed model
+    /// file: `file://DIR` (or a directory) or `s3://BUCKET/PREFIX/NAME`; a pointer source is
+    /// polled for new versions.
     #[arg(long, short = 'm')]
     pub model: String,
     /// Address to listen on (port 0 picks a free port; the address is printed).
@@ -360,6 +413,8 @@ pub struct ServeArgs {
     /// Async worker threads (default: all cores).
     #[arg(long)]
     pub workers: Option<usize>,
+    #[command(flatten)]
+    pub s3: S3Args,
 }
 
 /// Parses `500ms`, `10s`, `2m` or a bare number of seconds.

@@ -43,9 +43,19 @@ pub const BAD_INPUT: u8 = 2;
 #[error("{0}")]
 pub struct UsageError(pub String);
 
+/// A failure after the command's main change was committed (publishing after a promotion
+/// or a rollback): a runtime failure (exit 1) whatever caused it, since the input was
+/// accepted and acted on. Attached as the outermost context of the error.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct AfterCommit(pub String);
+
 /// The exit code for an error: bad input when any error in its chain is of a bad-input
 /// type, a runtime failure otherwise.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
+    if err.downcast_ref::<AfterCommit>().is_some() {
+        return RUNTIME_FAILURE;
+    }
     let bad_input = err.chain().any(|cause| {
         cause.is::<UsageError>()
             || cause.is::<YamlError>()
@@ -60,7 +70,12 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             || cause
                 .downcast_ref::<RegistryError>()
                 .is_some_and(RegistryError::is_bad_input)
-            || cause.is::<crate::serve::SourceError>()
+            || cause
+                .downcast_ref::<crate::serve::SourceError>()
+                .is_some_and(crate::serve::SourceError::is_bad_input)
+            || cause
+                .downcast_ref::<crate::storage::StorageError>()
+                .is_some_and(crate::storage::StorageError::is_bad_input)
             || matches!(
                 cause.downcast_ref::<ModelFileError>(),
                 Some(ModelFileError::Read { .. } | ModelFileError::Format { .. })

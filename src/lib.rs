@@ -17,5 +17,6 @@ pub mod model_file;
 pub mod models;
 pub mod registry;
 pub mod serve;
+pub mod storage;
 pub mod sweep;
 pub mod tracking;

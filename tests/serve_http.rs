@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::http::{get, post, request};
 use common::{netsec, phishing_lines, repo_file, s};
-use netsec::serve::Pointer;
+use netsec::storage::Pointer;
 use serde_json::{Map, Value, json};
 
 /// Two trained model files (random forest, decision tree) and their sha256, made once.
@@ -476,15 +476,9 @@ fn publish(store: &Path, version: u64, bytes: &[u8], sha: &str) {
     let dir = store.join(sha);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("model.json"), bytes).unwrap();
-    Pointer {
-        format: "netsec-pointer".into(),
-        name: "netsec-phishing".into(),
-        version,
-        sha256: sha.to_owned(),
-        path: format!("{sha}/model.json"),
-    }
-    .write(&store.join("current.json"))
-    .unwrap();
+    let pointer = Pointer::new("netsec-phishing", version, sha).to_json();
+    // Atomically, as a publisher must: the server polls the pointer meanwhile.
+    netsec::fsutil::write_atomic(&store.join("current.json"), |w| w.write_all(&pointer)).unwrap();
 }
 
 fn wait_for(what: &str, mut done: impl FnMut() -> bool) {

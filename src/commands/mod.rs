@@ -12,6 +12,7 @@ mod experiment_show;
 mod leaderboard;
 mod predict;
 mod promote;
+mod publish;
 mod registry;
 mod serve;
 mod sync;
@@ -55,6 +56,7 @@ pub fn run(command: Command, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         Command::Registry(RegistryCommand::Show(args)) => registry::show(args, out),
         Command::Registry(RegistryCommand::History(args)) => registry::history(args, out),
         Command::Rollback(args) => registry::rollback(args, out),
+        Command::Publish(args) => publish::run(args, out),
         Command::Serve(args) => serve::run(args, out),
     }
 }

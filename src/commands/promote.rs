@@ -8,7 +8,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use crate::cli::{OutputFormat, PromoteArgs};
-use crate::exit::{Outcome, UsageError};
+use crate::exit::{AfterCommit, Outcome, UsageError};
 use crate::fsutil::write_atomic;
 use crate::model_file::ModelFile;
 use crate::registry::promotion::{
@@ -16,6 +16,7 @@ use crate::registry::promotion::{
 };
 use crate::registry::store::{Decision, NewVersion, Recorded, VersionRow, verify_file};
 use crate::registry::{Policy, Registry};
+use crate::storage::StoreUrl;
 use crate::sweep::record::TrialStatus;
 use crate::sweep::store::RunStore;
 
@@ -62,6 +63,15 @@ pub fn run(args: PromoteArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     let model = args.name.clone().unwrap_or_else(|| policy.model.clone());
     let alias = policy.alias.clone();
     let state_dir = args.registry.state.state_dir.clone();
+    // A bad store URL stops here, before anything is recorded.
+    let publish_to = if args.publish && !args.dry_run {
+        Some(super::publish::store_url(
+            args.store.to.as_deref(),
+            &state_dir,
+        )?)
+    } else {
+        None
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -105,7 +115,16 @@ pub fn run(args: PromoteArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
                 &sha256[..12],
                 c.version
             )?;
-            return Ok(Outcome::Success);
+            let published = publish_promoted(
+                &runtime,
+                &registry,
+                &model,
+                &alias,
+                publish_to.as_ref(),
+                &args,
+                out,
+            );
+            return published.map(|()| Outcome::Success);
         }
         let champion_scores = champion
             .as_ref()
@@ -191,16 +210,39 @@ pub fn run(args: PromoteArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
                         "model {} is already `{alias}` of {model} (version {version}): nothing to do",
                         &sha256[..12]
                     )?;
-                    return Ok(Outcome::Success);
+                    let published = publish_promoted(
+                        &runtime,
+                        &registry,
+                        &model,
+                        &alias,
+                        publish_to.as_ref(),
+                        &args,
+                        out,
+                    );
+                    return published.map(|()| Outcome::Success);
                 }
                 Recorded::Done { version, .. } => report.version = Some(version),
             }
-            // Mirroring the move into MLflow's registry and publishing the promoted model
-            // (`--publish`) belong here, after the local decision is committed.
+            // Mirroring the move into MLflow's registry belongs here, after the local
+            // decision is committed.
         }
-        runtime.block_on(registry.close());
         print(out, args.output, &report, &evaluation)?;
         append_step_summary(&report, &evaluation)?;
+        let published = if evaluation.promote {
+            publish_promoted(
+                &runtime,
+                &registry,
+                &model,
+                &alias,
+                publish_to.as_ref(),
+                &args,
+                out,
+            )
+        } else {
+            Ok(())
+        };
+        runtime.block_on(registry.close());
+        published?;
         return Ok(if evaluation.promote {
             Outcome::Success
         } else {
@@ -210,6 +252,53 @@ pub fn run(args: PromoteArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     anyhow::bail!(
         "`{alias}` of {model} kept moving during {MAX_ATTEMPTS} evaluations (concurrent promotions): try again"
     )
+}
+
+/// `--publish`: publishes what `alias` points at once the promotion is committed (or was
+/// found done already, so that running the same promotion again retries a failed publish).
+/// A failure here is a runtime failure (exit 1): the promotion stands.
+fn publish_promoted(
+    runtime: &tokio::runtime::Runtime,
+    registry: &Registry,
+    model: &str,
+    alias: &str,
+    to: Option<&StoreUrl>,
+    args: &PromoteArgs,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let Some(url) = to else {
+        return Ok(());
+    };
+    if args.output == OutputFormat::Json {
+        // stdout holds the JSON report alone; the publication is logged instead.
+        let mut lines = Vec::new();
+        let published = runtime.block_on(super::publish::publish_alias(
+            registry,
+            model,
+            alias,
+            url,
+            &args.store.s3,
+            &mut lines,
+        ));
+        tracing::info!("{}", String::from_utf8_lossy(&lines).trim_end());
+        published
+    } else {
+        writeln!(out)?;
+        runtime.block_on(super::publish::publish_alias(
+            registry,
+            model,
+            alias,
+            url,
+            &args.store.s3,
+            out,
+        ))
+    }
+    .map_err(|e| {
+        e.context(AfterCommit(format!(
+            "`{alias}` of {model} was moved and recorded, but publishing it failed \
+             (retry with `netsec publish {model}@{alias}`)"
+        )))
+    })
 }
 
 /// Finds the candidate's model file: the best of the newest sweep, or a trial's.

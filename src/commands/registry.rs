@@ -1,12 +1,13 @@
 //! `netsec registry list | show | history` and `netsec rollback`: the entry points for
-//! reading the model registry and moving an alias back.
+//! reading the model registry and moving an alias back (and, with `--publish`, its pointer
+//! in a model store).
 
 use std::io::Write;
 
 use anyhow::Context;
 
 use crate::cli::{OutputFormat, RegistryListArgs, RegistryShowArgs, RollbackArgs};
-use crate::exit::Outcome;
+use crate::exit::{AfterCommit, Outcome};
 use crate::registry::{Registry, RegistryError};
 use crate::sweep::record::format_ms;
 
@@ -139,9 +140,15 @@ pub fn rollback(args: RollbackArgs, out: &mut dyn Write) -> anyhow::Result<Outco
     let rt = runtime()?;
     let registry = rt.block_on(Registry::open(&args.registry.path()))?;
     let actor = super::promote::actor();
+    // A bad store URL stops here, before the alias moves.
+    let publish_to = if args.publish {
+        let state_dir = &args.registry.state.state_dir;
+        Some(super::publish::store_url(args.store.as_deref(), state_dir)?)
+    } else {
+        None
+    };
     let row =
         rt.block_on(registry.rollback(&args.name, &args.alias, args.to, &actor, &args.reason))?;
-    rt.block_on(registry.close());
     writeln!(
         out,
         "`{}` of {} moved back from v{} to v{} by {}: {}",
@@ -152,5 +159,25 @@ pub fn rollback(args: RollbackArgs, out: &mut dyn Write) -> anyhow::Result<Outco
         row.actor,
         row.reason
     )?;
-    Ok(Outcome::Success)
+    let published = match &publish_to {
+        Some(url) => rt
+            .block_on(super::publish::publish_alias(
+                &registry,
+                &args.name,
+                &args.alias,
+                url,
+                &args.s3,
+                out,
+            ))
+            .map_err(|e| {
+                e.context(AfterCommit(format!(
+                    "the rollback is recorded, but publishing it failed (retry with \
+                     `netsec publish {}@{}`)",
+                    args.name, args.alias
+                )))
+            }),
+        None => Ok(()),
+    };
+    rt.block_on(registry.close());
+    published.map(|()| Outcome::Success)
 }

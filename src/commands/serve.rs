@@ -11,10 +11,6 @@ use crate::serve::{AppState, ModelSource, ServeOptions, serve, shutdown_signal};
 
 /// Loads the model, binds, prints the address, and serves until SIGINT/SIGTERM.
 pub fn run(args: ServeArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
-    let source = ModelSource::parse(&args.model)?;
-    let model = source
-        .load()
-        .with_context(|| format!("loading the model from {}", args.model))?;
     let token = std::env::var("NETSEC_SERVE_TOKEN")
         .ok()
         .filter(|t| !t.trim().is_empty());
@@ -35,6 +31,14 @@ pub fn run(args: ServeArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let s3 = super::publish::s3_options(&args.s3);
+    let (source, model) = runtime
+        .block_on(async {
+            let source = ModelSource::open(&args.model, &s3).await?;
+            let model = source.load().await?;
+            Ok::<_, crate::serve::SourceError>((source, model))
+        })
+        .with_context(|| format!("loading the model from {}", args.model))?;
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind(args.bind))
         .with_context(|| format!("cannot listen on {}", args.bind))?;
@@ -53,9 +57,10 @@ pub fn run(args: ServeArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         auth = options.token.is_some(),
         "listening"
     );
-    let reload = source
-        .pointer_path()
-        .and_then(|p| p.parent().map(|d| (d.to_owned(), args.reload_interval)));
+    let reload = match source {
+        ModelSource::Store(store) => Some((store, args.reload_interval)),
+        ModelSource::File(_) => None,
+    };
     let state = Arc::new(AppState::new(model, &options));
     runtime
         .block_on(serve(listener, state, &options, reload, shutdown_signal()))

@@ -2,9 +2,10 @@
 //! `champion`, an append-only history of every decision, promotion policies and the
 //! statistics that judge a candidate against the current champion.
 //!
-//! Mirroring into MLflow's registry and publishing the promoted model are not here yet:
-//! they plug in after [`store::Registry::record_decision`] returns
-//! [`store::Recorded::Done`] for a promotion (the command layer holds that point).
+//! Publishing the promoted model (`promote --publish`) happens in the command layer after
+//! [`store::Registry::record_decision`] returns [`store::Recorded::Done`], through
+//! [`crate::storage`]; mirroring into MLflow's registry is not here yet and plugs in at the
+//! same point.
 
 pub mod policy;
 pub mod promotion;

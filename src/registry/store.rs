@@ -371,6 +371,11 @@ impl Registry {
 
 /// Checks that the file at `path` still has the recorded sha256.
 pub fn verify_file(path: &Path, sha256: &str) -> Result<(), RegistryError> {
+    read_verified(path, sha256).map(drop)
+}
+
+/// Reads the file at `path` and checks that its bytes have the recorded sha256.
+pub fn read_verified(path: &Path, sha256: &str) -> Result<Vec<u8>, RegistryError> {
     let bytes = std::fs::read(path).map_err(|source| RegistryError::FileMissing {
         path: path.to_owned(),
         source,
@@ -383,7 +388,7 @@ pub fn verify_file(path: &Path, sha256: &str) -> Result<(), RegistryError> {
             actual,
         });
     }
-    Ok(())
+    Ok(bytes)
 }
 
 /// The version `alias` held before `current`, replaying the history as a stack:

@@ -2,7 +2,6 @@
 //! bearer token, metrics), and the server loop with graceful shutdown and hot reload.
 
 use std::future::Future;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -21,6 +20,7 @@ use tower_http::timeout::TimeoutLayer;
 use super::metrics::Metrics;
 use super::routes::{self, ApiError};
 use super::source::LoadedModel;
+use crate::storage::ModelStore;
 
 /// How the server behaves; built by `netsec serve` from its flags.
 #[derive(Debug, Clone)]
@@ -163,16 +163,16 @@ pub fn router(state: Arc<AppState>, options: &ServeOptions) -> Router {
 }
 
 /// Serves on `listener` until `shutdown` completes, then finishes the requests in flight.
-/// With `reload = Some((store_dir, interval))` the store's pointer is polled meanwhile.
+/// With `reload = Some((store, interval))` the store's pointer is polled meanwhile.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
     options: &ServeOptions,
-    reload: Option<(PathBuf, Duration)>,
+    reload: Option<(ModelStore, Duration)>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let watcher = reload.map(|(dir, interval)| {
-        tokio::spawn(super::reload::watch(Arc::clone(&state), dir, interval))
+    let watcher = reload.map(|(store, interval)| {
+        tokio::spawn(super::reload::watch(Arc::clone(&state), store, interval))
     });
     let app = router(Arc::clone(&state), options);
     let draining = Arc::clone(&state);

@@ -1,13 +1,14 @@
 //! The serving stage: `netsec serve` answers predictions over HTTP from a model file or a
 //! store pointer, with Prometheus metrics and hot reload.
 //!
-//! * [`source`]: where the model comes from (model file, or `file://` store + pointer).
+//! * [`source`]: where the model comes from (model file, or a `file://` / `s3://` store
+//!   and its pointer).
 //! * [`input`]: request bodies typed against the model's schema and encoded.
 //! * [`routes`]: the handlers; [`app`]: state, router, layers and the server loop.
 //! * [`metrics`]: counters and histograms in the Prometheus text format.
 //! * [`reload`]: polling the pointer and swapping a verified new model in.
 //!
-//! Serving never trains: it depends on `models` and `data`, never the other way.
+//! Serving never trains: it depends on `models`, `data` and `storage`, never the other way.
 
 pub mod app;
 pub mod input;
@@ -17,4 +18,4 @@ pub mod routes;
 pub mod source;
 
 pub use app::{AppState, ServeOptions, serve, shutdown_signal};
-pub use source::{LoadedModel, ModelSource, Pointer, SourceError};
+pub use source::{LoadedModel, ModelSource, SourceError};

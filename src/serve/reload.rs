@@ -1,4 +1,5 @@
-//! Hot reload: poll a store's pointer, load and verify the model it names, swap it in.
+//! Hot reload: poll a store's pointer (`file://` or `s3://`), load and verify the model it
+//! names, swap it in.
 //!
 //! The swap is one atomic pointer store ([`arc_swap::ArcSwap`]): a request that started
 //! with the old model finishes with it, the next one sees the new model, none fails. A
@@ -6,12 +7,12 @@
 //! old one keeps serving; the same pointer content is not tried again, so a refused
 //! version is counted and logged once, until the pointer changes.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::app::AppState;
-use super::source::{POINTER_FILE, Pointer, SourceError, load_pointed};
+use super::source::{SourceError, load_pointed};
+use crate::storage::{ModelStore, ObjectStore, POINTER_FILE, Pointer};
 
 /// What one poll found.
 #[derive(Debug)]
@@ -29,28 +30,15 @@ pub enum PollOutcome {
     Refused(SourceError),
 }
 
-/// Polls the store in `dir` every `interval` until the task is dropped.
-pub async fn watch(state: Arc<AppState>, dir: PathBuf, interval: Duration) {
+/// Polls the store every `interval` until the task is dropped.
+pub async fn watch(state: Arc<AppState>, store: ModelStore, interval: Duration) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await; // the first tick is immediate; the model was just loaded
     let mut refused: Option<Vec<u8>> = None;
     loop {
         ticker.tick().await;
-        let task_state = Arc::clone(&state);
-        let task_dir = dir.clone();
-        let previous = refused.take();
-        let polled = tokio::task::spawn_blocking(move || {
-            let mut refused = previous;
-            let outcome = poll_once(&task_state, &task_dir, &mut refused);
-            (outcome, refused)
-        })
-        .await;
-        let Ok((outcome, now_refused)) = polled else {
-            continue;
-        };
-        refused = now_refused;
-        match outcome {
+        match poll_once(&state, &store, &mut refused).await {
             PollOutcome::Unchanged => {}
             PollOutcome::Reloaded { version, sha256 } => {
                 tracing::info!(version, sha256 = %sha256, "reloaded model");
@@ -65,23 +53,32 @@ pub async fn watch(state: Arc<AppState>, dir: PathBuf, interval: Duration) {
 /// One poll: reads the pointer and, when it names another model than the one served (and
 /// content not refused before), loads, verifies and swaps it. `refused` holds the pointer
 /// bytes (or read error) last refused.
-pub fn poll_once(state: &AppState, dir: &Path, refused: &mut Option<Vec<u8>>) -> PollOutcome {
-    let path = dir.join(POINTER_FILE);
-    let seen = match std::fs::read(&path) {
-        Ok(bytes) => bytes,
+pub async fn poll_once(
+    state: &AppState,
+    store: &ModelStore,
+    refused: &mut Option<Vec<u8>>,
+) -> PollOutcome {
+    let url = store.url(POINTER_FILE);
+    let read = store.get(POINTER_FILE).await;
+    let seen = match &read {
+        Ok(Some(bytes)) => bytes.clone(),
+        Ok(None) => b"missing".to_vec(),
         Err(e) => format!("unreadable: {e}").into_bytes(),
     };
     if refused.as_deref() == Some(seen.as_slice()) {
         return PollOutcome::Unchanged;
     }
     let current = state.model.load();
-    let result = Pointer::read(&path).and_then(|pointer| {
-        if pointer.sha256 == current.sha256 && Some(pointer.version) == current.version {
-            Ok(None)
-        } else {
-            load_pointed(dir, pointer).map(Some)
-        }
-    });
+    let pointer = match read {
+        Ok(Some(bytes)) => Pointer::parse(&url, &bytes).map_err(SourceError::from),
+        Ok(None) => Err(crate::storage::StorageError::NotFound { url }.into()),
+        Err(e) => Err(e.into()),
+    };
+    let result = match pointer {
+        Ok(p) if p.sha256 == current.sha256 && Some(p.version) == current.version => Ok(None),
+        Ok(p) => load_pointed(store, p).await.map(Some),
+        Err(e) => Err(e),
+    };
     match result {
         Ok(None) => PollOutcome::Unchanged,
         Ok(Some(model)) => {

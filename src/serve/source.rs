@@ -1,40 +1,26 @@
-//! Where the served model comes from: a model file on disk, or a `file://` store directory
-//! holding a pointer (`current.json`) that names a content-addressed model file.
-//!
-//! # Pointer format
-//!
-//! `current.json` in the store directory of one model name (e.g. `store/netsec-phishing/`):
-//!
-//! ```json
-//! {"format": "netsec-pointer", "name": "netsec-phishing", "version": 3,
-//!  "sha256": "9f2c…", "path": "9f2c…/model.json"}
-//! ```
-//!
-//! `path` is relative to the pointer's directory (an absolute path is used as is) and the
-//! file's sha256 must equal `sha256`. A publisher writes the model file first and the
-//! pointer last (atomically, by rename), so a reader never sees a pointer to a half-written
-//! model; rolling back is writing an older pointer again.
+//! Where the served model comes from: a model file on disk, or a store — `file://DIR` or
+//! `s3://BUCKET/PREFIX/NAME` — holding a pointer (`current.json`) that names a
+//! content-addressed model file. The pointer format is defined in
+//! [`crate::storage::pointer`]; a publisher (`netsec publish`) writes the model first and
+//! the pointer last, so a reader never sees a pointer to a half-written model.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::data::dataset::FeatureEncoding;
 use crate::data::schema::hex;
 use crate::model_file::{ModelFile, ModelFileError};
-
-/// The `format` field of every pointer file.
-pub const POINTER_FORMAT: &str = "netsec-pointer";
-/// The pointer's file name inside a store directory.
-pub const POINTER_FILE: &str = "current.json";
+use crate::storage::{
+    ModelStore, ObjectStore, POINTER_FILE, Pointer, PointerError, S3Options, StorageError, StoreUrl,
+};
 
 /// A model that cannot be loaded or is refused.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    /// The pointer or model file cannot be read.
+    /// The model file cannot be read.
     #[error("cannot read {}", path.display())]
     Read {
         /// The file.
@@ -42,19 +28,17 @@ pub enum SourceError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The store cannot be read (missing pointer or model, server or network failure).
+    #[error(transparent)]
+    Store(#[from] StorageError),
     /// The pointer is not a valid pointer file.
-    #[error("{}: not a netsec pointer ({message})", path.display())]
-    Pointer {
-        /// The pointer file.
-        path: PathBuf,
-        /// What is wrong.
-        message: String,
-    },
+    #[error(transparent)]
+    Pointer(#[from] PointerError),
     /// The model file's bytes do not hash to the pointer's sha256.
-    #[error("{}: sha256 is {actual}, the pointer says {expected}", path.display())]
+    #[error("{location}: sha256 is {actual}, the pointer says {expected}")]
     Checksum {
-        /// The model file.
-        path: PathBuf,
+        /// The model file's URL.
+        location: String,
         /// sha256 named by the pointer.
         expected: String,
         /// sha256 of the bytes read.
@@ -72,130 +56,120 @@ pub enum SourceError {
         message: String,
     },
     /// A source this build cannot read.
-    #[error("unsupported model source `{0}` (expected a model file path or file://DIR)")]
+    #[error(
+        "unsupported model source `{0}` (expected a model file path, file://DIR or \
+         s3://BUCKET/PREFIX/NAME)"
+    )]
     Unsupported(String),
 }
 
-/// The pointer file: which model version is current.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Pointer {
-    /// Always [`POINTER_FORMAT`].
-    pub format: String,
-    /// Registered model name.
-    pub name: String,
-    /// Registry version of the model.
-    pub version: u64,
-    /// sha256 of the model file's bytes.
-    pub sha256: String,
-    /// Model file, relative to the pointer's directory.
-    pub path: String,
-}
-
-impl Pointer {
-    /// Reads and checks a pointer file.
-    pub fn read(path: &Path) -> Result<Pointer, SourceError> {
-        let bytes = std::fs::read(path).map_err(|source| SourceError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let invalid = |message: String| SourceError::Pointer {
-            path: path.to_owned(),
-            message,
-        };
-        let pointer: Pointer =
-            serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
-        if pointer.format != POINTER_FORMAT {
-            return Err(invalid(format!("`format` is not \"{POINTER_FORMAT}\"")));
+impl SourceError {
+    /// Whether the error is the user's input (exit 2: a missing or invalid model or
+    /// pointer) rather than a runtime failure (exit 1: the store's server or network).
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            SourceError::Store(e) => e.is_bad_input(),
+            _ => true,
         }
-        let is_sha = pointer.sha256.len() == 64
-            && pointer
-                .sha256
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        if !is_sha {
-            return Err(invalid("`sha256` is not 64 lower-case hex digits".into()));
-        }
-        Ok(pointer)
-    }
-
-    /// Writes the pointer atomically (for publishers and tests).
-    pub fn write(&self, path: &Path) -> std::io::Result<()> {
-        let bytes = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        crate::fsutil::write_atomic(path, |w| w.write_all(&bytes))
     }
 }
 
 /// What `--model` names.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum ModelSource {
     /// One model file, served as is (no reload).
     File(PathBuf),
-    /// A store directory with a [`POINTER_FILE`]; polled for new versions.
-    Store(PathBuf),
+    /// The store directory of one model name, with a [`POINTER_FILE`]; polled for new
+    /// versions.
+    Store(ModelStore),
 }
 
 impl ModelSource {
-    /// Parses `--model`: `file://DIR` (or a directory path) is a store, anything else a
-    /// model file path.
-    pub fn parse(text: &str) -> Result<ModelSource, SourceError> {
-        if let Some(dir) = text.strip_prefix("file://") {
-            return Ok(ModelSource::Store(PathBuf::from(dir)));
+    /// Opens `--model`: `file://DIR`, `s3://BUCKET/PREFIX/NAME` (or a directory path) is a
+    /// store, anything else a model file path.
+    pub async fn open(text: &str, s3: &S3Options) -> Result<ModelSource, SourceError> {
+        if text.starts_with("file://") || text.starts_with("s3://") {
+            let url = StoreUrl::parse(text)?;
+            return Ok(ModelSource::Store(ModelStore::open(&url, s3).await?));
         }
         if text.contains("://") {
             return Err(SourceError::Unsupported(text.to_owned()));
         }
         let path = PathBuf::from(text);
         if path.is_dir() {
-            Ok(ModelSource::Store(path))
+            Ok(ModelSource::Store(
+                ModelStore::open(&StoreUrl::File(path), s3).await?,
+            ))
         } else {
             Ok(ModelSource::File(path))
         }
     }
 
-    /// The pointer file of a store source.
-    pub fn pointer_path(&self) -> Option<PathBuf> {
-        match self {
-            ModelSource::File(_) => None,
-            ModelSource::Store(dir) => Some(dir.join(POINTER_FILE)),
-        }
-    }
-
     /// Loads the current model: the file itself, or the one the pointer names (verified).
-    pub fn load(&self) -> Result<LoadedModel, SourceError> {
+    pub async fn load(&self) -> Result<LoadedModel, SourceError> {
         match self {
             ModelSource::File(path) => {
-                let bytes = read(path)?;
+                let bytes = std::fs::read(path).map_err(|source| SourceError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
                 let sha256 = hex(&Sha256::digest(&bytes));
                 LoadedModel::from_bytes(path, &bytes, sha256, None)
             }
-            ModelSource::Store(dir) => {
-                let pointer = Pointer::read(&dir.join(POINTER_FILE))?;
-                load_pointed(dir, pointer)
+            ModelSource::Store(store) => {
+                let pointer = read_pointer(store).await?;
+                load_pointed(store, pointer).await
             }
         }
     }
 }
 
-/// Loads and verifies the model a pointer in `dir` names.
-pub fn load_pointed(dir: &Path, pointer: Pointer) -> Result<LoadedModel, SourceError> {
-    let path = dir.join(&pointer.path);
-    let bytes = read(&path)?;
+/// Reads and checks the pointer of a store.
+pub async fn read_pointer(store: &ModelStore) -> Result<Pointer, SourceError> {
+    let url = store.url(POINTER_FILE);
+    let bytes = store
+        .get(POINTER_FILE)
+        .await?
+        .ok_or(StorageError::NotFound { url: url.clone() })?;
+    Ok(Pointer::parse(&url, &bytes)?)
+}
+
+/// Loads and verifies the model a pointer in `store` names (parsing on the blocking pool:
+/// a model file can take a while to parse and must not stall requests).
+pub async fn load_pointed(
+    store: &ModelStore,
+    pointer: Pointer,
+) -> Result<LoadedModel, SourceError> {
+    let location = store.url(&pointer.path);
+    let bytes = store
+        .get(&pointer.path)
+        .await?
+        .ok_or(StorageError::NotFound {
+            url: location.clone(),
+        })?;
     let actual = hex(&Sha256::digest(&bytes));
     if actual != pointer.sha256 {
         return Err(SourceError::Checksum {
-            path,
+            location,
             expected: pointer.sha256,
             actual,
         });
     }
-    LoadedModel::from_bytes(&path, &bytes, actual, Some(pointer))
-}
-
-fn read(path: &Path) -> Result<Vec<u8>, SourceError> {
-    std::fs::read(path).map_err(|source| SourceError::Read {
-        path: path.to_owned(),
-        source,
+    let path = match store {
+        ModelStore::File(files) => files.path(&pointer.path),
+        ModelStore::S3(_) => PathBuf::from(location),
+    };
+    let shown = path.clone();
+    tokio::task::spawn_blocking(move || {
+        LoadedModel::from_bytes(&path, &bytes, actual, Some(pointer))
+    })
+    .await
+    // Only a panic or a runtime shutting down ends the task early.
+    .unwrap_or_else(|e| {
+        Err(SourceError::Read {
+            path: shown,
+            source: std::io::Error::other(e),
+        })
     })
 }
 
@@ -208,7 +182,7 @@ pub struct LoadedModel {
     pub version: Option<u64>,
     /// sha256 of the model file's bytes.
     pub sha256: String,
-    /// Where it was read from.
+    /// Where it was read from: a file path, or the object's `s3://` URL.
     pub path: PathBuf,
     /// Seconds since the Unix epoch when it was loaded.
     pub loaded_at: u64,

@@ -81,5 +81,7 @@ pub fn s(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
+pub mod fault_proxy;
 pub mod fault_server;
 pub mod mlflow_server;
+pub mod s3_server;
