@@ -258,6 +258,11 @@ pub enum ExperimentCommand {
     Show(ShowArgs),
     /// Compare trials side by side (by key or key prefix, as shown in leaderboards).
     Compare(CompareArgs),
+    /// Rank the union of a sharded sweep (`run --shard I/N` on N machines): the trials of
+    /// several run stores and/or of the sweep's runs in MLflow, merged into one
+    /// leaderboard, with the planned trials no shard has, the shards seen and trials that
+    /// ran twice. `--into DB` merges them into one run store for `netsec promote --best`.
+    Collect(CollectArgs),
 }
 
 /// Output format of commands that print results.
@@ -324,6 +329,44 @@ pub struct CompareArgs {
     /// Two or more trial keys (or unique prefixes).
     #[arg(required = true, num_args = 2..)]
     pub trials: Vec<String>,
+    /// Result format on stdout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+/// Arguments of `netsec experiment collect`.
+#[derive(Debug, Args)]
+pub struct CollectArgs {
+    /// The sweep's grid file: its plan says which trials are missing, and only trials of
+    /// this grid on this data are collected.
+    #[arg(required_unless_present = "experiment", conflicts_with = "experiment")]
+    pub grid: Option<PathBuf>,
+    /// Collect by experiment name instead of a grid file (the sweeps on the newest data of
+    /// that experiment; missing trials are then known only for the shards that ran).
+    #[arg(long, value_name = "NAME")]
+    pub experiment: Option<String>,
+    /// Read the shards' trials from the MLflow server (MLFLOW_TRACKING_URI, else the grid's
+    /// tracking.uri): the child runs of the sweep's parent runs.
+    #[arg(long)]
+    pub from_mlflow: bool,
+    /// Run stores of the shard processes (netsec.db files or state directories). Default,
+    /// without --from-mlflow: the run store of --state-dir (shards sharing one store).
+    #[arg(long, num_args = 1.., value_name = "DB")]
+    pub stores: Vec<PathBuf>,
+    /// Also merge the collected trials (those read from run stores) into this run store
+    /// (a netsec.db file or a state directory) as one finished sweep, with the best model
+    /// file copied beside it, so that `netsec promote --best` works on it.
+    #[arg(long, value_name = "DB")]
+    pub into: Option<PathBuf>,
+    /// Exit 2 when planned trials or shards are missing or a trial ran twice with a
+    /// different result.
+    #[arg(long)]
+    pub strict: bool,
+    /// Leaderboard rows to print (all with --output json).
+    #[arg(long, default_value_t = 25)]
+    pub top: usize,
     /// Result format on stdout.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,

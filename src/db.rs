@@ -25,6 +25,33 @@ pub async fn open(path: &Path) -> Result<SqlitePool, sqlx::Error> {
         .max_connections(4)
         .connect_with(options)
         .await?;
-    sqlx::migrate!("./migrations").run(&pool).await?;
+    migrate(&pool, path).await?;
     Ok(pool)
+}
+
+/// Brings the schema of the database at `path` up to date, one process at a time.
+///
+/// sqlx takes no lock to migrate SQLite, so processes opening a fresh database at the same
+/// moment (the shards of a sweep sharing one run store) would each try to create the
+/// tables and all but one fail; an exclusive lock on `<db>.migrate-lock` beside the
+/// database makes them take turns, and the later ones find the schema up to date.
+pub async fn migrate(pool: &SqlitePool, path: &Path) -> Result<(), sqlx::Error> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".migrate-lock");
+    // On the blocking pool: waiting for another process must not hold a runtime worker.
+    let lock = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)?;
+        file.lock()?;
+        Ok(file)
+    })
+    .await
+    .map_err(|e| sqlx::Error::Io(std::io::Error::other(e)))?
+    .map_err(sqlx::Error::Io)?;
+    let migrated = sqlx::migrate!("./migrations").run(pool).await;
+    drop(lock);
+    migrated.map_err(Into::into)
 }

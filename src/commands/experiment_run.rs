@@ -485,7 +485,7 @@ pub(super) fn refit_trial(
 
 /// The MLflow client for the server in `MLFLOW_TRACKING_URI`, else in the grid's
 /// `tracking.uri`; `None` when neither is set (records then wait in the outbox).
-fn tracking_client(grid: &GridFile) -> anyhow::Result<Option<MlflowClient>> {
+pub(super) fn tracking_client(grid: &GridFile) -> anyhow::Result<Option<MlflowClient>> {
     let env_uri = std::env::var("MLFLOW_TRACKING_URI")
         .ok()
         .filter(|u| !u.trim().is_empty());

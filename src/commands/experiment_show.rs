@@ -119,7 +119,7 @@ pub fn show(args: ShowArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
 }
 
 /// Per algorithm, the parameters whose values differ between its trials.
-fn varied_params(records: &[TrialRecord]) -> HashMap<String, Vec<String>> {
+pub(super) fn varied_params(records: &[TrialRecord]) -> HashMap<String, Vec<String>> {
     let mut by_algorithm: HashMap<String, Vec<&TrialRecord>> = HashMap::new();
     for r in records {
         by_algorithm.entry(r.algorithm.clone()).or_default().push(r);

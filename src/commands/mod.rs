@@ -6,6 +6,7 @@ mod data_schema;
 mod data_split;
 mod data_synth;
 mod data_validate;
+mod experiment_collect;
 mod experiment_run;
 mod experiment_show;
 mod leaderboard;
@@ -48,6 +49,7 @@ pub fn run(command: Command, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         Command::Experiment(ExperimentCommand::Compare(args)) => {
             experiment_show::compare(args, out)
         }
+        Command::Experiment(ExperimentCommand::Collect(args)) => experiment_collect::run(args, out),
         Command::Predict(args) => predict::run(args, out),
         Command::Sync(args) => sync::run(args, out),
         Command::Promote(args) => promote::run(args, out),

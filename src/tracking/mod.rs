@@ -12,6 +12,7 @@ mod artifacts;
 mod batch;
 pub mod charts;
 mod client;
+pub mod collect;
 mod config;
 mod error;
 mod links;

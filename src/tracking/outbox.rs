@@ -227,10 +227,7 @@ impl Outbox {
             .connect_with(options)
             .await
             .map_err(open_error)?;
-        sqlx::migrate!("./migrations")
-            .run(&pool)
-            .await
-            .map_err(|e| open_error(e.into()))?;
+        crate::db::migrate(&pool, path).await.map_err(open_error)?;
         Ok(Outbox { pool })
     }
 

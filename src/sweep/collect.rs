@@ -1,0 +1,260 @@
+//! The union of a sharded sweep: the trials that N shard processes (`--shard I/N`) left in
+//! their run stores or in MLflow, merged into one ranked list, with what is missing (plan
+//! keys no shard has), what ran twice, and which shards were seen.
+//!
+//! Trial keys are deterministic, so the union is a plain merge by key; a trial found in
+//! several places is kept once, a finished result winning over a failed one.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use super::plan::Shard;
+use super::record::{MeanStd, TrialRecord, TrialStatus, rank};
+use crate::config::grid::SelectMetric;
+
+/// Where a group of trials was found: one run store, or one sweep's parent run in MLflow.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// A name for the report, e.g. the run store's path or the parent run's name.
+    pub name: String,
+    /// Sources of one kind (`store`, `mlflow`): a trial found in two sources of the same
+    /// kind was run twice; found in a store and in MLflow it is the same run seen twice.
+    pub kind: &'static str,
+    /// The shards of the sweeps that wrote these trials (`None`: an unsharded sweep).
+    pub shards: Vec<Option<Shard>>,
+    /// The trials.
+    pub records: Vec<TrialRecord>,
+}
+
+/// A trial found more than once in sources of the same kind: it ran twice.
+#[derive(Debug, Clone, Serialize)]
+pub struct Duplicate {
+    /// Trial key.
+    pub key: String,
+    /// The sources it was found in.
+    pub sources: Vec<String>,
+    /// Whether every copy has the same status and cross-validation metrics (fits are
+    /// deterministic, so a difference means different code or data behind one key).
+    pub same_result: bool,
+}
+
+/// Which shards of an `I/N` split were seen.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ShardCoverage {
+    /// Shards seen, e.g. `["0/3", "1/3"]`.
+    pub seen: Vec<String>,
+    /// N, when every sharded sweep agrees on it.
+    pub count: Option<usize>,
+    /// Shards of that N that no source has, e.g. `["2/3"]`.
+    pub missing: Vec<String>,
+    /// Sweeps that ran without `--shard`.
+    pub unsharded: usize,
+    /// The shard counts seen, when sweeps disagree on N (e.g. `[3, 4]`).
+    pub conflicting_counts: Vec<usize>,
+}
+
+/// The merged result.
+#[derive(Debug, Clone)]
+pub struct Union {
+    /// One record per trial key, best first.
+    pub records: Vec<TrialRecord>,
+    /// For each trial key, the sources it was found in.
+    pub sources_of: BTreeMap<String, Vec<String>>,
+    /// Trials that ran more than once.
+    pub duplicates: Vec<Duplicate>,
+    /// Planned trial keys that no source has, in plan order.
+    pub missing: Vec<String>,
+    /// The shards seen.
+    pub shards: ShardCoverage,
+}
+
+/// Merges `sources` into one ranked list; `plan` (the planned trial keys, when known)
+/// decides which are missing.
+pub fn union(sources: &[Source], plan: Option<&[String]>, metric: SelectMetric) -> Union {
+    let mut chosen: BTreeMap<String, TrialRecord> = BTreeMap::new();
+    let mut sources_of: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut by_kind: BTreeMap<(&str, String), Vec<(&str, &TrialRecord)>> = BTreeMap::new();
+    for source in sources {
+        for record in &source.records {
+            sources_of
+                .entry(record.key.clone())
+                .or_default()
+                .push(source.name.clone());
+            by_kind
+                .entry((source.kind, record.key.clone()))
+                .or_default()
+                .push((&source.name, record));
+            let replace = chosen.get(&record.key).is_none_or(|kept| {
+                kept.status == TrialStatus::Failed && record.status == TrialStatus::Finished
+            });
+            if replace {
+                chosen.insert(record.key.clone(), record.clone());
+            }
+        }
+    }
+    let duplicates = by_kind
+        .into_iter()
+        .filter(|(_, copies)| copies.len() > 1)
+        .map(|((_, key), copies)| Duplicate {
+            key,
+            sources: copies.iter().map(|(name, _)| (*name).to_owned()).collect(),
+            same_result: copies.windows(2).all(|w| same_result(w[0].1, w[1].1)),
+        })
+        .collect();
+    let missing = plan
+        .unwrap_or_default()
+        .iter()
+        .filter(|key| !chosen.contains_key(*key))
+        .cloned()
+        .collect();
+    let mut records: Vec<TrialRecord> = chosen.into_values().collect();
+    rank(&mut records, metric);
+    Union {
+        records,
+        sources_of,
+        duplicates,
+        missing,
+        shards: coverage(sources.iter().flat_map(|s| s.shards.iter().copied())),
+    }
+}
+
+/// Same status and bit-identical CV metrics (NaN equal to NaN).
+fn same_result(a: &TrialRecord, b: &TrialRecord) -> bool {
+    let bits = |m: &BTreeMap<String, MeanStd>| -> Vec<(String, u64, u64)> {
+        m.iter()
+            .map(|(k, v)| (k.clone(), v.mean.to_bits(), v.std.to_bits()))
+            .collect()
+    };
+    a.status == b.status && bits(&a.cv) == bits(&b.cv)
+}
+
+fn coverage(shards: impl Iterator<Item = Option<Shard>>) -> ShardCoverage {
+    let mut seen = BTreeSet::new();
+    let mut unsharded = 0;
+    for shard in shards {
+        match shard {
+            Some(s) => {
+                seen.insert((s.count, s.index));
+            }
+            None => unsharded += 1,
+        }
+    }
+    let counts: BTreeSet<usize> = seen.iter().map(|&(count, _)| count).collect();
+    let count = (counts.len() == 1)
+        .then(|| counts.first().copied())
+        .flatten();
+    let missing = count
+        .map(|n| {
+            (0..n)
+                .filter(|i| !seen.contains(&(n, *i)))
+                .map(|index| Shard { index, count: n }.to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    ShardCoverage {
+        seen: seen
+            .iter()
+            .map(|&(count, index)| Shard { index, count }.to_string())
+            .collect(),
+        count,
+        missing,
+        unsharded,
+        conflicting_counts: if counts.len() > 1 {
+            counts.into_iter().collect()
+        } else {
+            Vec::new()
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(key: &str, f1: f64, status: TrialStatus) -> TrialRecord {
+        TrialRecord {
+            key: key.into(),
+            experiment: "e".into(),
+            algorithm: "decision_tree".into(),
+            params: Default::default(),
+            status,
+            cv: [("f1".to_owned(), MeanStd { mean: f1, std: 0.0 })].into(),
+            test: None,
+            fit_seconds: 0.0,
+            predict_seconds: 0.0,
+            error: None,
+            data_fingerprint: "fp".into(),
+            finished_at_ms: 0,
+        }
+    }
+
+    fn source(name: &str, kind: &'static str, shard: &str, records: Vec<TrialRecord>) -> Source {
+        Source {
+            name: name.into(),
+            kind,
+            shards: vec![shard.parse().ok()],
+            records,
+        }
+    }
+
+    #[test]
+    fn merges_ranks_and_flags_missing_duplicates_and_shards() {
+        let sources = [
+            source(
+                "a",
+                "store",
+                "0/3",
+                vec![record("k1", 0.8, TrialStatus::Finished)],
+            ),
+            source(
+                "b",
+                "store",
+                "1/3",
+                vec![
+                    record("k2", 0.9, TrialStatus::Finished),
+                    record("k1", 0.7, TrialStatus::Finished),
+                ],
+            ),
+            source(
+                "m",
+                "mlflow",
+                "1/3",
+                vec![record("k2", 0.9, TrialStatus::Finished)],
+            ),
+        ];
+        let plan: Vec<String> = ["k1", "k2", "k3"].map(String::from).into();
+        let u = union(&sources, Some(&plan), SelectMetric::F1);
+        let keys: Vec<&str> = u.records.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(keys, ["k2", "k1"]);
+        assert_eq!(u.missing, ["k3"]);
+        assert_eq!(u.duplicates.len(), 1, "{:?}", u.duplicates);
+        assert_eq!(u.duplicates[0].key, "k1");
+        assert!(!u.duplicates[0].same_result);
+        assert_eq!(u.sources_of["k2"], ["b", "m"]);
+        assert_eq!(u.shards.seen, ["0/3", "1/3"]);
+        assert_eq!(u.shards.count, Some(3));
+        assert_eq!(u.shards.missing, ["2/3"]);
+    }
+
+    #[test]
+    fn a_finished_copy_wins_over_a_failed_one() {
+        let sources = [
+            source(
+                "a",
+                "store",
+                "0/2",
+                vec![record("k", 0.0, TrialStatus::Failed)],
+            ),
+            source(
+                "b",
+                "store",
+                "1/2",
+                vec![record("k", 0.5, TrialStatus::Finished)],
+            ),
+        ];
+        let u = union(&sources, None, SelectMetric::F1);
+        assert_eq!(u.records[0].status, TrialStatus::Finished);
+        assert!(u.missing.is_empty() && u.shards.missing.is_empty());
+    }
+}

@@ -1,0 +1,197 @@
+//! Reading sweeps back from MLflow, for `netsec experiment collect --from-mlflow`: each
+//! sweep (or shard of one) is a parent run, each trial a child run carrying its key, its
+//! parameters and its metrics, as [`MlflowTracker`](super::MlflowTracker) logged them.
+
+use std::collections::HashMap;
+
+use super::client::{MlflowClient, RunSearch, system_tags};
+use super::error::Result;
+use super::types::{Run, RunStatus};
+use crate::models::metrics::{Confusion, Metrics};
+use crate::models::{ParamKind, ParamValue, Params};
+use crate::sweep::record::{METRIC_NAMES, MeanStd, TrialRecord, TrialStatus};
+
+/// One sweep's parent run and the trials logged under it.
+#[derive(Debug, Clone)]
+pub struct LoggedSweep {
+    /// The parent run's id.
+    pub run_id: String,
+    /// The parent run's name, e.g. `sweep quick (shard 1/3)`.
+    pub name: String,
+    /// The parent run's status (`RUNNING` while the shard is still going).
+    pub status: RunStatus,
+    /// Its start, ms since the epoch.
+    pub start_ms: i64,
+    /// The grid's name (tag `netsec.experiment`).
+    pub experiment: String,
+    /// The data fingerprint (tag `netsec.data_fingerprint`).
+    pub data_fingerprint: String,
+    /// The ranking metric (param `select_metric`).
+    pub select_metric: Option<String>,
+    /// `I/N` when it ran with `--shard` (param `shard`).
+    pub shard: Option<String>,
+    /// The trials it planned (param `trials_planned`).
+    pub trials_planned: Option<usize>,
+    /// Its trials, from the child runs.
+    pub trials: Vec<TrialRecord>,
+}
+
+/// Every netsec sweep logged in the MLflow experiment called `name`, with its trials;
+/// `None` when the server has no such experiment.
+pub async fn logged_sweeps(client: &MlflowClient, name: &str) -> Result<Option<Vec<LoggedSweep>>> {
+    let Some(experiment) = client.get_experiment_by_name(name).await? else {
+        return Ok(None);
+    };
+    let runs = client
+        .search_runs(&RunSearch::new([experiment.experiment_id]))
+        .await?;
+    let mut children: HashMap<&str, Vec<&Run>> = HashMap::new();
+    for run in &runs {
+        if let Some(parent) = run.tag(system_tags::PARENT_RUN_ID) {
+            children.entry(parent).or_default().push(run);
+        }
+    }
+    let sweeps = runs
+        .iter()
+        .filter(|r| r.tag(system_tags::PARENT_RUN_ID).is_none())
+        .filter(|r| r.tag("netsec.sweep_key").is_some())
+        .map(|parent| {
+            let experiment = parent
+                .tag("netsec.experiment")
+                .unwrap_or_default()
+                .to_owned();
+            let trials = children
+                .get(parent.id())
+                .map(|runs| {
+                    runs.iter()
+                        .filter_map(|run| trial_from_run(run, &experiment))
+                        .collect()
+                })
+                .unwrap_or_default();
+            LoggedSweep {
+                run_id: parent.id().to_owned(),
+                name: parent.info.run_name.clone(),
+                status: parent.info.status,
+                start_ms: parent.info.start_time.unwrap_or(0),
+                data_fingerprint: parent
+                    .tag("netsec.data_fingerprint")
+                    .unwrap_or_default()
+                    .to_owned(),
+                select_metric: parent.param("select_metric").map(str::to_owned),
+                shard: parent.param("shard").map(str::to_owned),
+                trials_planned: parent.param("trials_planned").and_then(|n| n.parse().ok()),
+                experiment,
+                trials,
+            }
+        })
+        .collect();
+    Ok(Some(sweeps))
+}
+
+/// The trial a child run records; `None` for a run that is not a finished or failed trial.
+///
+/// MLflow keeps the metrics, not the confusion counts: those come back as zeros, and the
+/// parameters come back from their text (checked against the algorithm when it is known,
+/// which restores their types, e.g. `1` as the float `c: 1.0`).
+fn trial_from_run(run: &Run, experiment: &str) -> Option<TrialRecord> {
+    let key = run.tag("netsec.trial_key")?.to_owned();
+    let status = match run.info.status {
+        RunStatus::Finished => TrialStatus::Finished,
+        RunStatus::Failed => TrialStatus::Failed,
+        _ => return None,
+    };
+    let algorithm = run
+        .tag("netsec.algorithm")
+        .or_else(|| run.param("algorithm"))?
+        .to_owned();
+    let text: Params = run
+        .data
+        .params
+        .iter()
+        .filter(|p| p.key != "algorithm")
+        .map(|p| {
+            let value = serde_json::from_str::<ParamValue>(&p.value)
+                .unwrap_or_else(|_| ParamValue::str(p.value.clone()));
+            (p.key.clone(), value)
+        })
+        .collect();
+    let params = typed_params(&algorithm, text);
+    let cv = METRIC_NAMES
+        .iter()
+        .filter_map(|name| {
+            let mean = run.metric(&format!("cv_{name}_mean"))?;
+            let std = run.metric(&format!("cv_{name}_std")).unwrap_or(f64::NAN);
+            Some(((*name).to_owned(), MeanStd { mean, std }))
+        })
+        .collect();
+    let test = |name: &str| run.metric(&format!("test_{name}"));
+    let finite = |v: Option<f64>| v.filter(|v| v.is_finite());
+    let test = match (test("accuracy"), test("f1")) {
+        (Some(accuracy), Some(f1)) => Some(Metrics {
+            accuracy,
+            precision: test("precision").unwrap_or(f64::NAN),
+            recall: test("recall").unwrap_or(f64::NAN),
+            f1,
+            roc_auc: finite(test("roc_auc")),
+            pr_auc: finite(test("pr_auc")),
+            log_loss: test("log_loss").unwrap_or(f64::NAN),
+            mcc: test("mcc").unwrap_or(f64::NAN),
+            confusion: Confusion::default(),
+        }),
+        _ => None,
+    };
+    let error = (status == TrialStatus::Failed).then(|| {
+        run.tag(system_tags::NOTE)
+            .map(|note| note.trim_start_matches("**Failed:** ").to_owned())
+            .unwrap_or_default()
+    });
+    Some(TrialRecord {
+        key,
+        experiment: experiment.to_owned(),
+        algorithm,
+        params,
+        status,
+        cv,
+        test,
+        fit_seconds: run.metric("fit_seconds").unwrap_or(0.0),
+        predict_seconds: run.metric("predict_seconds").unwrap_or(0.0),
+        error,
+        data_fingerprint: run
+            .tag("netsec.data_fingerprint")
+            .unwrap_or_default()
+            .to_owned(),
+        finished_at_ms: run.info.end_time.unwrap_or(0),
+    })
+}
+
+/// Parameters read back from their text, with the types the algorithm gives them: MLflow
+/// keeps `1.0` as `1`, which is an integer to JSON but a float to a float parameter.
+fn typed_params(algorithm: &str, params: Params) -> Params {
+    let Some(algo) = crate::models::algorithm(algorithm) else {
+        return params;
+    };
+    let params = algo.validate(&params).unwrap_or(params);
+    params
+        .into_iter()
+        .map(|(key, value)| {
+            let spec = algo.params().iter().find(|s| s.name == key);
+            let value = match (value, spec) {
+                (ParamValue::Int(i), Some(spec))
+                    if has_kind(&spec.kind, &|k| matches!(k, ParamKind::Float { .. }))
+                        && !has_kind(&spec.kind, &|k| matches!(k, ParamKind::Int { .. })) =>
+                {
+                    ParamValue::Float(i as f64)
+                }
+                (value, _) => value,
+            };
+            (key, value)
+        })
+        .collect()
+}
+
+fn has_kind(kind: &ParamKind, test: &dyn Fn(&ParamKind) -> bool) -> bool {
+    match kind {
+        ParamKind::OneOf(kinds) => kinds.iter().any(|k| has_kind(k, test)),
+        k => test(k),
+    }
+}
