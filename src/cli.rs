@@ -88,6 +88,9 @@ pub struct RetrainArgs {
     /// Summary format on stdout (json: only the summary).
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+    /// Where to publish when the retrain file has a `publish:` section without `to:`.
+    #[command(flatten)]
+    pub store: StoreArgs,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }

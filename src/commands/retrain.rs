@@ -16,13 +16,13 @@ use std::time::Instant;
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::cli::{OutputFormat, PromoteArgs, RetrainArgs, RunArgs};
+use crate::cli::{OutputFormat, PromoteArgs, RetrainArgs, RunArgs, S3Args, StoreArgs};
 use crate::config::grid::GridFile;
 use crate::config::retrain::{OnDrift, RetrainFile};
 use crate::data::drift::drift;
 use crate::data::validate::validate;
 use crate::data::{Schema, Table, dataset_from_table, load_file};
-use crate::exit::{Outcome, exit_code};
+use crate::exit::{AfterCommit, Outcome, exit_code};
 use crate::model_file::ModelFile;
 use crate::registry::store::NewVersion;
 use crate::registry::{Policy, Registry};
@@ -306,6 +306,26 @@ fn stages(
     // Promotion by the policy, publishing in the same step when configured.
     let started = Instant::now();
     writeln!(out, "\n== promote ({}) ==", config.policy.display())?;
+    // Configured destination first, then --to / NETSEC_STORE, then the state directory's
+    // store; checked before the promotion so a bad URL records nothing.
+    let store = StoreArgs {
+        to: config
+            .publish
+            .as_ref()
+            .and_then(|p| p.to.clone())
+            .or_else(|| args.store.to.clone()),
+        s3: S3Args {
+            endpoint_url: config
+                .publish
+                .as_ref()
+                .and_then(|p| p.endpoint_url.clone())
+                .or_else(|| args.store.s3.endpoint_url.clone()),
+        },
+    };
+    let publish_to = match &config.publish {
+        Some(_) => Some(super::publish::store_url(store.to.as_deref(), state_dir)?),
+        None => None,
+    };
     let promoted = super::promote::run(
         PromoteArgs {
             run: None,
@@ -314,12 +334,24 @@ fn stages(
             dry_run: false,
             name: None,
             output: OutputFormat::Text,
+            publish: publish_to.is_some(),
+            store,
             registry: args.registry.clone(),
         },
         out,
     );
     let outcome = match promoted {
         Ok(outcome) => outcome,
+        Err(err) if err.downcast_ref::<AfterCommit>().is_some() => {
+            summary.push("promote", StageStatus::Ok, started, err.to_string());
+            summary.push(
+                "publish",
+                StageStatus::Failed,
+                started,
+                format!("{:#}", err.root_cause()),
+            );
+            return Err(err);
+        }
         Err(err) => {
             summary.push("promote", StageStatus::Failed, started, format!("{err:#}"));
             return Err(err);
@@ -349,6 +381,20 @@ fn stages(
         started,
         format!("`{}` of {} is {holder}", policy.alias, policy.model),
     );
+    match publish_to {
+        Some(url) => summary.push(
+            "publish",
+            StageStatus::Ok,
+            started,
+            format!("{url}/{}/current.json names {holder}", policy.model),
+        ),
+        None => summary.push(
+            "publish",
+            StageStatus::Skipped,
+            started,
+            "no `publish:` in the retrain file".into(),
+        ),
+    }
     Ok(outcome)
 }
 
