@@ -73,12 +73,26 @@ impl Setup {
         std::fs::write(
             &self.config,
             format!(
-                "grid: {}\npolicy: {}\ndrift: {{ on_drift: {on_drift} }}\n",
+                "grid: {}\npolicy: {}\ndrift: {{ on_drift: {on_drift} }}\n\
+                 publish: {{ to: \"file://{}\" }}\n",
                 s(grid),
-                s(policy)
+                s(policy),
+                s(&self.store())
             ),
         )
         .unwrap();
+    }
+
+    /// The file:// store the retrain file publishes to.
+    fn store(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    /// The model sha256 the store's pointer names.
+    fn published(&self) -> Option<String> {
+        let pointer = std::fs::read_to_string(self.store().join("phish/current.json")).ok()?;
+        let pointer: Value = serde_json::from_str(&pointer).unwrap();
+        Some(pointer["sha256"].as_str().unwrap().to_owned())
     }
 
     fn set_on_drift(&self, on_drift: &str) {
@@ -156,6 +170,8 @@ fn promotes_then_does_nothing_then_stops_on_drift() {
             .contains("is version 1"),
         "{first:#}"
     );
+    assert_eq!(stage(&first, "publish")["status"], "ok");
+    let champion = setup.published().expect("the champion is published");
 
     // Same data again: no drift, every trial reused, the champion stays.
     let text = setup.retrain("text").expect_code(0);
@@ -218,6 +234,24 @@ fn promotes_then_does_nothing_then_stops_on_drift() {
     assert_eq!(stage(&warned, "sweep")["status"], "ok");
     let expected = if run.code == 0 { "ok" } else { "rejected" };
     assert_eq!(stage(&warned, "promote")["status"], expected);
+    if run.code == 3 {
+        assert!(
+            warned["stages"].as_array().unwrap().len() == 4,
+            "no publish stage: {warned:#}"
+        );
+        assert_eq!(
+            setup.published().as_ref(),
+            Some(&champion),
+            "the pointer stays"
+        );
+    } else {
+        assert_eq!(stage(&warned, "publish")["status"], "ok");
+        assert_ne!(
+            setup.published().as_ref(),
+            Some(&champion),
+            "the pointer moved"
+        );
+    }
     assert_eq!(setup.sweep_statuses().len(), sweeps_before + 1);
 }
 
