@@ -69,6 +69,30 @@ pub enum Command {
     /// Serve predictions over HTTP from a model file or a file:// or s3:// store (hot
     /// reload of the store's current.json pointer), with Prometheus metrics at /metrics.
     Serve(ServeArgs),
+    /// One scheduled pipeline run from a retrain file: load fresh data, validate, check
+    /// drift against the champion's training data, sweep, promote by the policy and publish
+    /// when promoted; one summary at the end. A lock keeps two runs from overlapping; after
+    /// a crash the same command resumes.
+    Retrain(RetrainArgs),
+}
+
+/// Arguments of `netsec retrain`.
+#[derive(Debug, Args)]
+pub struct RetrainArgs {
+    /// Retrain file (grid, policy, drift rule, publish destination), e.g. retrain.yaml.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Parallel worker threads of the sweep (default: all cores).
+    #[arg(long, short = 'j')]
+    pub jobs: Option<usize>,
+    /// Summary format on stdout (json: only the summary).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// Where to publish when the retrain file has a `publish:` section without `to:`.
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 /// Arguments of `netsec sync`.

@@ -66,6 +66,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             || cause.is::<GridError>()
             || cause.is::<ParamError>()
             || cause.is::<PolicyError>()
+            || cause.is::<crate::config::retrain::RetrainConfigError>()
             || cause.is::<HoldoutError>()
             || cause
                 .downcast_ref::<RegistryError>()

@@ -13,10 +13,6 @@ use common::repo_file;
 use netsec::cli::Cli;
 use serde_json::Value;
 
-/// Commands that other work adds to netsec (`netsec retrain`, with the publish work):
-/// referenced already, checked as soon as the CLI knows them, skipped until then.
-const PENDING: &[&str] = &["retrain"];
-
 fn files(dir: &str, ext: &str) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(repo_file(dir))
         .unwrap_or_else(|e| panic!("{dir}: {e}"))
@@ -34,19 +30,11 @@ fn documents(path: &Path) -> Vec<Value> {
         .unwrap_or_else(|e| panic!("{} is not valid YAML: {e}", path.display()))
 }
 
-/// Whether `args` (after `netsec`) parse; `Ok(false)` for a pending command not in the CLI
-/// yet.
-fn accepted(args: &[String]) -> Result<bool, String> {
-    match Cli::try_parse_from(std::iter::once("netsec".to_owned()).chain(args.iter().cloned())) {
-        Ok(_) => Ok(true),
-        Err(e)
-            if e.kind() == clap::error::ErrorKind::InvalidSubcommand
-                && PENDING.contains(&args[0].as_str()) =>
-        {
-            Ok(false)
-        }
-        Err(e) => Err(e.to_string()),
-    }
+/// Whether `args` (after `netsec`) parse.
+fn accepted(args: &[String]) -> Result<(), String> {
+    Cli::try_parse_from(std::iter::once("netsec".to_owned()).chain(args.iter().cloned()))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// The pod specs of a workload: Deployment/Job (`spec.template`) or CronJob
@@ -89,11 +77,10 @@ fn kubernetes_manifests_parse_and_their_netsec_args_are_accepted() {
                     .iter()
                     .map(|a| expand(a.as_str().expect("string arg"), &env, &name))
                     .collect();
-                match accepted(&args) {
-                    Ok(true) => checked += 1,
-                    Ok(false) => eprintln!("{name}: `netsec {}` is pending", args[0]),
-                    Err(e) => panic!("{name}: netsec {args:?} is refused:\n{e}"),
+                if let Err(e) = accepted(&args) {
+                    panic!("{name}: netsec {args:?} is refused:\n{e}");
                 }
+                checked += 1;
                 for secret in secret_refs(container) {
                     assert!(
                         secret["name"].is_string() && secret["key"].is_string(),
@@ -118,8 +105,8 @@ fn kubernetes_manifests_parse_and_their_netsec_args_are_accepted() {
             }
         }
     }
-    // sweep shard + serve (the retrain CronJob is checked once `netsec retrain` exists).
-    assert!(checked >= 2, "only {checked} netsec containers checked");
+    // sweep shard, serve and the retrain CronJob.
+    assert!(checked >= 3, "only {checked} netsec containers checked");
 }
 
 /// `$(VAR)` replaced by a sample value, after checking that VAR is in the container's env.
@@ -213,15 +200,9 @@ fn netsec_invocations(script: &str) -> Vec<Vec<String>> {
 }
 
 fn check_subcommand(cli: &clap::Command, words: &[String], file: &str) {
-    let Some(command) = cli.find_subcommand(&words[0]) else {
-        assert!(
-            PENDING.contains(&words[0].as_str()),
-            "{file}: `netsec {}` is not a netsec command",
-            words[0]
-        );
-        eprintln!("{file}: `netsec {}` is pending", words[0]);
-        return;
-    };
+    let command = cli
+        .find_subcommand(&words[0])
+        .unwrap_or_else(|| panic!("{file}: `netsec {}` is not a netsec command", words[0]));
     if command.has_subcommands() {
         let sub = words.get(1).map(String::as_str).unwrap_or_default();
         assert!(

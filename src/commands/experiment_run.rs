@@ -17,7 +17,7 @@ use crate::config::grid::{GridFile, SelectMetric, SourceKind, expand_env};
 use crate::data::split::{stratified_kfold, train_test_split};
 use crate::data::synthetic::Profile;
 use crate::data::validate::{ValidationReport, validate};
-use crate::data::{DataSource, Dataset, MongoSource, Schema, dataset_from_table};
+use crate::data::{DataSource, Dataset, MongoSource, Schema, Table, dataset_from_table};
 use crate::exit::{Outcome, UsageError};
 use crate::ingest::mongo::{self, MongoTarget};
 use crate::model_file::{FORMAT, FORMAT_VERSION, ModelFile, ModelMetrics};
@@ -382,6 +382,19 @@ pub(super) fn load_data(
     path: &Path,
     schema: &Schema,
 ) -> anyhow::Result<(DataSource, Dataset, ValidationReport)> {
+    let (source, table) = load_table(grid, path, schema)?;
+    let dataset = dataset_from_table(&table, schema)?;
+    let report = validate(&table, schema);
+    Ok((source, dataset, report))
+}
+
+/// Reads the rows of a grid file's data section, and says where they came from (for
+/// MongoDB the URI as written, without credentials).
+pub(super) fn load_table(
+    grid: &GridFile,
+    path: &Path,
+    schema: &Schema,
+) -> anyhow::Result<(DataSource, Table)> {
     let data = &grid.data;
     let source = match data.source.value {
         SourceKind::Csv | SourceKind::Parquet => {
@@ -412,13 +425,11 @@ pub(super) fn load_data(
         DataSource::Mongodb(m) => pull(data.mongo_uri(path)?, m, schema)?,
         other => other.load()?,
     };
-    let dataset = dataset_from_table(&table, schema)?;
-    let report = validate(&table, schema);
-    Ok((source, dataset, report))
+    Ok((source, table))
 }
 
 /// Reads a MongoDB collection through the expanded connection string `uri`.
-fn pull(uri: String, source: &MongoSource, schema: &Schema) -> anyhow::Result<crate::data::Table> {
+fn pull(uri: String, source: &MongoSource, schema: &Schema) -> anyhow::Result<Table> {
     let target = MongoTarget {
         uri,
         db: source.db.clone(),
@@ -434,17 +445,30 @@ fn pull(uri: String, source: &MongoSource, schema: &Schema) -> anyhow::Result<cr
 /// The pinned holdout of a model file: its data reloaded (a MongoDB collection through
 /// the environment variables its grid file named), checked and split again.
 pub(super) fn holdout(file: &ModelFile, sha256: &str) -> anyhow::Result<Holdout> {
-    let Some(DataSource::Mongodb(m)) = &file.data_source else {
+    let Some(source @ DataSource::Mongodb(_)) = &file.data_source else {
         return Ok(Holdout::of(file, sha256)?);
+    };
+    let table = read_source(source, &file.schema).with_context(|| {
+        format!(
+            "reloading the holdout of model {}",
+            &sha256[..12.min(sha256.len())]
+        )
+    })?;
+    Ok(Holdout::from_table(file, table)?)
+}
+
+/// Reads the rows a recorded data source names; a MongoDB collection through the
+/// environment variables its grid file named.
+pub(super) fn read_source(source: &DataSource, schema: &Schema) -> anyhow::Result<Table> {
+    let DataSource::Mongodb(m) = source else {
+        return Ok(source.load()?);
     };
     let uri = expand_env(&m.uri).map_err(|var| {
         UsageError(format!(
-            "model {} reads its data from MongoDB through ${{{var}}}, which is not set",
-            &sha256[..12.min(sha256.len())]
+            "the data is read from MongoDB through ${{{var}}}, which is not set"
         ))
     })?;
-    let table = pull(uri, m, &file.schema)?;
-    Ok(Holdout::from_table(file, table)?)
+    pull(uri, m, schema)
 }
 
 /// Fits one stored trial again from its sweep's grid file and returns its model file: the

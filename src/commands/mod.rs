@@ -15,6 +15,7 @@ mod predict;
 mod promote;
 mod publish;
 mod registry;
+mod retrain;
 mod serve;
 mod sync;
 
@@ -59,6 +60,7 @@ pub fn run(command: Command, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         Command::Rollback(args) => registry::rollback(args, out),
         Command::Publish(args) => publish::run(args, out),
         Command::Serve(args) => serve::run(args, out),
+        Command::Retrain(args) => retrain::run(args, out),
     }
 }
 
