@@ -106,25 +106,22 @@ pub fn run(args: PromoteArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     };
     let actor = actor();
     let mut stored_path = None;
+    // The candidate already holds the alias: nothing moves, but a publication that failed
+    // last time is retried.
+    let nothing_to_do = |version: i64, out: &mut dyn Write| -> anyhow::Result<Outcome> {
+        writeln!(
+            out,
+            "model {} is already `{alias}` of {model} (version {version}): nothing to do",
+            &sha256[..12]
+        )?;
+        let to = publish_to.as_ref();
+        publish_promoted(&runtime, &registry, &model, &alias, to, &args, out)?;
+        Ok(Outcome::Success)
+    };
     for _ in 0..MAX_ATTEMPTS {
         let champion = runtime.block_on(registry.alias_version(&model, &alias))?;
         if let Some(c) = champion.as_ref().filter(|c| c.info.sha256 == sha256) {
-            writeln!(
-                out,
-                "model {} is already `{alias}` of {model} (version {}): nothing to do",
-                &sha256[..12],
-                c.version
-            )?;
-            let published = publish_promoted(
-                &runtime,
-                &registry,
-                &model,
-                &alias,
-                publish_to.as_ref(),
-                &args,
-                out,
-            );
-            return published.map(|()| Outcome::Success);
+            return nothing_to_do(c.version, out);
         }
         let champion_scores = champion
             .as_ref()
@@ -204,23 +201,7 @@ pub fn run(args: PromoteArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
                     );
                     continue;
                 }
-                Recorded::AlreadyHolds { version } => {
-                    writeln!(
-                        out,
-                        "model {} is already `{alias}` of {model} (version {version}): nothing to do",
-                        &sha256[..12]
-                    )?;
-                    let published = publish_promoted(
-                        &runtime,
-                        &registry,
-                        &model,
-                        &alias,
-                        publish_to.as_ref(),
-                        &args,
-                        out,
-                    );
-                    return published.map(|()| Outcome::Success);
-                }
+                Recorded::AlreadyHolds { version } => return nothing_to_do(version, out),
                 Recorded::Done { version, .. } => report.version = Some(version),
             }
         }

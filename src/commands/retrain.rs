@@ -24,7 +24,7 @@ use crate::data::validate::validate;
 use crate::data::{Schema, Table, dataset_from_table, load_file};
 use crate::exit::{AfterCommit, Outcome, exit_code};
 use crate::model_file::ModelFile;
-use crate::registry::store::NewVersion;
+use crate::registry::store::{NewVersion, VersionRow};
 use crate::registry::{Policy, Registry};
 use crate::sweep::store::RunStore;
 
@@ -176,12 +176,7 @@ fn stages(
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let champion = runtime.block_on(async {
-        let registry = Registry::open(&args.registry.path()).await?;
-        let champion = registry.alias_version(&policy.model, &policy.alias).await;
-        registry.close().await;
-        champion
-    })?;
+    let champion = runtime.block_on(champion_of(&args.registry.path(), policy))?;
     match champion {
         None => summary.push(
             "drift",
@@ -357,12 +352,7 @@ fn stages(
             return Err(err);
         }
     };
-    let champion_now = runtime.block_on(async {
-        let registry = Registry::open(&args.registry.path()).await?;
-        let champion = registry.alias_version(&policy.model, &policy.alias).await;
-        registry.close().await;
-        champion
-    })?;
+    let champion_now = runtime.block_on(champion_of(&args.registry.path(), policy))?;
     let holder = champion_now.map_or("nobody".into(), |c| {
         format!("version {} ({})", c.version, &c.info.sha256[..12])
     });
@@ -396,6 +386,14 @@ fn stages(
         ),
     }
     Ok(outcome)
+}
+
+/// The version the policy's alias points at now, if any.
+async fn champion_of(registry: &Path, policy: &Policy) -> anyhow::Result<Option<VersionRow>> {
+    let registry = Registry::open(registry).await?;
+    let champion = registry.alias_version(&policy.model, &policy.alias).await;
+    registry.close().await;
+    Ok(champion?)
 }
 
 /// Where training data is kept, by data fingerprint.
