@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 use tower_http::timeout::TimeoutLayer;
 
 use super::metrics::Metrics;
+use super::prediction_log::PredictionLog;
 use super::routes::{self, ApiError};
 use super::source::LoadedModel;
 
@@ -59,6 +60,8 @@ pub struct AppState {
     token_sha256: Option<[u8; 32]>,
     /// See [`ServeOptions::inline_body_bytes`].
     pub inline_body_bytes: usize,
+    /// Where answered predictions are logged, if anywhere.
+    pub prediction_log: Option<PredictionLog>,
 }
 
 impl AppState {
@@ -73,7 +76,14 @@ impl AppState {
                 .as_ref()
                 .map(|t| Sha256::digest(t.as_bytes()).into()),
             inline_body_bytes: options.inline_body_bytes,
+            prediction_log: None,
         }
+    }
+
+    /// The same state, logging every answered prediction to `log`.
+    pub fn with_prediction_log(mut self, log: PredictionLog) -> AppState {
+        self.prediction_log = Some(log);
+        self
     }
 
     fn authorized(&self, header: Option<&str>) -> bool {
