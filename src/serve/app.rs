@@ -14,6 +14,7 @@ use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tower_http::timeout::TimeoutLayer;
@@ -186,6 +187,13 @@ pub async fn serve(
     });
     let app = router(Arc::clone(&state), options);
     let draining = Arc::clone(&state);
+    // Answers go out as soon as they are written (no Nagle delay behind a client's
+    // delayed ACK), which matters for the tail latency of small answers.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;

@@ -43,6 +43,8 @@ use crate::ingest::mongo::redacted_hosts;
 /// How long the writer looks for the server before a batch counts as failed: short, so
 /// that a server that went away is noticed quickly and shutdown is not held up.
 const SERVER_SELECTION_TIMEOUT: Duration = Duration::from_secs(2);
+/// Entries with more rows are turned into documents on the blocking pool.
+const INLINE_ROWS: usize = 64;
 
 /// Where and how predictions are logged; built by `netsec serve` from its flags.
 #[derive(Debug, Clone)]
@@ -290,14 +292,18 @@ impl Writer {
         let mut pending: Vec<Document> = Vec::with_capacity(self.batch_size);
         let mut ticker = tokio::time::interval(self.flush_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
+        'run: loop {
             tokio::select! {
                 biased;
                 _ = &mut stop => break,
                 entry = self.receiver.recv() => match entry {
                     Some(entry) => {
-                        documents(entry, &mut pending);
+                        self.append(entry, &mut pending).await;
                         while pending.len() >= self.batch_size {
+                            // A large entry makes many batches: stop may not wait for all.
+                            if !matches!(stop.try_recv(), Err(oneshot::error::TryRecvError::Empty)) {
+                                break 'run;
+                            }
                             let rest = pending.split_off(self.batch_size);
                             let batch = std::mem::replace(&mut pending, rest);
                             self.write(batch).await;
@@ -315,9 +321,33 @@ impl Writer {
         }
         self.receiver.close();
         while let Ok(entry) = self.receiver.try_recv() {
-            documents(entry, &mut pending);
+            self.append(entry, &mut pending).await;
         }
         self.write_until_deadline(pending).await;
+    }
+
+    /// Turns an entry into documents: small ones here, large ones (a CSV body) on the
+    /// blocking pool, so that the async workers keep answering requests meanwhile.
+    async fn append(&self, entry: LogEntry, pending: &mut Vec<Document>) {
+        let rows = entry.probabilities.len();
+        if rows <= INLINE_ROWS {
+            documents(entry, pending);
+            return;
+        }
+        let built = tokio::task::spawn_blocking(move || {
+            let mut docs = Vec::with_capacity(rows);
+            documents(entry, &mut docs);
+            docs
+        })
+        .await;
+        match built {
+            Ok(mut docs) => pending.append(&mut docs),
+            Err(_) => {
+                self.stats
+                    .write_failed
+                    .fetch_add(rows as u64, Ordering::Relaxed);
+            }
+        }
     }
 
     async fn write_until_deadline(&mut self, mut pending: Vec<Document>) {
