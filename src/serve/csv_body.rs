@@ -391,3 +391,47 @@ impl<'m> Plan<'m> {
         Some(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(line: &str) -> Option<(bool, Vec<String>)> {
+        let mut out = Vec::new();
+        let quoted = split(line, &mut out)?;
+        Some((quoted, out.iter().map(|f| f.to_string()).collect()))
+    }
+
+    #[test]
+    fn split_unquotes_and_steps_aside_for_what_it_cannot_read_exactly() {
+        assert_eq!(
+            fields("a,,b"),
+            Some((false, vec!["a".into(), "".into(), "b".into()]))
+        );
+        assert_eq!(fields("a,"), Some((false, vec!["a".into(), "".into()])));
+        assert_eq!(
+            fields(r#""x, ""y""",2"#),
+            Some((true, vec![r#"x, "y""#.into(), "2".into()]))
+        );
+        assert_eq!(fields(r#"a"b,1"#), None, "stray quote");
+        assert_eq!(fields(r#""open,1"#), None, "unclosed quote");
+        assert_eq!(fields(r#""",1"#), None, "empty quoted cell");
+        assert_eq!(fields(r#""a" ,1"#), None, "text after a closing quote");
+    }
+
+    #[test]
+    fn fields_are_written_back_as_polars_quotes_them() {
+        let mut out = Vec::new();
+        let cells = [
+            Cow::Borrowed("plain"),
+            Cow::Borrowed(""),
+            Cow::Owned("a,b".to_owned()),
+            Cow::Owned("say \"hi\"".to_owned()),
+        ];
+        push_fields(&mut out, &cells);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"plain,,"a,b","say ""hi""""#
+        );
+    }
+}
