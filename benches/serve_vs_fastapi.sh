@@ -2,11 +2,13 @@
 # Benchmark: `netsec serve` against FastAPI + uvicorn + scikit-learn serving the same model
 # family (random forest, 128 trees, on phishing.csv), one after the other on 127.0.0.1,
 # loaded with wrk (Debian package `wrk`). Each scenario runs for DURATION seconds:
-#   /predict one record: sequential (1 connection) and concurrent (16 and 64 connections)
+#   /predict one record: sequential (1 connection), 4, 16 and 64 connections
 #   /predict/csv with a 10,000-row body, sequential
-# Prints requests/s, p50 and p99 of each, and the ratios.
+# Prints requests/s, p50 and p99 of each for both servers, the ratios, a two-line summary
+# (single record and CSV 10k) and the load average (other processes skew the tail).
 #
 #   benches/serve_vs_fastapi.sh      # DURATION=10 (seconds per scenario); needs ../shared/data/phishing.csv
+#   NETSEC_WORKERS=1 benches/serve_vs_fastapi.sh   # netsec serve --workers 1
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE="${NETSEC_CACHE:-$HOME/.cache/netsec-ci}"
@@ -63,7 +65,8 @@ wrk.body = f:read("*a")
 f:close()
 LUA
 
-"$BIN" -q serve --model "$WORK/model.json" --bind "127.0.0.1:$NETSEC_PORT" >/dev/null &
+"$BIN" -q serve --model "$WORK/model.json" --bind "127.0.0.1:$NETSEC_PORT" \
+  ${NETSEC_WORKERS:+--workers "$NETSEC_WORKERS"} >/dev/null &
 PIDS+=($!)
 (cd benches && NETSEC_PHISHING_CSV="$DATA" exec "$VENV/bin/uvicorn" serve_fastapi:app \
   --host 127.0.0.1 --port "$FASTAPI_PORT" --workers 2 --log-level warning) &
@@ -78,15 +81,20 @@ for port in "$NETSEC_PORT" "$FASTAPI_PORT"; do
   [ "$code" = 200 ] || { echo "server on port $port did not come up" >&2; exit 1; }
 done
 
-# run NAME PORT PATH BODY TYPE THREADS CONNECTIONS
+# run PORT PATH BODY TYPE THREADS CONNECTIONS NAME
+# For netsec, /metrics is read before and after: the server's own latency histogram.
 run() {
+  if [ "$1" = "$NETSEC_PORT" ]; then curl -s "http://127.0.0.1:$1/metrics" > "$WORK/$7.before.prom"; fi
   BODY_FILE="$3" BODY_TYPE="$4" wrk -t"$5" -c"$6" -d"${DURATION}s" --timeout 30s --latency \
     -s "$WORK/post.lua" "http://127.0.0.1:$1$2" > "$WORK/$7.txt"
+  if [ "$1" = "$NETSEC_PORT" ]; then curl -s "http://127.0.0.1:$1/metrics" > "$WORK/$7.after.prom"; fi
 }
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 for server in netsec:$NETSEC_PORT fastapi:$FASTAPI_PORT; do
   name=${server%%:*}; port=${server##*:}
   echo "loading $name ..." >&2
   run "$port" /predict "$WORK/record.json" application/json 1 1 "$name-seq"
+  run "$port" /predict "$WORK/record.json" application/json 1 4 "$name-c4"
   run "$port" /predict "$WORK/record.json" application/json 2 16 "$name-c16"
   run "$port" /predict "$WORK/record.json" application/json 2 64 "$name-c64"
   run "$port" /predict/csv "$WORK/rows.csv" text/csv 1 1 "$name-csv"
@@ -108,13 +116,42 @@ def parse(name):
         "p99": ms(re.search(r"\s99%\s+(\S+)", text).group(1)),
         "failed": (bad.group(1) if bad else "0") + ("; socket errors: " + errors.group(1) if errors else ""),
     }
-scenarios = [("seq", "/predict, 1 record, 1 connection"), ("c16", "/predict, 1 record, 16 connections"),
+def server_p99(name, route):
+    """p99 of the server's own histogram over one scenario: the upper bound of the bucket
+    holding it (wrk's percentiles include client stalls, amplified by its correction for
+    coordinated omission when the request interval is microseconds)."""
+    def buckets(path):
+        out = {}
+        for line in open(path):
+            m = re.match(r'netsec_http_request_duration_seconds_bucket\{route="([^"]+)",status="200",le="([^"]+)"\} (\d+)', line)
+            if m and m.group(1) == route:
+                out[m.group(2)] = int(m.group(3))
+        return out
+    before, after = buckets(f"{work}/{name}.before.prom"), buckets(f"{work}/{name}.after.prom")
+    delta = [(le, after[le] - before.get(le, 0)) for le in after]
+    total = dict(delta).get("+Inf", 0)
+    for le, n in delta:
+        if total and n >= 0.99 * total:
+            return "<= " + ("inf" if le == "+Inf" else f"{float(le) * 1000:g} ms")
+    return "n/a"
+scenarios = [("seq", "/predict, 1 record, 1 connection"), ("c4", "/predict, 1 record, 4 connections"),
+             ("c16", "/predict, 1 record, 16 connections"),
              ("c64", "/predict, 1 record, 64 connections"), ("csv", "/predict/csv, 10,000 rows, 1 connection")]
-print(f"{'scenario':42}{'server':>8}{'req/s':>11}{'p50 ms':>10}{'p99 ms':>10}  non-2xx")
+print(f"{'scenario':42}{'server':>8}{'req/s':>11}{'p50 ms':>10}{'p99 ms':>10}  non-2xx; netsec's own p99")
 for key, title in scenarios:
     results = {s: parse(f"{s}-{key}") for s in ("netsec", "fastapi")}
     for s, r in results.items():
-        print(f"{title:42}{s:>8}{r['rps']:>11.1f}{r['p50']:>10.3f}{r['p99']:>10.3f}  {r['failed']}")
+        own = ""
+        if s == "netsec":
+            own = "; server p99 " + server_p99(f"netsec-{key}", "/predict/csv" if key == "csv" else "/predict")
+        print(f"{title:42}{s:>8}{r['rps']:>11.1f}{r['p50']:>10.3f}{r['p99']:>10.3f}  {r['failed']}{own}")
     n, f = results["netsec"], results["fastapi"]
     print(f"{'':42}{'ratio':>8}{n['rps'] / f['rps']:>10.1f}x{f['p50'] / n['p50']:>9.1f}x{f['p99'] / n['p99']:>9.1f}x")
+print()
+for key, title in [("seq", "single record, 1 connection"), ("csv", "CSV 10,000 rows, 1 connection")]:
+    n, f = parse(f"netsec-{key}"), parse(f"fastapi-{key}")
+    print(f"summary {title}: netsec {n['rps']:.1f} req/s p50 {n['p50']:.3f} ms p99 {n['p99']:.3f} ms | "
+          f"FastAPI {f['rps']:.1f} req/s p50 {f['p50']:.3f} ms p99 {f['p99']:.3f} ms | "
+          f"throughput {n['rps'] / f['rps']:.1f}x, p99 {f['p99'] / n['p99']:.1f}x lower")
 PY
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -439,6 +439,33 @@ pub struct ServeArgs {
     pub workers: Option<usize>,
     #[command(flatten)]
     pub s3: S3Args,
+    /// Log every prediction (time, model, input hash, features, class, probability) to
+    /// this MongoDB server (mongodb://...). Requests never wait for it: when it is slow or
+    /// down, predictions are dropped and counted in /metrics. The URI may hold
+    /// credentials; it is never printed.
+    #[arg(
+        long,
+        value_name = "URI",
+        env = "NETSEC_PREDICTION_LOG",
+        hide_env_values = true
+    )]
+    pub prediction_log: Option<String>,
+    /// Database of the prediction log.
+    #[arg(long, value_name = "DB", default_value = "netsec")]
+    pub prediction_log_db: String,
+    /// Collection of the prediction log.
+    #[arg(long, value_name = "COLLECTION", default_value = "predictions")]
+    pub prediction_log_collection: String,
+    /// Requests whose predictions may wait for the prediction log writer; beyond that
+    /// they are dropped (counted as reason="queue_full").
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub prediction_log_queue: usize,
+    /// Predictions per insert_many batch of the prediction log.
+    #[arg(long, value_name = "N", default_value_t = 500)]
+    pub prediction_log_batch: usize,
+    /// A partial batch of the prediction log is written after this long.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub prediction_log_flush: std::time::Duration,
 }
 
 /// Parses `500ms`, `10s`, `2m` or a bare number of seconds.

@@ -330,6 +330,8 @@ fn intrusion_round_trip_infer_validate_drift_split_sweep_predict_serve() {
     for (a, b) in rows[1..].iter().zip(&served_rows[1..]) {
         assert_eq!(class(a), class(b), "predict and serve disagree:\n{a}\n{b}");
     }
+    // Byte for byte: serve's fast CSV path writes what predict's table path writes.
+    assert_eq!(served, predicted);
 }
 
 #[test]

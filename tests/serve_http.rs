@@ -1,7 +1,8 @@
 //! `netsec serve` through the real binary and real HTTP on 127.0.0.1: every route, every
 //! error answer, the bearer token, the body limit, /metrics after traffic, graceful
-//! shutdown, and hot reload under load (new model swapped in, corrupt one refused, zero
-//! failed requests).
+//! shutdown, hot reload under load (new model swapped in, corrupt one refused, zero
+//! failed requests), the CSV fast path against `netsec predict`, and the prediction log
+//! against a real MongoDB-compatible server (up, killed mid-run, unreachable).
 
 mod common;
 
@@ -14,7 +15,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::http::{get, post, request};
+use common::mongo_server::MongoServer;
 use common::{netsec, phishing_lines, repo_file, s};
+use mongodb::bson::{Bson, Document, doc};
 use netsec::storage::Pointer;
 use serde_json::{Map, Value, json};
 
@@ -66,6 +69,14 @@ struct Server {
 
 impl Server {
     fn start(model: &str, args: &[&str], token: Option<&str>) -> Server {
+        let env: Vec<(&str, &str)> = token
+            .map(|t| ("NETSEC_SERVE_TOKEN", t))
+            .into_iter()
+            .collect();
+        Server::start_with_env(model, args, &env)
+    }
+
+    fn start_with_env(model: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let stderr = dir.path().join("stderr.log");
         let mut command = Command::new(env!("CARGO_BIN_EXE_netsec"));
@@ -82,11 +93,10 @@ impl Server {
             .args(args)
             .env_remove("RUST_LOG")
             .env_remove("NETSEC_SERVE_TOKEN")
+            .env_remove("NETSEC_PREDICTION_LOG")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr).unwrap());
-        if let Some(token) = token {
-            command.env("NETSEC_SERVE_TOKEN", token);
-        }
         let mut child = command.spawn().unwrap();
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap())
@@ -616,4 +626,377 @@ fn hot_reload_under_load_swaps_good_models_and_refuses_corrupt_ones() {
         "{}",
         server.stderr()
     );
+}
+
+/// Stops a server with SIGTERM and returns its exit code.
+fn terminate(server: &mut Server) -> Option<i32> {
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            return status.code();
+        }
+        assert!(Instant::now() < deadline, "still running after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn csv_fast_path_answers_exactly_like_netsec_predict() {
+    let (model_path, _) = &models().forest;
+    let server = Server::start(s(model_path), &["-v"], None);
+    let dir = tempfile::tempdir().unwrap();
+    let lines = phishing_lines(5001);
+    // Without the label, with an id column, quoted cells (one with a comma and quotes),
+    // spaces around numbers, an empty id cell.
+    let header = lines[0].replacen(",\"Result\"", "", 1);
+    let mut edited = vec![format!("\"id\",{header}")];
+    for (i, line) in lines[1..40].iter().enumerate() {
+        let cells: Vec<&str> = line.split(',').collect();
+        let features = cells[..cells.len() - 1].join(",");
+        let id = match i {
+            0 => "\"a, \"\"quoted\"\" id\"".to_owned(),
+            1 => String::new(),
+            _ => format!("\"r{i}\""),
+        };
+        let features = if i == 2 {
+            features.replacen("-1", " -1 ", 1)
+        } else {
+            features
+        };
+        edited.push(format!("{id},{features}"));
+    }
+    let bodies = [
+        ("label", lines[..200].join("\n") + "\n"),
+        ("no-final-newline", lines[..30].join("\n")),
+        ("edited", edited.join("\n") + "\n"),
+        // Large enough to be predicted in parallel chunks.
+        ("large", lines.join("\n") + "\n"),
+    ];
+    for (name, body) in bodies {
+        let input = dir.path().join(format!("{name}.csv"));
+        let output = dir.path().join(format!("{name}-predicted.csv"));
+        std::fs::write(&input, &body).unwrap();
+        netsec(&[
+            "predict",
+            "--model",
+            s(model_path),
+            "--input",
+            s(&input),
+            "--output",
+            s(&output),
+        ])
+        .expect_code(0);
+        let answer = post(server.addr, "/predict/csv", &[], body.as_bytes());
+        assert_eq!(answer.status, 200, "{name}: {}", answer.text());
+        let expected = std::fs::read_to_string(&output).unwrap();
+        assert_eq!(answer.text(), expected, "{name}: serve and predict differ");
+    }
+    assert!(
+        !server.stderr().contains("general path"),
+        "valid bodies take the fast path: {}",
+        server.stderr()
+    );
+    // A body with a problem is read like a file, to name its line.
+    let mut bad = lines[..5].to_vec();
+    bad[2] = bad[2].replacen("-1", "x", 1);
+    let answer = post(server.addr, "/predict/csv", &[], bad.join("\n").as_bytes());
+    assert_eq!(
+        (answer.status, answer.json()["line"].as_u64()),
+        (422, Some(3))
+    );
+    assert!(
+        server.stderr().contains("general path"),
+        "{}",
+        server.stderr()
+    );
+}
+
+/// The documents of a collection, sorted by route then time order of insertion.
+fn documents(uri: &str, db: &str, collection: &str) -> Vec<Document> {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = mongodb::Client::with_uri_str(uri).await.unwrap();
+        let mut cursor = client
+            .database(db)
+            .collection::<Document>(collection)
+            .find(doc! {})
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        while cursor.advance().await.unwrap() {
+            out.push(cursor.deserialize_current().unwrap());
+        }
+        out
+    })
+}
+
+#[test]
+fn prediction_log_writes_every_prediction_and_drains_on_shutdown() {
+    let (model_path, sha) = &models().forest;
+    let mongo = MongoServer::start();
+    let server = Server::start(
+        s(model_path),
+        &[
+            "--prediction-log",
+            &mongo.uri,
+            "--prediction-log-db",
+            "serving",
+            "--prediction-log-flush",
+            "100ms",
+        ],
+        None,
+    );
+    let addr = server.addr;
+    let rows = records(5);
+    let single = post_json(addr, &rows[0]);
+    assert_eq!(single.status, 200, "{}", single.text());
+    let p0 = single.json()["predictions"][0]["attack_probability"]
+        .as_f64()
+        .unwrap();
+    assert_eq!(post_json(addr, &Value::Array(rows.clone())).status, 200);
+    let csv = phishing_lines(21).join("\n");
+    assert_eq!(post(addr, "/predict/csv", &[], csv.as_bytes()).status, 200);
+    // Refused input is not a prediction: nothing is logged for it.
+    assert_eq!(post_json(addr, &json!({"URL_Length": 7})).status, 422);
+
+    let expected = 1 + 5 + 20;
+    let mut docs = Vec::new();
+    wait_for("the predictions in MongoDB", || {
+        docs = documents(&mongo.uri, "serving", "predictions");
+        docs.len() >= expected
+    });
+    assert_eq!(docs.len(), expected);
+    let by_route = |route: &str| -> Vec<&Document> {
+        docs.iter()
+            .filter(|d| d.get_str("route").ok() == Some(route))
+            .collect()
+    };
+    let (json_docs, csv_docs) = (by_route("/predict"), by_route("/predict/csv"));
+    assert_eq!((json_docs.len(), csv_docs.len()), (6, 20));
+    for d in &docs {
+        let model = d.get_document("model").unwrap();
+        assert_eq!(model.get_str("sha256").unwrap(), sha.as_str());
+        assert_eq!(model.get_str("version").unwrap(), "file");
+        assert!(model.get_str("name").is_ok());
+        assert!(d.get_datetime("time").is_ok(), "{d}");
+        assert_eq!(d.get_str("input_sha256").unwrap().len(), 64);
+        let p = d.get_f64("attack_probability").unwrap();
+        let attack = d.get_bool("attack").unwrap();
+        assert_eq!(attack, p >= 0.5);
+        assert_eq!(
+            d.get_str("class").unwrap(),
+            if attack { "phishing" } else { "legitimate" }
+        );
+        assert_eq!(d.get_i64("label").unwrap(), if attack { -1 } else { 1 });
+    }
+    // JSON features as sent (integers), CSV cells as text, header names as keys.
+    let first = json_docs
+        .iter()
+        .find(|d| d.get_f64("attack_probability").unwrap() == p0)
+        .unwrap();
+    let features = first.get_document("features").unwrap();
+    assert_eq!(features.len(), 30);
+    assert_eq!(
+        features.get("URL_Length"),
+        Some(&Bson::Int32(rows[0]["URL_Length"].as_i64().unwrap() as i32))
+    );
+    let csv_first = csv_docs
+        .iter()
+        .find(|d| d.get_str("input_sha256").ok() == first.get_str("input_sha256").ok())
+        .expect("the same row sent as CSV has the same input hash");
+    assert_eq!(csv_first.get_f64("attack_probability").unwrap(), p0);
+    let csv_features = csv_first.get_document("features").unwrap();
+    assert_eq!(
+        csv_features.len(),
+        31,
+        "the CSV's label column is kept as given"
+    );
+    assert!(matches!(
+        csv_features.get("URL_Length"),
+        Some(Bson::String(_))
+    ));
+
+    let m = get(addr, "/metrics", &[]).text();
+    assert_eq!(
+        metric(&m, "netsec_prediction_log_written_total"),
+        Some(expected as f64),
+        "{m}"
+    );
+    for reason in ["queue_full", "write_failed", "shutdown"] {
+        let series = format!("netsec_prediction_log_dropped_total{{reason=\"{reason}\"}}");
+        assert_eq!(metric(&m, &series), Some(0.0), "{m}");
+    }
+    drop(server);
+
+    // Nothing is flushed by time here: what is queued at SIGTERM is written before exit.
+    let mut server = Server::start(
+        s(model_path),
+        &[
+            "--prediction-log",
+            &mongo.uri,
+            "--prediction-log-collection",
+            "drained",
+            "--prediction-log-flush",
+            "60s",
+            "--prediction-log-batch",
+            "1000",
+        ],
+        None,
+    );
+    for row in &rows {
+        assert_eq!(post_json(server.addr, row).status, 200);
+    }
+    assert_eq!(
+        post(server.addr, "/predict/csv", &[], csv.as_bytes()).status,
+        200
+    );
+    assert_eq!(terminate(&mut server), Some(0), "{}", server.stderr());
+    assert_eq!(documents(&mongo.uri, "netsec", "drained").len(), 5 + 20);
+}
+
+/// Sends `n` single-record requests; every one must answer 200 within `slowest`.
+fn hammer(addr: SocketAddr, n: usize, slowest: Duration) {
+    let body = records(1)[0].to_string();
+    for i in 0..n {
+        let start = Instant::now();
+        let answer = post(addr, "/predict", &[JSON], body.as_bytes());
+        assert_eq!(answer.status, 200, "request {i}: {}", answer.text());
+        assert!(
+            start.elapsed() < slowest,
+            "request {i} took {:?}",
+            start.elapsed()
+        );
+    }
+}
+
+#[test]
+fn prediction_log_server_killed_mid_run_never_fails_a_request() {
+    let (model_path, _) = &models().forest;
+    let mongo = MongoServer::start();
+    let server = Server::start(
+        s(model_path),
+        &[
+            "--prediction-log",
+            &mongo.uri,
+            "--prediction-log-flush",
+            "50ms",
+            "--prediction-log-queue",
+            "8",
+            "--prediction-log-batch",
+            "4",
+        ],
+        None,
+    );
+    let addr = server.addr;
+    hammer(addr, 20, Duration::from_secs(1));
+    let dropped = |m: &str, reason: &str| {
+        metric(
+            m,
+            &format!("netsec_prediction_log_dropped_total{{reason=\"{reason}\"}}"),
+        )
+        .unwrap()
+    };
+    let written = || {
+        let m = get(addr, "/metrics", &[]).text();
+        metric(&m, "netsec_prediction_log_written_total").unwrap()
+    };
+    // With a queue of 8, a fast client may outrun the writer: every prediction is either
+    // written or counted as dropped.
+    let mut before = 0.0;
+    wait_for("the first predictions in MongoDB", || {
+        let m = get(addr, "/metrics", &[]).text();
+        before = written();
+        before + dropped(&m, "queue_full") == 20.0
+    });
+    assert!(before > 0.0);
+    let full_before = dropped(&get(addr, "/metrics", &[]).text(), "queue_full");
+
+    drop(mongo);
+    let start = Instant::now();
+    hammer(addr, 300, Duration::from_secs(1));
+    let csv = phishing_lines(101).join("\n");
+    for _ in 0..5 {
+        assert_eq!(post(addr, "/predict/csv", &[], csv.as_bytes()).status, 200);
+    }
+    let elapsed = start.elapsed();
+    assert!(elapsed < Duration::from_secs(20), "{elapsed:?}");
+    // The writer waits for the server of a failed batch; meanwhile the queue fills up.
+    let m = get(addr, "/metrics", &[]).text();
+    assert!(dropped(&m, "queue_full") > full_before, "{m}");
+    wait_for("a failed batch to be counted", || {
+        dropped(&get(addr, "/metrics", &[]).text(), "write_failed") > 0.0
+    });
+    assert_eq!(written(), before);
+    assert!(
+        server.stderr().contains("prediction log writes failing"),
+        "{}",
+        server.stderr()
+    );
+}
+
+#[test]
+fn unreachable_prediction_log_with_credentials_serves_and_never_prints_them() {
+    let (model_path, _) = &models().forest;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let uri = format!("mongodb://alice:pw-s3cret-xyz@127.0.0.1:{closed}/?authSource=admin");
+    let mut server = Server::start_with_env(
+        s(model_path),
+        &["--prediction-log-queue", "4", "--prediction-log-batch", "2"],
+        &[("NETSEC_PREDICTION_LOG", &uri)],
+    );
+    let addr = server.addr;
+    hammer(addr, 200, Duration::from_secs(1));
+    wait_for("the unreachable server to be reported", || {
+        server.stderr().contains("unreachable")
+    });
+    let m = get(addr, "/metrics", &[]).text();
+    assert!(
+        metric(
+            &m,
+            r#"netsec_prediction_log_dropped_total{reason="queue_full"}"#
+        )
+        .unwrap()
+            > 0.0,
+        "{m}"
+    );
+    assert_eq!(metric(&m, "netsec_prediction_log_written_total"), Some(0.0));
+    assert_eq!(terminate(&mut server), Some(0), "{}", server.stderr());
+    let stderr = server.stderr();
+    assert!(stderr.contains(&format!("127.0.0.1:{closed}")), "{stderr}");
+    assert!(
+        !stderr.contains("pw-s3cret-xyz") && !stderr.contains("alice"),
+        "credentials in the log: {stderr}"
+    );
+    // Not in --help either (clap would show an env value otherwise).
+    let help = Command::new(env!("CARGO_BIN_EXE_netsec"))
+        .args(["serve", "--help"])
+        .env("NETSEC_PREDICTION_LOG", &uri)
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&help.stdout).contains("s3cret"));
+
+    // A URI that is not MongoDB's is bad input.
+    let run = netsec(&[
+        "serve",
+        "--model",
+        s(model_path),
+        "--bind",
+        "127.0.0.1:0",
+        "--prediction-log",
+        "http://user:pw-s3cret-xyz@example.com",
+    ]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(!run.stderr.contains("s3cret"), "{}", run.stderr);
 }

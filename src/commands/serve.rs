@@ -7,10 +7,15 @@ use anyhow::Context;
 
 use crate::cli::ServeArgs;
 use crate::exit::{Outcome, UsageError};
+use crate::serve::prediction_log::{self, PredictionLogConfig, PredictionLogError};
 use crate::serve::{AppState, ModelSource, ServeOptions, serve, shutdown_signal};
+
+/// How long, after the last request, queued predictions may take to reach the log.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Loads the model, binds, prints the address, and serves until SIGINT/SIGTERM.
 pub fn run(args: ServeArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+    let prediction_log = prediction_log_config(&args)?;
     let token = std::env::var("NETSEC_SERVE_TOKEN")
         .ok()
         .filter(|t| !t.trim().is_empty());
@@ -61,9 +66,66 @@ pub fn run(args: ServeArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         ModelSource::Store(store) => Some((store, args.reload_interval)),
         ModelSource::File(_) => None,
     };
-    let state = Arc::new(AppState::new(model, &options));
+    let mut state = AppState::new(model, &options);
+    let log_task = match prediction_log {
+        Some(config) => {
+            let target = prediction_log::display_target(&config);
+            let (log, task) =
+                runtime
+                    .block_on(prediction_log::start(config))
+                    .map_err(|e| match e {
+                        PredictionLogError::Uri { .. } => {
+                            anyhow::Error::from(UsageError(e.to_string()))
+                        }
+                        other => other.into(),
+                    })?;
+            tracing::info!(server = %target, "logging predictions");
+            state = state.with_prediction_log(log);
+            Some(task)
+        }
+        None => None,
+    };
+    let state = Arc::new(state);
     runtime
-        .block_on(serve(listener, state, &options, reload, shutdown_signal()))
+        .block_on(async {
+            let served = serve(listener, state, &options, reload, shutdown_signal()).await;
+            // Every request has been answered: what they queued is written (or dropped
+            // at the deadline) before the process ends.
+            if let Some(task) = log_task {
+                task.finish().await;
+            }
+            served
+        })
         .context("serving")?;
     Ok(Outcome::Success)
+}
+
+/// The prediction log's settings, when `--prediction-log` (or NETSEC_PREDICTION_LOG) is set.
+fn prediction_log_config(args: &ServeArgs) -> Result<Option<PredictionLogConfig>, UsageError> {
+    let Some(uri) = args
+        .prediction_log
+        .as_ref()
+        .filter(|u| !u.trim().is_empty())
+    else {
+        return Ok(None);
+    };
+    if !(uri.starts_with("mongodb://") || uri.starts_with("mongodb+srv://")) {
+        return Err(UsageError(
+            "--prediction-log must be a mongodb:// or mongodb+srv:// URI".into(),
+        ));
+    }
+    if args.prediction_log_queue == 0 || args.prediction_log_batch == 0 {
+        return Err(UsageError(
+            "--prediction-log-queue and --prediction-log-batch must be at least 1".into(),
+        ));
+    }
+    Ok(Some(PredictionLogConfig {
+        uri: uri.clone(),
+        db: args.prediction_log_db.clone(),
+        collection: args.prediction_log_collection.clone(),
+        queue_capacity: args.prediction_log_queue,
+        batch_size: args.prediction_log_batch,
+        flush_interval: args.prediction_log_flush,
+        drain_timeout: DRAIN_TIMEOUT,
+    }))
 }

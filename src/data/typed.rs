@@ -444,7 +444,7 @@ fn parse_column(
     }
 }
 
-fn parse_int(text: &str) -> Option<i64> {
+pub(crate) fn parse_int(text: &str) -> Option<i64> {
     let t = text.trim();
     t.parse::<i64>().ok().or_else(|| {
         let v = t.parse::<f64>().ok()?;

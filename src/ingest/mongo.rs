@@ -159,8 +159,8 @@ fn only_references(text: &str) -> bool {
     }
 }
 
-/// `mongodb://user:pw@host:1/?x` → `mongodb://host:1`.
-fn redacted_hosts(uri: &str) -> String {
+/// `mongodb://user:pw@host:1/?x` → `mongodb://host:1`: a URI safe to print.
+pub fn redacted_hosts(uri: &str) -> String {
     let (scheme, rest) = uri.split_once("://").unwrap_or(("mongodb", uri));
     let rest = rest.rsplit_once('@').map_or(rest, |(_, hosts)| hosts);
     let hosts = rest.split(['/', '?']).next().unwrap_or(rest);

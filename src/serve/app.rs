@@ -13,11 +13,13 @@ use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tower_http::timeout::TimeoutLayer;
 
 use super::metrics::Metrics;
+use super::prediction_log::PredictionLog;
 use super::routes::{self, ApiError};
 use super::source::LoadedModel;
 use crate::storage::ModelStore;
@@ -59,6 +61,8 @@ pub struct AppState {
     token_sha256: Option<[u8; 32]>,
     /// See [`ServeOptions::inline_body_bytes`].
     pub inline_body_bytes: usize,
+    /// Where answered predictions are logged, if anywhere.
+    pub prediction_log: Option<PredictionLog>,
 }
 
 impl AppState {
@@ -73,7 +77,14 @@ impl AppState {
                 .as_ref()
                 .map(|t| Sha256::digest(t.as_bytes()).into()),
             inline_body_bytes: options.inline_body_bytes,
+            prediction_log: None,
         }
+    }
+
+    /// The same state, logging every answered prediction to `log`.
+    pub fn with_prediction_log(mut self, log: PredictionLog) -> AppState {
+        self.prediction_log = Some(log);
+        self
     }
 
     fn authorized(&self, header: Option<&str>) -> bool {
@@ -176,6 +187,13 @@ pub async fn serve(
     });
     let app = router(Arc::clone(&state), options);
     let draining = Arc::clone(&state);
+    // Answers go out as soon as they are written (no Nagle delay behind a client's
+    // delayed ACK), which matters for the tail latency of small answers.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;

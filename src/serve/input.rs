@@ -1,6 +1,8 @@
 //! Request bodies typed against the model's schema and encoded as training did: JSON
 //! records one cell at a time ([`type_cell`], no table built, so one record costs
-//! microseconds), CSV bodies through the same loader and typing as `netsec predict`.
+//! microseconds), CSV bodies straight into the feature matrix ([`super::csv_body`]) or,
+//! when they have problems to report, through the same loader and typing as
+//! `netsec predict`.
 
 use std::path::Path;
 
@@ -108,28 +110,40 @@ pub struct Prediction {
     pub probability: f64,
 }
 
+/// The predictions of a JSON body, with what the prediction log keeps of it.
+#[derive(Debug)]
+pub struct JsonPredictions {
+    /// One per record, in order.
+    pub predictions: Vec<Prediction>,
+    /// The records as sent.
+    pub records: Vec<Map<String, Value>>,
+    /// The encoded features, row-major (the model's width per record).
+    pub features: Vec<f64>,
+}
+
 /// Parses a JSON body — one record, an array of records, or `{"rows": [...]}` — and
 /// predicts every record. Unknown fields are errors (a typo would otherwise be silent).
-pub fn predict_json(model: &LoadedModel, body: &[u8]) -> Result<Vec<Prediction>, InputError> {
+pub fn predict_json(model: &LoadedModel, body: &[u8]) -> Result<JsonPredictions, InputError> {
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| InputError::simple("bad_json", format!("the body is not JSON: {e}")))?;
-    let not_record =
-        |what: &str| InputError::simple("bad_json", format!("{what} is not a JSON object"));
-    let records: Vec<&Map<String, Value>> = match &value {
-        Value::Object(map) => match map.get("rows") {
-            Some(Value::Array(rows)) if map.len() == 1 => rows
-                .iter()
-                .enumerate()
-                .map(|(i, r)| r.as_object().ok_or_else(|| not_record(&format!("row {i}"))))
-                .collect::<Result<_, _>>()?,
-            _ => vec![map],
-        },
-        Value::Array(rows) => rows
-            .iter()
-            .enumerate()
-            .map(|(i, r)| r.as_object().ok_or_else(|| not_record(&format!("row {i}"))))
-            .collect::<Result<_, _>>()?,
-        _ => return Err(not_record("the body")),
+    let records: Vec<Map<String, Value>> = match value {
+        Value::Object(mut map) => {
+            if map.len() == 1 && matches!(map.get("rows"), Some(Value::Array(_))) {
+                match map.remove("rows") {
+                    Some(Value::Array(rows)) => objects(rows)?,
+                    _ => Vec::new(),
+                }
+            } else {
+                vec![map]
+            }
+        }
+        Value::Array(rows) => objects(rows)?,
+        _ => {
+            return Err(InputError::simple(
+                "bad_json",
+                "the body is not a JSON object".into(),
+            ));
+        }
     };
     if records.is_empty() {
         return Err(InputError::simple("bad_json", "no rows to predict".into()));
@@ -153,7 +167,7 @@ pub fn predict_json(model: &LoadedModel, body: &[u8]) -> Result<Vec<Prediction>,
     if count > 0 {
         return Err(InputError::from_issues(model, issues, count));
     }
-    features
+    let predictions = features
         .chunks_exact(width)
         .enumerate()
         .map(|(row, x)| {
@@ -166,6 +180,25 @@ pub fn predict_json(model: &LoadedModel, body: &[u8]) -> Result<Vec<Prediction>,
                 attack: probability >= 0.5,
                 probability,
             })
+        })
+        .collect::<Result<_, InputError>>()?;
+    Ok(JsonPredictions {
+        predictions,
+        records,
+        features,
+    })
+}
+
+/// The rows of an array body, each of which must be an object.
+fn objects(rows: Vec<Value>) -> Result<Vec<Map<String, Value>>, InputError> {
+    rows.into_iter()
+        .enumerate()
+        .map(|(i, row)| match row {
+            Value::Object(map) => Ok(map),
+            _ => Err(InputError::simple(
+                "bad_json",
+                format!("row {i} is not a JSON object"),
+            )),
         })
         .collect()
 }
@@ -264,12 +297,28 @@ pub struct CsvAnswer {
     pub attacks: usize,
     /// Rows in all.
     pub rows: usize,
+    /// The encoded features, row-major (empty unless the inputs were asked for).
+    pub features: Vec<f64>,
+    /// P(attack) per row.
+    pub probabilities: Vec<f64>,
+    /// The header's names and the cells row by row, when asked for (prediction log).
+    pub inputs: Option<(Vec<String>, Vec<Option<String>>)>,
 }
 
-/// Predicts a CSV body with the same loader, typing and encoding as `netsec predict`:
-/// columns not in the schema are kept and echoed, the label column may be present.
-pub fn predict_csv(model: &LoadedModel, body: Vec<u8>) -> Result<CsvAnswer, InputError> {
-    let table = csv_from_bytes(Path::new("request"), body).map_err(|e| {
+/// Predicts a CSV body with the same typing and encoding as `netsec predict`: columns not
+/// in the schema are kept and echoed, the label column may be present. Bodies without
+/// problems take the fast path of [`super::csv_body`]; the others are read like a file,
+/// so that errors name their line and column. `keep_inputs` also returns the cells.
+pub fn predict_csv(
+    model: &LoadedModel,
+    body: &[u8],
+    keep_inputs: bool,
+) -> Result<CsvAnswer, InputError> {
+    if let Some(answer) = super::csv_body::predict(model, body, keep_inputs) {
+        return Ok(answer);
+    }
+    tracing::debug!(bytes = body.len(), "CSV body read through the general path");
+    let table = csv_from_bytes(Path::new("request"), body.to_vec()).map_err(|e| {
         let mut error = InputError::simple("bad_csv", e.to_string());
         if let LoadError::Ragged { line, .. } = e {
             error.0.line = Some(line);
@@ -321,6 +370,12 @@ pub fn predict_csv(model: &LoadedModel, body: Vec<u8>) -> Result<CsvAnswer, Inpu
         })
         .collect();
     let rows = proba.len();
+    let inputs = keep_inputs.then(|| cells_of_frame(&table.frame));
+    let features = if keep_inputs {
+        features.iter().copied().collect()
+    } else {
+        Vec::new()
+    };
     let mut frame = table.frame;
     let render = |e: PolarsError| InputError::simple("bad_csv", e.to_string());
     frame
@@ -330,11 +385,43 @@ pub fn predict_csv(model: &LoadedModel, body: Vec<u8>) -> Result<CsvAnswer, Inpu
         .with_column(Column::new("predicted_class".into(), classes))
         .map_err(render)?;
     frame
-        .with_column(Column::new("attack_probability".into(), proba))
+        .with_column(Column::new("attack_probability".into(), proba.clone()))
         .map_err(render)?;
     let mut csv = Vec::new();
     CsvWriter::new(&mut csv)
         .finish(&mut frame)
         .map_err(render)?;
-    Ok(CsvAnswer { csv, attacks, rows })
+    Ok(CsvAnswer {
+        csv,
+        attacks,
+        rows,
+        features,
+        probabilities: proba,
+        inputs,
+    })
+}
+
+/// The names and the cells (row by row, as text) of a frame read from CSV.
+fn cells_of_frame(frame: &DataFrame) -> (Vec<String>, Vec<Option<String>>) {
+    let header: Vec<String> = frame
+        .get_column_names()
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    let columns: Vec<Vec<Option<String>>> = frame
+        .columns()
+        .iter()
+        .map(|c| match c.as_materialized_series().str() {
+            Ok(ca) => ca
+                .iter()
+                .map(|v| v.filter(|t| !t.trim().is_empty()).map(str::to_owned))
+                .collect(),
+            Err(_) => vec![None; frame.height()],
+        })
+        .collect();
+    let mut cells = Vec::with_capacity(header.len() * frame.height());
+    for row in 0..frame.height() {
+        cells.extend(columns.iter().map(|c| c.get(row).cloned().flatten()));
+    }
+    (header, cells)
 }

@@ -23,7 +23,23 @@ const BUCKETS: [f64; 16] = [
     0.25, 1.0, 2.5, 10.0,
 ];
 
-#[derive(Debug, Default, Clone)]
+/// Route labels, as `app::route_label` gives them; each has a histogram per status below
+/// made up front, so that recording a request is a few atomic additions (no lock).
+const ROUTES: [&str; 8] = [
+    "/",
+    "/healthz",
+    "/metrics",
+    "/model",
+    "/predict",
+    "/predict/csv",
+    "/readyz",
+    "other",
+];
+/// Statuses the server answers; any other goes to a map behind a lock.
+const STATUSES: [u16; 11] = [200, 400, 401, 404, 405, 408, 413, 415, 422, 500, 503];
+
+/// One series of the request histogram, as rendered.
+#[derive(Debug, Default, Clone, PartialEq)]
 struct Histogram {
     /// Count per bucket (not cumulative; summed when rendered).
     buckets: [u64; BUCKETS.len()],
@@ -31,14 +47,59 @@ struct Histogram {
     sum: f64,
 }
 
-/// The server's counters.
+/// A histogram updated with atomics; the sum is kept in nanoseconds.
 #[derive(Debug, Default)]
+struct AtomicHistogram {
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_nanos: AtomicU64,
+}
+
+impl AtomicHistogram {
+    fn observe(&self, bucket: Option<usize>, elapsed: Duration) {
+        if let Some(i) = bucket {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> Histogram {
+        Histogram {
+            buckets: std::array::from_fn(|i| self.buckets[i].load(Ordering::Relaxed)),
+            count: self.count.load(Ordering::Relaxed),
+            sum: self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+        }
+    }
+}
+
+/// The server's counters.
+#[derive(Debug)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(&'static str, u16), Histogram>>,
+    /// `ROUTES.len() * STATUSES.len()` histograms, route-major.
+    requests: Vec<AtomicHistogram>,
+    /// Series of statuses outside [`STATUSES`].
+    other_requests: Mutex<BTreeMap<(&'static str, u16), Histogram>>,
     attacks: AtomicU64,
     normals: AtomicU64,
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            requests: (0..ROUTES.len() * STATUSES.len())
+                .map(|_| AtomicHistogram::default())
+                .collect(),
+            other_requests: Mutex::default(),
+            attacks: AtomicU64::default(),
+            normals: AtomicU64::default(),
+            reloads_ok: AtomicU64::default(),
+            reloads_failed: AtomicU64::default(),
+        }
+    }
 }
 
 impl Metrics {
@@ -46,7 +107,16 @@ impl Metrics {
     pub fn observe_request(&self, route: &'static str, status: u16, elapsed: Duration) {
         let seconds = elapsed.as_secs_f64();
         let bucket = BUCKETS.iter().position(|&b| seconds <= b);
-        let mut requests = match self.requests.lock() {
+        let fixed = ROUTES
+            .iter()
+            .position(|r| *r == route)
+            .zip(STATUSES.iter().position(|s| *s == status))
+            .and_then(|(r, s)| self.requests.get(r * STATUSES.len() + s));
+        if let Some(h) = fixed {
+            h.observe(bucket, elapsed);
+            return;
+        }
+        let mut requests = match self.other_requests.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
@@ -56,6 +126,25 @@ impl Metrics {
         }
         h.count += 1;
         h.sum += seconds;
+    }
+
+    /// Every request series with at least one request, ordered by route and status.
+    fn request_series(&self) -> BTreeMap<(&'static str, u16), Histogram> {
+        let mut series = match self.other_requests.lock() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        for (r, route) in ROUTES.iter().enumerate() {
+            for (s, status) in STATUSES.iter().enumerate() {
+                if let Some(h) = self.requests.get(r * STATUSES.len() + s) {
+                    let h = h.snapshot();
+                    if h.count > 0 {
+                        series.insert((*route, *status), h);
+                    }
+                }
+            }
+        }
+        series
     }
 
     /// Counts predicted rows by class.
@@ -77,10 +166,7 @@ impl Metrics {
     /// Renders every series in the Prometheus text format.
     pub fn render(&self, model: &LoadedModel) -> String {
         let mut out = String::with_capacity(4096);
-        let requests = match self.requests.lock() {
-            Ok(guard) => guard.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        };
+        let requests = self.request_series();
         out.push_str(
             "# HELP netsec_http_requests_total HTTP requests answered, by route and status.\n",
         );
@@ -197,9 +283,13 @@ mod tests {
         m.observe_request("/predict", 200, Duration::from_micros(30));
         m.observe_request("/predict", 200, Duration::from_millis(3));
         m.observe_request("/predict", 200, Duration::from_secs(20));
-        let requests = m.requests.lock().unwrap();
+        m.observe_request("other", 599, Duration::from_micros(30));
+        let requests = m.request_series();
         let h = &requests[&("/predict", 200)];
         assert_eq!(h.count, 3);
         assert_eq!(h.buckets.iter().sum::<u64>(), 2, "20 s is only in +Inf");
+        assert!((h.sum - 20.003_03).abs() < 1e-9, "{}", h.sum);
+        assert_eq!(requests[&("other", 599)].count, 1);
+        assert_eq!(requests.len(), 2);
     }
 }

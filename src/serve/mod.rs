@@ -3,16 +3,20 @@
 //!
 //! * [`source`]: where the model comes from (model file, or a `file://` / `s3://` store
 //!   and its pointer).
-//! * [`input`]: request bodies typed against the model's schema and encoded.
+//! * [`input`]: request bodies typed against the model's schema and encoded;
+//!   [`csv_body`]: the fast path for CSV bodies.
 //! * [`routes`]: the handlers; [`app`]: state, router, layers and the server loop.
 //! * [`metrics`]: counters and histograms in the Prometheus text format.
 //! * [`reload`]: polling the pointer and swapping a verified new model in.
+//! * [`prediction_log`]: every prediction written to MongoDB, off the request path.
 //!
 //! Serving never trains: it depends on `models`, `data` and `storage`, never the other way.
 
 pub mod app;
+pub mod csv_body;
 pub mod input;
 pub mod metrics;
+pub mod prediction_log;
 pub mod reload;
 pub mod routes;
 pub mod source;

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::SystemTime;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -14,6 +15,7 @@ use serde_json::{Value, json};
 
 use super::app::AppState;
 use super::input::{self, InputError, Prediction};
+use super::prediction_log::{LogEntry, LoggedInputs};
 use super::source::LoadedModel;
 use crate::data::schema::LabelType;
 
@@ -123,7 +125,10 @@ pub async fn model(State(state): State<Arc<AppState>>) -> Json<Value> {
 
 /// `GET /metrics`: Prometheus text format.
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let text = state.metrics.render(&state.model.load());
+    let mut text = state.metrics.render(&state.model.load());
+    if let Some(log) = &state.prediction_log {
+        log.render(&mut text);
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -184,7 +189,7 @@ pub async fn predict(
     let body = body.map_err(ApiError::body)?;
     let model = state.model.load_full();
     // Small bodies cost microseconds: answer them here. Large ones go to the blocking pool.
-    let predictions = if body.len() <= state.inline_body_bytes {
+    let predicted = if body.len() <= state.inline_body_bytes {
         input::predict_json(&model, &body)
     } else {
         let task_model = Arc::clone(&model);
@@ -193,7 +198,8 @@ pub async fn predict(
             .map_err(|_| ApiError::internal("the prediction task failed"))?
     }
     .map_err(ApiError::input)?;
-    count(&state, &predictions);
+    let predictions = &predicted.predictions;
+    count(&state, predictions);
     let names = &model.file.schema.label.names;
     let labels = [label_json(&model, false), label_json(&model, true)];
     let answer = Answer {
@@ -215,7 +221,23 @@ pub async fn predict(
             })
             .collect(),
     };
-    Ok(Json(answer).into_response())
+    let response = Json(answer).into_response();
+    if let Some(log) = &state.prediction_log {
+        let probabilities = predicted
+            .predictions
+            .iter()
+            .map(|p| p.probability)
+            .collect();
+        log.record(LogEntry {
+            time: SystemTime::now(),
+            route: "/predict",
+            model,
+            inputs: LoggedInputs::Json(predicted.records),
+            features: predicted.features,
+            probabilities,
+        });
+    }
+    Ok(response)
 }
 
 fn count(state: &AppState, predictions: &[Prediction]) {
@@ -232,13 +254,26 @@ pub async fn predict_csv(
 ) -> Result<Response, ApiError> {
     let body = body.map_err(ApiError::body)?;
     let model = state.model.load_full();
-    let answer = tokio::task::spawn_blocking(move || input::predict_csv(&model, body.to_vec()))
-        .await
-        .map_err(|_| ApiError::internal("the prediction task failed"))?
-        .map_err(ApiError::input)?;
+    let keep_inputs = state.prediction_log.is_some();
+    let task_model = Arc::clone(&model);
+    let answer =
+        tokio::task::spawn_blocking(move || input::predict_csv(&task_model, &body, keep_inputs))
+            .await
+            .map_err(|_| ApiError::internal("the prediction task failed"))?
+            .map_err(ApiError::input)?;
     state
         .metrics
         .observe_predictions(answer.attacks, answer.rows - answer.attacks);
+    if let (Some(log), Some((header, cells))) = (&state.prediction_log, answer.inputs) {
+        log.record(LogEntry {
+            time: SystemTime::now(),
+            route: "/predict/csv",
+            model,
+            inputs: LoggedInputs::Csv { header, cells },
+            features: answer.features,
+            probabilities: answer.probabilities,
+        });
+    }
     Ok((
         [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
         answer.csv,
