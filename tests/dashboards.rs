@@ -191,6 +191,9 @@ fn serve(model: &str) -> Server {
             "127.0.0.1:0",
             "--workers",
             "1",
+            // A closed port: the log's series are exported (its writes are dropped).
+            "--prediction-log",
+            "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=300",
         ])
         .env_remove("RUST_LOG")
         .env_remove("NETSEC_SERVE_TOKEN")
