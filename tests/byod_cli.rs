@@ -282,19 +282,7 @@ fn intrusion_round_trip_infer_validate_drift_split_sweep_predict_serve() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(server.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let addr: std::net::SocketAddr = line
-        .trim()
-        .rsplit("http://")
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let addr = common::http::serve_address(&mut server).expect("netsec serve prints its address");
     let body = std::fs::read(&input).unwrap();
     let answer = common::http::request(
         addr,

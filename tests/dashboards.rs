@@ -5,11 +5,10 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 
-use common::http::{get, post};
+use common::http::{get, post, serve_address};
 use common::{netsec, repo_file, s};
 use serde_json::Value;
 
@@ -201,16 +200,7 @@ fn serve(model: &str) -> Server {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .rsplit("http://")
-        .next()
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    let addr = serve_address(&mut child).expect("netsec serve prints its address");
     Server { child, addr }
 }
 

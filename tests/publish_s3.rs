@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -15,7 +14,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::fault_proxy::{Fault, FaultProxy};
-use common::http::get;
+use common::http::{get, serve_address};
 use common::s3_server::{Kind, S3Server, SECRET_KEY};
 use common::{Run, repo_file, s};
 use serde_json::Value;
@@ -480,16 +479,7 @@ impl Serve {
             command.env(k, v);
         }
         let mut child = command.spawn().unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .rsplit("http://")
-            .next()
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        let addr = serve_address(&mut child).expect("netsec serve prints its address");
         Serve { child, addr }
     }
 

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -14,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use common::http::{get, post, request};
+use common::http::{get, post, request, serve_address};
 use common::mongo_server::MongoServer;
 use common::{netsec, phishing_lines, repo_file, s};
 use mongodb::bson::{Bson, Document, doc};
@@ -98,21 +97,12 @@ impl Server {
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr).unwrap());
         let mut child = command.spawn().unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .rsplit("http://")
-            .next()
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| {
-                panic!(
-                    "no address in {line:?}: {}",
-                    std::fs::read_to_string(&stderr).unwrap_or_default()
-                )
-            });
+        let addr = serve_address(&mut child).unwrap_or_else(|| {
+            panic!(
+                "netsec serve printed no address: {}",
+                std::fs::read_to_string(&stderr).unwrap_or_default()
+            )
+        });
         Server {
             child,
             addr,

@@ -1,7 +1,7 @@
 //! A minimal HTTP/1.1 client over std TCP for the server tests: one request per
 //! connection, no dependencies.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
@@ -98,4 +98,15 @@ pub fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Answer {
 
 pub fn post(addr: SocketAddr, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
     request(addr, "POST", path, headers, body).expect("POST answered")
+}
+
+/// The address a started `netsec serve` prints on its first stdout line (`serving … on
+/// http://ADDR`); `None` when it ended or printed something else. The child's stdout must
+/// be piped.
+pub fn serve_address(child: &mut std::process::Child) -> Option<SocketAddr> {
+    let mut line = String::new();
+    BufReader::new(child.stdout.take()?)
+        .read_line(&mut line)
+        .ok()?;
+    line.trim().rsplit("http://").next()?.parse().ok()
 }
