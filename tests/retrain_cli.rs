@@ -272,6 +272,9 @@ fn a_second_run_does_not_start_while_one_holds_the_lock() {
         "{}",
         run.stderr
     );
+    // A scheduler reading --output json still gets a summary.
+    let held = setup.retrain_json(1);
+    assert_eq!(stage(&held, "lock")["status"], "failed", "{held:#}");
     assert!(!setup.state.join("netsec.db").exists(), "nothing ran");
     lock.unlock().unwrap();
     setup.retrain("text").expect_code(0);
@@ -295,6 +298,24 @@ fn bad_retrain_files_exit_2_and_name_the_field() {
         run.stderr
     );
     assert!(!setup.state.exists(), "nothing was started");
+
+    // A bad publish destination stops the run before the sweep, not after it.
+    let (grid, policy) = (
+        setup.dir.path().join("grid.yaml"),
+        setup.dir.path().join("policy.yaml"),
+    );
+    std::fs::write(
+        &setup.config,
+        format!(
+            "grid: {}\npolicy: {}\npublish: {{ to: \"ftp://models\" }}\n",
+            s(&grid),
+            s(&policy)
+        ),
+    )
+    .unwrap();
+    let run = setup.retrain("text").expect_code(2);
+    assert!(run.stderr.contains("ftp://models"), "{}", run.stderr);
+    assert!(!setup.state.join("netsec.db").exists(), "no sweep ran");
 }
 
 const MANY_MODELS: &str = "  - algorithm: decision_tree\n    grid: { max_depth: [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, null], criterion: [gini, entropy] }\n  - algorithm: logistic_regression\n    grid: { c: [0.01, 0.1, 1.0, 10.0] }\n";

@@ -65,8 +65,10 @@ pub fn run(args: PromoteArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     let state_dir = args.registry.state.state_dir.clone();
     // A bad store URL stops here, before anything is recorded.
     let publish_to = if args.publish && !args.dry_run {
-        Some(super::publish::store_url(
+        Some(super::publish::publish_target(
+            &model,
             args.store.to.as_deref(),
+            &args.store.s3,
             &state_dir,
         )?)
     } else {

@@ -28,7 +28,12 @@ pub fn run(args: PublishArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     if alias.is_empty() {
         return Err(UsageError(format!("`{}`: no alias after @", args.model)).into());
     }
-    let url = store_url(args.store.to.as_deref(), &args.registry.state.state_dir)?;
+    let url = publish_target(
+        name,
+        args.store.to.as_deref(),
+        &args.store.s3,
+        &args.registry.state.state_dir,
+    )?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -46,9 +51,23 @@ pub fn run(args: PublishArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     result.map(|()| Outcome::Success)
 }
 
-/// The store to publish to: `--to` / `NETSEC_STORE`, else `file://STATE_DIR/store`.
-/// Parsed before anything changes, so a bad URL stops a promotion before it is recorded.
-pub(super) fn store_url(to: Option<&str>, state_dir: &Path) -> anyhow::Result<StoreUrl> {
+/// The store to publish model `name` to: `--to` / `NETSEC_STORE`, else
+/// `file://STATE_DIR/store`. Everything that can be checked without a server (the URL, the
+/// endpoint URL, the model name as a key prefix) is checked here, before anything changes,
+/// so bad input stops a promotion or rollback before it is recorded.
+pub(super) fn publish_target(
+    name: &str,
+    to: Option<&str>,
+    s3: &S3Args,
+    state_dir: &Path,
+) -> anyhow::Result<StoreUrl> {
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return Err(UsageError(format!(
+            "`{name}` cannot be a model name in a store (it becomes a directory / key prefix)"
+        ))
+        .into());
+    }
+    s3_options(s3).check()?;
     match to.filter(|t| !t.trim().is_empty()) {
         Some(text) => Ok(StoreUrl::parse(text.trim())?),
         None => {
@@ -59,8 +78,9 @@ pub(super) fn store_url(to: Option<&str>, state_dir: &Path) -> anyhow::Result<St
     }
 }
 
-/// Publishes the version `alias` of `name` points at into the store at `url`, after checking
-/// the registered model file against its sha256, and prints each step.
+/// Publishes the version `alias` of `name` points at into the store at `url` (from
+/// [`publish_target`]), after checking the registered model file against its sha256, and
+/// prints each step.
 pub(super) async fn publish_alias(
     registry: &Registry,
     name: &str,
@@ -69,12 +89,6 @@ pub(super) async fn publish_alias(
     s3: &S3Args,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
-        return Err(UsageError(format!(
-            "`{name}` cannot be a model name in a store (it becomes a directory / key prefix)"
-        ))
-        .into());
-    }
     let row = match registry.alias_version(name, alias).await? {
         Some(row) => row,
         None if !registry.exists(name).await? => {

@@ -61,13 +61,7 @@ pub fn show(args: RegistryShowArgs, out: &mut dyn Write) -> anyhow::Result<Outco
     if !rt.block_on(registry.exists(&args.name))? {
         return Err(RegistryError::UnknownModel(args.name).into());
     }
-    // The rollback is committed: from here on a problem only costs the MLflow mirror.
-    let versions = rt
-        .block_on(registry.versions(&args.name))
-        .unwrap_or_else(|err| {
-            tracing::warn!("mlflow registry: not updated, cannot read the versions: {err}");
-            Vec::new()
-        });
+    let versions = rt.block_on(registry.versions(&args.name))?;
     let aliases = rt.block_on(registry.aliases(&args.name))?;
     rt.block_on(registry.close());
     if args.output == OutputFormat::Json {
@@ -149,13 +143,24 @@ pub fn rollback(args: RollbackArgs, out: &mut dyn Write) -> anyhow::Result<Outco
     // A bad store URL stops here, before the alias moves.
     let publish_to = if args.publish {
         let state_dir = &args.registry.state.state_dir;
-        Some(super::publish::store_url(args.store.as_deref(), state_dir)?)
+        Some(super::publish::publish_target(
+            &args.name,
+            args.store.as_deref(),
+            &args.s3,
+            state_dir,
+        )?)
     } else {
         None
     };
     let row =
         rt.block_on(registry.rollback(&args.name, &args.alias, args.to, &actor, &args.reason))?;
-    let versions = rt.block_on(registry.versions(&args.name))?;
+    // The rollback is committed: from here on a problem only costs the MLflow mirror.
+    let versions = rt
+        .block_on(registry.versions(&args.name))
+        .unwrap_or_else(|err| {
+            tracing::warn!("mlflow registry: not updated, cannot read the versions: {err}");
+            Vec::new()
+        });
     writeln!(
         out,
         "`{}` of {} moved back from v{} to v{} by {}: {}",

@@ -94,7 +94,6 @@ pub fn run(args: RetrainArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     let state_dir = args.registry.state.state_dir.clone();
     std::fs::create_dir_all(&state_dir)
         .with_context(|| format!("creating the state directory {}", state_dir.display()))?;
-    let _lock = RunLock::acquire(&state_dir.join(LOCK_FILE))?;
 
     let mut summary = Summary {
         config: args.config.clone(),
@@ -107,7 +106,19 @@ pub fn run(args: RetrainArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     // Stages print their own reports as they go; with --output json only the summary does.
     let mut sink = std::io::sink();
     let stage_out: &mut dyn Write = if json { &mut sink } else { out };
-    let result = stages(&args, &config, &grid, &policy, &mut summary, stage_out);
+    // Held until the end of the run; a second run reports the holder in its summary.
+    let started = Instant::now();
+    let result = match RunLock::acquire(&state_dir.join(LOCK_FILE)) {
+        Ok(lock) => {
+            let result = stages(&args, &config, &grid, &policy, &mut summary, stage_out);
+            drop(lock);
+            result
+        }
+        Err(err) => {
+            summary.push("lock", StageStatus::Failed, started, format!("{err:#}"));
+            Err(err)
+        }
+    };
     summary.exit_code = match &result {
         Ok(outcome) => outcome.code(),
         Err(err) => exit_code(err),
@@ -131,6 +142,35 @@ fn stages(
     out: &mut dyn Write,
 ) -> anyhow::Result<Outcome> {
     let state_dir = &args.registry.state.state_dir;
+
+    // Where to publish: the retrain file's destination, else --to / NETSEC_STORE, else the
+    // state directory's store; checked before any stage so a typo costs no sweep.
+    let store = StoreArgs {
+        to: config
+            .publish
+            .as_ref()
+            .and_then(|p| p.to.clone())
+            .or_else(|| args.store.to.clone()),
+        s3: S3Args {
+            endpoint_url: config
+                .publish
+                .as_ref()
+                .and_then(|p| p.endpoint_url.clone())
+                .or_else(|| args.store.s3.endpoint_url.clone()),
+        },
+    };
+    let publish_to = match &config.publish {
+        Some(_) => Some(
+            super::publish::publish_target(
+                &policy.model,
+                store.to.as_deref(),
+                &store.s3,
+                state_dir,
+            )
+            .with_context(|| format!("{}: publish", args.config.display()))?,
+        ),
+        None => None,
+    };
 
     // Data and validation: rows that do not fit the schema stop the run (exit 2).
     let started = Instant::now();
@@ -301,26 +341,6 @@ fn stages(
     // Promotion by the policy, publishing in the same step when configured.
     let started = Instant::now();
     writeln!(out, "\n== promote ({}) ==", config.policy.display())?;
-    // Configured destination first, then --to / NETSEC_STORE, then the state directory's
-    // store; checked before the promotion so a bad URL records nothing.
-    let store = StoreArgs {
-        to: config
-            .publish
-            .as_ref()
-            .and_then(|p| p.to.clone())
-            .or_else(|| args.store.to.clone()),
-        s3: S3Args {
-            endpoint_url: config
-                .publish
-                .as_ref()
-                .and_then(|p| p.endpoint_url.clone())
-                .or_else(|| args.store.s3.endpoint_url.clone()),
-        },
-    };
-    let publish_to = match &config.publish {
-        Some(_) => Some(super::publish::store_url(store.to.as_deref(), state_dir)?),
-        None => None,
-    };
     let promoted = super::promote::run(
         PromoteArgs {
             run: None,

@@ -44,6 +44,23 @@ pub fn run(args: ServeArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
             Ok::<_, crate::serve::SourceError>((source, model))
         })
         .with_context(|| format!("loading the model from {}", args.model))?;
+    // Started before the address is printed, so a bad URI fails before "serving".
+    let prediction_log = match prediction_log {
+        Some(config) => {
+            let target = prediction_log::display_target(&config);
+            let started = runtime
+                .block_on(prediction_log::start(config))
+                .map_err(|e| match e {
+                    PredictionLogError::Uri { .. } => {
+                        anyhow::Error::from(UsageError(e.to_string()))
+                    }
+                    other => other.into(),
+                })?;
+            tracing::info!(server = %target, "logging predictions");
+            Some(started)
+        }
+        None => None,
+    };
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind(args.bind))
         .with_context(|| format!("cannot listen on {}", args.bind))?;
@@ -66,24 +83,10 @@ pub fn run(args: ServeArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         ModelSource::Store(store) => Some((store, args.reload_interval)),
         ModelSource::File(_) => None,
     };
-    let mut state = AppState::new(model, &options);
-    let log_task = match prediction_log {
-        Some(config) => {
-            let target = prediction_log::display_target(&config);
-            let (log, task) =
-                runtime
-                    .block_on(prediction_log::start(config))
-                    .map_err(|e| match e {
-                        PredictionLogError::Uri { .. } => {
-                            anyhow::Error::from(UsageError(e.to_string()))
-                        }
-                        other => other.into(),
-                    })?;
-            tracing::info!(server = %target, "logging predictions");
-            state = state.with_prediction_log(log);
-            Some(task)
-        }
-        None => None,
+    let state = AppState::new(model, &options);
+    let (state, log_task) = match prediction_log {
+        Some((log, task)) => (state.with_prediction_log(log), Some(task)),
+        None => (state, None),
     };
     let state = Arc::new(state);
     runtime

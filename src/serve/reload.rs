@@ -52,7 +52,7 @@ pub async fn watch(state: Arc<AppState>, store: ModelStore, interval: Duration) 
 
 /// One poll: reads the pointer and, when it names another model than the one served (and
 /// content not refused before), loads, verifies and swaps it. `refused` holds the pointer
-/// bytes (or read error) last refused.
+/// bytes (or read error) last refused; a model that could not be fetched is not refused.
 pub async fn poll_once(
     state: &AppState,
     store: &ModelStore,
@@ -68,6 +68,7 @@ pub async fn poll_once(
     if refused.as_deref() == Some(seen.as_slice()) {
         return PollOutcome::Unchanged;
     }
+    let pointer_unreadable = read.is_err();
     let current = state.model.load();
     let pointer = match read {
         Ok(Some(bytes)) => Pointer::parse(&url, &bytes).map_err(SourceError::from),
@@ -100,7 +101,13 @@ pub async fn poll_once(
         }
         Err(err) => {
             state.metrics.observe_reload(false);
-            *refused = Some(seen);
+            // A pointer or model that fails verification is refused until the pointer
+            // changes, and so is the same read error of the pointer (reported once). A model
+            // that could not be fetched (timeout, 5xx, dropped connection) is tried again at
+            // the next poll.
+            if err.is_bad_input() || pointer_unreadable {
+                *refused = Some(seen);
+            }
             PollOutcome::Refused(err)
         }
     }

@@ -40,6 +40,21 @@ pub struct S3Options {
     pub endpoint_url: Option<String>,
 }
 
+impl S3Options {
+    /// Checks what can be checked without a server: the endpoint URL's scheme.
+    pub fn check(&self) -> Result<(), StorageError> {
+        match &self.endpoint_url {
+            Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
+                Err(StorageError::InvalidUrl {
+                    url: url.clone(),
+                    message: "an endpoint URL starts with http:// or https://".into(),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// A bucket and key prefix.
 #[derive(Debug, Clone)]
 pub struct S3Store {
@@ -65,12 +80,7 @@ impl S3Store {
                     .build(),
             );
         if let Some(url) = &options.endpoint_url {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(StorageError::InvalidUrl {
-                    url: url.clone(),
-                    message: "an endpoint URL starts with http:// or https://".into(),
-                });
-            }
+            options.check()?;
             loader = loader.endpoint_url(url);
         }
         let shared = loader.load().await;
