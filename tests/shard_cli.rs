@@ -191,7 +191,50 @@ fn shards_in_separate_stores_collect_to_the_single_process_sweep() {
     );
     assert!(promote.stdout.contains(&best[..12]), "{}", promote.stdout);
 
-    // Without shard 2 the union says what is missing; --strict makes that exit 2.
+    // A model file left half-written (an interrupted copy) is refused by promote, and the
+    // next collect --into copies it again.
+    let model = summary["merged_into"]["model_path"].as_str().unwrap();
+    let bytes = std::fs::read(model).unwrap();
+    std::fs::write(model, &bytes[..bytes.len() / 2]).unwrap();
+    let promote_best = || {
+        output(command(
+            None,
+            &[
+                "promote",
+                "--best",
+                "quick",
+                "--dry-run",
+                "--state-dir",
+                s(&merged),
+            ],
+        ))
+    };
+    let broken = promote_best();
+    assert!(
+        broken.code != 0 && broken.code != 3 && broken.stderr.contains("sha256"),
+        "promote refuses the truncated file\n{}\n{}",
+        broken.stdout,
+        broken.stderr
+    );
+    let again = json(output(command(None, &args)));
+    assert_eq!(again["merged_into"]["model_path"].as_str(), Some(model));
+    assert_eq!(
+        std::fs::read(model).unwrap(),
+        bytes,
+        "the model file is repaired"
+    );
+    let promote = promote_best();
+    assert!(
+        promote.code == 0 || promote.code == 3,
+        "promote decides on the repaired store\n{}\n{}",
+        promote.stdout,
+        promote.stderr
+    );
+    assert!(promote.stdout.contains(&best[..12]), "{}", promote.stdout);
+
+    // Without shard 2 the union says what is missing; --strict makes that exit 2 and
+    // merges nothing into --into.
+    let partial_store = dir.path().join("partial");
     let partial = output(command(
         None,
         &[
@@ -202,6 +245,8 @@ fn shards_in_separate_stores_collect_to_the_single_process_sweep() {
             &stores[0],
             &stores[1],
             "--strict",
+            "--into",
+            s(&partial_store),
             "--output",
             "json",
         ],
@@ -209,6 +254,33 @@ fn shards_in_separate_stores_collect_to_the_single_process_sweep() {
     .expect_code(2);
     let partial: Value = serde_json::from_str(&partial.stdout).unwrap();
     assert_eq!(partial["shards"]["missing"], serde_json::json!(["2/3"]));
+    assert!(partial["merged_into"].is_null(), "{partial:#}");
+    assert!(partial["not_merged"].is_string(), "{partial:#}");
+    assert!(
+        !partial_store.join("netsec.db").exists(),
+        "no run store, so no sweep, in --into"
+    );
+    let text = output(command(
+        None,
+        &[
+            "experiment",
+            "collect",
+            "experiments/quick.yaml",
+            "--stores",
+            &stores[0],
+            &stores[1],
+            "--strict",
+            "--into",
+            s(&partial_store),
+        ],
+    ))
+    .expect_code(2);
+    assert!(
+        text.stdout.contains("nothing merged into"),
+        "{}",
+        text.stdout
+    );
+    assert!(!partial_store.join("netsec.db").exists());
     let shard2 = json(output(command(
         None,
         &[

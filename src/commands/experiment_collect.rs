@@ -15,6 +15,9 @@ use crate::cli::{CollectArgs, OutputFormat};
 use crate::config::grid::{GridFile, SelectMetric};
 use crate::data::Schema;
 use crate::exit::{Outcome, UsageError};
+use crate::fsutil::write_atomic;
+use crate::registry::RegistryError;
+use crate::registry::store::{read_verified, verify_file};
 use crate::sweep::collect::{Duplicate, ShardCoverage, Source, Union, union};
 use crate::sweep::plan::{KeyContext, expand, trial_key};
 use crate::sweep::record::{MeanStd, TrialRecord, TrialStatus, metric_values};
@@ -126,6 +129,8 @@ struct CollectSummary<'a> {
     duplicates: &'a [Duplicate],
     best: Option<Best>,
     merged_into: Option<Merged>,
+    /// Why `--into` was given but nothing was merged.
+    not_merged: Option<&'static str>,
     leaderboard: Vec<Row<'a>>,
 }
 
@@ -208,7 +213,13 @@ pub fn run(args: CollectArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     let (sources, planned) = read_sources(&runtime, &stores, &store_paths, &found, plan.as_ref())?;
     let merged = union(&sources, planned.as_deref(), metric);
     let best = best_model(&merged, &found, &store_paths);
+    let incomplete = merged.is_incomplete();
+    // --strict refuses an incomplete union, so it must not leave one in --into either: a
+    // later `promote --best` on that store would take the best of a partial sweep.
+    let not_merged = (args.into.is_some() && args.strict && incomplete)
+        .then_some("the union is incomplete and --strict was given");
     let into = match &args.into {
+        Some(_) if not_merged.is_some() => None,
         Some(target) => Some(merge_into(
             &runtime,
             target,
@@ -245,9 +256,6 @@ pub fn run(args: CollectArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
             trials: s.records.len(),
         })
         .collect();
-    let incomplete = !merged.missing.is_empty()
-        || !merged.shards.missing.is_empty()
-        || merged.duplicates.iter().any(|d| !d.same_result);
     match args.output {
         OutputFormat::Json => {
             let empty = Vec::new();
@@ -264,6 +272,7 @@ pub fn run(args: CollectArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
                 duplicates: &merged.duplicates,
                 best,
                 merged_into: into,
+                not_merged,
                 leaderboard: merged
                     .records
                     .iter()
@@ -297,6 +306,7 @@ pub fn run(args: CollectArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
                 failed,
                 best: best.as_ref(),
                 into: into.as_ref(),
+                not_merged: args.into.as_deref().zip(not_merged),
                 top: args.top,
             },
         )?,
@@ -305,6 +315,7 @@ pub fn run(args: CollectArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         tracing::warn!(
             missing_trials = merged.missing.len(),
             missing_shards = merged.shards.missing.len(),
+            conflicting_shard_counts = ?merged.shards.conflicting_counts,
             "the union is incomplete: rerun the missing shards (finished trials are reused)"
         );
         if args.strict {
@@ -587,15 +598,7 @@ fn merge_into(
                 .map_or_else(|| PathBuf::from("models"), |d| d.join("models"));
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             let to = dir.join(format!("{sha}.json"));
-            if !to.is_file() {
-                std::fs::copy(from, &to).with_context(|| {
-                    format!(
-                        "copying the model file {} to {}",
-                        from.display(),
-                        to.display()
-                    )
-                })?;
-            }
+            copy_model(from, &to, sha)?;
             Some((trial.clone(), to, sha.clone()))
         }
         _ => None,
@@ -629,6 +632,26 @@ fn merge_into(
     })
 }
 
+/// Copies the model file `from` to `to` unless `to` already has the bytes of `sha256`.
+/// A file there with other bytes (e.g. left half-written by an interrupted copy) is
+/// replaced; the copy goes through a temporary file, so `to` is never seen half-written.
+fn copy_model(from: &Path, to: &Path, sha256: &str) -> anyhow::Result<()> {
+    match verify_file(to, sha256) {
+        Ok(()) => return Ok(()),
+        Err(RegistryError::FileMissing { .. }) => {}
+        Err(e) => tracing::warn!("{e}: copying the model file again"),
+    }
+    let bytes = read_verified(from, sha256)
+        .with_context(|| format!("reading the best model file {}", from.display()))?;
+    write_atomic(to, |w| w.write_all(&bytes)).with_context(|| {
+        format!(
+            "copying the model file {} to {}",
+            from.display(),
+            to.display()
+        )
+    })
+}
+
 struct TextReport<'a> {
     experiment: &'a str,
     metric: SelectMetric,
@@ -640,6 +663,8 @@ struct TextReport<'a> {
     failed: usize,
     best: Option<&'a Best>,
     into: Option<&'a Merged>,
+    /// The `--into` target and why nothing was merged into it.
+    not_merged: Option<(&'a Path, &'static str)>,
     top: usize,
 }
 
@@ -760,6 +785,9 @@ fn print_text(out: &mut dyn Write, r: &TextReport<'_>) -> std::io::Result<()> {
                 ""
             }
         )?;
+    }
+    if let Some((target, why)) = r.not_merged {
+        writeln!(out, "nothing merged into {}: {why}", target.display())?;
     }
     Ok(())
 }

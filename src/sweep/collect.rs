@@ -69,6 +69,18 @@ pub struct Union {
     pub shards: ShardCoverage,
 }
 
+impl Union {
+    /// Whether the union is short of the sweep it stands for: a planned trial or a shard
+    /// that no source has, shards that disagree on N (so which are missing is unknown), or
+    /// a trial that ran twice with different results.
+    pub fn is_incomplete(&self) -> bool {
+        !self.missing.is_empty()
+            || !self.shards.missing.is_empty()
+            || !self.shards.conflicting_counts.is_empty()
+            || self.duplicates.iter().any(|d| !d.same_result)
+    }
+}
+
 /// Merges `sources` into one ranked list; `plan` (the planned trial keys, when known)
 /// decides which are missing.
 pub fn union(sources: &[Source], plan: Option<&[String]>, metric: SelectMetric) -> Union {
@@ -235,6 +247,33 @@ mod tests {
         assert_eq!(u.shards.seen, ["0/3", "1/3"]);
         assert_eq!(u.shards.count, Some(3));
         assert_eq!(u.shards.missing, ["2/3"]);
+        assert!(u.is_incomplete());
+    }
+
+    #[test]
+    fn shards_that_disagree_on_the_count_are_incomplete() {
+        // 0/2 and 1/3: each split looks whole on its own terms, but which shards are
+        // missing cannot be known.
+        let sources = [
+            source(
+                "a",
+                "store",
+                "0/2",
+                vec![record("k1", 0.8, TrialStatus::Finished)],
+            ),
+            source(
+                "b",
+                "store",
+                "1/3",
+                vec![record("k2", 0.9, TrialStatus::Finished)],
+            ),
+        ];
+        let plan: Vec<String> = ["k1", "k2"].map(String::from).into();
+        let u = union(&sources, Some(&plan), SelectMetric::F1);
+        assert!(u.missing.is_empty() && u.shards.missing.is_empty());
+        assert_eq!(u.shards.count, None);
+        assert_eq!(u.shards.conflicting_counts, [2, 3]);
+        assert!(u.is_incomplete());
     }
 
     #[test]
