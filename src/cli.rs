@@ -480,8 +480,15 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     } else {
         (text, 1.0)
     };
-    match number.trim().parse::<f64>() {
-        Ok(v) if v > 0.0 && v.is_finite() => Ok(std::time::Duration::from_secs_f64(v * scale)),
+    // Overflowing or rounding to zero (`1e20s`, `1e-12s`) is refused like a typo: a zero
+    // period would spin, and from_secs_f64 would panic on overflow.
+    match number
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .and_then(|v| std::time::Duration::try_from_secs_f64(v * scale).ok())
+    {
+        Some(d) if !d.is_zero() => Ok(d),
         _ => Err(format!(
             "`{text}` is not a duration such as 500ms, 10s or 2m"
         )),
@@ -699,4 +706,20 @@ pub struct SynthArgs {
     /// Output file (.csv or .parquet).
     #[arg(long, short = 'o')]
     pub output: PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_parse_and_out_of_range_ones_are_refused() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        for bad in ["0s", "-1s", "1e-12s", "1e20m", "NaNs", "infs", "ten"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
 }

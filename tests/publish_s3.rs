@@ -381,7 +381,7 @@ fn failed_uploads_never_move_the_pointer() {
     .expect_code(1);
     for needle in [
         "PROMOTED",
-        "was moved and recorded, but publishing it failed",
+        "is recorded, but publishing it failed",
         "HTTP 503",
         "model.json",
         "netsec publish phish@champion",

@@ -117,8 +117,9 @@ pub fn run(args: PromoteArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
             &sha256[..12]
         )?;
         let to = publish_to.as_ref();
-        publish_promoted(&runtime, &registry, &model, &alias, to, &args, out)?;
-        Ok(Outcome::Success)
+        let published = publish_promoted(&runtime, &registry, &model, &alias, to, &args, out);
+        runtime.block_on(registry.close());
+        published.map(|()| Outcome::Success)
     };
     for _ in 0..MAX_ATTEMPTS {
         let champion = runtime.block_on(registry.alias_version(&model, &alias))?;
@@ -293,7 +294,7 @@ fn publish_promoted(
     }
     .map_err(|e| {
         e.context(AfterCommit(format!(
-            "`{alias}` of {model} was moved and recorded, but publishing it failed \
+            "`{alias}` of {model} is recorded, but publishing it failed \
              (retry with `netsec publish {model}@{alias}`)"
         )))
     })

@@ -26,6 +26,7 @@ use crate::exit::{AfterCommit, Outcome, exit_code};
 use crate::model_file::ModelFile;
 use crate::registry::store::{NewVersion, VersionRow};
 use crate::registry::{Policy, Registry};
+use crate::storage::POINTER_FILE;
 use crate::sweep::store::RunStore;
 
 /// The lock file's name in the state directory.
@@ -396,7 +397,10 @@ fn stages(
             "publish",
             StageStatus::Ok,
             started,
-            format!("{url}/{}/current.json names {holder}", policy.model),
+            format!(
+                "{} names {holder}",
+                url.join(&format!("{}/{POINTER_FILE}", policy.model))
+            ),
         ),
         None => summary.push(
             "publish",

@@ -72,8 +72,8 @@ pub fn run(args: SyncArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     let counts = runtime.block_on(outbox.counts())?;
     writeln!(
         out,
-        "sent {} records to {server}; {} waiting, {} refused, {} sent in all",
-        report.sent, counts.pending, counts.failed, counts.sent
+        "sent {} records to {server}; {} waiting, {} refused, {} set aside, {} sent in all",
+        report.sent, counts.pending, counts.failed, counts.skipped, counts.sent
     )?;
     if report.skipped > 0 {
         writeln!(

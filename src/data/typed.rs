@@ -444,6 +444,8 @@ fn parse_column(
     }
 }
 
+/// An integer cell: `3`, or a float with no fraction such as `3.0` (exports often write
+/// integers that way); `None` otherwise.
 pub(crate) fn parse_int(text: &str) -> Option<i64> {
     let t = text.trim();
     t.parse::<i64>().ok().or_else(|| {
@@ -452,6 +454,7 @@ pub(crate) fn parse_int(text: &str) -> Option<i64> {
     })
 }
 
+/// A boolean cell: true/false, 1/0, yes/no, t/f, y/n in any case; `None` otherwise.
 pub(crate) fn parse_bool(text: &str) -> Option<bool> {
     match text.trim().to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "t" | "y" => Some(true),

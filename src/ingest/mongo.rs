@@ -123,9 +123,10 @@ impl MongoTarget {
 }
 
 /// The connection string as written in a grid file, safe to store: `${VAR}` references
-/// stay as they are, and a user or password written in literally is removed
-/// (`mongodb://me:pw@host/db` → `mongodb://host/db`). Credentials given as references
-/// (`mongodb://${USER}:${PASSWORD}@host`) are kept, since they hold no secret.
+/// stay as they are, and a password written in literally is removed with its user
+/// (`mongodb://me:pw@host/db` → `mongodb://host/db`). A password given as a reference keeps
+/// its user (`mongodb://netsec:${PASSWORD}@host`), since neither is a secret; a user alone
+/// is kept only as a reference (it may be a token).
 pub fn credential_free(written: &str) -> String {
     let Some((scheme, rest)) = written.split_once("://") else {
         return written.to_owned();
@@ -134,11 +135,15 @@ pub fn credential_free(written: &str) -> String {
     let Some(at) = rest[..authority_end].rfind('@') else {
         return written.to_owned();
     };
-    let userinfo = &rest[..at];
-    if only_references(userinfo) {
-        return written.to_owned();
+    let safe = match rest[..at].split_once(':') {
+        Some((_, password)) => only_references(password),
+        None => only_references(&rest[..at]),
+    };
+    if safe {
+        written.to_owned()
+    } else {
+        format!("{scheme}://{}", &rest[at + 1..])
     }
-    format!("{scheme}://{}", &rest[at + 1..])
 }
 
 /// Whether `text` is made only of `${VAR}` references and `:`.
@@ -382,8 +387,9 @@ mod tests {
             ),
             (
                 "mongodb+srv://alice:${PW}@cluster.example/",
-                "mongodb+srv://cluster.example/",
+                "mongodb+srv://alice:${PW}@cluster.example/",
             ),
+            ("mongodb://alice:pw${PW}@db", "mongodb://db"),
             ("mongodb://alice@db", "mongodb://db"),
         ] {
             assert_eq!(credential_free(written), stored, "{written}");
