@@ -1,8 +1,12 @@
 //! Helpers shared by the integration tests: run the real binary, find the shared data.
 #![allow(dead_code)]
 
+pub mod fault_proxy;
+pub mod fault_server;
 pub mod http;
+pub mod mlflow_server;
 pub mod mongo_server;
+pub mod s3_server;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -81,7 +85,16 @@ pub fn s(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
-pub mod fault_proxy;
-pub mod fault_server;
-pub mod mlflow_server;
-pub mod s3_server;
+/// Stops a test server: SIGTERM, up to 10 s to exit, then SIGKILL.
+pub fn stop(child: &mut std::process::Child) {
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
