@@ -83,28 +83,16 @@ pub struct MongoTarget {
 impl MongoTarget {
     /// `host/db.collection`, safe to print: user, password and options are left out.
     pub fn display(&self) -> String {
-        format!(
-            "{}/{}.{}",
-            redacted_hosts(&self.uri),
-            self.db,
-            self.collection
-        )
+        display_target(&self.uri, &self.db, &self.collection)
     }
 
     async fn collection(&self) -> Result<Collection<Document>, MongoError> {
-        let mut options = ClientOptions::parse(&self.uri)
+        let options = client_options(&self.uri, "netsec", SERVER_SELECTION_TIMEOUT)
             .await
             .map_err(|e| MongoError::Uri {
                 uri: redacted_hosts(&self.uri),
                 message: e.kind.to_string(),
             })?;
-        options
-            .server_selection_timeout
-            .get_or_insert(SERVER_SELECTION_TIMEOUT);
-        options
-            .connect_timeout
-            .get_or_insert(SERVER_SELECTION_TIMEOUT);
-        options.app_name = Some("netsec".into());
         let client = Client::with_options(options).map_err(|e| self.server("connect", e))?;
         let db = client.database(&self.db);
         db.run_command(doc! { "ping": 1 })
@@ -162,6 +150,25 @@ fn only_references(text: &str) -> bool {
         };
         rest = &after[end + 1..];
     }
+}
+
+/// `mongodb://host:port/db.collection` for a connection string, safe to print.
+pub fn display_target(uri: &str, db: &str, collection: &str) -> String {
+    format!("{}/{db}.{collection}", redacted_hosts(uri))
+}
+
+/// Connection options parsed from `uri`, with a bounded wait for a server (`timeout`,
+/// unless the URI sets its own) and the application name servers log.
+pub async fn client_options(
+    uri: &str,
+    app_name: &str,
+    timeout: Duration,
+) -> Result<ClientOptions, mongodb::error::Error> {
+    let mut options = ClientOptions::parse(uri).await?;
+    options.server_selection_timeout.get_or_insert(timeout);
+    options.connect_timeout.get_or_insert(timeout);
+    options.app_name = Some(app_name.into());
+    Ok(options)
 }
 
 /// `mongodb://user:pw@host:1/?x` → `mongodb://host:1`: a URI safe to print.

@@ -29,7 +29,6 @@ use std::time::{Duration, SystemTime};
 
 use mongodb::bson::{Bson, DateTime, Document, doc};
 use mongodb::error::ErrorKind;
-use mongodb::options::ClientOptions;
 use mongodb::{Client, Collection};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -38,7 +37,7 @@ use tokio::task::JoinHandle;
 
 use super::source::LoadedModel;
 use crate::data::schema::{LabelType, hex};
-use crate::ingest::mongo::redacted_hosts;
+use crate::ingest::mongo;
 
 /// How long the writer looks for the server before a batch counts as failed: short, so
 /// that a server that went away is noticed quickly and shutdown is not held up.
@@ -203,12 +202,7 @@ impl PredictionLogTask {
 
 /// `mongodb://host:port/db.collection`, safe to print.
 pub fn display_target(config: &PredictionLogConfig) -> String {
-    format!(
-        "{}/{}.{}",
-        redacted_hosts(&config.uri),
-        config.db,
-        config.collection
-    )
+    mongo::display_target(&config.uri, &config.db, &config.collection)
 }
 
 /// Parses the URI and starts the writer on the current runtime. The server is not
@@ -218,20 +212,12 @@ pub async fn start(
     config: PredictionLogConfig,
 ) -> Result<(PredictionLog, PredictionLogTask), PredictionLogError> {
     let target = display_target(&config);
-    let mut options =
-        ClientOptions::parse(&config.uri)
-            .await
-            .map_err(|e| PredictionLogError::Uri {
-                uri: redacted_hosts(&config.uri),
-                message: e.kind.to_string(),
-            })?;
-    options
-        .server_selection_timeout
-        .get_or_insert(SERVER_SELECTION_TIMEOUT);
-    options
-        .connect_timeout
-        .get_or_insert(SERVER_SELECTION_TIMEOUT);
-    options.app_name = Some("netsec-serve".into());
+    let options = mongo::client_options(&config.uri, "netsec-serve", SERVER_SELECTION_TIMEOUT)
+        .await
+        .map_err(|e| PredictionLogError::Uri {
+            uri: mongo::redacted_hosts(&config.uri),
+            message: e.kind.to_string(),
+        })?;
     let client = Client::with_options(options).map_err(|e| PredictionLogError::Client {
         target: target.clone(),
         message: e.kind.to_string(),
