@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Serialize;
 
-use super::experiment_run::{load_data, tracking_client};
 use super::experiment_show::varied_params;
 use super::leaderboard::{self, Leaderboard};
 use crate::cli::{CollectArgs, OutputFormat};
@@ -16,6 +15,7 @@ use crate::config::grid::{GridFile, SelectMetric};
 use crate::data::Schema;
 use crate::exit::{Outcome, UsageError};
 use crate::fsutil::write_atomic;
+use crate::pipeline::source::{load_data, tracking_client};
 use crate::registry::RegistryError;
 use crate::registry::store::{read_verified, verify_file};
 use crate::sweep::collect::{Duplicate, ShardCoverage, Source, Union, union};

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -13,24 +13,18 @@ use serde::Serialize;
 
 use super::leaderboard::{self, Leaderboard};
 use crate::cli::{OutputFormat, RunArgs};
-use crate::config::grid::{GridFile, SelectMetric, SourceKind, expand_env};
+use crate::config::grid::{GridFile, SelectMetric};
+use crate::data::Schema;
 use crate::data::split::{stratified_kfold, train_test_split};
-use crate::data::synthetic::Profile;
-use crate::data::validate::{ValidationReport, validate};
-use crate::data::{DataSource, Dataset, MongoSource, Schema, Table, dataset_from_table};
-use crate::exit::{Outcome, UsageError};
-use crate::ingest::mongo::{self, MongoTarget};
-use crate::model_file::{FORMAT, FORMAT_VERSION, ModelFile, ModelMetrics};
+use crate::exit::Outcome;
 use crate::models::FittedModel;
-use crate::registry::promotion::Holdout;
+use crate::pipeline::source::{load_data, model_file, refit, tracking_client};
 use crate::sweep::executor::{Executor, UnitResult, truncated};
 use crate::sweep::plan::{Candidate, KeyContext, expand, trial_key, work_units};
 use crate::sweep::record::{TrialRecord, TrialStatus, compare, now_ms, rank};
 use crate::sweep::report::{BestModel, SweepFinished, SweepReporter, SweepStarted};
 use crate::sweep::store::{NewSweep, RunStore, SweepStatus};
-use crate::tracking::{
-    MlflowClient, MlflowTracker, TrackerOptions, TrackingConfig, TrackingReport,
-};
+use crate::tracking::{MlflowClient, MlflowTracker, TrackerOptions, TrackingReport};
 
 /// What `--output json` prints.
 #[derive(Debug, Serialize)]
@@ -375,156 +369,6 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-/// Loads a grid file's rows: where they came from (for MongoDB the URI as written, without
-/// credentials), the encoded data set, and its validation report.
-pub(super) fn load_data(
-    grid: &GridFile,
-    path: &Path,
-    schema: &Schema,
-) -> anyhow::Result<(DataSource, Dataset, ValidationReport)> {
-    let (source, table) = load_table(grid, path, schema)?;
-    let dataset = dataset_from_table(&table, schema)?;
-    let report = validate(&table, schema);
-    Ok((source, dataset, report))
-}
-
-/// Reads the rows of a grid file's data section, and says where they came from (for
-/// MongoDB the URI as written, without credentials).
-pub(super) fn load_table(
-    grid: &GridFile,
-    path: &Path,
-    schema: &Schema,
-) -> anyhow::Result<(DataSource, Table)> {
-    let data = &grid.data;
-    let source = match data.source.value {
-        SourceKind::Csv | SourceKind::Parquet => {
-            // `check` guarantees the path for file sources.
-            let file = data
-                .path
-                .as_ref()
-                .map(|p| p.value.clone())
-                .unwrap_or_default();
-            DataSource::File(file)
-        }
-        SourceKind::Synthetic => {
-            let profile = data.profile.unwrap_or(Profile::Phishing);
-            DataSource::Synthetic {
-                profile,
-                rows: data.rows.unwrap_or(profile.default_rows()),
-                seed: data.seed.unwrap_or(42),
-            }
-        }
-        SourceKind::Mongodb => DataSource::Mongodb(MongoSource {
-            uri: mongo::credential_free(data.uri.as_ref().map_or("", |u| u.value.as_str())),
-            db: data.db.clone().unwrap_or_default(),
-            collection: data.collection.clone().unwrap_or_default(),
-            query: data.query.clone(),
-        }),
-    };
-    let table = match &source {
-        DataSource::Mongodb(m) => pull(data.mongo_uri(path)?, m, schema)?,
-        other => other.load()?,
-    };
-    Ok((source, table))
-}
-
-/// Reads a MongoDB collection through the expanded connection string `uri`.
-fn pull(uri: String, source: &MongoSource, schema: &Schema) -> anyhow::Result<Table> {
-    let target = MongoTarget {
-        uri,
-        db: source.db.clone(),
-        collection: source.collection.clone(),
-    };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    Ok(runtime.block_on(mongo::pull(&target, schema, source.query.as_ref()))?)
-}
-
-/// The pinned holdout of a model file: its data reloaded (a MongoDB collection through
-/// the environment variables its grid file named), checked and split again.
-pub(super) fn holdout(file: &ModelFile, sha256: &str) -> anyhow::Result<Holdout> {
-    let Some(source @ DataSource::Mongodb(_)) = &file.data_source else {
-        return Ok(Holdout::of(file, sha256)?);
-    };
-    let table = read_source(source, &file.schema).with_context(|| {
-        format!(
-            "reloading the holdout of model {}",
-            &sha256[..12.min(sha256.len())]
-        )
-    })?;
-    Ok(Holdout::from_table(file, table)?)
-}
-
-/// Reads the rows a recorded data source names; a MongoDB collection through the
-/// environment variables its grid file named.
-pub(super) fn read_source(source: &DataSource, schema: &Schema) -> anyhow::Result<Table> {
-    let DataSource::Mongodb(m) = source else {
-        return Ok(source.load()?);
-    };
-    let uri = expand_env(&m.uri).map_err(|var| {
-        UsageError(format!(
-            "the data is read from MongoDB through ${{{var}}}, which is not set"
-        ))
-    })?;
-    pull(uri, m, schema)
-}
-
-/// Fits one stored trial again from its sweep's grid file and returns its model file: the
-/// model file `netsec promote --run KEY` needs when the trial was not its sweep's best (only
-/// the best is saved). Fits are deterministic, so this is the model the sweep scored; the
-/// data must still have the fingerprint the trial ran on.
-pub(super) fn refit_trial(
-    grid_path: &std::path::Path,
-    trial: &TrialRecord,
-) -> anyhow::Result<ModelFile> {
-    let grid = GridFile::from_file(grid_path)
-        .with_context(|| format!("reading the grid file of trial {}", trial.key))?;
-    let candidates = expand(&grid, grid_path)?;
-    let schema = Schema::from_file(&grid.data.schema.value)?;
-    let (source, data, _) = load_data(&grid, grid_path, &schema)?;
-    if data.fingerprint != trial.data_fingerprint {
-        return Err(crate::exit::UsageError(format!(
-            "cannot refit trial {}: the data of {} changed since the sweep (fingerprint {} now, {} then)",
-            trial.key,
-            grid_path.display(),
-            &data.fingerprint[..12],
-            &trial.data_fingerprint[..12.min(trial.data_fingerprint.len())]
-        ))
-        .into());
-    }
-    let split = train_test_split(&data, &grid.split);
-    let folds = stratified_kfold(&data.labels, &split.train, grid.cv.folds, grid.split.seed);
-    let context = KeyContext {
-        data_fingerprint: &data.fingerprint,
-        split: &grid.split,
-        folds: grid.cv.folds,
-    };
-    let keys: Vec<String> = candidates.iter().map(|c| trial_key(c, &context)).collect();
-    let executor = Executor::new(&grid.name, &data, &split, &folds, grid.split.seed);
-    let model = refit(trial, &candidates, &keys, &executor)?;
-    Ok(model_file(trial, model, &schema, &data, &source, &grid))
-}
-
-/// The MLflow client for the server in `MLFLOW_TRACKING_URI`, else in the grid's
-/// `tracking.uri`; `None` when neither is set (records then wait in the outbox).
-pub(super) fn tracking_client(grid: &GridFile) -> anyhow::Result<Option<MlflowClient>> {
-    let env_uri = std::env::var("MLFLOW_TRACKING_URI")
-        .ok()
-        .filter(|u| !u.trim().is_empty());
-    let Some(uri) = env_uri.or_else(|| grid.tracking.uri.clone()) else {
-        return Ok(None);
-    };
-    let config = TrackingConfig::from_lookup(|name| match name {
-        "MLFLOW_TRACKING_URI" => Some(uri.clone()),
-        other => std::env::var(other).ok(),
-    })
-    .map_err(|e| UsageError(e.to_string()))?;
-    let client = MlflowClient::new(config).map_err(|e| UsageError(e.to_string()))?;
-    Ok(Some(client))
-}
-
 /// The tracker of this sweep; `None` (after a warning) when the outbox cannot be opened,
 /// since tracking never stops a sweep. Also closes the MLflow runs of earlier sweeps whose
 /// process died.
@@ -655,62 +499,6 @@ fn model_stage(record: &TrialRecord) -> Option<usize> {
     match record.params.get(algorithm.staged_param()?) {
         Some(crate::models::ParamValue::Int(n)) if *n >= 1 => Some(*n as usize),
         _ => None,
-    }
-}
-
-/// Fits the best trial again on the whole training part (when it came from an earlier,
-/// resumed run); fits are deterministic, so this is the same model.
-fn refit(
-    top: &TrialRecord,
-    candidates: &[Candidate],
-    keys: &[String],
-    executor: &Executor,
-) -> anyhow::Result<FittedModel> {
-    let index = keys
-        .iter()
-        .position(|k| *k == top.key)
-        .context("best trial is not in this plan")?;
-    let unit = crate::sweep::plan::WorkUnit {
-        members: vec![index],
-        stages: vec![None],
-    };
-    let result = executor.run_unit(&unit, candidates, keys);
-    result.model.with_context(|| {
-        format!(
-            "refitting trial {}: {}",
-            top.key,
-            result.records[0].error.clone().unwrap_or_default()
-        )
-    })
-}
-
-fn model_file(
-    top: &TrialRecord,
-    model: FittedModel,
-    schema: &Schema,
-    data: &Dataset,
-    source: &DataSource,
-    grid: &GridFile,
-) -> ModelFile {
-    ModelFile {
-        format: FORMAT.into(),
-        format_version: FORMAT_VERSION,
-        experiment: grid.name.clone(),
-        trial_key: top.key.clone(),
-        algorithm: top.algorithm.clone(),
-        params: top.params.clone(),
-        schema: schema.clone(),
-        encoding: data.encoding.clone(),
-        data_fingerprint: data.fingerprint.clone(),
-        data_source: Some(source.clone()),
-        split: grid.split,
-        cv_folds: grid.cv.folds,
-        metrics: ModelMetrics {
-            cv: top.cv.clone(),
-            test: top.test.clone(),
-        },
-        netsec_version: env!("CARGO_PKG_VERSION").into(),
-        model,
     }
 }
 

@@ -177,7 +177,7 @@ fn stages(
     let started = Instant::now();
     let schema = Schema::from_file(&grid.data.schema.value)?;
     let loaded =
-        super::experiment_run::load_table(grid, &config.grid, &schema).and_then(|(_, table)| {
+        crate::pipeline::source::load_table(grid, &config.grid, &schema).and_then(|(_, table)| {
             let dataset = dataset_from_table(&table, &schema)?;
             Ok((table, dataset))
         });
@@ -452,7 +452,7 @@ fn reference_data(
     let source = file
         .data_source
         .context("its model file records no data source, so its training data cannot be read")?;
-    let table = super::experiment_run::read_source(&source, schema)?;
+    let table = crate::pipeline::source::read_source(&source, schema)?;
     let fingerprint = dataset_from_table(&table, schema)
         .map(|d| d.fingerprint)
         .unwrap_or_default();
