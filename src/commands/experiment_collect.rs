@@ -330,7 +330,7 @@ fn plan_of(path: &Path, from_mlflow: bool) -> anyhow::Result<Plan> {
     let grid = GridFile::from_file(path)?;
     let candidates = expand(&grid, path)?;
     let schema = Schema::from_file(&grid.data.schema.value)?;
-    let (_, data, _) = load_data(&grid, path, &schema)?;
+    let (_, data, _) = super::block(load_data(&grid, path, &schema))?;
     let context = KeyContext {
         data_fingerprint: &data.fingerprint,
         split: &grid.split,

@@ -59,7 +59,7 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     let candidates = expand(&grid, &args.grid)?;
     let schema = Schema::from_file(&grid.data.schema.value)?;
     let client = tracking_client(&grid)?;
-    let (source, data, validation) = load_data(&grid, &args.grid, &schema)?;
+    let (source, data, validation) = super::block(load_data(&grid, &args.grid, &schema))?;
     tracing::info!(
         rows = data.len(),
         attacks = data.attacks(),

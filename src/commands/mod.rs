@@ -66,7 +66,6 @@ pub fn run(command: Command, out: &mut dyn Write) -> anyhow::Result<Outcome> {
 
 /// Runs an async command to its end. Transitional: once every command is `async`, `run`
 /// itself becomes `async` and `main.rs` owns the process's one runtime.
-#[allow(dead_code)]
 fn block<F: std::future::Future>(future: F) -> F::Output {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -94,7 +94,7 @@ pub fn run(args: PromoteArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         ))
         .into());
     }
-    let holdout = crate::pipeline::source::holdout(&file, &sha256)?;
+    let holdout = runtime.block_on(crate::pipeline::source::holdout(&file, &sha256))?;
     let scores = Scores::of(&file.model, &holdout.features, &holdout.labels)
         .context("scoring the candidate on its holdout")?;
     let p99_us = p99_predict_us(&file.model, &holdout.features)?;
@@ -386,7 +386,7 @@ async fn trial_candidate(store: &RunStore, key: &str) -> anyhow::Result<Candidat
         &trial.key[..12],
         sweep.grid_path
     );
-    let file = crate::pipeline::source::refit_trial(Path::new(&sweep.grid_path), trial)?;
+    let file = crate::pipeline::source::refit_trial(Path::new(&sweep.grid_path), trial).await?;
     let (_, sha256) = file.to_bytes();
     Ok(Candidate {
         file,

@@ -176,11 +176,15 @@ fn stages(
     // Data and validation: rows that do not fit the schema stop the run (exit 2).
     let started = Instant::now();
     let schema = Schema::from_file(&grid.data.schema.value)?;
-    let loaded =
-        crate::pipeline::source::load_table(grid, &config.grid, &schema).and_then(|(_, table)| {
-            let dataset = dataset_from_table(&table, &schema)?;
-            Ok((table, dataset))
-        });
+    let loaded = super::block(crate::pipeline::source::load_table(
+        grid,
+        &config.grid,
+        &schema,
+    ))
+    .and_then(|(_, table)| {
+        let dataset = dataset_from_table(&table, &schema)?;
+        Ok((table, dataset))
+    });
     let (table, dataset) = match loaded {
         Ok(loaded) => loaded,
         Err(err) => {
@@ -452,7 +456,7 @@ fn reference_data(
     let source = file
         .data_source
         .context("its model file records no data source, so its training data cannot be read")?;
-    let table = crate::pipeline::source::read_source(&source, schema)?;
+    let table = super::block(crate::pipeline::source::read_source(&source, schema))?;
     let fingerprint = dataset_from_table(&table, schema)
         .map(|d| d.fingerprint)
         .unwrap_or_default();

@@ -23,12 +23,12 @@ use crate::tracking::{MlflowClient, TrackingConfig};
 
 /// Loads a grid file's rows: where they came from (for MongoDB the URI as written, without
 /// credentials), the encoded data set, and its validation report.
-pub fn load_data(
+pub async fn load_data(
     grid: &GridFile,
     path: &Path,
     schema: &Schema,
 ) -> anyhow::Result<(DataSource, Dataset, ValidationReport)> {
-    let (source, table) = load_table(grid, path, schema)?;
+    let (source, table) = load_table(grid, path, schema).await?;
     let dataset = dataset_from_table(&table, schema)?;
     let report = validate(&table, schema);
     Ok((source, dataset, report))
@@ -36,7 +36,7 @@ pub fn load_data(
 
 /// Reads the rows of a grid file's data section, and says where they came from (for
 /// MongoDB the URI as written, without credentials).
-pub fn load_table(
+pub async fn load_table(
     grid: &GridFile,
     path: &Path,
     schema: &Schema,
@@ -68,33 +68,29 @@ pub fn load_table(
         }),
     };
     let table = match &source {
-        DataSource::Mongodb(m) => pull(data.mongo_uri(path)?, m, schema)?,
+        DataSource::Mongodb(m) => pull(data.mongo_uri(path)?, m, schema).await?,
         other => other.load()?,
     };
     Ok((source, table))
 }
 
 /// Reads a MongoDB collection through the expanded connection string `uri`.
-fn pull(uri: String, source: &MongoSource, schema: &Schema) -> anyhow::Result<Table> {
+async fn pull(uri: String, source: &MongoSource, schema: &Schema) -> anyhow::Result<Table> {
     let target = MongoTarget {
         uri,
         db: source.db.clone(),
         collection: source.collection.clone(),
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    Ok(runtime.block_on(mongo::pull(&target, schema, source.query.as_ref()))?)
+    Ok(mongo::pull(&target, schema, source.query.as_ref()).await?)
 }
 
 /// The pinned holdout of a model file: its data reloaded (a MongoDB collection through
 /// the environment variables its grid file named), checked and split again.
-pub fn holdout(file: &ModelFile, sha256: &str) -> anyhow::Result<Holdout> {
+pub async fn holdout(file: &ModelFile, sha256: &str) -> anyhow::Result<Holdout> {
     let Some(source @ DataSource::Mongodb(_)) = &file.data_source else {
         return Ok(Holdout::of(file, sha256)?);
     };
-    let table = read_source(source, &file.schema).with_context(|| {
+    let table = read_source(source, &file.schema).await.with_context(|| {
         format!(
             "reloading the holdout of model {}",
             &sha256[..12.min(sha256.len())]
@@ -105,7 +101,7 @@ pub fn holdout(file: &ModelFile, sha256: &str) -> anyhow::Result<Holdout> {
 
 /// Reads the rows a recorded data source names; a MongoDB collection through the
 /// environment variables its grid file named.
-pub fn read_source(source: &DataSource, schema: &Schema) -> anyhow::Result<Table> {
+pub async fn read_source(source: &DataSource, schema: &Schema) -> anyhow::Result<Table> {
     let DataSource::Mongodb(m) = source else {
         return Ok(source.load()?);
     };
@@ -114,19 +110,22 @@ pub fn read_source(source: &DataSource, schema: &Schema) -> anyhow::Result<Table
             "the data is read from MongoDB through ${{{var}}}, which is not set"
         ))
     })?;
-    pull(uri, m, schema)
+    pull(uri, m, schema).await
 }
 
 /// Fits one stored trial again from its sweep's grid file and returns its model file: the
 /// model file `netsec promote --run KEY` needs when the trial was not its sweep's best (only
 /// the best is saved). Fits are deterministic, so this is the model the sweep scored; the
 /// data must still have the fingerprint the trial ran on.
-pub fn refit_trial(grid_path: &std::path::Path, trial: &TrialRecord) -> anyhow::Result<ModelFile> {
+pub async fn refit_trial(
+    grid_path: &std::path::Path,
+    trial: &TrialRecord,
+) -> anyhow::Result<ModelFile> {
     let grid = GridFile::from_file(grid_path)
         .with_context(|| format!("reading the grid file of trial {}", trial.key))?;
     let candidates = expand(&grid, grid_path)?;
     let schema = Schema::from_file(&grid.data.schema.value)?;
-    let (source, data, _) = load_data(&grid, grid_path, &schema)?;
+    let (source, data, _) = load_data(&grid, grid_path, &schema).await?;
     if data.fingerprint != trial.data_fingerprint {
         return Err(crate::exit::UsageError(format!(
             "cannot refit trial {}: the data of {} changed since the sweep (fingerprint {} now, {} then)",
