@@ -19,7 +19,8 @@
 //! trees are seeded by their index and boosting rounds only depend on earlier rounds. The sweep
 //! engine therefore groups grid points that differ only in `n_estimators`, fits the largest, and
 //! scores every size at once with [`FittedModel::staged_predict_proba`] (or materializes one
-//! size with [`FittedModel::truncated`]). `examples/sweep_bench.rs` shows the pattern.
+//! size with [`FittedModel::truncated`]). `sweep::executor` is the caller that
+//! uses the pattern.
 //!
 //! # Threads
 //! `random_forest` fits its trees on the global rayon pool; every other fit is single-threaded,
