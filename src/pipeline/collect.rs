@@ -243,11 +243,7 @@ impl Found {
 /// Gathers, ranks and (with `into`) merges the union of a sharded sweep.
 pub async fn collect(input: &CollectInput) -> anyhow::Result<Collected> {
     let plan = match &input.grid {
-        Some(path) => {
-            // Loading the data (for its fingerprint) is blocking work.
-            let (path, from_mlflow) = (path.clone(), input.from_mlflow);
-            Some(tokio::task::spawn_blocking(move || plan_of(&path, from_mlflow)).await??)
-        }
+        Some(path) => Some(plan_of(path, input.from_mlflow).await?),
         None => None,
     };
     let experiment = match (&plan, &input.experiment) {
@@ -382,11 +378,11 @@ pub async fn collect(input: &CollectInput) -> anyhow::Result<Collected> {
 }
 
 /// Expands the grid and computes its trial keys (loading the data for its fingerprint).
-fn plan_of(path: &Path, from_mlflow: bool) -> anyhow::Result<Plan> {
+async fn plan_of(path: &Path, from_mlflow: bool) -> anyhow::Result<Plan> {
     let grid = GridFile::from_file(path)?;
     let candidates = expand(&grid, path)?;
     let schema = Schema::from_file(&grid.data.schema.value)?;
-    let (_, data, _) = load_data(&grid, path, &schema)?;
+    let (_, data, _) = load_data(&grid, path, &schema).await?;
     let context = KeyContext {
         data_fingerprint: &data.fingerprint,
         split: &grid.split,
