@@ -5,7 +5,6 @@
 //! lives here.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -15,15 +14,15 @@ use crate::config::grid::GridFile;
 use crate::data::Schema;
 use crate::exit::UsageError;
 use crate::fsutil::write_atomic;
+use crate::models::Params;
 use crate::pipeline::source::{load_data, tracking_client};
 use crate::registry::RegistryError;
 use crate::registry::store::{read_verified, verify_file};
 use crate::shared::Metric;
 use crate::state::StateDir;
-use crate::sweep::collect::{MergeInput, Source, Union, merge_into, read_store, union};
 pub use crate::sweep::collect::{Duplicate, Merged, ShardCoverage};
+use crate::sweep::collect::{MergeInput, Source, Union, merge_into, read_store, union};
 use crate::sweep::plan::{KeyContext, expand, trial_key};
-use crate::models::Params;
 use crate::sweep::record::{MeanStd, TrialStatus, metric_values};
 use crate::sweep::store::{RunStore, SweepRow};
 use crate::tracking::collect::{LoggedSweep, logged_sweeps};

@@ -211,7 +211,10 @@ pub struct Merged {
 
 /// Merges the trials read from run stores into `store` as one finished sweep, never
 /// replacing a finished trial; returns the new sweep's id and the number of trials merged.
-pub async fn merge_into(store: &RunStore, input: &MergeInput<'_>) -> Result<(i64, usize), StoreError> {
+pub async fn merge_into(
+    store: &RunStore,
+    input: &MergeInput<'_>,
+) -> Result<(i64, usize), StoreError> {
     let merged = input.union;
     // Only run stores hold complete records (MLflow has no confusion counts).
     let local: BTreeMap<&str, &TrialRecord> = input
