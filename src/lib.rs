@@ -4,6 +4,8 @@
 //! the command layer in [`commands`] that the `netsec` binary dispatches to. Only the
 //! command layer writes to stdout; everything else reports through return values and logs.
 
+#[cfg(test)]
+mod architecture;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -18,6 +20,7 @@ pub mod models;
 pub mod pipeline;
 pub mod registry;
 pub mod serve;
+pub mod shared;
 pub mod state;
 pub mod storage;
 pub mod sweep;

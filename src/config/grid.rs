@@ -20,10 +20,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 
-use super::yaml::{YamlError, read_yaml};
 use crate::data::split::SplitSpec;
 use crate::data::synthetic::Profile;
 use crate::models::ParamValue;
+use crate::shared::yaml::{YamlError, read_yaml};
 
 /// Where a sweep's rows come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,48 +133,8 @@ impl Default for CvConfig {
     }
 }
 
-/// Metrics a sweep can rank by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SelectMetric {
-    /// Share of correct predictions.
-    Accuracy,
-    /// Precision of the attack class.
-    Precision,
-    /// Recall of the attack class.
-    Recall,
-    /// F1 of the attack class.
-    F1,
-    /// Area under the ROC curve.
-    RocAuc,
-    /// Average precision (area under the precision-recall curve).
-    PrAuc,
-    /// Matthews correlation coefficient.
-    Mcc,
-    /// Log loss (lower is better).
-    LogLoss,
-}
-
-impl SelectMetric {
-    /// The metric's name as written in files and reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            SelectMetric::Accuracy => "accuracy",
-            SelectMetric::Precision => "precision",
-            SelectMetric::Recall => "recall",
-            SelectMetric::F1 => "f1",
-            SelectMetric::RocAuc => "roc_auc",
-            SelectMetric::PrAuc => "pr_auc",
-            SelectMetric::Mcc => "mcc",
-            SelectMetric::LogLoss => "log_loss",
-        }
-    }
-
-    /// Whether larger values are better.
-    pub fn higher_is_better(self) -> bool {
-        self != SelectMetric::LogLoss
-    }
-}
+/// Metrics a sweep can rank by: the shared vocabulary (files accept the recorded ones).
+pub use crate::shared::metric::Metric as SelectMetric;
 
 /// The `select:` section.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -283,6 +243,16 @@ pub enum GridError {
         /// What is wrong, naming the key.
         message: String,
     },
+}
+
+impl GridError {
+    /// The process exit code: bad input (the grid file).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            GridError::Yaml(e) => e.exit_code(),
+            GridError::Invalid { .. } => crate::exit::BAD_INPUT,
+        }
+    }
 }
 
 impl GridError {

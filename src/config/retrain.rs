@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::yaml::{YamlError, read_yaml};
 use crate::data::drift::DriftThresholds;
+use crate::shared::yaml::{YamlError, read_yaml};
 
 /// What to do when the fresh data drifted from the champion's training data.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -117,6 +117,16 @@ pub enum RetrainConfigError {
     },
 }
 
+impl RetrainConfigError {
+    /// The process exit code: bad input (the retrain file).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RetrainConfigError::Yaml(e) => e.exit_code(),
+            RetrainConfigError::Invalid { .. } => crate::exit::BAD_INPUT,
+        }
+    }
+}
+
 impl RetrainFile {
     /// Reads and checks a retrain file.
     pub fn from_file(path: &Path) -> Result<RetrainFile, RetrainConfigError> {
@@ -154,7 +164,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<RetrainFile, YamlError> {
-        super::super::yaml::parse_yaml(Path::new("retrain.yaml"), text)
+        crate::shared::yaml::parse_yaml(Path::new("retrain.yaml"), text)
     }
 
     #[test]

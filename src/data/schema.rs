@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::config::yaml::{YamlError, parse_yaml, read_yaml};
+use crate::shared::yaml::{YamlError, parse_yaml, read_yaml};
 
 /// A schema file that is malformed or inconsistent.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +38,16 @@ pub enum SchemaError {
         /// What is inconsistent, naming the column.
         message: String,
     },
+}
+
+impl SchemaError {
+    /// The process exit code: bad input (the schema file).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            SchemaError::Yaml(e) => e.exit_code(),
+            SchemaError::Invalid { .. } => crate::exit::BAD_INPUT,
+        }
+    }
 }
 
 /// The value type of one column.
@@ -405,10 +415,8 @@ fn hash_of(columns: &[ColumnSpec], label: &LabelSpec) -> String {
     hex(&Sha256::digest(canonical))
 }
 
-/// Lower-case hex of a byte string.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+/// Lower-case hex of a byte string (moved to the shared helpers; re-exported for now).
+pub use crate::shared::hash::hex;
 
 #[cfg(test)]
 mod tests {
