@@ -1,39 +1,24 @@
 //! `netsec experiment list | show | compare`: reading the local run store.
 
-use std::collections::HashMap;
 use std::io::Write;
 
-use anyhow::Context;
 use serde::Serialize;
 
 use super::leaderboard::{self, Leaderboard};
 use crate::cli::{CompareArgs, ListArgs, OutputFormat, ShowArgs, StateArgs};
-use crate::config::grid::SelectMetric;
-use crate::exit::{Outcome, UsageError};
-use crate::sweep::record::{METRIC_NAMES, TrialRecord, format_ms, metric_values, rank};
-use crate::sweep::store::RunStore;
+use crate::exit::Outcome;
+use crate::state::StateDir;
+use crate::sweep::query;
+pub(super) use crate::sweep::query::varied_params;
+use crate::sweep::record::{METRIC_NAMES, TrialRecord, format_ms, metric_values};
 
-fn open(state: &StateArgs) -> anyhow::Result<(tokio::runtime::Runtime, RunStore)> {
-    let path = RunStore::path_in(&state.state_dir);
-    if !path.exists() {
-        return Err(UsageError(format!(
-            "no run store at {} (run `netsec experiment run GRID` first, or pass --state-dir)",
-            path.display()
-        ))
-        .into());
-    }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let store = runtime.block_on(RunStore::open(&path))?;
-    Ok((runtime, store))
+fn state_dir(state: &StateArgs) -> StateDir {
+    StateDir::new(&state.state_dir)
 }
 
 /// Lists sweeps, newest first.
-pub fn list(args: ListArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
-    let (runtime, store) = open(&args.state)?;
-    let sweeps = runtime.block_on(store.sweeps())?;
+pub async fn list(args: ListArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+    let sweeps = query::sweeps(&state_dir(&args.state)).await?;
     if args.output == OutputFormat::Json {
         serde_json::to_writer_pretty(&mut *out, &sweeps)?;
         writeln!(out)?;
@@ -61,19 +46,13 @@ pub fn list(args: ListArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
 }
 
 /// Shows the leaderboard of one sweep.
-pub fn show(args: ShowArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
-    let (runtime, store) = open(&args.state)?;
-    let sweep = runtime
-        .block_on(store.find_sweep(&args.sweep))?
-        .ok_or_else(|| UsageError(format!("no sweep `{}` in the run store", args.sweep)))?;
-    let keys = runtime.block_on(store.sweep_keys(sweep.id))?;
-    let stored = runtime.block_on(store.trials(&keys))?;
-    let mut records: Vec<TrialRecord> =
-        keys.iter().filter_map(|k| stored.get(k).cloned()).collect();
-    let metric: SelectMetric =
-        serde_json::from_value(serde_json::Value::String(sweep.select_metric.clone()))
-            .unwrap_or(SelectMetric::F1);
-    rank(&mut records, metric);
+pub async fn show(args: ShowArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+    let query::SweepBoard {
+        sweep,
+        planned,
+        metric,
+        records,
+    } = query::board(&state_dir(&args.state), &args.sweep).await?;
     if args.output == OutputFormat::Json {
         #[derive(Serialize)]
         struct Show<'a> {
@@ -97,7 +76,7 @@ pub fn show(args: ShowArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         sweep.experiment,
         sweep.status,
         records.len(),
-        keys.len(),
+        planned,
         format_ms(sweep.started_at_ms),
         sweep.data_source,
         &sweep.data_fingerprint[..16.min(sweep.data_fingerprint.len())]
@@ -118,47 +97,9 @@ pub fn show(args: ShowArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-/// Per algorithm, the parameters whose values differ between its trials.
-pub(super) fn varied_params(records: &[TrialRecord]) -> HashMap<String, Vec<String>> {
-    let mut by_algorithm: HashMap<String, Vec<&TrialRecord>> = HashMap::new();
-    for r in records {
-        by_algorithm.entry(r.algorithm.clone()).or_default().push(r);
-    }
-    by_algorithm
-        .into_iter()
-        .map(|(algorithm, trials)| {
-            let keys = trials[0]
-                .params
-                .keys()
-                .filter(|k| {
-                    trials
-                        .iter()
-                        .any(|t| t.params.get(*k) != trials[0].params.get(*k))
-                })
-                .cloned()
-                .collect();
-            (algorithm, keys)
-        })
-        .collect()
-}
-
 /// Compares trials side by side.
-pub fn compare(args: CompareArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
-    let (runtime, store) = open(&args.state)?;
-    let mut records = Vec::new();
-    for prefix in &args.trials {
-        let found = runtime.block_on(store.trials_by_prefix(prefix))?;
-        match found.len() {
-            1 => records.extend(found),
-            0 => return Err(UsageError(format!("no trial with key `{prefix}`")).into()),
-            n => {
-                return Err(UsageError(format!(
-                    "`{prefix}` matches {n} trials; give more of the key"
-                ))
-                .into());
-            }
-        }
-    }
+pub async fn compare(args: CompareArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+    let records = query::trials(&state_dir(&args.state), &args.trials).await?;
     if args.output == OutputFormat::Json {
         serde_json::to_writer_pretty(&mut *out, &records)?;
         writeln!(out)?;

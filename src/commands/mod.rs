@@ -44,11 +44,15 @@ pub fn run(command: Command, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         Command::Data(DataCommand::Schema(SchemaCommand::Infer(args))) => {
             data_schema::infer(args, out)
         }
-        Command::Experiment(ExperimentCommand::Run(args)) => experiment_run::run(args, out),
-        Command::Experiment(ExperimentCommand::List(args)) => experiment_show::list(args, out),
-        Command::Experiment(ExperimentCommand::Show(args)) => experiment_show::show(args, out),
+        Command::Experiment(ExperimentCommand::Run(args)) => block(experiment_run::run(args, out)),
+        Command::Experiment(ExperimentCommand::List(args)) => {
+            block(experiment_show::list(args, out))
+        }
+        Command::Experiment(ExperimentCommand::Show(args)) => {
+            block(experiment_show::show(args, out))
+        }
         Command::Experiment(ExperimentCommand::Compare(args)) => {
-            experiment_show::compare(args, out)
+            block(experiment_show::compare(args, out))
         }
         Command::Experiment(ExperimentCommand::Collect(args)) => {
             block(experiment_collect::run(args, out))

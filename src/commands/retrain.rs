@@ -288,7 +288,7 @@ fn stages(
     // The sweep: finished trials in the run store are reused, so a rerun resumes.
     let started = Instant::now();
     writeln!(out, "== sweep {} ==", config.grid.display())?;
-    let sweep = super::experiment_run::run(
+    let sweep = super::block(super::experiment_run::run(
         RunArgs {
             grid: config.grid.clone(),
             shard: None,
@@ -299,7 +299,7 @@ fn stages(
             state: args.registry.state.clone(),
         },
         out,
-    );
+    ));
     if let Err(err) = sweep {
         summary.push("sweep", StageStatus::Failed, started, format!("{err:#}"));
         return Err(err);

@@ -3,4 +3,5 @@
 //! this module; it imports them.
 
 pub mod collect;
+pub mod experiment;
 pub mod source;

@@ -13,12 +13,13 @@ use crate::data::validate::{ValidationReport, validate};
 use crate::data::{DataSource, Dataset, MongoSource, Schema, Table, dataset_from_table};
 use crate::exit::UsageError;
 use crate::ingest::mongo::{self, MongoTarget};
-use crate::model_file::{FORMAT, FORMAT_VERSION, ModelFile, ModelMetrics};
-use crate::models::FittedModel;
+use crate::model_file::ModelFile;
 use crate::registry::promotion::Holdout;
 use crate::sweep::executor::Executor;
-use crate::sweep::plan::{Candidate, KeyContext, expand, trial_key};
+use crate::sweep::plan::{KeyContext, expand, trial_key};
 use crate::sweep::record::TrialRecord;
+/// Kept here for the callers of `pipeline::source`; the sweep driver owns them.
+pub use crate::sweep::run::{model_file, refit};
 use crate::tracking::{MlflowClient, TrackingConfig};
 
 /// Loads a grid file's rows: where they came from (for MongoDB the URI as written, without
@@ -165,60 +166,4 @@ pub fn tracking_client(grid: &GridFile) -> anyhow::Result<Option<MlflowClient>> 
     .map_err(|e| UsageError(e.to_string()))?;
     let client = MlflowClient::new(config).map_err(|e| UsageError(e.to_string()))?;
     Ok(Some(client))
-}
-
-/// Fits the best trial again on the whole training part (when it came from an earlier,
-/// resumed run); fits are deterministic, so this is the same model.
-pub fn refit(
-    top: &TrialRecord,
-    candidates: &[Candidate],
-    keys: &[String],
-    executor: &Executor,
-) -> anyhow::Result<FittedModel> {
-    let index = keys
-        .iter()
-        .position(|k| *k == top.key)
-        .context("best trial is not in this plan")?;
-    let unit = crate::sweep::plan::WorkUnit {
-        members: vec![index],
-        stages: vec![None],
-    };
-    let result = executor.run_unit(&unit, candidates, keys);
-    result.model.with_context(|| {
-        format!(
-            "refitting trial {}: {}",
-            top.key,
-            result.records[0].error.clone().unwrap_or_default()
-        )
-    })
-}
-
-pub fn model_file(
-    top: &TrialRecord,
-    model: FittedModel,
-    schema: &Schema,
-    data: &Dataset,
-    source: &DataSource,
-    grid: &GridFile,
-) -> ModelFile {
-    ModelFile {
-        format: FORMAT.into(),
-        format_version: FORMAT_VERSION,
-        experiment: grid.name.clone(),
-        trial_key: top.key.clone(),
-        algorithm: top.algorithm.clone(),
-        params: top.params.clone(),
-        schema: schema.clone(),
-        encoding: data.encoding.clone(),
-        data_fingerprint: data.fingerprint.clone(),
-        data_source: Some(source.clone()),
-        split: grid.split,
-        cv_folds: grid.cv.folds,
-        metrics: ModelMetrics {
-            cv: top.cv.clone(),
-            test: top.test.clone(),
-        },
-        netsec_version: env!("CARGO_PKG_VERSION").into(),
-        model,
-    }
 }

@@ -1,9 +1,14 @@
 //! The sweep stage: plan trials from a grid file, run them in parallel with
-//! cross-validation, keep every result in the local run store, resume what is missing.
+//! cross-validation, keep every result in the local run store, resume what is missing
+//! ([`run`], the driver), and answer questions about past sweeps ([`query`]).
 
 pub mod collect;
 pub mod executor;
 pub mod plan;
+pub mod query;
 pub mod record;
 pub mod report;
+pub mod run;
 pub mod store;
+
+pub use run::{CancelToken, SweepInput, SweepOutcome, run};

@@ -84,4 +84,35 @@ pub trait SweepReporter {
     fn trial_finished(&self, record: &TrialRecord);
     /// Called once at the end (also when the sweep was interrupted or failed).
     fn sweep_finished(&self, end: &SweepFinished<'_>);
+    /// Called once after the reused trials were reported: how many trials run now.
+    /// Progress displays need it; recorders do not.
+    fn trials_to_run(&self, _count: usize) {}
+    /// Called once per trial run by this sweep, as it finishes, whether or not its result
+    /// could be stored (progress counts work done, not work kept).
+    fn trial_ran(&self, _record: &TrialRecord) {}
+}
+
+/// Several reporters as one: each event goes to each, in order.
+pub struct Reporters<'a>(pub Vec<&'a (dyn SweepReporter + Sync)>);
+
+impl SweepReporter for Reporters<'_> {
+    fn sweep_started(&self, sweep: &SweepStarted<'_>) {
+        self.0.iter().for_each(|r| r.sweep_started(sweep));
+    }
+
+    fn trial_finished(&self, record: &TrialRecord) {
+        self.0.iter().for_each(|r| r.trial_finished(record));
+    }
+
+    fn sweep_finished(&self, end: &SweepFinished<'_>) {
+        self.0.iter().for_each(|r| r.sweep_finished(end));
+    }
+
+    fn trials_to_run(&self, count: usize) {
+        self.0.iter().for_each(|r| r.trials_to_run(count));
+    }
+
+    fn trial_ran(&self, record: &TrialRecord) {
+        self.0.iter().for_each(|r| r.trial_ran(record));
+    }
 }

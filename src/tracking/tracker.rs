@@ -1,10 +1,14 @@
 //! [`MlflowTracker`]: the sweep's [`SweepReporter`] that records a sweep as MLflow runs.
 //!
-//! Every report becomes an outbox record at once (a local SQLite insert, so the sweep is
-//! never slowed); a background task sends the outbox while the sweep runs, and whatever it
-//! could not send stays for `netsec sync`. The sweep is one parent run and each trial a
-//! child run. Run keys are derived from the plan, not from the local sweep id, so a resumed
-//! sweep (same grid, same data) reopens its parent run and finds its child runs again.
+//! Every report becomes an outbox record at once: the reporter methods are synchronous, so
+//! they queue the record for a writer task that inserts it into the local SQLite outbox in
+//! order (the sweep is never slowed and never blocks on I/O); a background task sends the
+//! outbox while the sweep runs, and whatever it could not send stays for `netsec sync`.
+//! Both tasks run on the caller's runtime; [`MlflowTracker::close`] drains them.
+//!
+//! The sweep is one parent run and each trial a child run. Run keys are derived from the
+//! plan, not from the local sweep id, so a resumed sweep (same grid, same data) reopens its
+//! parent run and finds its child runs again.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -15,8 +19,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use tokio::runtime::Handle;
 use tokio::sync::Notify;
+use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 use tokio::task::JoinHandle;
 
 use super::charts::{confusion_matrix_png, roc_curve_png};
@@ -79,13 +83,23 @@ struct State {
     metric: Option<SelectMetric>,
 }
 
+/// A record waiting for the writer task.
+struct Queued {
+    kind: RecordKind,
+    dedup_key: Option<String>,
+    sweep_id: Option<i64>,
+    record: RunRecord,
+}
+
 /// Records a sweep as MLflow runs through the outbox.
 pub struct MlflowTracker {
     outbox: Outbox,
-    runtime: Handle,
     options: TrackerOptions,
     sender: Option<Sender>,
-    background: Mutex<Option<JoinHandle<()>>>,
+    /// Feeds the writer task; `None` once closing.
+    queue: Option<UnboundedSender<Queued>>,
+    writer: Option<JoinHandle<()>>,
+    background: Option<JoinHandle<()>>,
     wake: Arc<Notify>,
     stop: Arc<AtomicBool>,
     away: Arc<Mutex<Option<String>>>,
@@ -93,9 +107,10 @@ pub struct MlflowTracker {
 }
 
 impl MlflowTracker {
-    /// Opens the outbox and, with a server, starts sending in the background on `runtime`.
-    pub fn open(options: TrackerOptions, runtime: Handle) -> Result<MlflowTracker, OutboxError> {
-        let outbox = runtime.block_on(Outbox::open(&options.db_path))?;
+    /// Opens the outbox, starts the task writing reports into it and, with a server, the
+    /// task sending it in the background, both on the current runtime.
+    pub async fn open(options: TrackerOptions) -> Result<MlflowTracker, OutboxError> {
+        let outbox = Outbox::open(&options.db_path).await?;
         // Retries during a sweep are short: a record that does not go through waits in the
         // outbox and is tried again a little later anyway.
         let sender = options.client.clone().map(|client| {
@@ -104,59 +119,66 @@ impl MlflowTracker {
             retry.max_elapsed = retry.max_elapsed.min(Duration::from_secs(8));
             Sender::new(client.with_retry(retry), outbox.clone(), &options.db_path)
         });
-        let tracker = MlflowTracker {
+        let wake = Arc::new(Notify::new());
+        let stop = Arc::new(AtomicBool::new(false));
+        let away = Arc::default();
+        let (queue, records) = unbounded_channel();
+        let writer = tokio::spawn(write_records(
+            outbox.clone(),
+            sender.as_ref().map(|s| s.server().to_owned()),
+            records,
+            wake.clone(),
+        ));
+        let background = sender.clone().map(|sender| {
+            tokio::spawn(send_in_background(
+                sender,
+                wake.clone(),
+                stop.clone(),
+                Arc::clone(&away),
+            ))
+        });
+        Ok(MlflowTracker {
             outbox,
-            runtime,
             options,
             sender,
-            background: Mutex::new(None),
-            wake: Arc::new(Notify::new()),
-            stop: Arc::new(AtomicBool::new(false)),
-            away: Arc::default(),
+            queue: Some(queue),
+            writer: Some(writer),
+            background,
+            wake,
+            stop,
+            away,
             state: Mutex::default(),
-        };
-        if let Some(sender) = tracker.sender.clone() {
-            let task = tracker.runtime.spawn(send_in_background(
-                sender,
-                tracker.wake.clone(),
-                tracker.stop.clone(),
-                tracker.away.clone(),
-            ));
-            *lock(&tracker.background) = Some(task);
-        }
-        Ok(tracker)
+        })
     }
 
     /// Closes the parent runs of sweeps in `dead` (local ids of sweeps whose process died)
     /// that were opened and never closed: they end `KILLED` instead of staying `RUNNING`.
-    pub fn close_dead_sweeps(&self, dead: &[i64]) {
-        let closed = self
-            .runtime
-            .block_on(self.outbox.close_unclosed_sweeps(dead, self.server()));
-        self.note(closed);
+    pub async fn close_dead_sweeps(&self, dead: &[i64]) {
+        let closed = self.outbox.close_unclosed_sweeps(dead, self.server()).await;
+        log_outbox_error(closed);
+        self.wake.notify_one();
     }
 
     fn server(&self) -> Option<&str> {
         self.sender.as_ref().map(|s| s.server())
     }
 
-    fn note<T>(&self, result: Result<T, OutboxError>) {
-        if let Err(err) = result {
-            tracing::warn!(error = %err, "tracking: cannot write to the outbox; the sweep goes on");
-        }
-    }
-
-    fn push(&self, kind: RecordKind, dedup_key: Option<String>, record: &RunRecord) {
+    /// Queues a record for the writer task, which keeps the order of the reports.
+    fn push(&self, kind: RecordKind, dedup_key: Option<String>, record: RunRecord) {
         let sweep_id = lock(&self.state).sweep_id;
-        let pushed = self.runtime.block_on(self.outbox.push(&NewRecord {
+        let queued = Queued {
             kind,
             dedup_key,
             sweep_id,
-            server: self.server(),
             record,
-        }));
-        self.note(pushed);
-        self.wake.notify_one();
+        };
+        let sent = self
+            .queue
+            .as_ref()
+            .is_some_and(|queue| queue.send(queued).is_ok());
+        if !sent {
+            tracing::warn!("tracking: the outbox writer has stopped; a record is lost");
+        }
     }
 
     fn child_key(&self, trial_key: &str) -> String {
@@ -167,22 +189,27 @@ impl MlflowTracker {
         format!("sweep.{}", lock(&self.state).sweep_key)
     }
 
-    /// Stops the background sender after a last attempt to send everything, and says what
-    /// is left. Waits at most 30 s (5 s when the server was already found away).
-    pub fn close(self) -> TrackingReport {
+    /// Writes every queued report into the outbox, stops the background sender after a
+    /// last attempt to send everything, and says what is left. Waits at most 30 s for the
+    /// server (5 s when it was already found away).
+    pub async fn close(mut self) -> TrackingReport {
+        // Closing the queue ends the writer once it has written what was queued.
+        drop(self.queue.take());
+        if let Some(writer) = self.writer.take()
+            && let Err(err) = writer.await
+        {
+            tracing::warn!(error = %err, "tracking: the outbox writer failed");
+        }
         self.stop.store(true, Ordering::SeqCst);
         self.wake.notify_one();
-        let task = lock(&self.background).take();
-        if let Some(task) = task {
+        if let Some(task) = self.background.take() {
             let budget = if lock(&self.away).is_some() {
                 FLUSH_AWAY
             } else {
                 FLUSH
             };
             let abort = task.abort_handle();
-            let finished = self
-                .runtime
-                .block_on(async { tokio::time::timeout(budget, task).await });
+            let finished = tokio::time::timeout(budget, task).await;
             if finished.is_err() {
                 abort.abort();
                 lock(&self.away).get_or_insert_with(|| {
@@ -190,7 +217,7 @@ impl MlflowTracker {
                 });
             }
         }
-        let counts = self.runtime.block_on(self.outbox.counts());
+        let counts = self.outbox.counts().await;
         let mut report = TrackingReport {
             server: self.server().map(str::to_owned),
             last_error: lock(&self.away).clone(),
@@ -201,13 +228,13 @@ impl MlflowTracker {
             report.failed = counts.failed;
         }
         if let Some(sender) = &self.sender {
-            let links = self.runtime.block_on(self.links(sender));
+            let links = self.links(sender).await;
             if let Ok((experiment, compare)) = links {
                 report.experiment_url = experiment;
                 report.compare_url = compare;
             }
         }
-        self.runtime.block_on(self.outbox.close());
+        self.outbox.close().await;
         report
     }
 
@@ -326,7 +353,7 @@ impl SweepReporter for MlflowTracker {
             status: Some(RunStatus::Running),
             end_ms: None,
         };
-        self.push(RecordKind::OpenSweep, None, &record);
+        self.push(RecordKind::OpenSweep, None, record);
     }
 
     fn trial_finished(&self, record: &TrialRecord) {
@@ -345,7 +372,7 @@ impl SweepReporter for MlflowTracker {
         };
         let run = trial_run(record, name, context, keys);
         let dedup = run.run_key.clone();
-        self.push(RecordKind::Trial, Some(dedup), &run);
+        self.push(RecordKind::Trial, Some(dedup), run);
     }
 
     fn sweep_finished(&self, end: &SweepFinished<'_>) {
@@ -440,7 +467,7 @@ impl SweepReporter for MlflowTracker {
                 self.push(
                     RecordKind::Artifacts,
                     Some(format!("artifacts.{child}.{}", best.sha256)),
-                    &record,
+                    record,
                 );
             }
         }
@@ -464,7 +491,7 @@ impl SweepReporter for MlflowTracker {
             status: Some(status),
             end_ms: Some(ts),
         };
-        self.push(RecordKind::CloseSweep, None, &record);
+        self.push(RecordKind::CloseSweep, None, record);
     }
 }
 
@@ -518,6 +545,36 @@ fn trial_run(record: &TrialRecord, name: String, mut tags: Vec<Tag>, keys: RunKe
             TrialStatus::Failed => RunStatus::Failed,
         }),
         end_ms: Some(ts),
+    }
+}
+
+/// Inserts queued reports into the outbox in the order they were made, waking the sender
+/// after each; returns when the queue is closed and empty.
+async fn write_records(
+    outbox: Outbox,
+    server: Option<String>,
+    mut records: tokio::sync::mpsc::UnboundedReceiver<Queued>,
+    wake: Arc<Notify>,
+) {
+    while let Some(queued) = records.recv().await {
+        let pushed = outbox
+            .push(&NewRecord {
+                kind: queued.kind,
+                dedup_key: queued.dedup_key,
+                sweep_id: queued.sweep_id,
+                server: server.as_deref(),
+                record: &queued.record,
+            })
+            .await;
+        log_outbox_error(pushed);
+        wake.notify_one();
+    }
+}
+
+/// Tracking never stops a sweep: an outbox that cannot be written is logged.
+fn log_outbox_error<T>(result: Result<T, OutboxError>) {
+    if let Err(err) = result {
+        tracing::warn!(error = %err, "tracking: cannot write to the outbox; the sweep goes on");
     }
 }
 
