@@ -5,6 +5,7 @@
 //! command layer writes to stdout; everything else reports through return values and logs.
 
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod data;

@@ -2,4 +2,6 @@
 //! MLflow runs, publishing then mirroring, and the retrain pipeline. Stages never import
 //! this module; it imports them.
 
+pub mod promote;
+pub mod publish;
 pub mod source;
