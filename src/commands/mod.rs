@@ -10,7 +10,6 @@ mod experiment_collect;
 mod experiment_run;
 mod experiment_show;
 mod leaderboard;
-mod mirror;
 mod predict;
 mod promote;
 mod publish;
@@ -58,13 +57,13 @@ pub fn run(command: Command, out: &mut dyn Write) -> anyhow::Result<Outcome> {
             block(experiment_collect::run(args, out))
         }
         Command::Predict(args) => predict::run(args, out),
-        Command::Sync(args) => sync::run(args, out),
-        Command::Promote(args) => promote::run(args, out),
-        Command::Registry(RegistryCommand::List(args)) => registry::list(args, out),
-        Command::Registry(RegistryCommand::Show(args)) => registry::show(args, out),
-        Command::Registry(RegistryCommand::History(args)) => registry::history(args, out),
-        Command::Rollback(args) => registry::rollback(args, out),
-        Command::Publish(args) => publish::run(args, out),
+        Command::Sync(args) => block(sync::run(args, out)),
+        Command::Promote(args) => block(promote::run(args, out)),
+        Command::Registry(RegistryCommand::List(args)) => block(registry::list(args, out)),
+        Command::Registry(RegistryCommand::Show(args)) => block(registry::show(args, out)),
+        Command::Registry(RegistryCommand::History(args)) => block(registry::history(args, out)),
+        Command::Rollback(args) => block(registry::rollback(args, out)),
+        Command::Publish(args) => block(publish::run(args, out)),
         Command::Serve(args) => serve::run(args, out),
         Command::Retrain(args) => retrain::run(args, out),
     }

@@ -4,19 +4,13 @@
 
 use std::io::Write;
 
-use anyhow::Context;
-
 use crate::cli::{OutputFormat, RegistryListArgs, RegistryShowArgs, RollbackArgs};
-use crate::exit::{AfterCommit, Outcome};
-use crate::registry::{Registry, RegistryError};
+use crate::exit::Outcome;
+use crate::pipeline::publish::{MoveReporter, Publication, RollbackInput, StoreTarget};
+use crate::registry::read::{self, ModelDetail};
+use crate::registry::store::HistoryRow;
+use crate::state::StateDir;
 use crate::sweep::record::format_ms;
-
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
-}
 
 fn json(out: &mut dyn Write, value: &impl serde::Serialize) -> anyhow::Result<Outcome> {
     serde_json::to_writer_pretty(&mut *out, value)?;
@@ -25,11 +19,8 @@ fn json(out: &mut dyn Write, value: &impl serde::Serialize) -> anyhow::Result<Ou
 }
 
 /// Lists registered models with their version count and aliases.
-pub fn list(args: RegistryListArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
-    let rt = runtime()?;
-    let registry = rt.block_on(Registry::open(&args.registry.path()))?;
-    let models = rt.block_on(registry.models())?;
-    rt.block_on(registry.close());
+pub async fn list(args: RegistryListArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+    let models = read::models(&args.registry.path()).await?;
     if args.output == OutputFormat::Json {
         return json(out, &models);
     }
@@ -55,22 +46,19 @@ pub fn list(args: RegistryListArgs, out: &mut dyn Write) -> anyhow::Result<Outco
 }
 
 /// Shows a model's versions and aliases.
-pub fn show(args: RegistryShowArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
-    let rt = runtime()?;
-    let registry = rt.block_on(Registry::open(&args.registry.path()))?;
-    if !rt.block_on(registry.exists(&args.name))? {
-        return Err(RegistryError::UnknownModel(args.name).into());
-    }
-    let versions = rt.block_on(registry.versions(&args.name))?;
-    let aliases = rt.block_on(registry.aliases(&args.name))?;
-    rt.block_on(registry.close());
+pub async fn show(args: RegistryShowArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+    let ModelDetail {
+        name,
+        aliases,
+        versions,
+    } = read::model(&args.registry.path(), &args.name).await?;
     if args.output == OutputFormat::Json {
         return json(
             out,
-            &serde_json::json!({ "name": args.name, "aliases": aliases, "versions": versions }),
+            &serde_json::json!({ "name": name, "aliases": aliases, "versions": versions }),
         );
     }
-    writeln!(out, "{}", args.name)?;
+    writeln!(out, "{name}")?;
     writeln!(
         out,
         "{:<4} {:<14} {:<20} {:<12} {:>7} {:>7} {:>7}  {:<19}  aliases",
@@ -103,14 +91,8 @@ pub fn show(args: RegistryShowArgs, out: &mut dyn Write) -> anyhow::Result<Outco
 }
 
 /// Prints a model's history: every promotion, rejection and rollback.
-pub fn history(args: RegistryShowArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
-    let rt = runtime()?;
-    let registry = rt.block_on(Registry::open(&args.registry.path()))?;
-    if !rt.block_on(registry.exists(&args.name))? {
-        return Err(RegistryError::UnknownModel(args.name).into());
-    }
-    let history = rt.block_on(registry.history(&args.name))?;
-    rt.block_on(registry.close());
+pub async fn history(args: RegistryShowArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+    let history = read::history(&args.registry.path(), &args.name).await?;
     if args.output == OutputFormat::Json {
         return json(out, &history);
     }
@@ -135,75 +117,47 @@ pub fn history(args: RegistryShowArgs, out: &mut dyn Write) -> anyhow::Result<Ou
     Ok(Outcome::Success)
 }
 
-/// Moves an alias back and records it.
-pub fn rollback(args: RollbackArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
-    let rt = runtime()?;
-    let registry = rt.block_on(Registry::open(&args.registry.path()))?;
-    let actor = super::promote::actor();
-    // A bad store URL stops here, before the alias moves.
-    let publish_to = if args.publish {
-        let state_dir = &args.registry.state.state_dir;
-        Some(super::publish::publish_target(
-            &args.name,
-            args.store.as_deref(),
-            &args.s3,
-            state_dir,
-        )?)
-    } else {
-        None
+/// Moves an alias back and records it (and, with `--publish`, its pointer in a store).
+pub async fn rollback(args: RollbackArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+    let input = RollbackInput {
+        registry: args.registry.path(),
+        state: StateDir::new(&args.registry.state.state_dir),
+        model: args.name.clone(),
+        alias: args.alias.clone(),
+        to: args.to,
+        reason: args.reason.clone(),
+        publish: args.publish.then(|| StoreTarget {
+            to: args.store.clone(),
+            s3: super::publish::s3_options(&args.s3),
+        }),
     };
-    let row =
-        rt.block_on(registry.rollback(&args.name, &args.alias, args.to, &actor, &args.reason))?;
-    // The rollback is committed: from here on a problem only costs the MLflow mirror.
-    let versions = rt
-        .block_on(registry.versions(&args.name))
-        .unwrap_or_else(|err| {
-            tracing::warn!("mlflow registry: not updated, cannot read the versions: {err}");
-            Vec::new()
-        });
-    writeln!(
-        out,
-        "`{}` of {} moved back from v{} to v{} by {}: {}",
-        row.alias,
-        row.model,
-        row.from_version.unwrap_or_default(),
-        row.to_version.unwrap_or_default(),
-        row.actor,
-        row.reason
-    )?;
-    let published = match &publish_to {
-        Some(url) => rt
-            .block_on(super::publish::publish_alias(
-                &registry,
-                &args.name,
-                &args.alias,
-                url,
-                &args.s3,
-                out,
-            ))
-            .map_err(|e| {
-                e.context(AfterCommit(format!(
-                    "the rollback is recorded, but publishing it failed (retry with \
-                     `netsec publish {}@{}`)",
-                    args.name, args.alias
-                )))
-            }),
-        None => Ok(()),
-    };
-    rt.block_on(registry.close());
-    out.flush()?;
-    if let Some(v) = versions.iter().find(|v| Some(v.version) == row.to_version) {
-        let alias_move = super::mirror::AliasMove {
-            model: &row.model,
-            alias: &row.alias,
-            version: v.version,
-            sha256: &v.info.sha256,
-            trial_key: &v.info.trial_key,
-            sweep_id: v.info.sweep_id,
-            model_path: &v.info.path,
-            action: "rollback",
-        };
-        super::mirror::alias_moved(&args.registry.state.state_dir, &alias_move);
+    crate::pipeline::publish::rollback(&input, &mut RollbackView { out }).await?;
+    Ok(Outcome::Success)
+}
+
+/// Renders a rollback as the workflow reaches its steps.
+struct RollbackView<'a> {
+    out: &'a mut dyn Write,
+}
+
+impl MoveReporter<HistoryRow> for RollbackView<'_> {
+    fn committed(&mut self, row: &HistoryRow) -> anyhow::Result<()> {
+        writeln!(
+            self.out,
+            "`{}` of {} moved back from v{} to v{} by {}: {}",
+            row.alias,
+            row.model,
+            row.from_version.unwrap_or_default(),
+            row.to_version.unwrap_or_default(),
+            row.actor,
+            row.reason
+        )?;
+        Ok(self.out.flush()?)
     }
-    published.map(|()| Outcome::Success)
+
+    fn published(&mut self, publication: &Publication) -> anyhow::Result<()> {
+        write!(self.out, "{publication}")?;
+        // Shown before the MLflow mirror runs: a warning about it then reads as a footnote.
+        Ok(self.out.flush()?)
+    }
 }

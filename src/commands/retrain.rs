@@ -346,7 +346,7 @@ fn stages(
     // Promotion by the policy, publishing in the same step when configured.
     let started = Instant::now();
     writeln!(out, "\n== promote ({}) ==", config.policy.display())?;
-    let promoted = super::promote::run(
+    let promoted = super::block(super::promote::run(
         PromoteArgs {
             run: None,
             best: Some(grid.name.clone()),
@@ -359,7 +359,7 @@ fn stages(
             registry: args.registry.clone(),
         },
         out,
-    );
+    ));
     let outcome = match promoted {
         Ok(outcome) => outcome,
         Err(err) if err.downcast_ref::<AfterCommit>().is_some() => {

@@ -5,71 +5,29 @@ use std::io::Write;
 use anyhow::Context;
 
 use crate::cli::SyncArgs;
-use crate::exit::{Outcome, UsageError};
-use crate::sweep::store::{RunStore, SweepStatus};
-use crate::tracking::{MlflowClient, Outbox, Sender, TrackingConfig};
+use crate::exit::Outcome;
+use crate::state::StateDir;
+use crate::tracking::sync::{SyncInput, Synced, sync};
 
 /// Sends every pending record; runs of sweeps whose process died are closed as KILLED.
-pub fn run(args: SyncArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
-    let db = RunStore::path_in(&args.state.state_dir);
-    if !db.exists() {
-        writeln!(
-            out,
-            "nothing to send: no state in {}",
-            args.state.state_dir.display()
-        )?;
-        return Ok(Outcome::Success);
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let store = runtime.block_on(RunStore::open(&db))?;
-    runtime.block_on(store.reap_dead_sweeps())?;
-    let dead: Vec<i64> = runtime
-        .block_on(store.sweeps())?
-        .iter()
-        .filter(|s| {
-            s.status == SweepStatus::Killed.as_str() || s.status == SweepStatus::Failed.as_str()
-        })
-        .map(|s| s.id)
-        .collect();
-    runtime.block_on(store.close());
-    let outbox = runtime.block_on(Outbox::open(&db))?;
-
-    let env_uri = std::env::var("MLFLOW_TRACKING_URI")
-        .ok()
-        .filter(|u| !u.trim().is_empty());
-    let uri = match args.uri.clone().or(env_uri) {
-        Some(uri) => uri,
-        None => runtime.block_on(outbox.pending_server())?.ok_or_else(|| {
-            UsageError("no tracking server: set MLFLOW_TRACKING_URI or pass --uri".into())
-        })?,
+pub async fn run(args: SyncArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+    let input = SyncInput {
+        state: StateDir::new(&args.state.state_dir),
+        uri: args.uri,
+        retry_failed: args.retry_failed,
     };
-    let config = TrackingConfig::from_lookup(|name| match name {
-        "MLFLOW_TRACKING_URI" => Some(uri.clone()),
-        other => std::env::var(other).ok(),
-    })
-    .map_err(|e| UsageError(e.to_string()))?;
-    let client = MlflowClient::new(config)?;
-    let sender = Sender::new(client, outbox.clone(), &db);
-    let server = sender.server().to_owned();
-
-    let _lock = match sender.try_lock().context("taking the outbox lock")? {
-        Some(lock) => lock,
-        None => {
-            tracing::info!("another netsec process is sending the outbox; waiting for it");
-            sender.lock().context("waiting for the outbox lock")?
+    let report = match sync(&input).await? {
+        Synced::NoState => {
+            writeln!(
+                out,
+                "nothing to send: no state in {}",
+                input.state.root().display()
+            )?;
+            return Ok(Outcome::Success);
         }
+        Synced::Sent(report) => report,
     };
-    runtime.block_on(outbox.close_unclosed_sweeps(&dead, Some(&server)))?;
-    if args.retry_failed {
-        let again = runtime.block_on(outbox.retry_failed())?;
-        tracing::info!(records = again, "refused records queued again");
-    }
-    let report = runtime.block_on(sender.drain())?;
-    let counts = runtime.block_on(outbox.counts())?;
+    let (server, counts) = (&report.server, &report.counts);
     writeln!(
         out,
         "sent {} records to {server}; {} waiting, {} refused, {} set aside, {} sent in all",
@@ -83,30 +41,23 @@ pub fn run(args: SyncArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
             report.skipped
         )?;
     }
-    for (name, id) in sender.experiments() {
-        writeln!(
-            out,
-            "mlflow experiment `{name}`: {}",
-            sender.client().experiment_url(&id)
-        )?;
+    for (name, url) in &report.experiments {
+        writeln!(out, "mlflow experiment `{name}`: {url}")?;
     }
     if let Some(err) = report.stopped {
-        runtime.block_on(outbox.close());
         return Err(err).context(format!(
             "{} records still wait in the outbox; run `netsec sync` again when the server answers",
             counts.pending
         ));
     }
     if counts.failed > 0 {
-        for (id, error) in runtime.block_on(outbox.failures(5))? {
+        for (id, error) in &report.failures {
             writeln!(out, "refused record {id}: {error}")?;
         }
-        runtime.block_on(outbox.close());
         anyhow::bail!(
             "{} records were refused by the server; fix the cause and run `netsec sync --retry-failed`",
             counts.failed
         );
     }
-    runtime.block_on(outbox.close());
     Ok(Outcome::Success)
 }

@@ -4,4 +4,6 @@
 
 pub mod collect;
 pub mod experiment;
+pub mod promote;
+pub mod publish;
 pub mod source;

@@ -2,12 +2,15 @@
 //! `champion`, an append-only history of every decision, promotion policies and the
 //! statistics that judge a candidate against the current champion.
 //!
-//! Publishing the promoted model (`promote --publish`, through [`crate::storage`]) and
-//! mirroring alias moves into MLflow's registry (`tracking::mirror`) happen in the command
-//! layer after [`store::Registry::record_decision`] returns [`store::Recorded::Done`].
+//! [`promote::promote`] is the promotion workflow (champion lookup and scoring, the policy,
+//! the optimistic retry). Publishing the promoted model and mirroring alias moves into
+//! MLflow's registry happen in `pipeline` after the registry committed: the registry never
+//! calls storage or tracking.
 
 pub mod policy;
+pub mod promote;
 pub mod promotion;
+pub mod read;
 pub mod stats;
 pub mod store;
 
@@ -18,7 +21,22 @@ pub use store::Registry;
 
 /// The registry database in a state directory (the run store's file).
 pub fn path_in(state_dir: &std::path::Path) -> PathBuf {
-    state_dir.join("netsec.db")
+    crate::state::StateDir::new(state_dir).database()
+}
+
+/// Who is deciding or publishing, as the history and the store's metadata name them: the
+/// CI actor when there is one, else the local user.
+pub fn actor() -> String {
+    [
+        "GITHUB_ACTOR",
+        "GITLAB_USER_LOGIN",
+        "BUILDKITE_BUILD_CREATOR",
+        "USER",
+        "USERNAME",
+    ]
+    .iter()
+    .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+    .unwrap_or_else(|| "unknown".into())
 }
 
 /// A registry that cannot be used as asked.

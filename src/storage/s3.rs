@@ -41,6 +41,13 @@ pub struct S3Options {
 }
 
 impl S3Options {
+    /// Options with this endpoint URL; an empty one (`AWS_ENDPOINT_URL=`) counts as unset.
+    pub fn with_endpoint(endpoint_url: Option<String>) -> S3Options {
+        S3Options {
+            endpoint_url: endpoint_url.filter(|u| !u.trim().is_empty()),
+        }
+    }
+
     /// Checks what can be checked without a server: the endpoint URL's scheme.
     pub fn check(&self) -> Result<(), StorageError> {
         match &self.endpoint_url {

@@ -153,6 +153,11 @@ impl TrackingError {
 /// Result alias of the tracking module.
 pub type Result<T, E = TrackingError> = std::result::Result<T, E>;
 
+/// Whether an error means the server has no model registry at all.
+pub fn registry_unavailable(err: &TrackingError) -> bool {
+    matches!(err, TrackingError::RegistryUnavailable { .. })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

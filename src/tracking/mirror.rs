@@ -1,5 +1,9 @@
 //! Mirroring the local registry's alias moves (promotions, rollbacks) into MLflow's model
-//! registry.
+//! registry, after the local decision is committed.
+//!
+//! [`alias_moved`] queues the move in the tracking outbox and sends it at once, within a
+//! budget of 20 seconds: a slow, absent or registry-less server never fails or stalls the workflow,
+//! it only costs one warning line, and a queued move is completed by `netsec sync`.
 //!
 //! A move becomes a [`RegistryRecord`] in the outbox, sent like every other record (by the
 //! command that made the move, then by `netsec sync` if the server was away). Sending it
@@ -12,111 +16,243 @@
 //!   `netsec.alias.<alias>.moved_at_ms` holds the time of the last mirrored move, so
 //!   records sent late or out of order never move an alias back.
 
-use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::time::Duration;
 
+use anyhow::Context;
+
+use super::client::MlflowClient;
+use super::config::TrackingConfig;
 use super::error::TrackingError;
-use super::send::{Failure, Sender};
+use super::outbox::{ArtifactFile, NewRecord, Outbox, RecordKind, RunRecord, TrialRun};
+use super::retry::RetryPolicy;
+use super::send::Sender;
 use super::types::Tag;
+use crate::shared::now_ms;
+use crate::state::StateDir;
 
-/// Version tag holding the sha256 of the netsec model file.
-pub const SHA256_TAG: &str = "netsec.sha256";
-/// Version tag holding the version number in the local registry.
-pub const VERSION_TAG: &str = "netsec.version";
+pub use super::error::registry_unavailable;
+pub use super::record::{Mirrored, RegistryRecord, SHA256_TAG, VERSION_TAG};
 
-/// One alias move to repeat in MLflow's model registry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RegistryRecord {
+/// The longest a command waits for MLflow to take the move.
+const BUDGET: Duration = Duration::from_secs(20);
+
+/// How long to wait for another process's hold of the outbox lock: polls x interval.
+const LOCK_POLLS: u32 = 25;
+const LOCK_POLL: Duration = Duration::from_millis(200);
+
+/// An alias move that was just committed to the local registry.
+#[derive(Debug, Clone)]
+pub struct AliasMove<'a> {
     /// Registered model name.
-    pub model: String,
-    /// The alias moved, e.g. `champion`.
-    pub alias: String,
-    /// Where it points now: the version in the local registry...
+    pub model: &'a str,
+    /// The alias moved.
+    pub alias: &'a str,
+    /// The local version it points at now.
     pub version: i64,
-    /// ...and the sha256 of that version's model file.
-    pub sha256: String,
-    /// Idempotency key of the MLflow run that holds the model file as an artifact.
-    pub run_key: String,
-    /// Tracking experiment of that run.
-    pub experiment: String,
-    /// The model file's path among the run's artifacts, e.g. `model/<sha256>.json`.
-    pub artifact_path: String,
+    /// sha256 of that version's model file.
+    pub sha256: &'a str,
+    /// The trial that produced it.
+    pub trial_key: &'a str,
+    /// The sweep it came from, when known.
+    pub sweep_id: Option<i64>,
+    /// The content-addressed model file in the state directory.
+    pub model_path: &'a Path,
     /// `promote` or `rollback`.
-    pub action: String,
-    /// When the move was decided (Unix ms); orders moves of one alias.
-    pub moved_at_ms: i64,
+    pub action: &'static str,
 }
 
-impl RegistryRecord {
-    /// The registered model's tag holding the time of the last mirrored move of the alias.
-    pub fn moved_at_tag(&self) -> String {
-        format!("netsec.alias.{}.moved_at_ms", self.alias)
+/// Mirrors `mv` into MLflow's registry. Never fails: a problem becomes one warning line
+/// that says what happened to the move and what to run, because the local move is what
+/// counts and a queued move is completed by `netsec sync`.
+pub async fn alias_moved(state: &StateDir, mv: &AliasMove<'_>) {
+    if let Err(err) = mirror(state, mv).await {
+        tracing::warn!(
+            "mlflow registry: `{}` of {} moved locally only: {err:#}",
+            mv.alias,
+            mv.model
+        );
     }
 }
 
-/// What sending a registry record did on the server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mirrored {
-    /// The MLflow version number of the model file.
-    pub version: String,
-    /// The version was created now (else it existed).
-    pub created: bool,
-    /// The alias was moved (else a later move had been mirrored already).
-    pub moved: bool,
+async fn mirror(state: &StateDir, mv: &AliasMove<'_>) -> anyhow::Result<()> {
+    let db = state.database();
+    let outbox = Outbox::open(&db).await?;
+    let result = queue_and_send(&outbox, &db, mv).await;
+    outbox.close().await;
+    result
 }
 
-impl Sender {
-    /// Mirrors one alias move (see the module docs for why repeating it is safe).
-    pub(super) async fn send_registry(&self, r: &RegistryRecord) -> Result<Mirrored, Failure> {
-        let client = self.client();
-        // First call: a server without a registry says so before anything else is done.
-        client.create_registered_model(&r.model).await?;
-        let existing = client
-            .find_model_versions_by_tag(&r.model, SHA256_TAG, &r.sha256)
-            .await?;
-        let (version, created) = match existing.into_iter().min_by_key(version_number) {
-            Some(v) => (v.version, false),
-            None => {
-                let experiment_id = self.experiment(&r.experiment).await?;
-                let run = self.find(&r.run_key, &experiment_id).await?;
-                let source = format!("runs:/{}/{}", run.run_id, r.artifact_path);
-                let tags = [
-                    Tag::new(SHA256_TAG, &r.sha256),
-                    Tag::new(VERSION_TAG, r.version.to_string()),
-                ];
-                let v = client
-                    .create_model_version(&r.model, &source, &run.run_id, &tags)
-                    .await?;
-                (v.version, true)
-            }
-        };
-        let tag = r.moved_at_tag();
-        let last_move = client
-            .get_registered_model(&r.model)
-            .await?
-            .tags
-            .into_iter()
-            .find(|t| t.key == tag)
-            .and_then(|t| t.value.parse::<i64>().ok());
-        let moved = last_move.is_none_or(|at| at <= r.moved_at_ms);
-        if moved {
-            client.set_alias(&r.model, &r.alias, &version).await?;
-            client
-                .set_registered_model_tag(&r.model, &tag, &r.moved_at_ms.to_string())
-                .await?;
+async fn queue_and_send(outbox: &Outbox, db: &Path, mv: &AliasMove<'_>) -> anyhow::Result<()> {
+    let env_uri = std::env::var("MLFLOW_TRACKING_URI")
+        .ok()
+        .filter(|u| !u.trim().is_empty());
+    let Some(run) = outbox.trial_run(mv.trial_key, mv.sweep_id).await? else {
+        if env_uri.is_none() {
+            tracing::debug!("the model's trial was never tracked and no server is set");
+            return Ok(());
         }
-        Ok(Mirrored {
-            version,
-            created,
-            moved,
+        anyhow::bail!(
+            "trial {} has no MLflow run (no sweep that ran it was tracked), so there is no \
+             run to register the model from",
+            short(mv.trial_key)
+        );
+    };
+    let config = env_uri
+        .or_else(|| run.server.clone())
+        .map(|uri| {
+            TrackingConfig::from_lookup(|name| match name {
+                "MLFLOW_TRACKING_URI" => Some(uri.clone()),
+                other => std::env::var(other).ok(),
+            })
         })
+        .transpose()?;
+    let server = config.as_ref().map(|c| c.base_url.clone());
+
+    let (artifacts_key, artifacts) = model_artifact(&run, mv)?;
+    outbox
+        .push(&NewRecord {
+            kind: RecordKind::Artifacts,
+            dedup_key: Some(artifacts_key.clone()),
+            sweep_id: None,
+            server: server.as_deref(),
+            record: &artifacts,
+        })
+        .await?;
+    let record = RegistryRecord {
+        model: mv.model.to_owned(),
+        alias: mv.alias.to_owned(),
+        version: mv.version,
+        sha256: mv.sha256.to_owned(),
+        run_key: run.run_key.clone(),
+        experiment: run.experiment.clone(),
+        artifact_path: model_artifact_path(mv.sha256),
+        action: mv.action.to_owned(),
+        moved_at_ms: now_ms(),
+    };
+    let Some(id) = outbox
+        .push_registry(None, server.as_deref(), &record)
+        .await?
+    else {
+        anyhow::bail!("the outbox dropped the move");
+    };
+    let Some(config) = config else {
+        tracing::debug!("no tracking server set: the registry move waits in the outbox");
+        return Ok(());
+    };
+    let waiting = "it waits in the outbox; `netsec sync` mirrors it";
+    // The trial's run must be on the server before a version can point at it.
+    let trial_state = outbox.find_key(&run.run_key).await?.map(|(_, state)| state);
+    if trial_state.as_deref() == Some("pending") {
+        anyhow::bail!(
+            "the sweep's runs have not reached {} yet; {waiting}",
+            config.base_url
+        );
+    }
+    let client = MlflowClient::new(bounded(config))?;
+    let sender = Sender::new(client, outbox.clone(), db);
+    // Another sender (a sweep, `netsec sync`, a promotion) holds the outbox briefly.
+    let mut lock = None;
+    for _ in 0..LOCK_POLLS {
+        lock = sender.try_lock().context("taking the outbox lock")?;
+        if lock.is_some() {
+            break;
+        }
+        tokio::time::sleep(LOCK_POLL).await;
+    }
+    if lock.is_none() {
+        anyhow::bail!("another netsec process is sending the outbox; {waiting}");
+    }
+    let mut ids = Vec::new();
+    ids.extend(outbox.find_key(&artifacts_key).await?.map(|(id, _)| id));
+    ids.push(id);
+    let sent = tokio::time::timeout(BUDGET, sender.send_records(&ids)).await;
+    let report = match sent {
+        Ok(report) => report?,
+        Err(_) => anyhow::bail!(
+            "{} did not answer within {}s; {waiting}",
+            sender.server(),
+            BUDGET.as_secs()
+        ),
+    };
+    if let Some(err) = report.stopped {
+        anyhow::bail!(
+            "{} is unreachable ({}); {waiting}",
+            sender.server(),
+            brief(&err)
+        );
+    }
+    let (state, error) = outbox.state(id).await?.unwrap_or_default();
+    let error = error.unwrap_or_else(|| "no reason given".into());
+    match state.as_str() {
+        "sent" => Ok(()),
+        "skipped" => anyhow::bail!(
+            "{error}; the move is set aside in the outbox (`netsec sync --retry-failed` sends \
+             it to a server that has a registry)"
+        ),
+        _ => anyhow::bail!(
+            "{} refused the move ({error}); fix the cause and run `netsec sync --retry-failed`",
+            sender.server()
+        ),
     }
 }
 
-fn version_number(v: &super::types::ModelVersion) -> u64 {
-    v.version.parse().unwrap_or(u64::MAX)
+/// Where a model file goes among its run's artifacts (where the sweep puts the best one).
+fn model_artifact_path(sha256: &str) -> String {
+    format!("model/{sha256}.json")
 }
 
-/// Whether an error means the server has no model registry at all.
-pub fn registry_unavailable(err: &TrackingError) -> bool {
-    matches!(err, TrackingError::RegistryUnavailable { .. })
+/// The record that puts the model file on its run, with its dedup key: the same key as
+/// the sweep's own record for its best model (so nothing is added then); a trial refitted
+/// for promotion gets its file uploaded.
+fn model_artifact(run: &TrialRun, mv: &AliasMove<'_>) -> anyhow::Result<(String, RunRecord)> {
+    let key = format!("artifacts.{}.{}", run.run_key, mv.sha256);
+    let local_path = std::path::absolute(mv.model_path)
+        .with_context(|| format!("resolving {}", mv.model_path.display()))?;
+    let record = RunRecord {
+        run_key: run.run_key.clone(),
+        experiment: run.experiment.clone(),
+        parent_key: None,
+        name: String::new(),
+        start_ms: now_ms(),
+        params: Vec::new(),
+        metrics: Vec::new(),
+        tags: vec![Tag::new("netsec.model_sha256", mv.sha256)],
+        artifacts: vec![ArtifactFile {
+            local_path,
+            artifact_path: model_artifact_path(mv.sha256),
+        }],
+        status: None,
+        end_ms: None,
+    };
+    Ok((key, record))
+}
+
+/// The configuration with one attempt per request and short timeouts, so that the whole
+/// mirror fits [`BUDGET`]: what does not go through at once waits in the outbox anyway.
+fn bounded(mut config: TrackingConfig) -> TrackingConfig {
+    config.retry = RetryPolicy::never();
+    config.request_timeout = config.request_timeout.min(Duration::from_secs(10));
+    config.connect_timeout = config.connect_timeout.min(Duration::from_secs(3));
+    config
+}
+
+/// Why the server is away, in a few words (the full error is in the outbox).
+fn brief(err: &TrackingError) -> String {
+    match err.root() {
+        TrackingError::Transport { source, .. } if source.is_timeout() => "timed out".into(),
+        TrackingError::Transport { source, .. } if source.is_connect() => "cannot connect".into(),
+        TrackingError::Transport { .. } => "no answer".into(),
+        TrackingError::Api {
+            endpoint,
+            status,
+            code,
+            ..
+        } => format!("{endpoint}: HTTP {status} {code}"),
+        other => other.to_string(),
+    }
+}
+
+fn short(key: &str) -> &str {
+    &key[..12.min(key.len())]
 }

@@ -5,8 +5,8 @@
 //!
 //! The sweep never waits for the server: reports become outbox records (a local insert),
 //! which a background task sends while the sweep runs; what it cannot send waits for
-//! `netsec sync`. Alias moves of the local registry (promotions, rollbacks) go the same way
-//! into MLflow's model registry (see [`mirror`]).
+//! `netsec sync` ([`sync`]). Alias moves of the local registry (promotions, rollbacks) go
+//! the same way into MLflow's model registry (see [`mirror`]).
 
 mod artifacts;
 mod batch;
@@ -18,9 +18,11 @@ mod error;
 mod links;
 pub mod mirror;
 pub mod outbox;
+mod record;
 mod registry;
 mod retry;
 pub mod send;
+pub mod sync;
 pub mod tracker;
 mod types;
 

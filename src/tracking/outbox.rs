@@ -21,9 +21,9 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
-use super::client::now_ms;
-use super::mirror::RegistryRecord;
+use super::record::RegistryRecord;
 use super::types::{Metric, Param, RunStatus, Tag};
+use crate::shared::now_ms;
 
 /// The outbox cannot be opened, read or written.
 #[derive(Debug, thiserror::Error)]

@@ -19,9 +19,10 @@ use tokio::task::JoinSet;
 use super::batch::LogBatch;
 use super::client::{MlflowClient, RunSpec};
 use super::error::TrackingError;
-use super::mirror::registry_unavailable;
+use super::error::registry_unavailable;
 use super::outbox::{Entry, KnownRun, Outbox, OutboxError, Record, RecordKind, RunRecord};
-use super::types::{RunInfo, RunStatus};
+use super::record::{Mirrored, RegistryRecord, SHA256_TAG, VERSION_TAG};
+use super::types::{ModelVersion, RunInfo, RunStatus, Tag};
 
 /// Child-run records sent at once; the server (SQLite, one worker) gains nothing beyond ~8.
 const CONCURRENCY: usize = 8;
@@ -394,4 +395,56 @@ fn known(info: &RunInfo) -> KnownRun {
         run_id: info.run_id.clone(),
         artifact_uri: info.artifact_uri.clone(),
     }
+}
+
+impl Sender {
+    /// Mirrors one alias move (see [`super::mirror`] for why repeating it is safe).
+    async fn send_registry(&self, r: &RegistryRecord) -> Result<Mirrored, Failure> {
+        let client = self.client();
+        // First call: a server without a registry says so before anything else is done.
+        client.create_registered_model(&r.model).await?;
+        let existing = client
+            .find_model_versions_by_tag(&r.model, SHA256_TAG, &r.sha256)
+            .await?;
+        let (version, created) = match existing.into_iter().min_by_key(version_number) {
+            Some(v) => (v.version, false),
+            None => {
+                let experiment_id = self.experiment(&r.experiment).await?;
+                let run = self.find(&r.run_key, &experiment_id).await?;
+                let source = format!("runs:/{}/{}", run.run_id, r.artifact_path);
+                let tags = [
+                    Tag::new(SHA256_TAG, &r.sha256),
+                    Tag::new(VERSION_TAG, r.version.to_string()),
+                ];
+                let v = client
+                    .create_model_version(&r.model, &source, &run.run_id, &tags)
+                    .await?;
+                (v.version, true)
+            }
+        };
+        let tag = r.moved_at_tag();
+        let last_move = client
+            .get_registered_model(&r.model)
+            .await?
+            .tags
+            .into_iter()
+            .find(|t| t.key == tag)
+            .and_then(|t| t.value.parse::<i64>().ok());
+        let moved = last_move.is_none_or(|at| at <= r.moved_at_ms);
+        if moved {
+            client.set_alias(&r.model, &r.alias, &version).await?;
+            client
+                .set_registered_model_tag(&r.model, &tag, &r.moved_at_ms.to_string())
+                .await?;
+        }
+        Ok(Mirrored {
+            version,
+            created,
+            moved,
+        })
+    }
+}
+
+fn version_number(v: &ModelVersion) -> u64 {
+    v.version.parse().unwrap_or(u64::MAX)
 }
