@@ -55,6 +55,8 @@ pub async fn run(args: ServeArgs, out: &mut dyn Write) -> anyhow::Result<Outcome
         .await
         .with_context(|| format!("cannot listen on {}", args.bind))?;
     let address = listener.local_addr()?;
+    // Before the address is out: whoever reads it may signal at once.
+    let shutdown = shutdown_signal();
     writeln!(
         out,
         "serving {} version {} ({} sha256 {}) on http://{address}",
@@ -79,7 +81,7 @@ pub async fn run(args: ServeArgs, out: &mut dyn Write) -> anyhow::Result<Outcome
         None => (state, None),
     };
     let state = Arc::new(state);
-    let served = serve(listener, state, &options, reload, shutdown_signal()).await;
+    let served = serve(listener, state, &options, reload, shutdown).await;
     // Every request has been answered: what they queued is written (or dropped at the
     // deadline) before the process ends.
     if let Some(task) = log_task {
