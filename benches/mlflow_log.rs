@@ -11,7 +11,7 @@
 //! (default: `python` next to the mlflow binary). Results: the README's Tracking section.
 
 // Shared with the tests, which use the parts this benchmark does not.
-#[path = "../tests/common/mlflow_server.rs"]
+#[path = "../tests/it/common/mlflow_server.rs"]
 #[allow(dead_code)]
 mod mlflow_server;
 

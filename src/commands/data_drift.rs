@@ -11,7 +11,7 @@ use crate::exit::{Outcome, UsageError};
 use crate::fsutil::write_atomic;
 
 /// Computes and prints the drift report, and writes it to `--report` when given.
-pub fn run(args: DriftArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+pub async fn run(args: DriftArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     if !(0.0..=1.0).contains(&args.alpha) || args.psi_threshold < 0.0 {
         return Err(UsageError("--alpha must be in [0, 1] and --psi-threshold >= 0".into()).into());
     }

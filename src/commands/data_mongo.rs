@@ -20,15 +20,8 @@ fn target(args: &MongoArgs) -> MongoTarget {
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
-}
-
 /// Validates the file, then inserts it; prints how many rows were new.
-pub fn push(args: PushArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+pub async fn push(args: PushArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     if args.batch_size == 0 {
         return Err(UsageError("--batch-size must be at least 1".into()).into());
     }
@@ -52,13 +45,7 @@ pub fn push(args: PushArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
             bar.set_position(done as u64);
         }
     };
-    let report = runtime()?.block_on(push_rows(
-        &target,
-        &schema,
-        &typed,
-        args.batch_size,
-        &progress,
-    ))?;
+    let report = push_rows(&target, &schema, &typed, args.batch_size, &progress).await?;
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
@@ -75,7 +62,7 @@ pub fn push(args: PushArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
 }
 
 /// Reads the collection into a file.
-pub fn pull(args: PullArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+pub async fn pull(args: PullArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     let schema = Schema::from_file(&args.schema)?;
     let query = match &args.query {
         Some(text) => Some(
@@ -85,7 +72,7 @@ pub fn pull(args: PullArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         None => None,
     };
     let target = target(&args.mongo);
-    let mut table = runtime()?.block_on(pull_rows(&target, &schema, query.as_ref()))?;
+    let mut table = pull_rows(&target, &schema, query.as_ref()).await?;
     super::write_frame(&args.output, &mut table.frame)?;
     writeln!(
         out,

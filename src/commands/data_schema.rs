@@ -13,7 +13,7 @@ use crate::fsutil::write_atomic;
 
 /// Infers the schema, checks that it reads back as a valid schema, and writes it to the
 /// output file (atomically) or stdout; warnings and guesses go to the log.
-pub fn infer(args: InferArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+pub async fn infer(args: InferArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     let table = load_file(&args.data)?;
     let name = args.name.clone().unwrap_or_else(|| {
         args.data

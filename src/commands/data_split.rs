@@ -42,7 +42,7 @@ struct SplitFile<'a> {
 }
 
 /// Splits the file, prints a summary and optionally writes the parts.
-pub fn run(args: SplitArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+pub async fn run(args: SplitArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     if !(args.test_fraction > 0.0 && args.test_fraction < 1.0) {
         return Err(UsageError(format!(
             "--test-fraction must be between 0 and 1 (got {})",

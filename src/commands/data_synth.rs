@@ -7,7 +7,7 @@ use crate::data::synthetic::generate;
 use crate::exit::{Outcome, UsageError};
 
 /// Generates the rows and writes them as CSV or Parquet (by the output's extension).
-pub fn run(args: SynthArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+pub async fn run(args: SynthArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     let rows = args.rows.unwrap_or(args.profile.default_rows());
     if rows == 0 {
         return Err(UsageError("--rows must be at least 1".into()).into());

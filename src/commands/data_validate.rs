@@ -8,7 +8,7 @@ use crate::data::{Schema, load_file};
 use crate::exit::Outcome;
 
 /// Validates the file and prints the report; `Invalid` (exit 2) when the data does not fit.
-pub fn run(args: ValidateArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+pub async fn run(args: ValidateArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     let schema = Schema::from_file(&args.schema)?;
     let table = load_file(&args.data)?;
     let report = validate(&table, &schema);

@@ -34,14 +34,14 @@ use crate::fsutil::write_atomic;
 /// Runs a parsed command, writing results to `out`.
 pub fn run(command: Command, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     match command {
-        Command::Data(DataCommand::Validate(args)) => data_validate::run(args, out),
-        Command::Data(DataCommand::Drift(args)) => data_drift::run(args, out),
-        Command::Data(DataCommand::Split(args)) => data_split::run(args, out),
-        Command::Data(DataCommand::Synth(args)) => data_synth::run(args, out),
-        Command::Data(DataCommand::Push(args)) => data_mongo::push(args, out),
-        Command::Data(DataCommand::Pull(args)) => data_mongo::pull(args, out),
+        Command::Data(DataCommand::Validate(args)) => block(data_validate::run(args, out)),
+        Command::Data(DataCommand::Drift(args)) => block(data_drift::run(args, out)),
+        Command::Data(DataCommand::Split(args)) => block(data_split::run(args, out)),
+        Command::Data(DataCommand::Synth(args)) => block(data_synth::run(args, out)),
+        Command::Data(DataCommand::Push(args)) => block(data_mongo::push(args, out)),
+        Command::Data(DataCommand::Pull(args)) => block(data_mongo::pull(args, out)),
         Command::Data(DataCommand::Schema(SchemaCommand::Infer(args))) => {
-            data_schema::infer(args, out)
+            block(data_schema::infer(args, out))
         }
         Command::Experiment(ExperimentCommand::Run(args)) => block(experiment_run::run(args, out)),
         Command::Experiment(ExperimentCommand::List(args)) => {
@@ -56,7 +56,7 @@ pub fn run(command: Command, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         Command::Experiment(ExperimentCommand::Collect(args)) => {
             block(experiment_collect::run(args, out))
         }
-        Command::Predict(args) => predict::run(args, out),
+        Command::Predict(args) => block(predict::run(args, out)),
         Command::Sync(args) => block(sync::run(args, out)),
         Command::Promote(args) => block(promote::run(args, out)),
         Command::Registry(RegistryCommand::List(args)) => block(registry::list(args, out)),
@@ -64,7 +64,7 @@ pub fn run(command: Command, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         Command::Registry(RegistryCommand::History(args)) => block(registry::history(args, out)),
         Command::Rollback(args) => block(registry::rollback(args, out)),
         Command::Publish(args) => block(publish::run(args, out)),
-        Command::Serve(args) => serve::run(args, out),
+        Command::Serve(args) => block(serve::run(args, out)),
         Command::Retrain(args) => retrain::run(args, out),
     }
 }

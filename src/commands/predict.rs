@@ -15,7 +15,7 @@ use crate::model_file::ModelFile;
 
 /// Checks the input against the model's schema, predicts, and writes the rows with the
 /// predicted label, class name and attack probability.
-pub fn run(args: PredictArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+pub async fn run(args: PredictArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     let (file, sha256) = ModelFile::load(&args.model)?;
     let table = load_file(&args.input)?;
     let schema = &file.schema;

@@ -14,7 +14,7 @@ use crate::serve::{AppState, ModelSource, ServeOptions, serve, shutdown_signal};
 const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Loads the model, binds, prints the address, and serves until SIGINT/SIGTERM.
-pub fn run(args: ServeArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+pub async fn run(args: ServeArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     let prediction_log = prediction_log_config(&args)?;
     let token = std::env::var("NETSEC_SERVE_TOKEN")
         .ok()
@@ -25,46 +25,38 @@ pub fn run(args: ServeArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         token,
         ..ServeOptions::default()
     };
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(workers) = args.workers {
-        if workers == 0 {
-            return Err(UsageError("--workers must be at least 1".into()).into());
-        }
-        runtime.worker_threads(workers);
+    // The worker count is a property of the process's runtime, which the caller builds
+    // (`main.rs` reads `--workers` from the parsed arguments); here it is only checked.
+    if args.workers == Some(0) {
+        return Err(UsageError("--workers must be at least 1".into()).into());
     }
-    let runtime = runtime
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
     let s3 = super::publish::s3_options(&args.s3);
-    let (source, model) = runtime
-        .block_on(async {
-            let source = ModelSource::open(&args.model, &s3).await?;
-            let model = source.load().await?;
-            Ok::<_, crate::serve::SourceError>((source, model))
-        })
-        .with_context(|| format!("loading the model from {}", args.model))?;
+    let (source, model) = async {
+        let source = ModelSource::open(&args.model, &s3).await?;
+        let model = source.load().await?;
+        Ok::<_, crate::serve::SourceError>((source, model))
+    }
+    .await
+    .with_context(|| format!("loading the model from {}", args.model))?;
     // Started before the address is printed, so a bad URI fails before "serving".
     let prediction_log = match prediction_log {
         Some(config) => {
             let target = prediction_log::display_target(&config);
-            let started = runtime
-                .block_on(prediction_log::start(config))
-                .map_err(|e| match e {
-                    PredictionLogError::Uri { .. } => {
-                        anyhow::Error::from(UsageError(e.to_string()))
-                    }
-                    other => other.into(),
-                })?;
+            let started = prediction_log::start(config).await.map_err(|e| match e {
+                PredictionLogError::Uri { .. } => anyhow::Error::from(UsageError(e.to_string())),
+                other => other.into(),
+            })?;
             tracing::info!(server = %target, "logging predictions");
             Some(started)
         }
         None => None,
     };
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind(args.bind))
+    let listener = tokio::net::TcpListener::bind(args.bind)
+        .await
         .with_context(|| format!("cannot listen on {}", args.bind))?;
     let address = listener.local_addr()?;
+    // Before the address is out: whoever reads it may signal at once.
+    let shutdown = shutdown_signal();
     writeln!(
         out,
         "serving {} version {} ({} sha256 {}) on http://{address}",
@@ -89,17 +81,13 @@ pub fn run(args: ServeArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         None => (state, None),
     };
     let state = Arc::new(state);
-    runtime
-        .block_on(async {
-            let served = serve(listener, state, &options, reload, shutdown_signal()).await;
-            // Every request has been answered: what they queued is written (or dropped
-            // at the deadline) before the process ends.
-            if let Some(task) = log_task {
-                task.finish().await;
-            }
-            served
-        })
-        .context("serving")?;
+    let served = serve(listener, state, &options, reload, shutdown).await;
+    // Every request has been answered: what they queued is written (or dropped at the
+    // deadline) before the process ends.
+    if let Some(task) = log_task {
+        task.finish().await;
+    }
+    served.context("serving")?;
     Ok(Outcome::Success)
 }
 

@@ -107,6 +107,16 @@ impl S3Store {
         })
     }
 
+    /// A store over a client the caller configured (credentials, endpoint), for callers
+    /// that must not read the process environment, such as tests running side by side.
+    pub fn from_client(client: Client, bucket: &str, prefix: &str) -> S3Store {
+        S3Store {
+            client,
+            bucket: bucket.to_owned(),
+            prefix: prefix.to_owned(),
+        }
+    }
+
     /// The same bucket, keys below `prefix/key`.
     pub fn scoped(&self, key: &str) -> S3Store {
         S3Store {

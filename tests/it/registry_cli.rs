@@ -3,12 +3,9 @@
 //! dry runs, the CI step summary, bad input that leaves the registry unchanged, and
 //! concurrent promotions.
 
-mod common;
-
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use common::{Run, netsec, repo_file, s};
+use crate::common::{Run, netsec, netsec_command, repo_file, s};
 use serde_json::Value;
 
 /// Sweeps a one-model grid over the same generated rows and split (so every model shares
@@ -53,22 +50,7 @@ fn policy(dir: &Path, floors: &str) -> PathBuf {
 
 /// Runs `netsec` with extra environment variables.
 fn netsec_env(args: &[&str], env: &[(&str, &str)]) -> Run {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_netsec"));
-    command
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("RUST_LOG")
-        .env_remove("GITHUB_STEP_SUMMARY")
-        .env_remove("NETSEC_REGISTRY");
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    let output = command.output().unwrap();
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    crate::common::netsec_env(args, env.iter().copied())
 }
 
 fn promote(state: &Path, policy: &Path, extra: &[&str]) -> Run {
@@ -358,7 +340,7 @@ fn concurrent_promotions_leave_one_consistent_result() {
     sweep(&state, "stump", STUMP);
     sweep(&state, "logistic", LOGISTIC);
     let spawn = |experiment: &str| {
-        Command::new(env!("CARGO_BIN_EXE_netsec"))
+        netsec_command()
             .args([
                 "promote",
                 "--policy",
@@ -368,8 +350,6 @@ fn concurrent_promotions_leave_one_consistent_result() {
                 "--best",
                 experiment,
             ])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env_remove("GITHUB_STEP_SUMMARY")
             .output()
             .unwrap()
     };
@@ -403,10 +383,8 @@ fn concurrent_promotions_leave_one_consistent_result() {
     let other = dir.path().join("other");
     sweep(&other, "stump", STUMP);
     let spawn_other = || {
-        Command::new(env!("CARGO_BIN_EXE_netsec"))
+        netsec_command()
             .args(["promote", "--policy", s(&good), "--state-dir", s(&other)])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env_remove("GITHUB_STEP_SUMMARY")
             .output()
             .unwrap()
     };

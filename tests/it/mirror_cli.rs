@@ -5,15 +5,12 @@
 //! without a registry (the scripted fault server, since a real MLflow cannot be made to
 //! lack one) and a server that is down (the move waits in the outbox for `netsec sync`).
 
-mod common;
-
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::fault_server::{FaultServer, Reply};
-use common::mlflow_server::MlflowServer;
-use common::{Run, repo_file, s};
+use crate::common::fault_server::{FaultServer, Reply};
+use crate::common::mlflow_server::MlflowServer;
+use crate::common::{Run, netsec_command, repo_file, s};
 use netsec::tracking::{MlflowClient, ModelVersion, TrackingConfig};
 use serde_json::Value;
 
@@ -55,31 +52,15 @@ impl Setup {
     /// `netsec ARGS --state-dir STATE` with `MLFLOW_TRACKING_URI` set to `uri` (or unset)
     /// and `env` added.
     fn netsec(&self, uri: Option<&str>, args: &[&str], env: &[(&str, &str)]) -> Run {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_netsec"));
+        let mut command = netsec_command();
         command
             .args(args)
             .arg("--state-dir")
             .arg(self.state())
             .current_dir(self.dir.path())
-            .env_remove("RUST_LOG")
-            .env_remove("NETSEC_REGISTRY")
-            .env_remove("GITHUB_STEP_SUMMARY")
-            .env_remove("MLFLOW_TRACKING_USERNAME")
-            .env_remove("MLFLOW_TRACKING_PASSWORD")
-            .env_remove("MLFLOW_TRACKING_TOKEN");
-        match uri {
-            Some(uri) => command.env("MLFLOW_TRACKING_URI", uri),
-            None => command.env_remove("MLFLOW_TRACKING_URI"),
-        };
-        for (k, v) in env {
-            command.env(k, v);
-        }
-        let out = command.output().expect("netsec runs");
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+            .envs(uri.map(|uri| ("MLFLOW_TRACKING_URI", uri)))
+            .envs(env.iter().copied());
+        Run::of(&mut command)
     }
 
     /// Sweeps one model grid (same generated rows and split every time, so models share
@@ -144,7 +125,7 @@ fn versions(server: &MlflowServer, model: &str) -> Vec<Value> {
         percent_encoding::utf8_percent_encode(&filter, percent_encoding::NON_ALPHANUMERIC)
     );
     let addr = ([127, 0, 0, 1], server.port()).into();
-    let answer = common::http::get(addr, &path, &[]);
+    let answer = crate::common::http::get(addr, &path, &[]);
     assert_eq!(answer.status, 200, "{}", answer.text());
     answer.json()["model_versions"]
         .as_array()

@@ -2,11 +2,9 @@
 //! phishing set and on generated intrusion records, then validate, drift, split, sweep and
 //! predict on string categoricals and a multi-valued string label; and the bad inputs.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::{netsec, phishing_csv, repo_file, s};
+use crate::common::{netsec, phishing_csv, repo_file, s};
 use netsec::data::Schema;
 use netsec::data::schema::AttackRule;
 use serde_json::Value;
@@ -276,15 +274,16 @@ fn intrusion_round_trip_infer_validate_drift_split_sweep_predict_serve() {
 
     // The same model served over HTTP encodes the same rows, unseen category included, and
     // answers what `predict` wrote.
-    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_netsec"))
+    let mut server = crate::common::netsec_command()
         .args(["serve", "--model", s(&model), "--bind", "127.0.0.1:0"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let addr = common::http::serve_address(&mut server).expect("netsec serve prints its address");
+    let addr =
+        crate::common::http::serve_address(&mut server).expect("netsec serve prints its address");
     let body = std::fs::read(&input).unwrap();
-    let answer = common::http::request(
+    let answer = crate::common::http::request(
         addr,
         "POST",
         "/predict/csv",
@@ -298,7 +297,7 @@ fn intrusion_round_trip_infer_validate_drift_split_sweep_predict_serve() {
         .zip(lines[1].split(','))
         .map(|(k, v)| ((*k).to_owned(), serde_json::Value::String(v.to_owned())))
         .collect();
-    let single = common::http::request(
+    let single = crate::common::http::request(
         addr,
         "POST",
         "/predict",

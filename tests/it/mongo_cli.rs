@@ -1,12 +1,10 @@
 //! `netsec data push | pull` and grid files reading from MongoDB, against a real
 //! wire-compatible server started on 127.0.0.1.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::mongo_server::MongoServer;
-use common::{netsec, phishing_csv, s};
+use crate::common::mongo_server::MongoServer;
+use crate::common::{netsec, phishing_csv, s};
 use serde_json::Value;
 
 const SCHEMA: &str = "data_schema/phishing.yaml";
@@ -99,7 +97,7 @@ fn push_is_idempotent_and_training_from_the_collection_sees_the_same_data() {
         "name: from-mongo\ndata: { source: mongodb, uri: \"${NETSEC_TEST_MONGO}\", db: netsec, collection: phishing, schema: data_schema/phishing.yaml }\nmodels:\n  - algorithm: decision_tree\n    grid: { max_depth: [6] }\n",
     )
     .unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_netsec"))
+    let output = crate::common::netsec_command()
         .args([
             "experiment",
             "run",
@@ -109,7 +107,6 @@ fn push_is_idempotent_and_training_from_the_collection_sees_the_same_data() {
             "--output",
             "json",
         ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("NETSEC_TEST_MONGO", &server.uri)
         .output()
         .unwrap();
@@ -255,25 +252,12 @@ fn unreachable_server_fails_fast_without_leaking_credentials() {
 
 /// Runs `netsec ARGS` from the repository root with `NETSEC_TEST_MONGO` set to `uri` (or
 /// unset).
-fn netsec_mongo(args: &[&str], uri: Option<&str>) -> common::Run {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_netsec"));
-    command
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("RUST_LOG")
-        .env_remove("MLFLOW_TRACKING_URI")
-        .env_remove("NETSEC_REGISTRY")
-        .env_remove("GITHUB_STEP_SUMMARY");
-    match uri {
-        Some(uri) => command.env("NETSEC_TEST_MONGO", uri),
-        None => command.env_remove("NETSEC_TEST_MONGO"),
-    };
-    let out = command.output().unwrap();
-    common::Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+fn netsec_mongo(args: &[&str], uri: Option<&str>) -> crate::common::Run {
+    crate::common::Run::of(
+        crate::common::netsec_command()
+            .args(args)
+            .envs(uri.map(|uri| ("NETSEC_TEST_MONGO", uri))),
+    )
 }
 
 #[test]
@@ -281,7 +265,7 @@ fn a_model_trained_from_mongodb_is_promoted_and_its_file_holds_no_uri() {
     let server = MongoServer::start();
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("part.csv");
-    std::fs::write(&csv, common::phishing_lines(1201).join("\n") + "\n").unwrap();
+    std::fs::write(&csv, crate::common::phishing_lines(1201).join("\n") + "\n").unwrap();
     netsec(&[
         "data",
         "push",

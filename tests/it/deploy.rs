@@ -4,12 +4,10 @@
 //! by netsec's own clap definitions; workflows: the subcommands named in `run:` scripts).
 //! `scripts/test` also runs actionlint on the workflows.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
+use crate::common::repo_file;
 use clap::{CommandFactory, Parser};
-use common::repo_file;
 use netsec::cli::Cli;
 use serde_json::Value;
 

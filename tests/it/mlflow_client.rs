@@ -3,12 +3,10 @@
 //! scripted local HTTP server (`common/fault_server.rs`) because a real server cannot be
 //! made to answer 500, 429 or an HTML 404 on demand.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::fault_server::{FaultServer, Reply};
-use common::mlflow_server::MlflowServer;
+use crate::common::fault_server::{FaultServer, Reply};
+use crate::common::mlflow_server::MlflowServer;
 use netsec::tracking::{
     Auth, LogBatch, Metric, MlflowClient, Param, RetryPolicy, RunSearch, RunSpec, RunStatus,
     Secret, Tag, TrackingConfig, TrackingError, now_ms, system_tags,

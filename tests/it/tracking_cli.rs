@@ -3,15 +3,14 @@
 //! REST API what arrived. Faults: a server killed mid-sweep, a server answering 500/429
 //! (the scripted fault server), a sweep killed and resumed.
 
-mod common;
-
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::fault_server::{FaultServer, Reply};
-use common::mlflow_server::MlflowServer;
+use crate::common::fault_server::{FaultServer, Reply};
+use crate::common::mlflow_server::MlflowServer;
+use crate::common::netsec_command;
 use netsec::tracking::{MlflowClient, Run, RunSearch, RunStatus, TrackingConfig, system_tags};
 
 /// A scratch directory with a grid file on generated data and a state directory.
@@ -30,7 +29,7 @@ impl Sweep {
             .unwrap()
             .as_nanos();
         let experiment = format!("{prefix}-{nanos}");
-        let schema = common::repo_file("data_schema/phishing.yaml");
+        let schema = crate::common::repo_file("data_schema/phishing.yaml");
         let grid = format!(
             "name: {prefix}\n\
              data: {{ source: synthetic, profile: phishing, rows: {rows}, seed: 7, schema: {} }}\n\
@@ -54,26 +53,19 @@ impl Sweep {
     }
 
     fn command(&self, uri: Option<&str>, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_netsec"));
+        let mut command = netsec_command();
         command
             .args(args)
             .arg("--state-dir")
             .arg(self.state())
             .current_dir(self.dir.path())
-            .env_remove("RUST_LOG")
-            .env_remove("MLFLOW_TRACKING_USERNAME")
-            .env_remove("MLFLOW_TRACKING_PASSWORD")
-            .env_remove("MLFLOW_TRACKING_TOKEN")
+            .envs(uri.map(|uri| ("MLFLOW_TRACKING_URI", uri)))
             .stdin(Stdio::null());
-        match uri {
-            Some(uri) => command.env("MLFLOW_TRACKING_URI", uri),
-            None => command.env_remove("MLFLOW_TRACKING_URI"),
-        };
         command
     }
 
     /// `netsec experiment run grid.yaml --output json`; returns the run and its summary.
-    fn run(&self, uri: Option<&str>) -> (common::Run, serde_json::Value) {
+    fn run(&self, uri: Option<&str>) -> (crate::common::Run, serde_json::Value) {
         let grid = self.grid();
         let args = [
             "experiment",
@@ -98,18 +90,13 @@ impl Sweep {
             .unwrap()
     }
 
-    fn sync(&self, uri: &str) -> common::Run {
+    fn sync(&self, uri: &str) -> crate::common::Run {
         output(self.command(None, &["sync", "--uri", uri]))
     }
 }
 
-fn output(mut command: Command) -> common::Run {
-    let out = command.output().expect("netsec runs");
-    common::Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+fn output(mut command: Command) -> crate::common::Run {
+    crate::common::Run::of(&mut command)
 }
 
 fn client(url: &str) -> MlflowClient {
@@ -365,9 +352,9 @@ async fn wait_for_children(c: &MlflowClient, experiment: &str, n: usize, child: 
     }
 }
 
-fn finish(child: Child) -> common::Run {
+fn finish(child: Child) -> crate::common::Run {
     let out = child.wait_with_output().unwrap();
-    common::Run {
+    crate::common::Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),

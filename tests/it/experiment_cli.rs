@@ -2,13 +2,11 @@
 //! the real binary: sweeps, resume after kill -9 and SIGTERM, shards, grid errors, model
 //! files and predictions.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{netsec, phishing_csv, repo_file, s};
+use crate::common::{netsec, phishing_csv, repo_file, s};
 use serde_json::Value;
 
 /// A grid over generated data; `models` is the YAML list under `models:`.
@@ -254,7 +252,7 @@ fn count_via_show(state: &Path) -> usize {
 const MANY_MODELS: &str = "  - algorithm: decision_tree\n    grid: { max_depth: [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, null], criterion: [gini, entropy] }\n  - algorithm: logistic_regression\n    grid: { c: [0.01, 0.1, 1.0, 10.0] }\n";
 
 fn spawn_sweep(grid: &Path, state: &Path) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_netsec"))
+    crate::common::netsec_command()
         .args([
             "experiment",
             "run",
@@ -264,7 +262,6 @@ fn spawn_sweep(grid: &Path, state: &Path) -> std::process::Child {
             "--jobs",
             "1",
         ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -31,7 +31,7 @@ pub struct S3Server {
     pub kind: Kind,
     child: Child,
     dir: tempfile::TempDir,
-    /// SeaweedFS's block of ports (its unix sockets in /tmp are named after them).
+    /// SeaweedFS's ports (its unix sockets in /tmp are named after them).
     ports: Vec<u16>,
 }
 
@@ -53,10 +53,6 @@ fn binary(env: &str, default: &str) -> PathBuf {
     bin
 }
 
-fn free(port: u16) -> bool {
-    TcpListener::bind(("127.0.0.1", port)).is_ok()
-}
-
 /// A free port chosen by the OS.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -66,19 +62,15 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A base port B with B..B+10 free (SeaweedFS binds ten ports).
-fn free_block() -> u16 {
-    let seed = std::process::id() as u64
-        ^ std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos() as u64);
-    for i in 0..200u64 {
-        let base = 20_000 + ((seed + i * 7919) % 1_000) as u16 * 10;
-        if (base..base + 10).all(free) {
-            return base;
-        }
-    }
-    panic!("no block of 10 free ports in 20000-30000");
+/// Ten distinct free ports chosen by the OS (SeaweedFS binds ten: HTTP and gRPC for each
+/// of its parts). All are held until all are chosen, so none is handed out twice.
+fn free_ports() -> Vec<u16> {
+    let held: Vec<TcpListener> = (0..10)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
 }
 
 impl S3Server {
@@ -94,9 +86,9 @@ impl S3Server {
                 (c, port, Vec::new())
             }
             Kind::Seaweed => {
-                let b = free_block();
+                let ports = free_ports();
                 let mut c = Command::new(binary("NETSEC_WEED_BIN", "seaweedfs-venv/bin/weed"));
-                let p = |i: u16| (b + i).to_string();
+                let p = |i: usize| ports[i].to_string();
                 c.arg("mini")
                     .arg(format!("-dir={}", dir.path().join("data").display()))
                     .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1"])
@@ -114,7 +106,7 @@ impl S3Server {
                     .args(["-admin.ui=false", "-master.telemetry=false"])
                     .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
                     .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY);
-                (c, b + 3, (b..b + 10).collect())
+                (c, ports[3], ports)
             }
         };
         command
@@ -170,16 +162,7 @@ impl S3Server {
 
     /// An SDK client with the test credentials (path-style, checksums when required).
     pub fn client(&self) -> aws_sdk_s3::Client {
-        let config = aws_sdk_s3::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .endpoint_url(&self.endpoint)
-            .credentials_provider(Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "test"))
-            .force_path_style(true)
-            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
-            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
-            .build();
-        aws_sdk_s3::Client::from_conf(config)
+        client_at(&self.endpoint)
     }
 
     /// Creates a bucket.
@@ -246,6 +229,21 @@ impl Drop for S3Server {
             }
         }
     }
+}
+
+/// An SDK client with the test credentials for `endpoint` (a server, or a proxy in front of
+/// one), configured in code: nothing comes from the environment of the test process.
+pub fn client_at(endpoint: &str) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "test"))
+        .force_path_style(true)
+        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+        .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
 }
 
 /// Runs a future on a small runtime of its own (the tests are synchronous).

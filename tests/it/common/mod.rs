@@ -1,4 +1,5 @@
-//! Helpers shared by the integration tests: run the real binary, find the shared data.
+//! Helpers shared by the integration tests: run the real binary, find the shared data,
+//! start real servers.
 #![allow(dead_code)]
 
 pub mod fault_proxy;
@@ -35,6 +36,11 @@ pub struct Run {
 }
 
 impl Run {
+    /// Runs `command` to its end and keeps what it printed.
+    pub fn of(command: &mut Command) -> Run {
+        Run::from(command.output().expect("netsec binary runs"))
+    }
+
     fn from(output: Output) -> Run {
         Run {
             code: output.status.code().unwrap_or(-1),
@@ -54,15 +60,50 @@ impl Run {
     }
 }
 
+/// The variables a `netsec` child inherits from the test process: what finding programs
+/// (`git`, for the commit a run records), temporary files and the locale need, and the
+/// coverage tool's output path. Nothing that configures netsec itself.
+const INHERITED: &[&str] = &[
+    "PATH",
+    "HOME",
+    "TMPDIR",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "LLVM_PROFILE_FILE",
+];
+
+/// The one way tests run the `netsec` binary: an EMPTY environment plus [`INHERITED`],
+/// working in the repository root. A test adds the variables it means (`.env(..)`), so
+/// `NETSEC_REGISTRY`, `NETSEC_STORE`, `AWS_*`, `MLFLOW_*`, `NETSEC_SERVE_TOKEN` or `RUST_LOG`
+/// from a developer's shell never reach a test's child.
+pub fn netsec_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_netsec"));
+    command.env_clear().current_dir(env!("CARGO_MANIFEST_DIR"));
+    for name in INHERITED {
+        if let Some(value) = std::env::var_os(name) {
+            command.env(name, value);
+        }
+    }
+    command
+}
+
 /// Runs `netsec ARGS` in `dir` (the repository root when `None`).
 pub fn netsec_in(dir: Option<&Path>, args: &[&str]) -> Run {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_netsec"));
-    command
-        .args(args)
-        .current_dir(dir.unwrap_or(Path::new(env!("CARGO_MANIFEST_DIR"))))
-        .env_remove("RUST_LOG")
-        .env_remove("MLFLOW_TRACKING_URI");
-    Run::from(command.output().expect("netsec binary runs"))
+    let mut command = netsec_command();
+    command.args(args);
+    if let Some(dir) = dir {
+        command.current_dir(dir);
+    }
+    Run::of(&mut command)
+}
+
+/// Runs `netsec ARGS` from the repository root with these variables set.
+pub fn netsec_env<K: AsRef<std::ffi::OsStr>, V: AsRef<std::ffi::OsStr>>(
+    args: &[&str],
+    env: impl IntoIterator<Item = (K, V)>,
+) -> Run {
+    Run::of(netsec_command().args(args).envs(env))
 }
 
 /// Runs `netsec ARGS` from the repository root.

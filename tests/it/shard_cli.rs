@@ -4,43 +4,29 @@
 //! MLflow server — must give exactly the trials, metrics and best model of a
 //! single-process sweep, with no trial run twice.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::mlflow_server::MlflowServer;
-use common::{Run, repo_file, s};
+use crate::common::mlflow_server::MlflowServer;
+use crate::common::{Run, netsec_command, repo_file, s};
 use serde_json::Value;
 
 const SHARDS: usize = 3;
 
 /// `netsec ARGS` from the repository root, with `MLFLOW_TRACKING_URI` set or removed.
 fn command(uri: Option<&str>, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_netsec"));
+    let mut command = netsec_command();
     command
         .args(args)
         .current_dir(repo_file(""))
-        .env_remove("RUST_LOG")
-        .env_remove("MLFLOW_TRACKING_USERNAME")
-        .env_remove("MLFLOW_TRACKING_PASSWORD")
-        .env_remove("MLFLOW_TRACKING_TOKEN")
+        .envs(uri.map(|uri| ("MLFLOW_TRACKING_URI", uri)))
         .stdin(Stdio::null());
-    match uri {
-        Some(uri) => command.env("MLFLOW_TRACKING_URI", uri),
-        None => command.env_remove("MLFLOW_TRACKING_URI"),
-    };
     command
 }
 
 fn output(mut command: Command) -> Run {
-    let out = command.output().expect("netsec runs");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Run::of(&mut command)
 }
 
 fn json(run: Run) -> Value {

@@ -2,13 +2,11 @@
 //! no-op, drifted data stops the run (or warns and goes on), a second run waits for no lock
 //! held by another, and a run killed mid-sweep resumes.
 
-mod common;
-
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Run, netsec, repo_file, s};
+use crate::common::{Run, netsec, repo_file, s};
 use serde_json::Value;
 
 /// Writes `rows` generated phishing rows to `path`.
@@ -323,7 +321,7 @@ const MANY_MODELS: &str = "  - algorithm: decision_tree\n    grid: { max_depth: 
 #[test]
 fn a_run_killed_mid_sweep_resumes() {
     let setup = Setup::new(4000, MANY_MODELS, "warn");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_netsec"))
+    let mut child = crate::common::netsec_command()
         .args([
             "retrain",
             "--config",
@@ -333,7 +331,6 @@ fn a_run_killed_mid_sweep_resumes() {
             "--jobs",
             "1",
         ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -3,31 +3,17 @@
 //! a part whose connection dies (a fault proxy: a real server cannot be made to drop one
 //! part on demand) aborts the upload — no object, no parts left behind.
 //!
-//! This binary holds one test: it sets the AWS credential variables for the SDK's standard
-//! chain before anything else runs, which is only sound while no other thread reads the
-//! environment.
+//! The stores get a client configured in code (test credentials, the server's or the
+//! proxy's endpoint), never the process environment, which other tests share.
 
-mod common;
-
-use common::fault_proxy::{Fault, FaultProxy};
-use common::s3_server::{ACCESS_KEY, Kind, S3Server, SECRET_KEY, block_on};
+use crate::common::fault_proxy::{Fault, FaultProxy};
+use crate::common::s3_server::{Kind, S3Server, block_on, client_at};
 use netsec::storage::s3::MULTIPART_THRESHOLD;
-use netsec::storage::{ObjectStore, S3Options, S3Store, StorageError};
+use netsec::storage::{ObjectStore, S3Store, StorageError};
 use sha2::{Digest, Sha256};
 
 #[test]
 fn multipart_uploads_complete_or_abort() {
-    // SAFETY: the only test of this binary, before it starts any thread of its own.
-    unsafe {
-        std::env::set_var("AWS_ACCESS_KEY_ID", ACCESS_KEY);
-        std::env::set_var("AWS_SECRET_ACCESS_KEY", SECRET_KEY);
-        std::env::set_var("AWS_REGION", "us-east-1");
-        std::env::set_var("AWS_CONFIG_FILE", "/dev/null");
-        std::env::set_var("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
-        std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
-        std::env::remove_var("AWS_ENDPOINT_URL");
-        std::env::remove_var("AWS_PROFILE");
-    }
     let server = S3Server::start(Kind::Moto);
     server.create_bucket("netsec-big");
     // 2.5 parts, with content that differs per part.
@@ -36,10 +22,7 @@ fn multipart_uploads_complete_or_abort() {
         .collect();
     let sha = netsec::data::schema::hex(&Sha256::digest(&bytes));
 
-    let options = S3Options {
-        endpoint_url: Some(server.endpoint.clone()),
-    };
-    let store = block_on(S3Store::connect("netsec-big", "p", &options)).unwrap();
+    let store = S3Store::from_client(server.client(), "netsec-big", "p");
     block_on(store.put("big/model.json", &bytes)).unwrap();
     let info = block_on(store.head("big/model.json")).unwrap().unwrap();
     assert_eq!(info.size, bytes.len() as u64);
@@ -56,10 +39,7 @@ fn multipart_uploads_complete_or_abort() {
         |line| line.starts_with("PUT ") && line.contains("partNumber=2"),
         Fault::Drop,
     );
-    let options = S3Options {
-        endpoint_url: Some(proxy.endpoint.clone()),
-    };
-    let faulty = block_on(S3Store::connect("netsec-big", "p", &options)).unwrap();
+    let faulty = S3Store::from_client(client_at(&proxy.endpoint), "netsec-big", "p");
     let err = block_on(faulty.put("broken/model.json", &bytes)).unwrap_err();
     assert!(matches!(err, StorageError::Transport { .. }), "{err}");
     assert!(

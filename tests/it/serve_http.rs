@@ -1,10 +1,9 @@
-//! `netsec serve` through the real binary and real HTTP on 127.0.0.1: every route, every
-//! error answer, the bearer token, the body limit, /metrics after traffic, graceful
-//! shutdown, hot reload under load (new model swapped in, corrupt one refused, zero
-//! failed requests), the CSV fast path against `netsec predict`, and the prediction log
-//! against a real MongoDB-compatible server (up, killed mid-run, unreachable).
-
-mod common;
+//! `netsec serve`: every route, every error answer, the bearer token, the body limit and
+//! /metrics after traffic through the application's router in this process (every layer,
+//! no socket); graceful shutdown, hot reload under load (new model swapped in, corrupt one
+//! refused, zero failed requests), the CSV fast path against `netsec predict`, and the
+//! prediction log against a real MongoDB-compatible server (up, killed mid-run,
+//! unreachable) through the real binary and real HTTP on 127.0.0.1.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,12 +12,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use common::http::{get, post, request, serve_address};
-use common::mongo_server::MongoServer;
-use common::{netsec, phishing_lines, repo_file, s};
+use crate::common::http::{Answer, get, post, request, serve_address};
+use crate::common::mongo_server::MongoServer;
+use crate::common::{netsec, netsec_command, phishing_lines, repo_file, s};
 use mongodb::bson::{Bson, Document, doc};
-use netsec::storage::Pointer;
+use netsec::serve::{AppState, ModelSource, ServeOptions};
+use netsec::storage::{Pointer, S3Options};
 use serde_json::{Map, Value, json};
+use tower::ServiceExt;
 
 /// Two trained model files (random forest, decision tree) and their sha256, made once.
 struct Models {
@@ -78,7 +79,7 @@ impl Server {
     fn start_with_env(model: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let stderr = dir.path().join("stderr.log");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_netsec"));
+        let mut command = netsec_command();
         command
             .args([
                 "serve",
@@ -90,9 +91,6 @@ impl Server {
                 "2",
             ])
             .args(args)
-            .env_remove("RUST_LOG")
-            .env_remove("NETSEC_SERVE_TOKEN")
-            .env_remove("NETSEC_PREDICTION_LOG")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr).unwrap());
@@ -123,6 +121,80 @@ impl Drop for Server {
     }
 }
 
+/// The application `netsec serve` runs — its router with every layer (token, body limit,
+/// timeout, metrics) — answering requests in this process, without a socket.
+struct App {
+    router: axum::Router,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl App {
+    /// Serves the model file at `model` with `options`, as `netsec serve --model` does.
+    fn start(model: &Path, options: ServeOptions) -> App {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let model = runtime.block_on(async {
+            let source = ModelSource::open(s(model), &S3Options::default())
+                .await
+                .unwrap();
+            source.load().await.unwrap()
+        });
+        let state = Arc::new(AppState::new(model, &options));
+        let router = netsec::serve::app::router(state, &options);
+        App { router, runtime }
+    }
+
+    /// Sends one request through the router; answers as [`request`] does over HTTP.
+    fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
+        let mut request = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-length", body.len());
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(axum::body::Body::from(body.to_vec())).unwrap();
+        self.runtime.block_on(async {
+            let response = self.router.clone().oneshot(request).await.unwrap();
+            let status = response.status().as_u16();
+            let headers = response
+                .headers()
+                .iter()
+                .map(|(n, v)| {
+                    (
+                        n.as_str().to_owned(),
+                        v.to_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect();
+            let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap()
+                .to_vec();
+            Answer {
+                status,
+                headers,
+                body,
+            }
+        })
+    }
+
+    fn get(&self, path: &str, headers: &[(&str, &str)]) -> Answer {
+        self.request("GET", path, headers, b"")
+    }
+
+    fn post(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
+        self.request("POST", path, headers, body)
+    }
+
+    fn post_json(&self, body: &Value) -> Answer {
+        self.post("/predict", &[JSON], body.to_string().as_bytes())
+    }
+}
+
 /// The first `n` phishing rows as JSON records (features only, integers).
 fn records(n: usize) -> Vec<Value> {
     let lines = phishing_lines(n + 1);
@@ -146,7 +218,7 @@ fn records(n: usize) -> Vec<Value> {
 
 const JSON: (&str, &str) = ("Content-Type", "application/json");
 
-fn post_json(addr: SocketAddr, body: &Value) -> common::http::Answer {
+fn post_json(addr: SocketAddr, body: &Value) -> crate::common::http::Answer {
     post(addr, "/predict", &[JSON], body.to_string().as_bytes())
 }
 
@@ -159,12 +231,11 @@ fn metric(text: &str, series: &str) -> Option<f64> {
 #[test]
 fn every_route_answers_and_every_error_is_json() {
     let (model_path, sha) = &models().forest;
-    let server = Server::start(s(model_path), &[], None);
-    let addr = server.addr;
+    let app = App::start(model_path, ServeOptions::default());
 
-    assert_eq!(get(addr, "/healthz", &[]).json()["status"], "ok");
-    assert_eq!(get(addr, "/readyz", &[]).json()["sha256"], sha.as_str());
-    let page = get(addr, "/", &[]);
+    assert_eq!(app.get("/healthz", &[]).json()["status"], "ok");
+    assert_eq!(app.get("/readyz", &[]).json()["sha256"], sha.as_str());
+    let page = app.get("/", &[]);
     assert_eq!(page.status, 200);
     assert!(
         page.header("content-type")
@@ -172,7 +243,7 @@ fn every_route_answers_and_every_error_is_json() {
             .starts_with("text/html")
     );
     assert!(page.text().contains("/predict/csv"));
-    let model = get(addr, "/model", &[]).json();
+    let model = app.get("/model", &[]).json();
     assert_eq!(model["sha256"], sha.as_str());
     assert_eq!(model["algorithm"], "random_forest");
     assert_eq!(model["version"], "file");
@@ -182,7 +253,7 @@ fn every_route_answers_and_every_error_is_json() {
 
     // One record, an array, {"rows": [...]}: same predictions for the same rows.
     let rows = records(20);
-    let one = post_json(addr, &rows[0]);
+    let one = app.post_json(&rows[0]);
     assert_eq!(one.status, 200, "{}", one.text());
     let one = one.json();
     let first = &one["predictions"][0];
@@ -197,16 +268,15 @@ fn every_route_answers_and_every_error_is_json() {
         if p >= 0.5 { "phishing" } else { "legitimate" }
     );
     assert_eq!(one["model"]["sha256"], sha.as_str());
-    let array = post_json(addr, &Value::Array(rows.clone())).json();
-    let wrapped = post_json(addr, &json!({ "rows": rows })).json();
+    let array = app.post_json(&Value::Array(rows.clone())).json();
+    let wrapped = app.post_json(&json!({ "rows": rows })).json();
     assert_eq!(array["predictions"].as_array().unwrap().len(), 20);
     assert_eq!(array["predictions"], wrapped["predictions"]);
     assert_eq!(array["predictions"][0], *first);
 
     // CSV in, CSV out, with the same probabilities as JSON.
     let csv = phishing_lines(21).join("\n");
-    let answer = post(
-        addr,
+    let answer = app.post(
         "/predict/csv",
         &[("Content-Type", "text/csv")],
         csv.as_bytes(),
@@ -226,12 +296,12 @@ fn every_route_answers_and_every_error_is_json() {
     assert!((csv_p - p).abs() < 1e-12, "{csv_p} vs {p}");
 
     // Errors: status, code, and the column / row they name.
-    let bad = post(addr, "/predict", &[JSON], b"{\"URL_Length\": ");
+    let bad = app.post("/predict", &[JSON], b"{\"URL_Length\": ");
     assert_eq!(bad.status, 400);
     assert_eq!(bad.json()["error"], "bad_json");
     let mut missing = rows[0].clone();
     missing.as_object_mut().unwrap().remove("SFH");
-    let e = post_json(addr, &missing);
+    let e = app.post_json(&missing);
     assert_eq!(e.status, 422);
     let e = e.json();
     assert_eq!(
@@ -244,7 +314,7 @@ fn every_route_answers_and_every_error_is_json() {
     );
     let mut extra = rows[0].clone();
     extra["URL_Lenght"] = json!(1);
-    let e = post_json(addr, &extra).json();
+    let e = app.post_json(&extra).json();
     assert_eq!(e["column"], "URL_Lenght", "{e}");
     assert!(
         e["message"].as_str().unwrap().contains("not in the schema"),
@@ -252,7 +322,7 @@ fn every_route_answers_and_every_error_is_json() {
     );
     let mut outside = rows[1].clone();
     outside["URL_Length"] = json!(7);
-    let e = post_json(addr, &json!({ "rows": [rows[0], outside] }));
+    let e = app.post_json(&json!({ "rows": [rows[0], outside] }));
     assert_eq!(e.status, 422);
     let e = e.json();
     assert_eq!(
@@ -263,14 +333,14 @@ fn every_route_answers_and_every_error_is_json() {
     assert!(e["message"].as_str().unwrap().contains("[-1, 0, 1]"), "{e}");
     let mut text_cell = rows[0].clone();
     text_cell["SSLfinal_State"] = json!("high");
-    let e = post_json(addr, &text_cell).json();
+    let e = app.post_json(&text_cell).json();
     assert_eq!(e["column"], "SSLfinal_State");
     assert_eq!(e["issues"][0]["problem"]["kind"], "wrong_type", "{e}");
-    let e = post_json(addr, &json!([1, 2]));
+    let e = app.post_json(&json!([1, 2]));
     assert_eq!(e.status, 400);
     let mut bad_csv = phishing_lines(6);
     bad_csv[3] = bad_csv[3].replacen("-1", "abc", 1);
-    let e = post(addr, "/predict/csv", &[], bad_csv.join("\n").as_bytes());
+    let e = app.post("/predict/csv", &[], bad_csv.join("\n").as_bytes());
     assert_eq!(e.status, 422);
     let e = e.json();
     assert_eq!(e["line"], 4, "{e}");
@@ -282,16 +352,16 @@ fn every_route_answers_and_every_error_is_json() {
         "{e}"
     );
     let ragged = format!("{}\n1,2\n", phishing_lines(1)[0]);
-    let e = post(addr, "/predict/csv", &[], ragged.as_bytes());
+    let e = app.post("/predict/csv", &[], ragged.as_bytes());
     assert_eq!((e.status, e.json()["line"].as_u64()), (400, Some(2)));
-    let e = get(addr, "/nope", &[]);
+    let e = app.get("/nope", &[]);
     assert_eq!(
         (e.status, e.json()["error"].as_str().map(str::to_owned)),
         (404, Some("not_found".into()))
     );
 
     // The metrics count what just happened.
-    let metrics = get(addr, "/metrics", &[]);
+    let metrics = app.get("/metrics", &[]);
     assert!(
         metrics
             .header("content-type")
@@ -351,8 +421,8 @@ fn every_route_answers_and_every_error_is_json() {
         .collect();
     assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{buckets:?}");
 
-    // SIGTERM: a graceful stop with exit code 0.
-    let mut server = server;
+    // SIGTERM: a graceful stop with exit code 0 (a process: signals are its business).
+    let mut server = Server::start(s(model_path), &[], None);
     let pid = server.child.id().to_string();
     assert!(
         Command::new("kill")
@@ -376,38 +446,41 @@ fn every_route_answers_and_every_error_is_json() {
 fn bearer_token_and_body_limit() {
     let (model_path, _) = &models().forest;
     let token = "s3cret-token-value";
-    let server = Server::start(s(model_path), &["--max-body-bytes", "2048"], Some(token));
-    let addr = server.addr;
+    let app = App::start(
+        model_path,
+        ServeOptions {
+            max_body_bytes: 2048,
+            token: Some(token.to_owned()),
+            ..ServeOptions::default()
+        },
+    );
     let body = records(1)[0].to_string();
     let bearer = format!("Bearer {token}");
 
-    let none = post(addr, "/predict", &[JSON], body.as_bytes());
+    let none = app.post("/predict", &[JSON], body.as_bytes());
     assert_eq!(none.status, 401);
     assert_eq!(none.json()["error"], "unauthorized");
     assert_eq!(none.header("www-authenticate"), Some("Bearer"));
-    let wrong = post(
-        addr,
+    let wrong = app.post(
         "/predict",
         &[JSON, ("Authorization", "Bearer nope")],
         body.as_bytes(),
     );
     assert_eq!(wrong.status, 401);
-    assert_eq!(get(addr, "/model", &[]).status, 401);
-    assert_eq!(get(addr, "/metrics", &[]).status, 401);
-    let ok = post(
-        addr,
+    assert_eq!(app.get("/model", &[]).status, 401);
+    assert_eq!(app.get("/metrics", &[]).status, 401);
+    let ok = app.post(
         "/predict",
         &[JSON, ("Authorization", &bearer)],
         body.as_bytes(),
     );
     assert_eq!(ok.status, 200, "{}", ok.text());
-    assert_eq!(get(addr, "/healthz", &[]).status, 200);
-    assert_eq!(get(addr, "/readyz", &[]).status, 200);
+    assert_eq!(app.get("/healthz", &[]).status, 200);
+    assert_eq!(app.get("/readyz", &[]).status, 200);
 
     let big = Value::Array(records(40)).to_string();
     assert!(big.len() > 2048);
-    let e = post(
-        addr,
+    let e = app.post(
         "/predict",
         &[JSON, ("Authorization", &bearer)],
         big.as_bytes(),
@@ -415,15 +488,14 @@ fn bearer_token_and_body_limit() {
     assert_eq!(e.status, 413);
     assert_eq!(e.json()["error"], "too_large");
     let csv = phishing_lines(100).join("\n");
-    let e = post(
-        addr,
+    let e = app.post(
         "/predict/csv",
         &[("Authorization", &bearer)],
         csv.as_bytes(),
     );
     assert_eq!(e.status, 413);
 
-    let m = get(addr, "/metrics", &[("Authorization", &bearer)]).text();
+    let m = app.get("/metrics", &[("Authorization", &bearer)]).text();
     assert_eq!(
         metric(
             &m,
@@ -438,6 +510,15 @@ fn bearer_token_and_body_limit() {
         ),
         Some(1.0)
     );
+    // The log is the process's: a real server, asked without, with a wrong and with the
+    // right token.
+    let server = Server::start(s(model_path), &["--max-body-bytes", "2048"], Some(token));
+    let addr = server.addr;
+    assert_eq!(post(addr, "/predict", &[JSON], body.as_bytes()).status, 401);
+    let wrong = [JSON, ("Authorization", "Bearer nope")];
+    assert_eq!(post(addr, "/predict", &wrong, body.as_bytes()).status, 401);
+    let right = [JSON, ("Authorization", bearer.as_str())];
+    assert_eq!(post(addr, "/predict", &right, body.as_bytes()).status, 200);
     assert!(
         !server.stderr().contains(token),
         "the token must never be logged"
@@ -970,7 +1051,7 @@ fn unreachable_prediction_log_with_credentials_serves_and_never_prints_them() {
         "credentials in the log: {stderr}"
     );
     // Not in --help either (clap would show an env value otherwise).
-    let help = Command::new(env!("CARGO_BIN_EXE_netsec"))
+    let help = netsec_command()
         .args(["serve", "--help"])
         .env("NETSEC_PREDICTION_LOG", &uri)
         .output()

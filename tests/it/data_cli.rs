@@ -1,9 +1,7 @@
 //! `netsec data ...` end to end through the real binary, on the real phishing data set and
 //! on generated data.
 
-mod common;
-
-use common::{netsec, phishing_csv, phishing_lines, s};
+use crate::common::{netsec, phishing_csv, phishing_lines, s};
 
 const SCHEMA: &str = "data_schema/phishing.yaml";
 

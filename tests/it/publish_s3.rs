@@ -5,18 +5,16 @@
 //! failed uploads that leave the old pointer, and hot reload from S3. The same flow on a
 //! `file://` store closes the file.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::fault_proxy::{Fault, FaultProxy};
-use common::http::{get, serve_address};
-use common::s3_server::{Kind, S3Server, SECRET_KEY};
-use common::{Run, repo_file, s};
+use crate::common::fault_proxy::{Fault, FaultProxy};
+use crate::common::http::{get, serve_address};
+use crate::common::s3_server::{Kind, S3Server, SECRET_KEY};
+use crate::common::{Run, netsec_command, repo_file, s};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -76,31 +74,9 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// Runs `netsec` with `env` and none of the caller's AWS or netsec store settings.
+/// Runs `netsec` with `env` (and, as always, none of the caller's AWS or store settings).
 fn netsec(args: &[&str], env: &[(&str, String)]) -> Run {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_netsec"));
-    command
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("RUST_LOG")
-        .env_remove("NETSEC_STORE")
-        .env_remove("NETSEC_REGISTRY")
-        .env_remove("GITHUB_STEP_SUMMARY")
-        .env_remove("MLFLOW_TRACKING_URI");
-    for (k, _) in std::env::vars() {
-        if k.starts_with("AWS_") {
-            command.env_remove(k);
-        }
-    }
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    let output = command.output().unwrap();
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    crate::common::netsec_env(args, env.iter().map(|(k, v)| (k, v)))
 }
 
 fn promote(ws: &Path, best: &str, extra: &[&str], env: &[(&str, String)]) -> Run {
@@ -328,7 +304,7 @@ fn promote_publish_republish_rollback_and_refusals_on_seaweedfs() {
     // A store that is not reachable is a runtime failure (exit 1).
     let mut away = env.clone();
     away.retain(|(k, _)| *k != "AWS_ENDPOINT_URL");
-    let closed = format!("http://127.0.0.1:{}", common::s3_server::free_port());
+    let closed = format!("http://127.0.0.1:{}", crate::common::s3_server::free_port());
     let run = netsec(
         &[
             "publish",
@@ -460,7 +436,7 @@ struct Serve {
 
 impl Serve {
     fn start(model: &str, env: &[(&str, String)]) -> Serve {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_netsec"));
+        let mut command = netsec_command();
         command
             .args([
                 "serve",
@@ -471,8 +447,6 @@ impl Serve {
                 "--reload-interval",
                 "200ms",
             ])
-            .env_remove("RUST_LOG")
-            .env_remove("NETSEC_SERVE_TOKEN")
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
         for (k, v) in env {
@@ -563,7 +537,7 @@ fn serve_from_s3_reloads_after_publish_and_rollback() {
     bad["version"] = 9.into();
     bad["sha256"] = "0".repeat(64).into();
     let client = server.client();
-    common::s3_server::block_on(
+    crate::common::s3_server::block_on(
         client
             .put_object()
             .bucket("netsec-serve")

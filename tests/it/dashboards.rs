@@ -2,14 +2,12 @@
 //! really exports: a real server answers a few requests, and every metric named in every
 //! PromQL expression of the dashboard (panels and template variables) is in its /metrics.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 
-use common::http::{get, post, serve_address};
-use common::{netsec, repo_file, s};
+use crate::common::http::{get, post, serve_address};
+use crate::common::{netsec, netsec_command, repo_file, s};
 use serde_json::Value;
 
 /// PromQL words that are not metric names.
@@ -181,7 +179,7 @@ impl Drop for Server {
 }
 
 fn serve(model: &str) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_netsec"))
+    let mut child = netsec_command()
         .args([
             "serve",
             "--model",
@@ -194,8 +192,6 @@ fn serve(model: &str) -> Server {
             "--prediction-log",
             "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=300",
         ])
-        .env_remove("RUST_LOG")
-        .env_remove("NETSEC_SERVE_TOKEN")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
