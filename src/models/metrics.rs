@@ -74,6 +74,23 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// The value of `metric`, when this binary metric set measures it (`None` for a metric
+    /// it has no figure for, e.g. per-class ones, and for ROC/PR AUC with a single class).
+    pub fn get(&self, metric: crate::shared::Metric) -> Option<f64> {
+        use crate::shared::Metric;
+        match metric {
+            Metric::Accuracy => Some(self.accuracy),
+            Metric::Precision => Some(self.precision),
+            Metric::Recall => Some(self.recall),
+            Metric::F1 => Some(self.f1),
+            Metric::RocAuc => self.roc_auc,
+            Metric::PrAuc => self.pr_auc,
+            Metric::Mcc => Some(self.mcc),
+            Metric::LogLoss => Some(self.log_loss),
+            Metric::MacroF1 | Metric::DetectionRate | Metric::Fpr | Metric::Class(_) => None,
+        }
+    }
+
     /// Compute every metric. `y_true` and `proba` must have equal length (extra entries of the
     /// longer one are ignored).
     pub fn compute(y_true: &[bool], proba: &[f64]) -> Self {

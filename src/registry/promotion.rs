@@ -252,19 +252,7 @@ pub fn fmt_value(v: f64) -> String {
 
 /// The value of `metric` in `m`, if it was measured (a NaN means it could not be).
 fn metric_value(m: &Metrics, metric: SelectMetric) -> Option<f64> {
-    // Read here rather than through `sweep`'s metric table: the registry does not import
-    // the sweep stage.
-    let value = match metric {
-        SelectMetric::Accuracy => m.accuracy,
-        SelectMetric::Precision => m.precision,
-        SelectMetric::Recall => m.recall,
-        SelectMetric::F1 => m.f1,
-        SelectMetric::RocAuc => m.roc_auc?,
-        SelectMetric::PrAuc => m.pr_auc?,
-        SelectMetric::Mcc => m.mcc,
-        SelectMetric::LogLoss => m.log_loss,
-    };
-    Some(value).filter(|v| v.is_finite())
+    m.get(metric).filter(|v| v.is_finite())
 }
 
 /// Evaluates every rule of `policy` for a candidate with held-out `labels`, against the
