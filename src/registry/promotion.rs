@@ -466,6 +466,22 @@ mod tests {
         (labels, Scores { proba, metrics })
     }
 
+    #[test]
+    fn metric_values_are_read_by_name_and_unmeasured_ones_are_none() {
+        let (_, s) = scores(&[1, 2]);
+        let m = &s.metrics;
+        assert_eq!(metric_value(m, SelectMetric::F1), Some(m.f1));
+        assert_eq!(metric_value(m, SelectMetric::LogLoss), Some(m.log_loss));
+        assert_eq!(metric_value(m, SelectMetric::RocAuc), m.roc_auc);
+        let unmeasured = Metrics {
+            roc_auc: None,
+            mcc: f64::NAN,
+            ..m.clone()
+        };
+        assert_eq!(metric_value(&unmeasured, SelectMetric::RocAuc), None);
+        assert_eq!(metric_value(&unmeasured, SelectMetric::Mcc), None);
+    }
+
     fn view(scores: &Scores) -> CandidateView<'_> {
         CandidateView {
             scores,
