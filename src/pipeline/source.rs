@@ -146,7 +146,11 @@ pub async fn refit_trial(
     };
     let keys: Vec<String> = candidates.iter().map(|c| trial_key(c, &context)).collect();
     let executor = Executor::new(&grid.name, &data, &split, &folds, grid.split.seed);
-    let model = refit(trial, &candidates, &keys, &executor)?;
+    // A fit is CPU work of seconds to minutes: keep it off the runtime's workers.
+    let top = trial.clone();
+    let model = tokio::task::spawn_blocking(move || refit(&top, &candidates, &keys, &executor))
+        .await
+        .context("refitting a trial")??;
     Ok(model_file(trial, model, &schema, &data, &source, &grid))
 }
 
