@@ -50,7 +50,9 @@ pub fn run(command: Command, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         Command::Experiment(ExperimentCommand::Compare(args)) => {
             experiment_show::compare(args, out)
         }
-        Command::Experiment(ExperimentCommand::Collect(args)) => experiment_collect::run(args, out),
+        Command::Experiment(ExperimentCommand::Collect(args)) => {
+            block(experiment_collect::run(args, out))
+        }
         Command::Predict(args) => predict::run(args, out),
         Command::Sync(args) => sync::run(args, out),
         Command::Promote(args) => promote::run(args, out),

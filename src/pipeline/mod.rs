@@ -2,4 +2,5 @@
 //! MLflow runs, publishing then mirroring, and the retrain pipeline. Stages never import
 //! this module; it imports them.
 
+pub mod collect;
 pub mod source;

@@ -4,13 +4,19 @@
 //!
 //! Trial keys are deterministic, so the union is a plain merge by key; a trial found in
 //! several places is kept once, a finished result winning over a failed one.
+//!
+//! This module also reads a run store's sweeps as a [`Source`] and merges a union back
+//! into a run store; gathering MLflow runs as well is `pipeline::collect`'s job, since the
+//! sweep stage does not know about tracking.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 
 use serde::Serialize;
 
 use super::plan::Shard;
 use super::record::{MeanStd, TrialRecord, TrialStatus, rank};
+use super::store::{NewSweep, RunStore, StoreError, SweepRow, SweepStatus};
 use crate::config::grid::SelectMetric;
 
 /// Where a group of trials was found: one run store, or one sweep's parent run in MLflow.
@@ -129,6 +135,139 @@ pub fn union(sources: &[Source], plan: Option<&[String]>, metric: SelectMetric) 
         missing,
         shards: coverage(sources.iter().flat_map(|s| s.shards.iter().copied())),
     }
+}
+
+/// The source kind of a run store (see [`Source::kind`]).
+pub const STORE: &str = "store";
+
+/// Reads the trials of `sweeps` (all from `store`) as one source named `name`: the
+/// trials of `plan` when the grid's plan is known, else of the sweeps' own plans. Returns
+/// the source and the keys it was read for.
+pub async fn read_store(
+    store: &RunStore,
+    name: String,
+    sweeps: &[&SweepRow],
+    plan: Option<&[String]>,
+) -> Result<(Source, Vec<String>), StoreError> {
+    let keys = match plan {
+        Some(p) => p.to_vec(),
+        None => {
+            let mut keys = Vec::new();
+            for sweep in sweeps {
+                keys.extend(store.sweep_keys(sweep.id).await?);
+            }
+            keys.sort();
+            keys.dedup();
+            keys
+        }
+    };
+    let stored = store.trials(&keys).await?;
+    let mut records: Vec<TrialRecord> = stored.into_values().collect();
+    records.sort_by(|a, b| a.key.cmp(&b.key));
+    let mut shards: Vec<_> = sweeps
+        .iter()
+        .map(|s| s.shard.as_deref().and_then(|t| t.parse().ok()))
+        .collect();
+    shards.dedup();
+    let source = Source {
+        name,
+        kind: STORE,
+        shards,
+        records,
+    };
+    Ok((source, keys))
+}
+
+/// What [`merge_into`] writes.
+#[derive(Debug, Clone, Copy)]
+pub struct MergeInput<'a> {
+    /// The experiment the merged sweep belongs to.
+    pub experiment: &'a str,
+    /// The union to merge.
+    pub union: &'a Union,
+    /// The sources it was made from (only run stores hold complete records).
+    pub sources: &'a [Source],
+    /// A sweep found in a run store, whose grid, data source, schema and metric the
+    /// merged sweep takes.
+    pub template: Option<&'a SweepRow>,
+    /// The planned trial keys, when known (else the merged trials are the plan).
+    pub planned: Option<&'a [String]>,
+    /// The best trial, its model file (already beside the target store) and sha256.
+    pub best_model: Option<(&'a str, &'a str, &'a str)>,
+}
+
+/// Where a union was merged.
+#[derive(Debug, Clone, Serialize)]
+pub struct Merged {
+    /// The run store file.
+    pub store: PathBuf,
+    /// The finished sweep that holds the union.
+    pub sweep_id: i64,
+    /// Trials merged (those found in run stores).
+    pub trials: usize,
+    /// The best model file copied beside it.
+    pub model_path: Option<PathBuf>,
+}
+
+/// Merges the trials read from run stores into `store` as one finished sweep, never
+/// replacing a finished trial; returns the new sweep's id and the number of trials merged.
+pub async fn merge_into(
+    store: &RunStore,
+    input: &MergeInput<'_>,
+) -> Result<(i64, usize), StoreError> {
+    let merged = input.union;
+    // Only run stores hold complete records (MLflow has no confusion counts).
+    let local: BTreeMap<&str, &TrialRecord> = input
+        .sources
+        .iter()
+        .filter(|s| s.kind == STORE)
+        .flat_map(|s| s.records.iter())
+        .map(|r| (r.key.as_str(), r))
+        .collect();
+    let records: Vec<&TrialRecord> = merged
+        .records
+        .iter()
+        .filter_map(|r| {
+            local
+                .get(r.key.as_str())
+                .copied()
+                .filter(|l| l.status == r.status)
+        })
+        .collect();
+    if records.len() < merged.records.len() {
+        tracing::warn!(
+            skipped = merged.records.len() - records.len(),
+            "trials found only in MLflow are not merged into the run store"
+        );
+    }
+    let keys: Vec<String> = records.iter().map(|r| r.key.clone()).collect();
+    let existing = store.finished_trials(&keys).await?;
+    for record in &records {
+        if !existing.contains_key(&record.key) {
+            store.record_trial(record).await?;
+        }
+    }
+    let template = input.template;
+    let plan: Vec<String> = input
+        .planned
+        .map_or_else(|| keys.clone(), <[String]>::to_vec);
+    let first = merged.records.first();
+    let sweep_id = store
+        .start_sweep(&NewSweep {
+            experiment: input.experiment,
+            grid_path: template.map_or("", |s| s.grid_path.as_str()),
+            data_source: template.map_or("", |s| s.data_source.as_str()),
+            data_fingerprint: first.map_or("", |r| r.data_fingerprint.as_str()),
+            schema_hash: template.map_or("", |s| s.schema_hash.as_str()),
+            select_metric: template.map_or("f1", |s| s.select_metric.as_str()),
+            shard: None,
+            trial_keys: &plan,
+        })
+        .await?;
+    store
+        .finish_sweep(sweep_id, SweepStatus::Finished, input.best_model)
+        .await?;
+    Ok((sweep_id, records.len()))
 }
 
 /// Same status and bit-identical CV metrics (NaN equal to NaN).
