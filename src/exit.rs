@@ -1,15 +1,6 @@
 //! Exit codes: 0 success, 1 runtime failure (server, I/O), 2 bad input (config, data,
 //! arguments), 3 rejected by policy — so CI can tell "rejected" from "broken".
 
-use crate::config::grid::GridError;
-use crate::config::yaml::YamlError;
-use crate::data::infer::InferError;
-use crate::data::{InvalidData, LoadError, SchemaError};
-use crate::model_file::ModelFileError;
-use crate::models::ParamError;
-use crate::registry::promotion::HoldoutError;
-use crate::registry::{PolicyError, RegistryError};
-
 /// How a command ended when it did not fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -50,50 +41,76 @@ pub struct UsageError(pub String);
 #[error("{0}")]
 pub struct AfterCommit(pub String);
 
-/// The exit code for an error: bad input when any error in its chain is of a bad-input
-/// type, a runtime failure otherwise.
-pub fn exit_code(err: &anyhow::Error) -> u8 {
-    if err.downcast_ref::<AfterCommit>().is_some() {
-        return RUNTIME_FAILURE;
-    }
-    let bad_input = err.chain().any(|cause| {
-        cause.is::<UsageError>()
-            || cause.is::<YamlError>()
-            || cause.is::<SchemaError>()
-            || cause.is::<LoadError>()
-            || cause.is::<InvalidData>()
-            || cause.is::<InferError>()
-            || cause.is::<GridError>()
-            || cause.is::<ParamError>()
-            || cause.is::<PolicyError>()
-            || cause.is::<crate::config::retrain::RetrainConfigError>()
-            || cause.is::<HoldoutError>()
-            || cause
-                .downcast_ref::<RegistryError>()
-                .is_some_and(RegistryError::is_bad_input)
-            || cause
-                .downcast_ref::<crate::serve::SourceError>()
-                .is_some_and(crate::serve::SourceError::is_bad_input)
-            || cause
-                .downcast_ref::<crate::storage::StorageError>()
-                .is_some_and(crate::storage::StorageError::is_bad_input)
-            || matches!(
-                cause.downcast_ref::<ModelFileError>(),
-                Some(ModelFileError::Read { .. } | ModelFileError::Format { .. })
-            )
-            || cause
-                .downcast_ref::<crate::ingest::mongo::MongoError>()
-                .is_some_and(|e| e.is_bad_input())
-            || matches!(
-                cause.downcast_ref::<crate::models::ModelError>(),
-                Some(crate::models::ModelError::FeatureCount { .. })
-            )
-    });
-    if bad_input {
+impl UsageError {
+    /// The process exit code: bad input.
+    pub fn exit_code(&self) -> u8 {
         BAD_INPUT
-    } else {
+    }
+}
+
+impl AfterCommit {
+    /// The process exit code: a runtime failure, whatever caused it.
+    pub fn exit_code(&self) -> u8 {
         RUNTIME_FAILURE
     }
+}
+
+/// The exit code for an error: asked of the first error in its chain that is one of the
+/// crate's typed errors (each classifies its own variants), a runtime failure when there
+/// is none. [`AfterCommit`], attached as context, wins over what it wraps.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    // A context is not an element of `chain()` that downcasts to its own type, so
+    // `AfterCommit` is asked of the error itself.
+    if let Some(after) = err.downcast_ref::<AfterCommit>() {
+        return after.exit_code();
+    }
+    err.chain()
+        .find_map(typed_exit_code)
+        .unwrap_or(RUNTIME_FAILURE)
+}
+
+/// The exit code of `cause` when it is one of the crate's typed errors. Every error type
+/// of the crate is listed here; the unit tests build each variant through `anyhow` and
+/// check its code, so a type left out of this list fails them.
+fn typed_exit_code(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
+    macro_rules! first_of {
+        ($($ty:ty),* $(,)?) => {
+            $(
+                if let Some(e) = cause.downcast_ref::<$ty>() {
+                    return Some(e.exit_code());
+                }
+            )*
+        };
+    }
+    first_of!(
+        UsageError,
+        AfterCommit,
+        crate::config::yaml::YamlError,
+        crate::config::grid::GridError,
+        crate::config::retrain::RetrainConfigError,
+        crate::data::SchemaError,
+        crate::data::LoadError,
+        crate::data::InvalidData,
+        crate::data::infer::InferError,
+        crate::models::ParamError,
+        crate::models::ModelError,
+        crate::model_file::ModelFileError,
+        crate::sweep::store::StoreError,
+        crate::tracking::TrackingError,
+        crate::tracking::outbox::OutboxError,
+        crate::registry::RegistryError,
+        crate::registry::PolicyError,
+        crate::registry::promotion::HoldoutError,
+        crate::storage::StorageError,
+        crate::storage::pointer::PointerError,
+        crate::serve::SourceError,
+        crate::serve::input::InputError,
+        crate::serve::prediction_log::PredictionLogError,
+        crate::ingest::mongo::MongoError,
+        crate::state::LockError,
+        crate::state::LockHeld,
+    );
+    None
 }
 
 /// Whether the error is a closed stdout (e.g. `netsec ... | head`), which is a normal end.
@@ -103,4 +120,633 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
             .downcast_ref::<std::io::Error>()
             .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    //! One test per error type: each variant built, wrapped in `anyhow` as a command
+    //! returns it, and its exit code checked, which also checks that `exit_code` lists the
+    //! type.
+
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::config::grid::GridError;
+    use crate::config::retrain::RetrainConfigError;
+    use crate::config::yaml::YamlError;
+    use crate::data::infer::InferError;
+    use crate::data::{LoadError, SchemaError};
+    use crate::ingest::mongo::MongoError;
+    use crate::model_file::ModelFileError;
+    use crate::models::{ModelError, ParamError, ParamValue};
+    use crate::registry::promotion::HoldoutError;
+    use crate::registry::{PolicyError, RegistryError};
+    use crate::serve::SourceError;
+    use crate::serve::input::{InputError, InputErrorDetail};
+    use crate::serve::prediction_log::PredictionLogError;
+    use crate::storage::{PointerError, StorageError};
+    use crate::sweep::store::StoreError;
+    use crate::tracking::{OutboxError, TrackingError};
+
+    const R: u8 = RUNTIME_FAILURE;
+    const B: u8 = BAD_INPUT;
+
+    /// The exit code of `err` returned by a command; fails when `exit_code` does not list
+    /// its type.
+    fn code<E: std::error::Error + Send + Sync + 'static>(err: E) -> u8 {
+        assert!(
+            typed_exit_code(&err).is_some(),
+            "{} is not listed in typed_exit_code",
+            std::any::type_name::<E>()
+        );
+        exit_code(&anyhow::Error::new(err))
+    }
+
+    /// The same, with a context on top as most commands add.
+    fn with_context<E: std::error::Error + Send + Sync + 'static>(err: E) -> u8 {
+        exit_code(&anyhow::Error::new(err).context("doing something"))
+    }
+
+    fn io() -> std::io::Error {
+        std::io::Error::other("boom")
+    }
+
+    fn path() -> PathBuf {
+        PathBuf::from("f")
+    }
+
+    fn sqlx() -> sqlx::Error {
+        sqlx::Error::PoolClosed
+    }
+
+    fn json() -> serde_json::Error {
+        serde_json::from_str::<u8>("x").unwrap_err()
+    }
+
+    fn yaml_read() -> YamlError {
+        YamlError::Read {
+            path: path(),
+            source: io(),
+        }
+    }
+
+    fn yaml_parse() -> YamlError {
+        YamlError::Parse {
+            path: path(),
+            line: 1,
+            column: 1,
+            message: "m".into(),
+        }
+    }
+
+    fn s() -> String {
+        "x".into()
+    }
+
+    #[test]
+    fn usage_and_after_commit() {
+        assert_eq!(code(UsageError(s())), B);
+        assert_eq!(code(AfterCommit(s())), R);
+        // AfterCommit as the outermost context wins over a bad-input cause.
+        let err = anyhow::Error::new(UsageError(s())).context(AfterCommit(s()));
+        assert_eq!(exit_code(&err), R);
+        // No typed error at all: a runtime failure.
+        assert_eq!(exit_code(&anyhow::Error::new(io())), R);
+        assert_eq!(exit_code(&anyhow::anyhow!("plain")), R);
+    }
+
+    #[test]
+    fn broken_pipe_is_recognised_through_context() {
+        let err = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+            .context("writing");
+        assert!(is_broken_pipe(&err));
+        assert!(!is_broken_pipe(&anyhow::Error::new(io())));
+    }
+
+    #[test]
+    fn yaml_errors_are_bad_input() {
+        assert_eq!(code(yaml_read()), B);
+        assert_eq!(with_context(yaml_parse()), B);
+    }
+
+    #[test]
+    fn config_file_errors_are_bad_input() {
+        assert_eq!(code(GridError::Yaml(yaml_read())), B);
+        assert_eq!(
+            code(GridError::Invalid {
+                path: path(),
+                line: 1,
+                column: 1,
+                message: s(),
+            }),
+            B
+        );
+        assert_eq!(code(RetrainConfigError::Yaml(yaml_parse())), B);
+        assert_eq!(
+            code(RetrainConfigError::Invalid {
+                path: path(),
+                message: s(),
+            }),
+            B
+        );
+        assert_eq!(code(SchemaError::Yaml(yaml_read())), B);
+        assert_eq!(
+            code(SchemaError::Invalid {
+                path: path(),
+                message: s(),
+            }),
+            B
+        );
+        assert_eq!(code(PolicyError::Yaml(yaml_read())), B);
+        assert_eq!(
+            code(PolicyError::Invalid {
+                path: path(),
+                line: 1,
+                column: 1,
+                message: s(),
+            }),
+            B
+        );
+    }
+
+    #[test]
+    fn load_errors_are_bad_input() {
+        for err in [
+            LoadError::Remote { what: s() },
+            LoadError::Io {
+                path: path(),
+                source: io(),
+            },
+            LoadError::Empty { path: path() },
+            LoadError::NoRows { path: path() },
+            LoadError::Ragged {
+                path: path(),
+                line: 1,
+                expected: 2,
+                found: 3,
+            },
+            LoadError::DuplicateHeader {
+                path: path(),
+                name: s(),
+            },
+            LoadError::UnknownFormat { path: path() },
+            LoadError::Parse {
+                path: path(),
+                message: s(),
+            },
+        ] {
+            assert_eq!(with_context(err), B);
+        }
+    }
+
+    #[test]
+    fn infer_errors_are_bad_input() {
+        for err in [
+            InferError::NoLabelColumn {
+                source_name: s(),
+                column: s(),
+                available: s(),
+            },
+            InferError::SingleLabel {
+                source_name: s(),
+                column: s(),
+                value: s(),
+            },
+            InferError::EmptyLabel {
+                source_name: s(),
+                column: s(),
+            },
+            InferError::NotALabel {
+                source_name: s(),
+                column: s(),
+                why: s(),
+            },
+            InferError::UnknownClass {
+                source_name: s(),
+                column: s(),
+                value: s(),
+                values: s(),
+            },
+            InferError::OneClass {
+                source_name: s(),
+                message: s(),
+            },
+            InferError::MixedTypes {
+                source_name: s(),
+                columns: Vec::new(),
+            },
+            InferError::NoFeatures {
+                source_name: s(),
+                reasons: s(),
+            },
+        ] {
+            assert_eq!(code(err), B);
+        }
+    }
+
+    fn param_error() -> ParamError {
+        ParamError::Unknown {
+            algorithm: "svm",
+            key: s(),
+            known: s(),
+        }
+    }
+
+    #[test]
+    fn param_errors_are_bad_input() {
+        assert_eq!(code(param_error()), B);
+        assert_eq!(
+            code(ParamError::Invalid {
+                algorithm: "svm",
+                key: s(),
+                expected: s(),
+                got: ParamValue::Null,
+            }),
+            B
+        );
+    }
+
+    #[test]
+    fn model_errors_are_runtime_failures_except_the_feature_count() {
+        assert_eq!(code(ModelError::FeatureCount { expected: 1, got: 2 }), B);
+        for err in [
+            // A transparent variant hides its cause from the chain; it was a runtime
+            // failure before the codes were typed, and stays one.
+            ModelError::Param(param_error()),
+            ModelError::Empty {
+                rows: 0,
+                features: 0,
+            },
+            ModelError::LengthMismatch { rows: 1, labels: 2 },
+            ModelError::SingleClass { attack: true },
+            ModelError::NonFinite { row: 0, feature: 0 },
+            ModelError::Stages {
+                stages: Vec::new(),
+                n_stages: 1,
+            },
+            ModelError::TooLarge {
+                algorithm: "svm",
+                message: s(),
+            },
+            ModelError::Solver {
+                algorithm: "svm",
+                message: s(),
+            },
+        ] {
+            assert_eq!(code(err), R);
+        }
+    }
+
+    #[test]
+    fn model_file_errors() {
+        assert_eq!(
+            code(ModelFileError::Read {
+                path: path(),
+                source: io(),
+            }),
+            B
+        );
+        assert_eq!(
+            code(ModelFileError::Format {
+                path: path(),
+                message: s(),
+            }),
+            B
+        );
+        assert_eq!(
+            code(ModelFileError::Write {
+                path: path(),
+                source: io(),
+            }),
+            R
+        );
+    }
+
+    #[test]
+    fn database_errors_are_runtime_failures() {
+        assert_eq!(
+            code(StoreError::Open {
+                path: path(),
+                source: sqlx(),
+            }),
+            R
+        );
+        assert_eq!(code(StoreError::Query(sqlx())), R);
+        assert_eq!(
+            code(StoreError::Corrupt {
+                key: s(),
+                source: json(),
+            }),
+            R
+        );
+        assert_eq!(
+            code(OutboxError::Open {
+                path: path(),
+                source: sqlx(),
+            }),
+            R
+        );
+        assert_eq!(code(OutboxError::Query(sqlx())), R);
+        assert_eq!(
+            code(OutboxError::Corrupt {
+                id: 1,
+                source: json(),
+            }),
+            R
+        );
+    }
+
+    #[test]
+    fn tracking_errors_are_runtime_failures() {
+        let api = || TrackingError::Api {
+            endpoint: s(),
+            status: 400,
+            code: s(),
+            message: s(),
+        };
+        for err in [
+            api(),
+            TrackingError::RegistryUnavailable {
+                endpoint: s(),
+                status: 404,
+            },
+            TrackingError::Decode {
+                endpoint: s(),
+                status: 200,
+                message: s(),
+            },
+            TrackingError::RetriesExhausted {
+                attempts: 3,
+                elapsed: std::time::Duration::from_secs(1),
+                last: Box::new(api()),
+            },
+            TrackingError::Invalid(s()),
+            TrackingError::Config(s()),
+            TrackingError::Io {
+                path: path(),
+                source: io(),
+            },
+        ] {
+            assert_eq!(code(err), R);
+        }
+        // Transport needs a reqwest error, which only a failed request makes.
+        let transport = reqwest::Client::new()
+            .get("http://[::1")
+            .build()
+            .unwrap_err();
+        assert_eq!(
+            code(TrackingError::Transport {
+                endpoint: s(),
+                source: transport,
+            }),
+            R
+        );
+    }
+
+    #[test]
+    fn registry_errors() {
+        for err in [
+            RegistryError::Open {
+                path: path(),
+                source: sqlx(),
+            },
+            RegistryError::Query(sqlx()),
+            RegistryError::Corrupt {
+                what: s(),
+                source: json(),
+            },
+        ] {
+            assert_eq!(code(err), R);
+        }
+        for err in [
+            RegistryError::UnknownModel(s()),
+            RegistryError::UnknownVersion {
+                model: s(),
+                version: 1,
+            },
+            RegistryError::NoAlias {
+                model: s(),
+                alias: s(),
+            },
+            RegistryError::NothingToRollBack {
+                model: s(),
+                alias: s(),
+                current: 1,
+            },
+            RegistryError::AlreadyThere {
+                model: s(),
+                alias: s(),
+                version: 1,
+            },
+            RegistryError::FileMissing {
+                path: path(),
+                source: io(),
+            },
+            RegistryError::ShaMismatch {
+                path: path(),
+                expected: s(),
+                actual: s(),
+            },
+        ] {
+            assert_eq!(code(err), B);
+        }
+    }
+
+    #[test]
+    fn holdout_errors_are_bad_input() {
+        for err in [
+            HoldoutError::NoDataSource { sha: s() },
+            HoldoutError::Load(LoadError::Empty { path: path() }),
+            HoldoutError::Changed {
+                source_name: s(),
+                expected: s(),
+                actual: s(),
+            },
+        ] {
+            assert_eq!(code(err), B);
+        }
+    }
+
+    fn storage_errors() -> Vec<(StorageError, u8)> {
+        vec![
+            (
+                StorageError::InvalidUrl {
+                    url: s(),
+                    message: s(),
+                },
+                B,
+            ),
+            (
+                StorageError::NoBucket {
+                    bucket: s(),
+                    op: "GET",
+                    url: s(),
+                    status: 404,
+                },
+                B,
+            ),
+            (StorageError::NotFound { url: s() }, B),
+            (
+                StorageError::Denied {
+                    op: "GET",
+                    url: s(),
+                    answer: s(),
+                },
+                R,
+            ),
+            (
+                StorageError::Status {
+                    op: "GET",
+                    url: s(),
+                    answer: s(),
+                },
+                R,
+            ),
+            (
+                StorageError::Transport {
+                    op: "GET",
+                    url: s(),
+                    detail: s(),
+                },
+                R,
+            ),
+            (
+                StorageError::Io {
+                    op: "reading",
+                    path: path(),
+                    source: io(),
+                },
+                R,
+            ),
+        ]
+    }
+
+    fn pointer_error() -> PointerError {
+        PointerError {
+            location: s(),
+            message: s(),
+        }
+    }
+
+    #[test]
+    fn storage_errors_bad_urls_and_missing_objects_are_bad_input() {
+        for (err, expected) in storage_errors() {
+            assert_eq!(code(err), expected);
+        }
+        assert_eq!(code(pointer_error()), R);
+    }
+
+    #[test]
+    fn serve_source_errors_are_bad_input_except_the_stores_server() {
+        for (err, expected) in storage_errors() {
+            assert_eq!(code(SourceError::Store(err)), expected);
+        }
+        for err in [
+            SourceError::Read {
+                path: path(),
+                source: io(),
+            },
+            SourceError::Pointer(pointer_error()),
+            SourceError::Checksum {
+                location: s(),
+                expected: s(),
+                actual: s(),
+            },
+            SourceError::ModelFile(ModelFileError::Write {
+                path: path(),
+                source: io(),
+            }),
+            SourceError::Inconsistent {
+                path: path(),
+                message: s(),
+            },
+            SourceError::Unsupported(s()),
+        ] {
+            assert_eq!(code(err), B);
+        }
+    }
+
+    #[test]
+    fn serve_request_and_prediction_log_errors() {
+        let detail = InputErrorDetail {
+            error: "bad_input",
+            message: s(),
+            column: None,
+            row: None,
+            line: None,
+            problems: 1,
+            issues: Vec::new(),
+        };
+        assert_eq!(code(InputError(Box::new(detail))), B);
+        assert_eq!(
+            code(PredictionLogError::Uri {
+                uri: s(),
+                message: s(),
+            }),
+            B
+        );
+        assert_eq!(
+            code(PredictionLogError::Client {
+                target: s(),
+                message: s(),
+            }),
+            R
+        );
+    }
+
+    #[test]
+    fn mongo_errors_are_bad_input_except_the_server() {
+        assert_eq!(
+            code(MongoError::Server {
+                operation: "find",
+                target: s(),
+                message: s(),
+            }),
+            R
+        );
+        for err in [
+            MongoError::Uri {
+                uri: s(),
+                message: s(),
+            },
+            MongoError::Document {
+                target: s(),
+                id: s(),
+                field: s(),
+                problem: s(),
+            },
+            MongoError::Query(s()),
+        ] {
+            assert_eq!(code(err), B);
+        }
+    }
+
+    #[test]
+    fn a_held_run_lock_is_a_runtime_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = crate::state::StateDir::new(dir.path());
+        let _held = state.lock("retrain").unwrap();
+        let err = state.lock("retrain").unwrap_err();
+        assert_eq!(code(err), R);
+        assert_eq!(
+            code(crate::state::LockError::Io {
+                path: path(),
+                source: io(),
+            }),
+            R
+        );
+    }
+
+    #[test]
+    fn the_first_typed_error_in_the_chain_decides() {
+        // A bad-input cause under a typed runtime failure: the outer one was chosen by
+        // the code that knew more.
+        let err = anyhow::Error::new(HoldoutError::Load(LoadError::Io {
+            path: path(),
+            source: io(),
+        }));
+        assert_eq!(exit_code(&err), B);
+        let err = anyhow::Error::new(UsageError(s())).context(StoreError::Query(sqlx()));
+        assert_eq!(exit_code(&err), B, "a context is not a typed error of the chain");
+    }
 }

@@ -53,6 +53,17 @@ pub enum ModelFileError {
     },
 }
 
+impl ModelFileError {
+    /// The process exit code: bad input for a file that cannot be read or is not a model file, a runtime failure for a failed write.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ModelFileError::Read { .. } => crate::exit::BAD_INPUT,
+            ModelFileError::Format { .. } => crate::exit::BAD_INPUT,
+            ModelFileError::Write { .. } => crate::exit::RUNTIME_FAILURE,
+        }
+    }
+}
+
 /// Metrics stored with a model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelMetrics {

@@ -94,6 +94,13 @@ pub struct LockHeld {
     holder: String,
 }
 
+impl LockHeld {
+    /// The process exit code: a runtime failure (another process is busy; the input was fine).
+    pub fn exit_code(&self) -> u8 {
+        crate::exit::RUNTIME_FAILURE
+    }
+}
+
 /// Taking a run lock failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
@@ -108,6 +115,16 @@ pub enum LockError {
         /// The underlying error.
         source: std::io::Error,
     },
+}
+
+impl LockError {
+    /// The process exit code: a runtime failure.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            LockError::Held(e) => e.exit_code(),
+            LockError::Io { .. } => crate::exit::RUNTIME_FAILURE,
+        }
+    }
 }
 
 impl RunLock {

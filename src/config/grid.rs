@@ -286,6 +286,16 @@ pub enum GridError {
 }
 
 impl GridError {
+    /// The process exit code: bad input (the grid file).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            GridError::Yaml(e) => e.exit_code(),
+            GridError::Invalid { .. } => crate::exit::BAD_INPUT,
+        }
+    }
+}
+
+impl GridError {
     /// An error at the place `span` came from.
     pub fn at<T>(path: &Path, span: &Spanned<T>, message: impl Into<String>) -> GridError {
         GridError::Invalid {

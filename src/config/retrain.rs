@@ -117,6 +117,16 @@ pub enum RetrainConfigError {
     },
 }
 
+impl RetrainConfigError {
+    /// The process exit code: bad input (the retrain file).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RetrainConfigError::Yaml(e) => e.exit_code(),
+            RetrainConfigError::Invalid { .. } => crate::exit::BAD_INPUT,
+        }
+    }
+}
+
 impl RetrainFile {
     /// Reads and checks a retrain file.
     pub fn from_file(path: &Path) -> Result<RetrainFile, RetrainConfigError> {

@@ -29,6 +29,16 @@ pub enum YamlError {
     },
 }
 
+impl YamlError {
+    /// The process exit code: bad input (the file the user gave).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            YamlError::Read { .. } => crate::exit::BAD_INPUT,
+            YamlError::Parse { .. } => crate::exit::BAD_INPUT,
+        }
+    }
+}
+
 /// Reads `path` and deserializes it, rejecting typos through `deny_unknown_fields` on `T`.
 pub fn read_yaml<T: DeserializeOwned>(path: &Path) -> Result<T, YamlError> {
     let text = std::fs::read_to_string(path).map_err(|source| YamlError::Read {

@@ -25,6 +25,13 @@ pub struct InvalidData {
     pub count: usize,
 }
 
+impl InvalidData {
+    /// The process exit code: bad input.
+    pub fn exit_code(&self) -> u8 {
+        crate::exit::BAD_INPUT
+    }
+}
+
 /// Name of the extra one-hot column that takes categories not listed in the schema.
 pub const OTHER_CATEGORY: &str = "<other>";
 

@@ -149,6 +149,22 @@ pub enum InferError {
     },
 }
 
+impl InferError {
+    /// The process exit code: bad input (the data).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            InferError::NoLabelColumn { .. } => crate::exit::BAD_INPUT,
+            InferError::SingleLabel { .. } => crate::exit::BAD_INPUT,
+            InferError::EmptyLabel { .. } => crate::exit::BAD_INPUT,
+            InferError::NotALabel { .. } => crate::exit::BAD_INPUT,
+            InferError::UnknownClass { .. } => crate::exit::BAD_INPUT,
+            InferError::OneClass { .. } => crate::exit::BAD_INPUT,
+            InferError::MixedTypes { .. } => crate::exit::BAD_INPUT,
+            InferError::NoFeatures { .. } => crate::exit::BAD_INPUT,
+        }
+    }
+}
+
 /// A column with both numbers and words, and where the words are.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MixedColumn {

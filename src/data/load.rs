@@ -69,6 +69,22 @@ pub enum LoadError {
     },
 }
 
+impl LoadError {
+    /// The process exit code: bad input (the data the user named), even when it cannot be read.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            LoadError::Remote { .. } => crate::exit::BAD_INPUT,
+            LoadError::Io { .. } => crate::exit::BAD_INPUT,
+            LoadError::Empty { .. } => crate::exit::BAD_INPUT,
+            LoadError::NoRows { .. } => crate::exit::BAD_INPUT,
+            LoadError::Ragged { .. } => crate::exit::BAD_INPUT,
+            LoadError::DuplicateHeader { .. } => crate::exit::BAD_INPUT,
+            LoadError::UnknownFormat { .. } => crate::exit::BAD_INPUT,
+            LoadError::Parse { .. } => crate::exit::BAD_INPUT,
+        }
+    }
+}
+
 /// A loaded file: its frame plus what is needed to name lines in messages.
 #[derive(Debug, Clone)]
 pub struct Table {

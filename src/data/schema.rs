@@ -40,6 +40,16 @@ pub enum SchemaError {
     },
 }
 
+impl SchemaError {
+    /// The process exit code: bad input (the schema file).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            SchemaError::Yaml(e) => e.exit_code(),
+            SchemaError::Invalid { .. } => crate::exit::BAD_INPUT,
+        }
+    }
+}
+
 /// The value type of one column.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -63,6 +63,18 @@ pub enum MongoError {
 }
 
 impl MongoError {
+    /// The process exit code: bad input (URI, query, documents), except a server failure.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            MongoError::Uri { .. } => crate::exit::BAD_INPUT,
+            MongoError::Server { .. } => crate::exit::RUNTIME_FAILURE,
+            MongoError::Document { .. } => crate::exit::BAD_INPUT,
+            MongoError::Query(_) => crate::exit::BAD_INPUT,
+        }
+    }
+}
+
+impl MongoError {
     /// Whether the error is bad input (URI, query, documents) rather than a server failure.
     pub fn is_bad_input(&self) -> bool {
         !matches!(self, MongoError::Server { .. })

@@ -183,6 +183,23 @@ pub enum ModelError {
     },
 }
 
+impl ModelError {
+    /// The process exit code: bad input for rows with the wrong number of features, else a runtime failure (a fit that failed on data that passed validation).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ModelError::Param(_) => crate::exit::RUNTIME_FAILURE,
+            ModelError::Empty { .. } => crate::exit::RUNTIME_FAILURE,
+            ModelError::LengthMismatch { .. } => crate::exit::RUNTIME_FAILURE,
+            ModelError::SingleClass { .. } => crate::exit::RUNTIME_FAILURE,
+            ModelError::NonFinite { .. } => crate::exit::RUNTIME_FAILURE,
+            ModelError::FeatureCount { .. } => crate::exit::BAD_INPUT,
+            ModelError::Stages { .. } => crate::exit::RUNTIME_FAILURE,
+            ModelError::TooLarge { .. } => crate::exit::RUNTIME_FAILURE,
+            ModelError::Solver { .. } => crate::exit::RUNTIME_FAILURE,
+        }
+    }
+}
+
 /// Check the training inputs shared by every algorithm: non-empty, matching lengths, both
 /// classes present, finite features.
 pub(crate) fn check_training_data(x: ArrayView2<f64>, y: &[bool]) -> Result<(), ModelError> {

@@ -164,6 +164,16 @@ pub enum ParamError {
     },
 }
 
+impl ParamError {
+    /// The process exit code: bad input (the grid's parameters).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ParamError::Unknown { .. } => crate::exit::BAD_INPUT,
+            ParamError::Invalid { .. } => crate::exit::BAD_INPUT,
+        }
+    }
+}
+
 /// Check `params` against `specs` and return the complete set: every spec'd parameter present,
 /// defaults filled in for the absent ones.
 pub fn resolve(

@@ -107,6 +107,24 @@ pub enum RegistryError {
 }
 
 impl RegistryError {
+    /// The process exit code: a runtime failure for the database, bad input for what the user named.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RegistryError::Open { .. } => crate::exit::RUNTIME_FAILURE,
+            RegistryError::Query(_) => crate::exit::RUNTIME_FAILURE,
+            RegistryError::Corrupt { .. } => crate::exit::RUNTIME_FAILURE,
+            RegistryError::UnknownModel(_) => crate::exit::BAD_INPUT,
+            RegistryError::UnknownVersion { .. } => crate::exit::BAD_INPUT,
+            RegistryError::NoAlias { .. } => crate::exit::BAD_INPUT,
+            RegistryError::NothingToRollBack { .. } => crate::exit::BAD_INPUT,
+            RegistryError::AlreadyThere { .. } => crate::exit::BAD_INPUT,
+            RegistryError::FileMissing { .. } => crate::exit::BAD_INPUT,
+            RegistryError::ShaMismatch { .. } => crate::exit::BAD_INPUT,
+        }
+    }
+}
+
+impl RegistryError {
     /// Whether the error is the user's input (exit 2) rather than a runtime failure (1).
     pub fn is_bad_input(&self) -> bool {
         !matches!(

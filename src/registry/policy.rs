@@ -37,6 +37,16 @@ pub enum PolicyError {
     },
 }
 
+impl PolicyError {
+    /// The process exit code: bad input (the policy file).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            PolicyError::Yaml(e) => e.exit_code(),
+            PolicyError::Invalid { .. } => crate::exit::BAD_INPUT,
+        }
+    }
+}
+
 /// Minimum values on the pinned holdout, by metric (precision, recall and F1 of the attack
 /// class). `log_loss` is the one metric where lower is better: its "floor" is a ceiling.
 #[derive(Debug, Clone, Default, Deserialize)]

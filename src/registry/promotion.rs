@@ -47,6 +47,18 @@ pub enum HoldoutError {
     },
 }
 
+impl HoldoutError {
+    /// The process exit code: bad input (the holdout cannot be rebuilt from what the model file records).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            HoldoutError::NoDataSource { .. } => crate::exit::BAD_INPUT,
+            HoldoutError::Load(_) => crate::exit::BAD_INPUT,
+            HoldoutError::Invalid(_) => crate::exit::BAD_INPUT,
+            HoldoutError::Changed { .. } => crate::exit::BAD_INPUT,
+        }
+    }
+}
+
 /// The pinned holdout: the test rows of a model's split of its own data.
 #[derive(Debug, Clone)]
 pub struct Holdout {

@@ -29,6 +29,13 @@ const LISTED_ISSUES: usize = 20;
 #[serde(transparent)]
 pub struct InputError(pub Box<InputErrorDetail>);
 
+impl InputError {
+    /// The process exit code: bad input (a request's rows).
+    pub fn exit_code(&self) -> u8 {
+        crate::exit::BAD_INPUT
+    }
+}
+
 /// The fields of an [`InputError`] answer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct InputErrorDetail {

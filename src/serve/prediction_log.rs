@@ -85,6 +85,16 @@ pub enum PredictionLogError {
     },
 }
 
+impl PredictionLogError {
+    /// The process exit code: bad input for a URI that does not parse, else a runtime failure.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            PredictionLogError::Uri { .. } => crate::exit::BAD_INPUT,
+            PredictionLogError::Client { .. } => crate::exit::RUNTIME_FAILURE,
+        }
+    }
+}
+
 /// The inputs of one request, as the client sent them.
 #[derive(Debug)]
 pub enum LoggedInputs {

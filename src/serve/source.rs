@@ -64,6 +64,21 @@ pub enum SourceError {
 }
 
 impl SourceError {
+    /// The process exit code: bad input (a missing or invalid model or pointer), except the store's server or network.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            SourceError::Read { .. } => crate::exit::BAD_INPUT,
+            SourceError::Store(e) => e.exit_code(),
+            SourceError::Pointer(_) => crate::exit::BAD_INPUT,
+            SourceError::Checksum { .. } => crate::exit::BAD_INPUT,
+            SourceError::ModelFile(_) => crate::exit::BAD_INPUT,
+            SourceError::Inconsistent { .. } => crate::exit::BAD_INPUT,
+            SourceError::Unsupported(_) => crate::exit::BAD_INPUT,
+        }
+    }
+}
+
+impl SourceError {
     /// Whether the error is the user's input (exit 2: a missing or invalid model or
     /// pointer) rather than a runtime failure (exit 1: the store's server or network).
     pub fn is_bad_input(&self) -> bool {

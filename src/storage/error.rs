@@ -77,6 +77,21 @@ pub enum StorageError {
 }
 
 impl StorageError {
+    /// The process exit code: bad input for a bad URL or a bucket or object that does not exist, a runtime failure for credentials, server, network and local I/O.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            StorageError::InvalidUrl { .. } => crate::exit::BAD_INPUT,
+            StorageError::NoBucket { .. } => crate::exit::BAD_INPUT,
+            StorageError::NotFound { .. } => crate::exit::BAD_INPUT,
+            StorageError::Denied { .. } => crate::exit::RUNTIME_FAILURE,
+            StorageError::Status { .. } => crate::exit::RUNTIME_FAILURE,
+            StorageError::Transport { .. } => crate::exit::RUNTIME_FAILURE,
+            StorageError::Io { .. } => crate::exit::RUNTIME_FAILURE,
+        }
+    }
+}
+
+impl StorageError {
     /// Whether the error is the user's input (exit 2: a bad URL, a bucket or pointer that
     /// does not exist) rather than a runtime failure (exit 1: credentials, server, network).
     pub fn is_bad_input(&self) -> bool {

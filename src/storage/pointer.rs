@@ -34,6 +34,13 @@ pub struct PointerError {
     pub message: String,
 }
 
+impl PointerError {
+    /// The process exit code: a runtime failure (the store holds a broken pointer; serving a store classifies it as bad input through its own error).
+    pub fn exit_code(&self) -> u8 {
+        crate::exit::RUNTIME_FAILURE
+    }
+}
+
 /// The pointer file: which model version is current.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

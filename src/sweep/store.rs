@@ -34,6 +34,17 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// The process exit code: a runtime failure (the database).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            StoreError::Open { .. } => crate::exit::RUNTIME_FAILURE,
+            StoreError::Query(_) => crate::exit::RUNTIME_FAILURE,
+            StoreError::Corrupt { .. } => crate::exit::RUNTIME_FAILURE,
+        }
+    }
+}
+
 /// How a sweep ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SweepStatus {

@@ -80,6 +80,22 @@ pub enum TrackingError {
 }
 
 impl TrackingError {
+    /// The process exit code: a runtime failure (the tracking server, or a client that could not be set up).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            TrackingError::Api { .. } => crate::exit::RUNTIME_FAILURE,
+            TrackingError::RegistryUnavailable { .. } => crate::exit::RUNTIME_FAILURE,
+            TrackingError::Transport { .. } => crate::exit::RUNTIME_FAILURE,
+            TrackingError::Decode { .. } => crate::exit::RUNTIME_FAILURE,
+            TrackingError::RetriesExhausted { .. } => crate::exit::RUNTIME_FAILURE,
+            TrackingError::Invalid(_) => crate::exit::RUNTIME_FAILURE,
+            TrackingError::Config(_) => crate::exit::RUNTIME_FAILURE,
+            TrackingError::Io { .. } => crate::exit::RUNTIME_FAILURE,
+        }
+    }
+}
+
+impl TrackingError {
     /// Whether trying the same request again may succeed: connection problems, timeouts,
     /// 408, 429 and 5xx. Other 4xx never are.
     pub fn is_retryable(&self) -> bool {

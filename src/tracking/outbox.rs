@@ -49,6 +49,17 @@ pub enum OutboxError {
     },
 }
 
+impl OutboxError {
+    /// The process exit code: a runtime failure (the database).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            OutboxError::Open { .. } => crate::exit::RUNTIME_FAILURE,
+            OutboxError::Query(_) => crate::exit::RUNTIME_FAILURE,
+            OutboxError::Corrupt { .. } => crate::exit::RUNTIME_FAILURE,
+        }
+    }
+}
+
 /// What an outbox record does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecordKind {
