@@ -85,7 +85,7 @@ fn typed_exit_code(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
     first_of!(
         UsageError,
         AfterCommit,
-        crate::config::yaml::YamlError,
+        crate::shared::yaml::YamlError,
         crate::config::grid::GridError,
         crate::config::retrain::RetrainConfigError,
         crate::data::SchemaError,
@@ -133,7 +133,7 @@ mod tests {
     use super::*;
     use crate::config::grid::GridError;
     use crate::config::retrain::RetrainConfigError;
-    use crate::config::yaml::YamlError;
+    use crate::shared::yaml::YamlError;
     use crate::data::infer::InferError;
     use crate::data::{LoadError, SchemaError};
     use crate::ingest::mongo::MongoError;

@@ -18,6 +18,7 @@ pub mod models;
 pub mod pipeline;
 pub mod registry;
 pub mod serve;
+pub mod shared;
 pub mod state;
 pub mod storage;
 pub mod sweep;

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 
-use super::yaml::{YamlError, read_yaml};
+use crate::shared::yaml::{YamlError, read_yaml};
 use crate::data::split::SplitSpec;
 use crate::data::synthetic::Profile;
 use crate::models::ParamValue;

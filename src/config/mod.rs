@@ -1,5 +1,5 @@
-//! Files users write: grid files, retrain files and the YAML reading they share with schema
-//! files.
+//! Files users write: grid files and retrain files. Reading YAML, which schema files share,
+//! is in [`crate::shared::yaml`] (`yaml` here re-exports it for now).
 
 pub mod grid;
 pub mod retrain;

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::yaml::{YamlError, read_yaml};
+use crate::shared::yaml::{YamlError, read_yaml};
 use crate::data::drift::DriftThresholds;
 
 /// What to do when the fresh data drifted from the champion's training data.
@@ -164,7 +164,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<RetrainFile, YamlError> {
-        super::super::yaml::parse_yaml(Path::new("retrain.yaml"), text)
+        crate::shared::yaml::parse_yaml(Path::new("retrain.yaml"), text)
     }
 
     #[test]

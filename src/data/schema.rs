@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::config::yaml::{YamlError, parse_yaml, read_yaml};
+use crate::shared::yaml::{YamlError, parse_yaml, read_yaml};
 
 /// A schema file that is malformed or inconsistent.
 #[derive(Debug, thiserror::Error)]
