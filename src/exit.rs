@@ -86,6 +86,7 @@ fn typed_exit_code(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
         UsageError,
         AfterCommit,
         crate::shared::yaml::YamlError,
+        crate::shared::metric::UnknownMetric,
         crate::config::grid::GridError,
         crate::config::retrain::RetrainConfigError,
         crate::data::SchemaError,
@@ -226,6 +227,7 @@ mod tests {
     #[test]
     fn yaml_errors_are_bad_input() {
         assert_eq!(code(yaml_read()), B);
+        assert_eq!(code(crate::shared::metric::UnknownMetric(s())), B);
         assert_eq!(with_context(yaml_parse()), B);
     }
 

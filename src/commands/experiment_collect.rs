@@ -10,6 +10,7 @@ use super::leaderboard::{self, Leaderboard};
 use crate::cli::{CollectArgs, OutputFormat};
 use crate::exit::Outcome;
 use crate::pipeline::collect::{CollectInput, Collected, collect};
+use crate::shared::short_hash as short;
 use crate::state::StateDir;
 
 /// Collects, ranks and prints the union; merges it into `--into` when asked.
@@ -197,9 +198,4 @@ fn print_text(out: &mut dyn Write, r: &TextReport<'_>) -> std::io::Result<()> {
         writeln!(out, "nothing merged into {}: {why}", target.display())?;
     }
     Ok(())
-}
-
-/// The first 12 characters of a trial key, as the leaderboard shows it.
-fn short(key: &str) -> &str {
-    &key[..12.min(key.len())]
 }

@@ -133,48 +133,8 @@ impl Default for CvConfig {
     }
 }
 
-/// Metrics a sweep can rank by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SelectMetric {
-    /// Share of correct predictions.
-    Accuracy,
-    /// Precision of the attack class.
-    Precision,
-    /// Recall of the attack class.
-    Recall,
-    /// F1 of the attack class.
-    F1,
-    /// Area under the ROC curve.
-    RocAuc,
-    /// Average precision (area under the precision-recall curve).
-    PrAuc,
-    /// Matthews correlation coefficient.
-    Mcc,
-    /// Log loss (lower is better).
-    LogLoss,
-}
-
-impl SelectMetric {
-    /// The metric's name as written in files and reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            SelectMetric::Accuracy => "accuracy",
-            SelectMetric::Precision => "precision",
-            SelectMetric::Recall => "recall",
-            SelectMetric::F1 => "f1",
-            SelectMetric::RocAuc => "roc_auc",
-            SelectMetric::PrAuc => "pr_auc",
-            SelectMetric::Mcc => "mcc",
-            SelectMetric::LogLoss => "log_loss",
-        }
-    }
-
-    /// Whether larger values are better.
-    pub fn higher_is_better(self) -> bool {
-        self != SelectMetric::LogLoss
-    }
-}
+/// Metrics a sweep can rank by: the shared vocabulary (files accept the recorded ones).
+pub use crate::shared::metric::Metric as SelectMetric;
 
 /// The `select:` section.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::config::grid::{GridFile, SelectMetric};
+use crate::config::grid::GridFile;
 use crate::data::Schema;
 use crate::exit::UsageError;
 use crate::fsutil::write_atomic;
@@ -18,6 +18,7 @@ use crate::models::Params;
 use crate::pipeline::source::{load_data, tracking_client};
 use crate::registry::RegistryError;
 use crate::registry::store::{read_verified, verify_file};
+use crate::shared::Metric;
 use crate::state::StateDir;
 pub use crate::sweep::collect::{Duplicate, Merged, ShardCoverage};
 use crate::sweep::collect::{MergeInput, Source, Union, merge_into, read_store, union};
@@ -77,7 +78,7 @@ pub struct Collected {
     /// The experiment collected.
     pub experiment: String,
     /// The ranking metric.
-    pub metric: SelectMetric,
+    pub metric: Metric,
     /// The data fingerprint the trials ran on.
     pub data_fingerprint: String,
     /// The sources read.
@@ -197,7 +198,7 @@ pub struct Report<'a> {
 struct Plan {
     experiment: String,
     tracking_experiment: String,
-    metric: SelectMetric,
+    metric: Metric,
     data_fingerprint: String,
     keys: Vec<String>,
     client: Option<MlflowClient>,
@@ -306,8 +307,8 @@ pub async fn collect(input: &CollectInput) -> anyhow::Result<Collected> {
         None => found
             .iter()
             .find_map(|f| f.metric())
-            .and_then(|m| serde_json::from_value(serde_json::Value::String(m.into())).ok())
-            .unwrap_or(SelectMetric::F1),
+            .and_then(|m| m.parse::<Metric>().ok().filter(|m| m.is_recorded()))
+            .unwrap_or(Metric::F1),
     };
 
     let (sources, planned) = read_sources(&stores, &store_paths, &found, plan.as_ref()).await?;

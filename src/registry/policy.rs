@@ -9,6 +9,7 @@
 //! guards: { same_holdout: true, schema_match: true, max_p99_predict_us: 1000 }
 //! ```
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -50,50 +51,13 @@ impl PolicyError {
 /// Minimum values on the pinned holdout, by metric (precision, recall and F1 of the attack
 /// class). `log_loss` is the one metric where lower is better: its "floor" is a ceiling.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Floors {
-    /// Share of correct predictions.
-    #[serde(default)]
-    pub accuracy: Option<Spanned<f64>>,
-    /// Precision of the attack class.
-    #[serde(default)]
-    pub precision: Option<Spanned<f64>>,
-    /// Recall of the attack class.
-    #[serde(default)]
-    pub recall: Option<Spanned<f64>>,
-    /// F1 of the attack class.
-    #[serde(default)]
-    pub f1: Option<Spanned<f64>>,
-    /// Area under the ROC curve.
-    #[serde(default)]
-    pub roc_auc: Option<Spanned<f64>>,
-    /// Average precision.
-    #[serde(default)]
-    pub pr_auc: Option<Spanned<f64>>,
-    /// Matthews correlation coefficient.
-    #[serde(default)]
-    pub mcc: Option<Spanned<f64>>,
-    /// Log loss: the maximum allowed.
-    #[serde(default)]
-    pub log_loss: Option<Spanned<f64>>,
-}
+#[serde(transparent)]
+pub struct Floors(BTreeMap<SelectMetric, Spanned<f64>>);
 
 impl Floors {
     /// The floors that are set, in report order.
     pub fn set(&self) -> Vec<(SelectMetric, &Spanned<f64>)> {
-        [
-            (SelectMetric::Accuracy, &self.accuracy),
-            (SelectMetric::Precision, &self.precision),
-            (SelectMetric::Recall, &self.recall),
-            (SelectMetric::F1, &self.f1),
-            (SelectMetric::RocAuc, &self.roc_auc),
-            (SelectMetric::PrAuc, &self.pr_auc),
-            (SelectMetric::Mcc, &self.mcc),
-            (SelectMetric::LogLoss, &self.log_loss),
-        ]
-        .into_iter()
-        .filter_map(|(m, v)| v.as_ref().map(|v| (m, v)))
-        .collect()
+        self.0.iter().map(|(m, v)| (*m, v)).collect()
     }
 }
 

@@ -1,4 +1,11 @@
 //! Small helpers every stage may use: reading YAML files with errors that name file, line
-//! and column.
+//! and column; the metric vocabulary; short hashes; wall-clock milliseconds.
 
+pub mod hash;
+pub mod metric;
+pub mod time;
 pub mod yaml;
+
+pub use hash::short as short_hash;
+pub use metric::Metric;
+pub use time::{format_ms, now_ms};

@@ -17,7 +17,7 @@ use serde::Serialize;
 use super::plan::Shard;
 use super::record::{MeanStd, TrialRecord, TrialStatus, rank};
 use super::store::{NewSweep, RunStore, StoreError, SweepRow, SweepStatus};
-use crate::config::grid::SelectMetric;
+use crate::shared::Metric;
 
 /// Where a group of trials was found: one run store, or one sweep's parent run in MLflow.
 #[derive(Debug, Clone)]
@@ -89,7 +89,7 @@ impl Union {
 
 /// Merges `sources` into one ranked list; `plan` (the planned trial keys, when known)
 /// decides which are missing.
-pub fn union(sources: &[Source], plan: Option<&[String]>, metric: SelectMetric) -> Union {
+pub fn union(sources: &[Source], plan: Option<&[String]>, metric: Metric) -> Union {
     let mut chosen: BTreeMap<String, TrialRecord> = BTreeMap::new();
     let mut sources_of: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut by_kind: BTreeMap<(&str, String), Vec<(&str, &TrialRecord)>> = BTreeMap::new();
@@ -375,7 +375,7 @@ mod tests {
             ),
         ];
         let plan: Vec<String> = ["k1", "k2", "k3"].map(String::from).into();
-        let u = union(&sources, Some(&plan), SelectMetric::F1);
+        let u = union(&sources, Some(&plan), Metric::F1);
         let keys: Vec<&str> = u.records.iter().map(|r| r.key.as_str()).collect();
         assert_eq!(keys, ["k2", "k1"]);
         assert_eq!(u.missing, ["k3"]);
@@ -408,7 +408,7 @@ mod tests {
             ),
         ];
         let plan: Vec<String> = ["k1", "k2"].map(String::from).into();
-        let u = union(&sources, Some(&plan), SelectMetric::F1);
+        let u = union(&sources, Some(&plan), Metric::F1);
         assert!(u.missing.is_empty() && u.shards.missing.is_empty());
         assert_eq!(u.shards.count, None);
         assert_eq!(u.shards.conflicting_counts, [2, 3]);
@@ -431,7 +431,7 @@ mod tests {
                 vec![record("k", 0.5, TrialStatus::Finished)],
             ),
         ];
-        let u = union(&sources, None, SelectMetric::F1);
+        let u = union(&sources, None, Metric::F1);
         assert_eq!(u.records[0].status, TrialStatus::Finished);
         assert!(u.missing.is_empty() && u.shards.missing.is_empty());
     }

@@ -103,16 +103,7 @@ impl TrialRecord {
 }
 
 /// Names of the metrics every trial records, in report order.
-pub const METRIC_NAMES: [&str; 8] = [
-    "accuracy",
-    "precision",
-    "recall",
-    "f1",
-    "roc_auc",
-    "pr_auc",
-    "mcc",
-    "log_loss",
-];
+pub const METRIC_NAMES: [&str; 8] = crate::shared::Metric::RECORDED_NAMES;
 
 /// Per-fold metrics by name, from the models' metric set.
 pub fn metric_values(m: &Metrics) -> BTreeMap<&'static str, f64> {
@@ -151,46 +142,11 @@ pub fn rank(records: &mut [TrialRecord], metric: SelectMetric) {
     records.sort_by(|a, b| compare(a, b, metric));
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-/// `YYYY-MM-DD HH:MM:SS` (UTC) of Unix milliseconds.
-pub fn format_ms(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
+pub use crate::shared::time::{format_ms, now_ms};
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn formats_utc_dates() {
-        assert_eq!(format_ms(0), "1970-01-01 00:00:00");
-        assert_eq!(format_ms(1_795_000_000_000), "2026-11-18 11:06:40");
-        assert_eq!(format_ms(951_782_400_000), "2000-02-29 00:00:00");
-    }
 
     #[test]
     fn mean_and_std() {

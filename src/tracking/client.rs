@@ -1,7 +1,7 @@
 //! The HTTP core of the client plus experiments and runs.
 
 use std::fmt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use reqwest::{Method, StatusCode, header};
 use serde::Serialize;
@@ -33,11 +33,7 @@ pub mod system_tags {
 }
 
 /// Milliseconds since the Unix epoch, the time unit of every MLflow timestamp.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+pub use crate::shared::time::now_ms;
 
 /// A typed, retrying client for the MLflow REST API.
 ///

@@ -9,7 +9,8 @@ use super::error::Result;
 use super::types::{Run, RunStatus};
 use crate::models::metrics::{Confusion, Metrics};
 use crate::models::{ParamKind, ParamValue, Params};
-use crate::sweep::record::{METRIC_NAMES, MeanStd, TrialRecord, TrialStatus};
+use crate::shared::Metric;
+use crate::sweep::record::{MeanStd, TrialRecord, TrialStatus};
 
 /// One sweep's parent run and the trials logged under it.
 #[derive(Debug, Clone)]
@@ -116,7 +117,7 @@ fn trial_from_run(run: &Run, experiment: &str) -> Option<TrialRecord> {
         })
         .collect();
     let params = typed_params(&algorithm, text);
-    let cv = METRIC_NAMES
+    let cv = Metric::RECORDED_NAMES
         .iter()
         .filter_map(|name| {
             let mean = run.metric(&format!("cv_{name}_mean"))?;
