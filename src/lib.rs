@@ -4,6 +4,8 @@
 //! the command layer in [`commands`] that the `netsec` binary dispatches to. Only the
 //! command layer writes to stdout; everything else reports through return values and logs.
 
+#[cfg(test)]
+mod architecture;
 pub mod cli;
 pub mod commands;
 pub mod config;
