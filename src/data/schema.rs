@@ -415,10 +415,8 @@ fn hash_of(columns: &[ColumnSpec], label: &LabelSpec) -> String {
     hex(&Sha256::digest(canonical))
 }
 
-/// Lower-case hex of a byte string.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+/// Lower-case hex of a byte string (moved to the shared helpers; re-exported for now).
+pub use crate::shared::hash::hex;
 
 #[cfg(test)]
 mod tests {

@@ -12,10 +12,10 @@ use sqlx::sqlite::{SqlitePool, SqliteRow};
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::RegistryError;
-use crate::data::schema::hex;
+use crate::shared::hash::hex;
 use crate::data::split::SplitSpec;
 use crate::models::metrics::Metrics;
-use crate::sweep::record::now_ms;
+use crate::shared::now_ms;
 
 /// A version about to be registered.
 #[derive(Debug, Clone, Serialize)]

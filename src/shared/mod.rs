@@ -1,5 +1,5 @@
 //! Small helpers every stage may use: reading YAML files with errors that name file, line
-//! and column; the metric vocabulary; short hashes; wall-clock milliseconds.
+//! and column; the metric vocabulary; sha256 hex and short hashes; wall-clock milliseconds.
 
 pub mod hash;
 pub mod metric;

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use super::pointer::{Metadata, POINTER_FILE, Pointer, metadata_key, model_key};
 use super::{ObjectStore, StorageError};
-use crate::data::schema::hex;
+use crate::shared::hash::hex;
 
 /// A registered model version to publish.
 #[derive(Debug, Clone)]

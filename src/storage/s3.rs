@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 
 use super::url::join_key;
 use super::{ObjectInfo, ObjectStore, StorageError};
-use crate::data::schema::hex;
+use crate::shared::hash::hex;
 
 /// Objects larger than this are uploaded in parts of this size.
 pub const MULTIPART_THRESHOLD: usize = 8 * 1024 * 1024;
