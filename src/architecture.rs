@@ -185,9 +185,18 @@ fn reads_paths_and_groups() {
     let found: Vec<(usize, &str)> = found.iter().map(|(n, m)| (*n, m.as_str())).collect();
     assert_eq!(
         found,
-        [(1, "data"), (3, "sweep"), (3, "models"), (3, "config"), (4, "exit")]
+        [
+            (1, "data"),
+            (3, "sweep"),
+            (3, "models"),
+            (3, "config"),
+            (4, "exit")
+        ]
     );
-    assert_eq!(stage_of(Path::new("sweep/plan.rs")).as_deref(), Some("sweep"));
+    assert_eq!(
+        stage_of(Path::new("sweep/plan.rs")).as_deref(),
+        Some("sweep")
+    );
     assert_eq!(stage_of(Path::new("exit.rs")).as_deref(), Some("exit"));
     assert_eq!(stage_of(Path::new("lib.rs")), None);
 }

@@ -134,7 +134,6 @@ mod tests {
     use super::*;
     use crate::config::grid::GridError;
     use crate::config::retrain::RetrainConfigError;
-    use crate::shared::yaml::YamlError;
     use crate::data::infer::InferError;
     use crate::data::{LoadError, SchemaError};
     use crate::ingest::mongo::MongoError;
@@ -145,6 +144,7 @@ mod tests {
     use crate::serve::SourceError;
     use crate::serve::input::{InputError, InputErrorDetail};
     use crate::serve::prediction_log::PredictionLogError;
+    use crate::shared::yaml::YamlError;
     use crate::storage::{PointerError, StorageError};
     use crate::sweep::store::StoreError;
     use crate::tracking::{OutboxError, TrackingError};
@@ -370,7 +370,13 @@ mod tests {
 
     #[test]
     fn model_errors_are_runtime_failures_except_the_feature_count() {
-        assert_eq!(code(ModelError::FeatureCount { expected: 1, got: 2 }), B);
+        assert_eq!(
+            code(ModelError::FeatureCount {
+                expected: 1,
+                got: 2
+            }),
+            B
+        );
         for err in [
             // A transparent variant hides its cause from the chain; it was a runtime
             // failure before the codes were typed, and stays one.
@@ -749,6 +755,10 @@ mod tests {
         }));
         assert_eq!(exit_code(&err), B);
         let err = anyhow::Error::new(UsageError(s())).context(StoreError::Query(sqlx()));
-        assert_eq!(exit_code(&err), B, "a context is not a typed error of the chain");
+        assert_eq!(
+            exit_code(&err),
+            B,
+            "a context is not a typed error of the chain"
+        );
     }
 }

@@ -20,10 +20,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 
-use crate::shared::yaml::{YamlError, read_yaml};
 use crate::data::split::SplitSpec;
 use crate::data::synthetic::Profile;
 use crate::models::ParamValue;
+use crate::shared::yaml::{YamlError, read_yaml};
 
 /// Where a sweep's rows come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::shared::yaml::{YamlError, read_yaml};
 use crate::data::drift::DriftThresholds;
+use crate::shared::yaml::{YamlError, read_yaml};
 
 /// What to do when the fresh data drifted from the champion's training data.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

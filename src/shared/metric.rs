@@ -209,7 +209,9 @@ impl Metric {
 /// Per-class names live as long as the process: a handful, from schema files.
 fn intern(name: &str) -> &'static str {
     static NAMES: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
-    let mut names = NAMES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut names = NAMES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some(known) = names.get(name) {
         return known;
     }
@@ -280,10 +282,19 @@ mod tests {
 
     #[test]
     fn unknown_names_are_refused() {
-        for bad in ["f2", "class_recall", "class_recall.", "class_recallx.dos", ""] {
+        for bad in [
+            "f2",
+            "class_recall",
+            "class_recall.",
+            "class_recallx.dos",
+            "",
+        ] {
             assert_eq!(Metric::parse(bad), Err(UnknownMetric(bad.into())), "{bad}");
         }
-        assert_eq!(UnknownMetric("x".into()).exit_code(), crate::exit::BAD_INPUT);
+        assert_eq!(
+            UnknownMetric("x".into()).exit_code(),
+            crate::exit::BAD_INPUT
+        );
     }
 
     #[test]
@@ -298,7 +309,10 @@ mod tests {
     fn files_accept_only_recorded_metrics() {
         let f1: Metric = serde_json::from_str("\"f1\"").unwrap();
         assert_eq!(f1, Metric::F1);
-        assert_eq!(serde_json::to_string(&Metric::RocAuc).unwrap(), "\"roc_auc\"");
+        assert_eq!(
+            serde_json::to_string(&Metric::RocAuc).unwrap(),
+            "\"roc_auc\""
+        );
         let err = serde_json::from_str::<Metric>("\"fpr\"").unwrap_err();
         assert!(err.to_string().contains("unknown variant `fpr`"), "{err}");
     }
