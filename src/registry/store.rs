@@ -12,9 +12,9 @@ use sqlx::sqlite::{SqlitePool, SqliteRow};
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::RegistryError;
-use crate::shared::hash::hex;
 use crate::data::split::SplitSpec;
 use crate::models::metrics::Metrics;
+use crate::shared::hash::hex;
 use crate::shared::now_ms;
 
 /// A version about to be registered.
