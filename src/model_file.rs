@@ -12,12 +12,12 @@ use sha2::{Digest, Sha256};
 
 use crate::data::DataSource;
 use crate::data::dataset::FeatureEncoding;
-use crate::data::schema::{Schema, hex};
+use crate::data::schema::Schema;
 use crate::data::split::SplitSpec;
 use crate::fsutil::write_atomic;
-use crate::models::metrics::Metrics;
+use crate::models::metrics::{MeanStd, Metrics};
 use crate::models::{FittedModel, Params};
-use crate::sweep::record::MeanStd;
+use crate::shared::hash::hex;
 
 /// The `format` field of every model file.
 pub const FORMAT: &str = "netsec-model";

@@ -7,10 +7,11 @@ use serde::Serialize;
 use super::leaderboard::{self, Leaderboard};
 use crate::cli::{CompareArgs, ListArgs, OutputFormat, ShowArgs, StateArgs};
 use crate::exit::Outcome;
+use crate::shared::format_ms;
 use crate::state::StateDir;
 use crate::sweep::query;
 pub(super) use crate::sweep::query::varied_params;
-use crate::sweep::record::{METRIC_NAMES, TrialRecord, format_ms, metric_values};
+use crate::sweep::record::{METRIC_NAMES, TrialRecord, metric_values};
 
 fn state_dir(state: &StateArgs) -> StateDir {
     StateDir::new(&state.state_dir)

@@ -9,8 +9,8 @@ use crate::exit::Outcome;
 use crate::pipeline::publish::{MoveReporter, Publication, RollbackInput, StoreTarget};
 use crate::registry::read::{self, ModelDetail};
 use crate::registry::store::HistoryRow;
+use crate::shared::format_ms;
 use crate::state::StateDir;
-use crate::sweep::record::format_ms;
 
 fn json(out: &mut dyn Write, value: &impl serde::Serialize) -> anyhow::Result<Outcome> {
     serde_json::to_writer_pretty(&mut *out, value)?;

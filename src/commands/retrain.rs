@@ -545,7 +545,7 @@ impl RunLock {
             file,
             "pid {} since {}",
             std::process::id(),
-            crate::sweep::record::now_ms() / 1000
+            crate::shared::now_ms() / 1000
         )?;
         Ok(RunLock { _file: file })
     }

@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::load::Table;
-use super::schema::{ColumnType, Schema, hex};
+use super::schema::{ColumnType, Schema};
 use super::typed::{LabelPresence, TypedTable, allowed_text, type_table};
+use crate::shared::hash::hex;
 
 /// Data that does not fit its schema closely enough to train on or predict from.
 #[derive(Debug, thiserror::Error)]

@@ -15,6 +15,7 @@
 //!   - { name: row_id, type: integer, exclude: "unique per row" }
 //! ```
 
+use crate::shared::hash::hex;
 use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -414,9 +415,6 @@ fn hash_of(columns: &[ColumnSpec], label: &LabelSpec) -> String {
     let canonical = serde_json::to_vec(&(columns, label)).unwrap_or_default();
     hex(&Sha256::digest(canonical))
 }
-
-/// Lower-case hex of a byte string (moved to the shared helpers; re-exported for now).
-pub use crate::shared::hash::hex;
 
 #[cfg(test)]
 mod tests {

@@ -16,8 +16,9 @@ use polars::prelude::*;
 use sha2::{Digest, Sha256};
 
 use crate::data::load::Table;
-use crate::data::schema::{LabelType, Schema, hex};
+use crate::data::schema::{LabelType, Schema};
 use crate::data::typed::{TypedTable, TypedValues};
+use crate::shared::hash::hex;
 
 /// MongoDB's error code for a duplicate key.
 const DUPLICATE_KEY: i32 = 11000;

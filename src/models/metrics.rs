@@ -13,6 +13,28 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Mean and standard deviation of a metric over the cross-validation folds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MeanStd {
+    /// Mean over folds.
+    pub mean: f64,
+    /// Population standard deviation over folds.
+    pub std: f64,
+}
+
+impl MeanStd {
+    /// Summarizes per-fold values (NaN when there are none).
+    pub fn of(values: &[f64]) -> MeanStd {
+        let n = values.len() as f64;
+        let mean = values.iter().sum::<f64>() / n;
+        let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+        MeanStd {
+            mean,
+            std: var.sqrt(),
+        }
+    }
+}
+
 /// Decision threshold on P(attack).
 pub const THRESHOLD: f64 = 0.5;
 

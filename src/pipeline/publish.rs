@@ -12,11 +12,11 @@ use anyhow::Context;
 use crate::exit::{AfterCommit, UsageError};
 use crate::registry::store::{HistoryRow, read_verified};
 use crate::registry::{Registry, RegistryError, actor};
+use crate::shared::format_ms;
 use crate::state::StateDir;
 use crate::storage::pointer::METADATA_FORMAT;
 use crate::storage::publish::{Published, Step};
 use crate::storage::{Action, Metadata, ModelStore, Release, S3Options, StoreUrl, publish};
-use crate::sweep::record::format_ms;
 use crate::tracking::mirror::{AliasMove, alias_moved};
 
 /// What a workflow that moves an alias shows while it runs: first the committed move, then

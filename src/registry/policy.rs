@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use crate::config::grid::SelectMetric;
-use crate::config::yaml::{YamlError, read_yaml};
+use crate::shared::yaml::{YamlError, read_yaml};
 
 /// A policy file's problem at a known place.
 #[derive(Debug, thiserror::Error)]

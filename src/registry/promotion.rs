@@ -447,7 +447,7 @@ pub fn evaluate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::yaml::parse_yaml;
+    use crate::shared::yaml::parse_yaml;
     use std::path::Path;
 
     fn policy(text: &str) -> Policy {

@@ -36,8 +36,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::source::LoadedModel;
-use crate::data::schema::{LabelType, hex};
+use crate::data::schema::LabelType;
 use crate::ingest::mongo;
+use crate::shared::hash::hex;
 
 /// How long the writer looks for the server before a batch counts as failed: short, so
 /// that a server that went away is noticed quickly and shutdown is not held up.

@@ -11,8 +11,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sha2::{Digest, Sha256};
 
 use crate::data::dataset::FeatureEncoding;
-use crate::data::schema::hex;
 use crate::model_file::{ModelFile, ModelFileError};
+use crate::shared::hash::hex;
 use crate::storage::{
     ModelStore, ObjectStore, POINTER_FILE, Pointer, PointerError, S3Options, StorageError, StoreUrl,
 };

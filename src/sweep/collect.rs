@@ -15,8 +15,9 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::plan::Shard;
-use super::record::{MeanStd, TrialRecord, TrialStatus, rank};
+use super::record::{TrialRecord, TrialStatus, rank};
 use super::store::{NewSweep, RunStore, StoreError, SweepRow, SweepStatus};
+use crate::models::metrics::MeanStd;
 use crate::shared::Metric;
 
 /// Where a group of trials was found: one run store, or one sweep's parent run in MLflow.

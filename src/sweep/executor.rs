@@ -9,11 +9,13 @@ use ndarray::{Array2, Axis};
 use rayon::prelude::*;
 
 use super::plan::{Candidate, WorkUnit};
-use super::record::{MeanStd, TrialRecord, TrialStatus, metric_values, now_ms};
+use super::record::{TrialRecord, TrialStatus, metric_values};
 use crate::data::Dataset;
 use crate::data::split::Split;
+use crate::models::metrics::MeanStd;
 use crate::models::metrics::Metrics;
 use crate::models::{FittedModel, ModelError};
+use crate::shared::now_ms;
 
 /// Training and test matrices of one sweep, materialized once and shared by all trials.
 pub struct Executor {

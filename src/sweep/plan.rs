@@ -9,9 +9,9 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::config::grid::{GridError, GridFile};
-use crate::data::schema::hex;
 use crate::data::split::SplitSpec;
 use crate::models::{Algorithm, ParamError, ParamValue, Params, algorithm, algorithms};
+use crate::shared::hash::hex;
 
 /// One grid point, checked.
 #[derive(Clone)]
@@ -236,7 +236,7 @@ impl Shard {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::yaml::parse_yaml;
+    use crate::shared::yaml::parse_yaml;
 
     fn grid(models: &str) -> Result<Vec<Candidate>, GridError> {
         let text = format!(

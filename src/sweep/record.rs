@@ -6,29 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::grid::SelectMetric;
 use crate::models::Params;
-use crate::models::metrics::Metrics;
-
-/// Mean and standard deviation of a metric over the cross-validation folds.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct MeanStd {
-    /// Mean over folds.
-    pub mean: f64,
-    /// Population standard deviation over folds.
-    pub std: f64,
-}
-
-impl MeanStd {
-    /// Summarizes per-fold values (NaN when there are none).
-    pub fn of(values: &[f64]) -> MeanStd {
-        let n = values.len() as f64;
-        let mean = values.iter().sum::<f64>() / n;
-        let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
-        MeanStd {
-            mean,
-            std: var.sqrt(),
-        }
-    }
-}
+use crate::models::metrics::{MeanStd, Metrics};
 
 /// How a trial ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,8 +119,6 @@ pub fn compare(a: &TrialRecord, b: &TrialRecord, metric: SelectMetric) -> std::c
 pub fn rank(records: &mut [TrialRecord], metric: SelectMetric) {
     records.sort_by(|a, b| compare(a, b, metric));
 }
-
-pub use crate::shared::time::{format_ms, now_ms};
 
 #[cfg(test)]
 mod tests {

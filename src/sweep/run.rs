@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use super::executor::{Executor, UnitResult, truncated};
 use super::plan::{Candidate, KeyContext, Shard, WorkUnit, trial_key, work_units};
-use super::record::{TrialRecord, TrialStatus, compare, now_ms, rank};
+use super::record::{TrialRecord, TrialStatus, compare, rank};
 use super::report::{BestModel, SweepFinished, SweepReporter, SweepStarted};
 use super::store::{NewSweep, RunStore, SweepStatus};
 use crate::config::grid::{GridFile, SelectMetric};
@@ -26,6 +26,7 @@ use crate::data::validate::ValidationReport;
 use crate::data::{DataSource, Dataset, Schema};
 use crate::model_file::{FORMAT, FORMAT_VERSION, ModelFile, ModelMetrics};
 use crate::models::FittedModel;
+use crate::shared::now_ms;
 use crate::state::StateDir;
 
 /// Stops a sweep from starting new trials; the trials already running finish and are

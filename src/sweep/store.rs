@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use sqlx::sqlite::SqlitePool;
 use sqlx::{Row, sqlite::SqliteRow};
 
-use super::record::{TrialRecord, TrialStatus, now_ms};
+use super::record::{TrialRecord, TrialStatus};
+use crate::shared::now_ms;
 
 /// A store that cannot be opened, read or written.
 #[derive(Debug, thiserror::Error)]

@@ -1,5 +1,6 @@
 //! The HTTP core of the client plus experiments and runs.
 
+use crate::shared::now_ms;
 use std::fmt;
 use std::time::Duration;
 
@@ -31,9 +32,6 @@ pub mod system_tags {
     /// Tag this client sets on runs created with an idempotency key.
     pub const IDEMPOTENCY_KEY: &str = "netsec.idempotency_key";
 }
-
-/// Milliseconds since the Unix epoch, the time unit of every MLflow timestamp.
-pub use crate::shared::time::now_ms;
 
 /// A typed, retrying client for the MLflow REST API.
 ///

@@ -7,10 +7,11 @@ use std::collections::HashMap;
 use super::client::{MlflowClient, RunSearch, system_tags};
 use super::error::Result;
 use super::types::{Run, RunStatus};
+use crate::models::metrics::MeanStd;
 use crate::models::metrics::{Confusion, Metrics};
 use crate::models::{ParamKind, ParamValue, Params};
 use crate::shared::Metric;
-use crate::sweep::record::{MeanStd, TrialRecord, TrialStatus};
+use crate::sweep::record::{TrialRecord, TrialStatus};
 
 /// One sweep's parent run and the trials logged under it.
 #[derive(Debug, Clone)]

@@ -30,7 +30,7 @@ pub use batch::{
     LogBatch, MAX_ENTRIES_PER_REQUEST, MAX_KEY_CHARS, MAX_METRICS_PER_REQUEST,
     MAX_PARAM_VALUE_CHARS, MAX_PARAMS_PER_REQUEST, MAX_TAG_VALUE_CHARS, MAX_TAGS_PER_REQUEST,
 };
-pub use client::{MlflowClient, RunSearch, RunSpec, now_ms, system_tags};
+pub use client::{MlflowClient, RunSearch, RunSpec, system_tags};
 pub use config::{Auth, Secret, TrackingConfig};
 pub use error::{Result, TrackingError};
 pub use outbox::{Outbox, OutboxCounts, OutboxError};

@@ -29,7 +29,7 @@ use super::outbox::{ArtifactFile, NewRecord, Outbox, OutboxError, RecordKind, Ru
 use super::send::Sender;
 use super::types::{Metric, Param, RunStatus, Tag};
 use crate::config::grid::SelectMetric;
-use crate::data::schema::hex;
+use crate::shared::hash::hex;
 use crate::sweep::record::{METRIC_NAMES, TrialRecord, TrialStatus, metric_values};
 use crate::sweep::report::{SweepFinished, SweepReporter, SweepStarted};
 use crate::sweep::store::SweepStatus;
@@ -790,7 +790,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 mod tests {
     use super::*;
     use crate::models::ParamValue;
-    use crate::sweep::record::MeanStd;
+    use crate::models::metrics::MeanStd;
 
     fn record(status: TrialStatus) -> TrialRecord {
         TrialRecord {

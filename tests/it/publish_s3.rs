@@ -95,7 +95,7 @@ fn promote(ws: &Path, best: &str, extra: &[&str], env: &[(&str, String)]) -> Run
 }
 
 fn sha256(bytes: &[u8]) -> String {
-    netsec::data::schema::hex(&Sha256::digest(bytes))
+    netsec::shared::hash::hex(&Sha256::digest(bytes))
 }
 
 /// The pointer in `bucket` at `prefix/phish/current.json`, after checking that the model

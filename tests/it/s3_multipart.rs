@@ -20,7 +20,7 @@ fn multipart_uploads_complete_or_abort() {
     let bytes: Vec<u8> = (0..MULTIPART_THRESHOLD * 5 / 2)
         .map(|i| (i % 251) as u8 ^ (i / MULTIPART_THRESHOLD) as u8)
         .collect();
-    let sha = netsec::data::schema::hex(&Sha256::digest(&bytes));
+    let sha = netsec::shared::hash::hex(&Sha256::digest(&bytes));
 
     let store = S3Store::from_client(server.client(), "netsec-big", "p");
     block_on(store.put("big/model.json", &bytes)).unwrap();

@@ -660,7 +660,7 @@ fn hot_reload_under_load_swaps_good_models_and_refuses_corrupt_ones() {
     let junk = b"{\"format\": \"netsec-model\", \"format_version\": 1}".to_vec();
     let junk_sha = {
         use sha2::Digest;
-        netsec::data::schema::hex(&sha2::Sha256::digest(&junk))
+        netsec::shared::hash::hex(&sha2::Sha256::digest(&junk))
     };
     publish(store.path(), 4, &junk, &junk_sha);
     wait_for("the junk model to be refused", || failed_reloads() == 2.0);
