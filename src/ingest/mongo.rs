@@ -402,4 +402,33 @@ mod tests {
             assert_eq!(credential_free(written), stored, "{written}");
         }
     }
+
+    #[test]
+    fn stored_uris_keep_only_harmless_options() {
+        for (written, stored) in [
+            (
+                "mongodb://db:27017/x?authMechanism=MONGODB-AWS&authMechanismProperties=AWS_SESSION_TOKEN:canary-token&authSource=$external",
+                "mongodb://db:27017/x?authMechanism=MONGODB-AWS&authSource=$external",
+            ),
+            (
+                "mongodb://db/?tls=true&tlsCertificateKeyFilePassword=canary-pw&replicaSet=rs0",
+                "mongodb://db/?tls=true&replicaSet=rs0",
+            ),
+            (
+                "mongodb://${USER}:${PW}@a:1,b:2/netsec?readPreference=secondary&directConnection=false&password=canary",
+                "mongodb://${USER}:${PW}@a:1,b:2/netsec?readPreference=secondary&directConnection=false",
+            ),
+            // Option names are case-insensitive in MongoDB URIs; `;` also separates them.
+            (
+                "mongodb://db/?AUTHSOURCE=admin;secret=canary",
+                "mongodb://db/?AUTHSOURCE=admin",
+            ),
+            ("mongodb://db/x?only=canary", "mongodb://db/x"),
+            ("mongodb://alice:canary@db/?appName=netsec&x=canary", "mongodb://db/?appName=netsec"),
+        ] {
+            let got = credential_free(written);
+            assert_eq!(got, stored, "{written}");
+            assert!(!got.contains("canary"), "{got}");
+        }
+    }
 }
