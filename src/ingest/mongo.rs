@@ -110,27 +110,93 @@ impl MongoTarget {
     }
 }
 
-/// The connection string as written in a grid file, safe to store: `${VAR}` references
-/// stay as they are, and a password written in literally is removed with its user
-/// (`mongodb://me:pw@host/db` → `mongodb://host/db`). A password given as a reference keeps
-/// its user (`mongodb://netsec:${PASSWORD}@host`), since neither is a secret; a user alone
-/// is kept only as a reference (it may be a token).
+/// URI options kept in a recorded connection string: they say how to reach and log in to
+/// the server but never hold a secret. Everything else is dropped, because options such as
+/// `authMechanismProperties` (an AWS session token) or `tlsCertificateKeyFilePassword`
+/// carry credentials, and an unknown option is assumed to. Compared case-insensitively, as
+/// the driver does.
+const HARMLESS_OPTIONS: &[&str] = &[
+    "appName",
+    "authMechanism",
+    "authSource",
+    "compressors",
+    "connectTimeoutMS",
+    "directConnection",
+    "heartbeatFrequencyMS",
+    "journal",
+    "loadBalanced",
+    "localThresholdMS",
+    "maxIdleTimeMS",
+    "maxPoolSize",
+    "maxStalenessSeconds",
+    "minPoolSize",
+    "readConcernLevel",
+    "readPreference",
+    "readPreferenceTags",
+    "replicaSet",
+    "retryReads",
+    "retryWrites",
+    "serverSelectionTimeoutMS",
+    "socketTimeoutMS",
+    "srvMaxHosts",
+    "srvServiceName",
+    "ssl",
+    "tls",
+    "tlsAllowInvalidCertificates",
+    "tlsAllowInvalidHostnames",
+    "tlsCAFile",
+    "tlsInsecure",
+    "w",
+    "waitQueueTimeoutMS",
+    "wTimeoutMS",
+    "zlibCompressionLevel",
+];
+
+/// Whether the URI option `name` is in [`HARMLESS_OPTIONS`].
+fn harmless_option(name: &str) -> bool {
+    HARMLESS_OPTIONS
+        .iter()
+        .any(|o| o.eq_ignore_ascii_case(name))
+}
+
+/// The connection string as written in a grid file, safe to store in model files (and so
+/// in MLflow and the published store): scheme, hosts, database and `${VAR}` references stay
+/// as written, options outside [`HARMLESS_OPTIONS`] are dropped, and a password written in
+/// literally is removed with its user (`mongodb://me:pw@host/db` → `mongodb://host/db`). A
+/// password given as a reference keeps its user (`mongodb://netsec:${PASSWORD}@host`),
+/// since neither is a secret; a user alone is kept only as a reference (with `MONGODB-AWS`
+/// or X.509 it may be a key).
 pub fn credential_free(written: &str) -> String {
     let Some((scheme, rest)) = written.split_once("://") else {
         return written.to_owned();
     };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return written.to_owned();
+    let (rest, query) = match rest.split_once('?') {
+        Some((before, query)) => (before, Some(query)),
+        None => (rest, None),
     };
-    let safe = match rest[..at].split_once(':') {
-        Some((_, password)) => only_references(password),
-        None => only_references(&rest[..at]),
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let rest = match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let safe = match rest[..at].split_once(':') {
+                Some((_, password)) => only_references(password),
+                None => only_references(&rest[..at]),
+            };
+            if safe { rest } else { &rest[at + 1..] }
+        }
+        None => rest,
     };
-    if safe {
-        written.to_owned()
+    let kept: Vec<&str> = query
+        .unwrap_or("")
+        .split(['&', ';'])
+        .filter(|option| {
+            let name = option.split_once('=').map_or(*option, |(name, _)| name);
+            !option.is_empty() && harmless_option(name)
+        })
+        .collect();
+    if kept.is_empty() {
+        format!("{scheme}://{rest}")
     } else {
-        format!("{scheme}://{}", &rest[at + 1..])
+        format!("{scheme}://{rest}?{}", kept.join("&"))
     }
 }
 
@@ -424,7 +490,10 @@ mod tests {
                 "mongodb://db/?AUTHSOURCE=admin",
             ),
             ("mongodb://db/x?only=canary", "mongodb://db/x"),
-            ("mongodb://alice:canary@db/?appName=netsec&x=canary", "mongodb://db/?appName=netsec"),
+            (
+                "mongodb://alice:canary@db/?appName=netsec&x=canary",
+                "mongodb://db/?appName=netsec",
+            ),
         ] {
             let got = credential_free(written);
             assert_eq!(got, stored, "{written}");
