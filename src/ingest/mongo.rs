@@ -469,6 +469,44 @@ mod tests {
         }
     }
 
+    /// A target whose URI holds canaries in every place a secret can sit.
+    fn canary_target(options: &str) -> MongoTarget {
+        MongoTarget {
+            uri: format!("mongodb://alice:canary-pw@127.0.0.1:9/?{options}").into(),
+            db: "netsec".into(),
+            collection: "phishing".into(),
+        }
+    }
+
+    #[test]
+    fn debug_of_a_target_never_shows_its_uri() {
+        let target = canary_target("authMechanismProperties=AWS_SESSION_TOKEN:canary-token");
+        let debug = format!("{target:?} {target:#?}");
+        assert!(!debug.contains("canary"), "{debug}");
+        assert!(debug.contains("phishing"), "{debug}");
+    }
+
+    #[tokio::test]
+    async fn driver_errors_never_show_credentials() {
+        // URIs the driver refuses (malformed secret options; the driver quotes them) and one
+        // it accepts but cannot reach (nothing listens on port 9; bounded by a short server
+        // selection timeout). Canaries sit only where secrets do: harmless options such as
+        // `authMechanism` may be quoted.
+        for options in [
+            "authMechanism=MONGODB-AWS&authMechanismProperties=canary-token",
+            "authMechanismProperties=AWS_SESSION_TOKEN:canary-token,canary-two",
+            "tlsCertificateKeyFilePassword=canary-key&tlsInsecure=canary-value",
+            "serverSelectionTimeoutMS=200&connectTimeoutMS=200",
+        ] {
+            let err = canary_target(options)
+                .collection()
+                .await
+                .expect_err("no server there");
+            let shown = format!("{err} {err:?}");
+            assert!(!shown.contains("canary"), "{shown}");
+        }
+    }
+
     #[test]
     fn stored_uris_keep_only_harmless_options() {
         for (written, stored) in [
