@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 use crate::data::load::Table;
 use crate::data::schema::{LabelType, Schema, hex};
 use crate::data::typed::{TypedTable, TypedValues};
+use crate::secret::{REDACTED, Secret};
 
 /// MongoDB's error code for a duplicate key.
 const DUPLICATE_KEY: i32 = 11000;
@@ -42,7 +43,9 @@ pub enum MongoError {
         operation: &'static str,
         /// `host/db.collection` without credentials.
         target: String,
-        /// The driver's message (credentials redacted by the driver).
+        /// The driver's message, passed through [`scrub`]: the driver's `redact-errors`
+        /// feature only hides what servers say about sensitive commands, and its messages
+        /// can quote the password or option values of the URI.
         message: String,
     },
     /// A document whose field does not fit the schema.
@@ -72,8 +75,8 @@ impl MongoError {
 /// A collection to read from or write to.
 #[derive(Debug, Clone)]
 pub struct MongoTarget {
-    /// Connection string; may hold credentials, so it is never printed.
-    pub uri: String,
+    /// Connection string; may hold credentials, so `Debug` and `Display` never show it.
+    pub uri: Secret<String>,
     /// Database name.
     pub db: String,
     /// Collection name.
@@ -83,15 +86,16 @@ pub struct MongoTarget {
 impl MongoTarget {
     /// `host/db.collection`, safe to print: user, password and options are left out.
     pub fn display(&self) -> String {
-        display_target(&self.uri, &self.db, &self.collection)
+        display_target(self.uri.expose(), &self.db, &self.collection)
     }
 
     async fn collection(&self) -> Result<Collection<Document>, MongoError> {
-        let options = client_options(&self.uri, "netsec", SERVER_SELECTION_TIMEOUT)
+        let uri = self.uri.expose();
+        let options = client_options(uri, "netsec", SERVER_SELECTION_TIMEOUT)
             .await
             .map_err(|e| MongoError::Uri {
-                uri: redacted_hosts(&self.uri),
-                message: e.kind.to_string(),
+                uri: redacted_hosts(uri),
+                message: scrub(&e.kind.to_string(), uri),
             })?;
         let client = Client::with_options(options).map_err(|e| self.server("connect", e))?;
         let db = client.database(&self.db);
@@ -105,7 +109,7 @@ impl MongoTarget {
         MongoError::Server {
             operation,
             target: self.display(),
-            message: err.kind.to_string(),
+            message: scrub(&err.kind.to_string(), self.uri.expose()),
         }
     }
 }
@@ -216,6 +220,66 @@ fn only_references(text: &str) -> bool {
         };
         rest = &after[end + 1..];
     }
+}
+
+/// `message` (a driver error about `uri`) with every credential of `uri` replaced by
+/// `<redacted>`: the user name and password, and the values of options outside
+/// [`HARMLESS_OPTIONS`], both as written and percent-decoded. The driver quotes them in
+/// some errors ("invalid mechanism string: …") and redacts none of them.
+pub fn scrub(message: &str, uri: &str) -> String {
+    let Some((_, rest)) = uri.split_once("://") else {
+        // Not a URI the driver parses; it is never quoted whole, but make sure.
+        return message.replace(uri, REDACTED);
+    };
+    let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    let mut secrets: Vec<&str> = Vec::new();
+    if let Some((userinfo, _)) = authority.rsplit_once('@') {
+        secrets.extend(userinfo.split(':'));
+    }
+    for option in query.split(['&', ';']) {
+        if let Some((name, value)) = option.split_once('=')
+            && !harmless_option(name)
+        {
+            secrets.push(value);
+            // Values like `AWS_SESSION_TOKEN:secret` are quoted in parts, too.
+            secrets.extend(value.split([':', ',']));
+        }
+    }
+    let mut secrets: Vec<String> = secrets
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .flat_map(|s| [s.to_owned(), percent_decoded(s)])
+        .collect();
+    // Longest first, so that a part never leaves the rest of a longer value behind.
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    secrets.iter().fold(message.to_owned(), |text, secret| {
+        text.replace(secret.as_str(), REDACTED)
+    })
+}
+
+/// `%XX` escapes decoded (invalid ones kept as written).
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `mongodb://host:port/db.collection` for a connection string, safe to print.
@@ -437,7 +501,7 @@ mod tests {
             !format!(
                 "{:?}",
                 MongoError::Uri {
-                    uri: redacted_hosts(&target.uri),
+                    uri: redacted_hosts(target.uri.expose()),
                     message: "x".into()
                 }
             )
@@ -505,6 +569,16 @@ mod tests {
             let shown = format!("{err} {err:?}");
             assert!(!shown.contains("canary"), "{shown}");
         }
+    }
+
+    #[test]
+    fn scrub_hides_user_password_and_secret_option_values() {
+        let uri = "mongodb://al%69ce:p%40ss@db/?authSource=admin&authMechanismProperties=AWS_SESSION_TOKEN:tok";
+        let message = "user alice, password p@ss or p%40ss, AWS_SESSION_TOKEN:tok, source admin";
+        assert_eq!(
+            scrub(message, uri),
+            "user <redacted>, password <redacted> or <redacted>, <redacted>, source admin"
+        );
     }
 
     #[test]
