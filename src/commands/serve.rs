@@ -131,9 +131,11 @@ fn prediction_log_config(args: &ServeArgs) -> Result<Option<PredictionLogConfig>
     }))
 }
 
-/// The bearer token from the raw NETSEC_SERVE_TOKEN value; blank means no token.
+/// The bearer token from the raw NETSEC_SERVE_TOKEN value, trimmed on both sides like the
+/// `Authorization` header it is compared with (a secret mounted from a file ends with a
+/// newline); blank means no token.
 fn serve_token(raw: Option<String>) -> Option<String> {
-    raw.filter(|t| !t.trim().is_empty())
+    raw.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty())
 }
 
 #[cfg(test)]
