@@ -300,3 +300,33 @@ pub fn duplicates(data: &Dataset) -> Duplicates {
         conflicting_vectors: labels_by_vector.values().filter(|l| l.len() > 1).count(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::data::load::csv_from_bytes;
+
+    const SCHEMA: &str = "name: t\nlabel: { column: y, type: integer, positive: [1] }\ncolumns:\n  - { name: a, type: integer }\n  - { name: rate, type: float, nullable: true }\n  - { name: proto, type: categorical, values: [tcp, udp], nullable: true }\n";
+
+    fn dataset(csv: &str) -> Result<Dataset, InvalidData> {
+        let schema = Schema::from_yaml_str(Path::new("s.yaml"), SCHEMA).unwrap();
+        let table = csv_from_bytes(Path::new("d.csv"), csv.as_bytes().to_vec()).unwrap();
+        dataset_from_table(&table, &schema)
+    }
+
+    #[test]
+    fn empty_cells_of_a_nullable_numeric_column_are_refused_by_name() {
+        let err = dataset("a,rate,proto,y\n1,0.5,tcp,1\n2,,udp,0\n3,,,1\n4,0.1,,0\n")
+            .expect_err("models cannot train on missing numbers");
+        let text = err.to_string();
+        assert!(text.contains("`rate`"), "{text}");
+        assert!(text.contains("2 empty cells"), "{text}");
+        assert!(text.contains("categorical"), "{text}");
+        assert!(!text.contains("`proto`"), "{text}");
+        // Empty categorical cells are fine: they encode as `<other>`.
+        let data = dataset("a,rate,proto,y\n1,0.5,,1\n2,0.7,udp,0\n").unwrap();
+        assert!(data.features.iter().all(|v| v.is_finite()));
+    }
+}
