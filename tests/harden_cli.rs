@@ -139,3 +139,40 @@ fn scripts_stop_at_a_failed_mlflow_install() {
         );
     }
 }
+
+#[test]
+fn ci_fetches_and_checks_every_shared_data_file_the_tests_read() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let shared = root.join("../shared/data");
+    let mut read = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(root.join("tests")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "rs") || path.is_dir() {
+            let files: Vec<_> = if path.is_dir() {
+                std::fs::read_dir(&path)
+                    .unwrap()
+                    .map(|e| e.unwrap().path())
+                    .collect()
+            } else {
+                vec![path]
+            };
+            for file in files {
+                let text = std::fs::read_to_string(&file).unwrap_or_default();
+                // Every quoted file name the tests use that is one of the shared files.
+                for literal in text.split('"').skip(1).step_by(2) {
+                    let name = literal.rsplit('/').next().unwrap_or(literal);
+                    if !name.is_empty() && shared.join(name).is_file() {
+                        read.insert(name.to_owned());
+                    }
+                }
+            }
+        }
+    }
+    assert!(read.contains("phishing.csv"), "{read:?}");
+    let workflow = std::fs::read_to_string(root.join(".github/workflows/ci.yml")).unwrap();
+    let ci_run = std::fs::read_to_string(root.join(".ci/run")).unwrap();
+    for name in &read {
+        assert!(workflow.contains(name), "ci.yml does not fetch {name}");
+        assert!(ci_run.contains(name), ".ci/run does not check {name}");
+    }
+}
