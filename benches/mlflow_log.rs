@@ -22,9 +22,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use mlflow_server::MlflowServer;
-use netsec::tracking::{
-    LogBatch, Metric, MlflowClient, Param, RunSpec, RunStatus, TrackingConfig, now_ms,
-};
+use netsec::shared::now_ms;
+use netsec::tracking::{LogBatch, Metric, MlflowClient, Param, RunSpec, RunStatus, TrackingConfig};
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)

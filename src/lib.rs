@@ -19,6 +19,7 @@ pub mod model_file;
 pub mod models;
 pub mod pipeline;
 pub mod registry;
+pub mod secret;
 pub mod serve;
 pub mod shared;
 pub mod state;

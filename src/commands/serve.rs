@@ -16,9 +16,7 @@ const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Loads the model, binds, prints the address, and serves until SIGINT/SIGTERM.
 pub async fn run(args: ServeArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     let prediction_log = prediction_log_config(&args)?;
-    let token = std::env::var("NETSEC_SERVE_TOKEN")
-        .ok()
-        .filter(|t| !t.trim().is_empty());
+    let token = serve_token(std::env::var("NETSEC_SERVE_TOKEN").ok());
     let options = ServeOptions {
         max_body_bytes: args.max_body_bytes,
         request_timeout: args.request_timeout,
@@ -119,4 +117,30 @@ fn prediction_log_config(args: &ServeArgs) -> Result<Option<PredictionLogConfig>
         flush_interval: args.prediction_log_flush,
         drain_timeout: DRAIN_TIMEOUT,
     }))
+}
+
+/// The bearer token from the raw NETSEC_SERVE_TOKEN value, trimmed on both sides like the
+/// `Authorization` header it is compared with (a secret mounted from a file ends with a
+/// newline); blank means no token.
+fn serve_token(raw: Option<String>) -> Option<String> {
+    raw.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::serve_token;
+
+    #[test]
+    fn serve_token_ignores_surrounding_whitespace() {
+        // Secrets mounted from files usually end with a newline.
+        for raw in ["s3cret", "s3cret\n", " s3cret\r\n", "\ts3cret "] {
+            assert_eq!(
+                serve_token(Some(raw.into())).as_deref(),
+                Some("s3cret"),
+                "{raw:?}"
+            );
+        }
+        assert_eq!(serve_token(Some(" \n".into())), None);
+        assert_eq!(serve_token(None), None);
+    }
 }

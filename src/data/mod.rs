@@ -40,9 +40,11 @@ pub enum DataSource {
 /// A MongoDB collection as a grid file names it, without credentials.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MongoSource {
-    /// The connection string as written in the grid file: `${VAR}` references are kept
-    /// unexpanded (credentials belong in the environment), and a user and password written
-    /// in literally are removed.
+    /// The connection string as written in the grid file, made safe to store by
+    /// `ingest::mongo::credential_free`: `${VAR}` references are kept unexpanded
+    /// (credentials belong in the environment), a user and password written in literally
+    /// are removed, and only harmless options (`authSource`, `replicaSet`, `tls`, ...) are
+    /// kept, since others such as `authMechanismProperties` can carry a token.
     pub uri: String,
     /// Database.
     pub db: String,

@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 use crate::data::load::Table;
 use crate::data::schema::{LabelType, Schema};
 use crate::data::typed::{TypedTable, TypedValues};
+use crate::secret::{REDACTED, Secret};
 use crate::shared::hash::hex;
 
 /// MongoDB's error code for a duplicate key.
@@ -43,7 +44,9 @@ pub enum MongoError {
         operation: &'static str,
         /// `host/db.collection` without credentials.
         target: String,
-        /// The driver's message (credentials redacted by the driver).
+        /// The driver's message, passed through [`scrub`]: the driver's `redact-errors`
+        /// feature only hides what servers say about sensitive commands, and its messages
+        /// can quote the password or option values of the URI.
         message: String,
     },
     /// A document whose field does not fit the schema.
@@ -85,8 +88,8 @@ impl MongoError {
 /// A collection to read from or write to.
 #[derive(Debug, Clone)]
 pub struct MongoTarget {
-    /// Connection string; may hold credentials, so it is never printed.
-    pub uri: String,
+    /// Connection string; may hold credentials, so `Debug` and `Display` never show it.
+    pub uri: Secret<String>,
     /// Database name.
     pub db: String,
     /// Collection name.
@@ -96,15 +99,16 @@ pub struct MongoTarget {
 impl MongoTarget {
     /// `host/db.collection`, safe to print: user, password and options are left out.
     pub fn display(&self) -> String {
-        display_target(&self.uri, &self.db, &self.collection)
+        display_target(self.uri.expose(), &self.db, &self.collection)
     }
 
     async fn collection(&self) -> Result<Collection<Document>, MongoError> {
-        let options = client_options(&self.uri, "netsec", SERVER_SELECTION_TIMEOUT)
+        let uri = self.uri.expose();
+        let options = client_options(uri, "netsec", SERVER_SELECTION_TIMEOUT)
             .await
             .map_err(|e| MongoError::Uri {
-                uri: redacted_hosts(&self.uri),
-                message: e.kind.to_string(),
+                uri: redacted_hosts(uri),
+                message: scrub(&e.kind.to_string(), uri),
             })?;
         let client = Client::with_options(options).map_err(|e| self.server("connect", e))?;
         let db = client.database(&self.db);
@@ -118,32 +122,98 @@ impl MongoTarget {
         MongoError::Server {
             operation,
             target: self.display(),
-            message: err.kind.to_string(),
+            message: scrub(&err.kind.to_string(), self.uri.expose()),
         }
     }
 }
 
-/// The connection string as written in a grid file, safe to store: `${VAR}` references
-/// stay as they are, and a password written in literally is removed with its user
-/// (`mongodb://me:pw@host/db` → `mongodb://host/db`). A password given as a reference keeps
-/// its user (`mongodb://netsec:${PASSWORD}@host`), since neither is a secret; a user alone
-/// is kept only as a reference (it may be a token).
+/// URI options kept in a recorded connection string: they say how to reach and log in to
+/// the server but never hold a secret. Everything else is dropped, because options such as
+/// `authMechanismProperties` (an AWS session token) or `tlsCertificateKeyFilePassword`
+/// carry credentials, and an unknown option is assumed to. Compared case-insensitively, as
+/// the driver does.
+const HARMLESS_OPTIONS: &[&str] = &[
+    "appName",
+    "authMechanism",
+    "authSource",
+    "compressors",
+    "connectTimeoutMS",
+    "directConnection",
+    "heartbeatFrequencyMS",
+    "journal",
+    "loadBalanced",
+    "localThresholdMS",
+    "maxIdleTimeMS",
+    "maxPoolSize",
+    "maxStalenessSeconds",
+    "minPoolSize",
+    "readConcernLevel",
+    "readPreference",
+    "readPreferenceTags",
+    "replicaSet",
+    "retryReads",
+    "retryWrites",
+    "serverSelectionTimeoutMS",
+    "socketTimeoutMS",
+    "srvMaxHosts",
+    "srvServiceName",
+    "ssl",
+    "tls",
+    "tlsAllowInvalidCertificates",
+    "tlsAllowInvalidHostnames",
+    "tlsCAFile",
+    "tlsInsecure",
+    "w",
+    "waitQueueTimeoutMS",
+    "wTimeoutMS",
+    "zlibCompressionLevel",
+];
+
+/// Whether the URI option `name` is in [`HARMLESS_OPTIONS`].
+fn harmless_option(name: &str) -> bool {
+    HARMLESS_OPTIONS
+        .iter()
+        .any(|o| o.eq_ignore_ascii_case(name))
+}
+
+/// The connection string as written in a grid file, safe to store in model files (and so
+/// in MLflow and the published store): scheme, hosts, database and `${VAR}` references stay
+/// as written, options outside [`HARMLESS_OPTIONS`] are dropped, and a password written in
+/// literally is removed with its user (`mongodb://me:pw@host/db` → `mongodb://host/db`). A
+/// password given as a reference keeps its user (`mongodb://netsec:${PASSWORD}@host`),
+/// since neither is a secret; a user alone is kept only as a reference (with `MONGODB-AWS`
+/// or X.509 it may be a key).
 pub fn credential_free(written: &str) -> String {
     let Some((scheme, rest)) = written.split_once("://") else {
         return written.to_owned();
     };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return written.to_owned();
+    let (rest, query) = match rest.split_once('?') {
+        Some((before, query)) => (before, Some(query)),
+        None => (rest, None),
     };
-    let safe = match rest[..at].split_once(':') {
-        Some((_, password)) => only_references(password),
-        None => only_references(&rest[..at]),
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let rest = match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let safe = match rest[..at].split_once(':') {
+                Some((_, password)) => only_references(password),
+                None => only_references(&rest[..at]),
+            };
+            if safe { rest } else { &rest[at + 1..] }
+        }
+        None => rest,
     };
-    if safe {
-        written.to_owned()
+    let kept: Vec<&str> = query
+        .unwrap_or("")
+        .split(['&', ';'])
+        .filter(|option| {
+            let name = option.split_once('=').map_or(*option, |(name, _)| name);
+            !option.is_empty() && harmless_option(name)
+        })
+        .collect();
+    if kept.is_empty() {
+        format!("{scheme}://{rest}")
     } else {
-        format!("{scheme}://{}", &rest[at + 1..])
+        format!("{scheme}://{rest}?{}", kept.join("&"))
     }
 }
 
@@ -163,6 +233,66 @@ fn only_references(text: &str) -> bool {
         };
         rest = &after[end + 1..];
     }
+}
+
+/// `message` (a driver error about `uri`) with every credential of `uri` replaced by
+/// `<redacted>`: the user name and password, and the values of options outside
+/// [`HARMLESS_OPTIONS`], both as written and percent-decoded. The driver quotes them in
+/// some errors ("invalid mechanism string: …") and redacts none of them.
+pub fn scrub(message: &str, uri: &str) -> String {
+    let Some((_, rest)) = uri.split_once("://") else {
+        // Not a URI the driver parses; it is never quoted whole, but make sure.
+        return message.replace(uri, REDACTED);
+    };
+    let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    let mut secrets: Vec<&str> = Vec::new();
+    if let Some((userinfo, _)) = authority.rsplit_once('@') {
+        secrets.extend(userinfo.split(':'));
+    }
+    for option in query.split(['&', ';']) {
+        if let Some((name, value)) = option.split_once('=')
+            && !harmless_option(name)
+        {
+            secrets.push(value);
+            // Values like `AWS_SESSION_TOKEN:secret` are quoted in parts, too.
+            secrets.extend(value.split([':', ',']));
+        }
+    }
+    let mut secrets: Vec<String> = secrets
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .flat_map(|s| [s.to_owned(), percent_decoded(s)])
+        .collect();
+    // Longest first, so that a part never leaves the rest of a longer value behind.
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    secrets.iter().fold(message.to_owned(), |text, secret| {
+        text.replace(secret.as_str(), REDACTED)
+    })
+}
+
+/// `%XX` escapes decoded (invalid ones kept as written).
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `mongodb://host:port/db.collection` for a connection string, safe to print.
@@ -384,7 +514,7 @@ mod tests {
             !format!(
                 "{:?}",
                 MongoError::Uri {
-                    uri: redacted_hosts(&target.uri),
+                    uri: redacted_hosts(target.uri.expose()),
                     message: "x".into()
                 }
             )
@@ -413,6 +543,86 @@ mod tests {
             ("mongodb://alice@db", "mongodb://db"),
         ] {
             assert_eq!(credential_free(written), stored, "{written}");
+        }
+    }
+
+    /// A target whose URI holds canaries in every place a secret can sit.
+    fn canary_target(options: &str) -> MongoTarget {
+        MongoTarget {
+            uri: format!("mongodb://alice:canary-pw@127.0.0.1:9/?{options}").into(),
+            db: "netsec".into(),
+            collection: "phishing".into(),
+        }
+    }
+
+    #[test]
+    fn debug_of_a_target_never_shows_its_uri() {
+        let target = canary_target("authMechanismProperties=AWS_SESSION_TOKEN:canary-token");
+        let debug = format!("{target:?} {target:#?}");
+        assert!(!debug.contains("canary"), "{debug}");
+        assert!(debug.contains("phishing"), "{debug}");
+    }
+
+    #[tokio::test]
+    async fn driver_errors_never_show_credentials() {
+        // URIs the driver refuses (malformed secret options; the driver quotes them) and one
+        // it accepts but cannot reach (nothing listens on port 9; bounded by a short server
+        // selection timeout). Canaries sit only where secrets do: harmless options such as
+        // `authMechanism` may be quoted.
+        for options in [
+            "authMechanism=MONGODB-AWS&authMechanismProperties=canary-token",
+            "authMechanismProperties=AWS_SESSION_TOKEN:canary-token,canary-two",
+            "tlsCertificateKeyFilePassword=canary-key&tlsInsecure=canary-value",
+            "serverSelectionTimeoutMS=200&connectTimeoutMS=200",
+        ] {
+            let err = canary_target(options)
+                .collection()
+                .await
+                .expect_err("no server there");
+            let shown = format!("{err} {err:?}");
+            assert!(!shown.contains("canary"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn scrub_hides_user_password_and_secret_option_values() {
+        let uri = "mongodb://al%69ce:p%40ss@db/?authSource=admin&authMechanismProperties=AWS_SESSION_TOKEN:tok";
+        let message = "user alice, password p@ss or p%40ss, AWS_SESSION_TOKEN:tok, source admin";
+        assert_eq!(
+            scrub(message, uri),
+            "user <redacted>, password <redacted> or <redacted>, <redacted>, source admin"
+        );
+    }
+
+    #[test]
+    fn stored_uris_keep_only_harmless_options() {
+        for (written, stored) in [
+            (
+                "mongodb://db:27017/x?authMechanism=MONGODB-AWS&authMechanismProperties=AWS_SESSION_TOKEN:canary-token&authSource=$external",
+                "mongodb://db:27017/x?authMechanism=MONGODB-AWS&authSource=$external",
+            ),
+            (
+                "mongodb://db/?tls=true&tlsCertificateKeyFilePassword=canary-pw&replicaSet=rs0",
+                "mongodb://db/?tls=true&replicaSet=rs0",
+            ),
+            (
+                "mongodb://${USER}:${PW}@a:1,b:2/netsec?readPreference=secondary&directConnection=false&password=canary",
+                "mongodb://${USER}:${PW}@a:1,b:2/netsec?readPreference=secondary&directConnection=false",
+            ),
+            // Option names are case-insensitive in MongoDB URIs; `;` also separates them.
+            (
+                "mongodb://db/?AUTHSOURCE=admin;secret=canary",
+                "mongodb://db/?AUTHSOURCE=admin",
+            ),
+            ("mongodb://db/x?only=canary", "mongodb://db/x"),
+            (
+                "mongodb://alice:canary@db/?appName=netsec&x=canary",
+                "mongodb://db/?appName=netsec",
+            ),
+        ] {
+            let got = credential_free(written);
+            assert_eq!(got, stored, "{written}");
+            assert!(!got.contains("canary"), "{got}");
         }
     }
 }

@@ -78,7 +78,7 @@ pub async fn load_table(
 /// Reads a MongoDB collection through the expanded connection string `uri`.
 async fn pull(uri: String, source: &MongoSource, schema: &Schema) -> anyhow::Result<Table> {
     let target = MongoTarget {
-        uri,
+        uri: uri.into(),
         db: source.db.clone(),
         collection: source.collection.clone(),
     };

@@ -73,7 +73,8 @@ pub enum PredictionLogError {
     Uri {
         /// The URI without credentials.
         uri: String,
-        /// What is wrong (credentials redacted by the driver).
+        /// What is wrong, with the URI's credentials replaced by `mongo::scrub` (the
+        /// driver's `redact-errors` feature does not hide them).
         message: String,
     },
     /// The driver could not create a client.
@@ -227,11 +228,11 @@ pub async fn start(
         .await
         .map_err(|e| PredictionLogError::Uri {
             uri: mongo::redacted_hosts(&config.uri),
-            message: e.kind.to_string(),
+            message: mongo::scrub(&e.kind.to_string(), &config.uri),
         })?;
     let client = Client::with_options(options).map_err(|e| PredictionLogError::Client {
         target: target.clone(),
-        message: e.kind.to_string(),
+        message: mongo::scrub(&e.kind.to_string(), &config.uri),
     })?;
     let collection = client
         .database(&config.db)

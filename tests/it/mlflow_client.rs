@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use crate::common::fault_server::{FaultServer, Reply};
 use crate::common::mlflow_server::MlflowServer;
+use netsec::shared::now_ms;
 use netsec::tracking::{
     Auth, LogBatch, Metric, MlflowClient, Param, RetryPolicy, RunSearch, RunSpec, RunStatus,
-    Secret, Tag, TrackingConfig, TrackingError, now_ms, system_tags,
+    Secret, Tag, TrackingConfig, TrackingError, system_tags,
 };
 
 fn client() -> MlflowClient {
