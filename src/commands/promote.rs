@@ -44,12 +44,13 @@ pub async fn run(args: PromoteArgs, out: &mut dyn Write) -> anyhow::Result<Outco
     })
 }
 
-/// Renders the decision and the publication as the workflow reaches them.
-struct View<'a> {
-    out: &'a mut dyn Write,
-    format: OutputFormat,
+/// Renders the decision and the publication as the workflow reaches them (also `retrain`'s
+/// report of its promotion).
+pub(super) struct View<'a> {
+    pub(super) out: &'a mut dyn Write,
+    pub(super) format: OutputFormat,
     /// A publication follows an accepted decision.
-    publishing: bool,
+    pub(super) publishing: bool,
 }
 
 impl MoveReporter<Promoted> for View<'_> {

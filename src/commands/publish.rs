@@ -40,14 +40,3 @@ pub async fn run(args: PublishArgs, out: &mut dyn Write) -> anyhow::Result<Outco
 pub(super) fn s3_options(args: &S3Args) -> S3Options {
     S3Options::with_endpoint(args.endpoint_url.clone())
 }
-
-/// The store `netsec retrain` publishes to, from its command-line form. Transitional: kept
-/// for `retrain` until it calls `pipeline::publish::publish_target` itself.
-pub(super) fn publish_target(
-    name: &str,
-    to: Option<&str>,
-    s3: &S3Args,
-    state_dir: &std::path::Path,
-) -> anyhow::Result<crate::storage::StoreUrl> {
-    crate::pipeline::publish::publish_target(name, to, &s3_options(s3), &StateDir::new(state_dir))
-}
