@@ -33,6 +33,7 @@ use crate::model_file::ModelFile;
 use crate::registry::promote::Promoted;
 use crate::registry::store::{NewVersion, VersionRow};
 use crate::registry::{Policy, Registry};
+use crate::shared::short_hash;
 use crate::state::StateDir;
 use crate::storage::POINTER_FILE;
 use crate::sweep::CancelToken;
@@ -266,7 +267,7 @@ impl Run<'_> {
                 dataset.len(),
                 dataset.source,
                 dataset.attacks(),
-                &dataset.fingerprint[..12],
+                short_hash(&dataset.fingerprint),
                 dups.duplicate_rows,
                 dups.conflicting_vectors
             ),
@@ -375,8 +376,8 @@ impl Run<'_> {
             // A MongoDB collection can change between the two reads.
             tracing::warn!(
                 "the data changed between the drift check ({}) and the sweep ({})",
-                &dataset.fingerprint[..12],
-                short(&swept.data_fingerprint)
+                short_hash(&dataset.fingerprint),
+                short_hash(&swept.data_fingerprint)
             );
         }
         let sweep = &swept.sweep;
@@ -388,13 +389,13 @@ impl Run<'_> {
                 "sweep {}: {} trials, best {} ({})",
                 sweep.sweep_id,
                 sweep.planned,
-                sweep.best.as_ref().map_or("none", |b| short(&b.trial)),
+                sweep.best.as_ref().map_or("none", |b| short_hash(&b.trial)),
                 sweep
                     .best
                     .as_ref()
                     .map_or("no model file".into(), |b| format!(
                         "model {}",
-                        short(&b.sha256)
+                        short_hash(&b.sha256)
                     ))
             ),
         );
@@ -434,7 +435,7 @@ impl Run<'_> {
         let holder = champion_of(&input.registry, policy)
             .await?
             .map_or("nobody".into(), |c| {
-                format!("version {} ({})", c.version, &c.info.sha256[..12])
+                format!("version {} ({})", c.version, short_hash(&c.info.sha256))
             });
         if rejected {
             summary.push(
@@ -489,11 +490,6 @@ impl Run<'_> {
     }
 }
 
-/// At most the first 12 characters of a key or hash.
-fn short(text: &str) -> &str {
-    &text[..12.min(text.len())]
-}
-
 /// The version the policy's alias points at now, if any.
 async fn champion_of(registry: &Path, policy: &Policy) -> anyhow::Result<Option<VersionRow>> {
     let registry = Registry::open(registry).await?;
@@ -543,7 +539,7 @@ async fn reference_data(
         anyhow::bail!(
             "its training data ({}) has changed since (fingerprint {} then), and no copy was kept",
             table.source,
-            short(&champion.data_fingerprint)
+            short_hash(&champion.data_fingerprint)
         );
     }
     Ok(table)
