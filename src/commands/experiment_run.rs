@@ -1,8 +1,9 @@
 //! `netsec experiment run`: the entry point for running a grid file's sweep.
 
-mod progress;
+pub(super) mod progress;
 
 use std::io::Write;
+use std::path::Path;
 
 use serde::Serialize;
 
@@ -51,7 +52,13 @@ pub async fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> 
     let result = experiment::run(&input, &cancel, &progress).await;
     signals.abort();
     let outcome = result?;
-    render(out, &args, &outcome)?;
+    render(
+        out,
+        args.output,
+        args.top,
+        args.model_out.as_deref(),
+        &outcome,
+    )?;
     let sweep = &outcome.sweep;
     if sweep.status == SweepStatus::Failed {
         let first = sweep.records[0].error.clone().unwrap_or_default();
@@ -60,8 +67,15 @@ pub async fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> 
     Ok(Outcome::Success)
 }
 
-/// Prints the outcome as JSON or as a leaderboard with the saved model and tracking links.
-fn render(out: &mut dyn Write, args: &RunArgs, outcome: &ExperimentOutcome) -> anyhow::Result<()> {
+/// Prints the outcome as JSON or as a leaderboard (its `top` rows) with the saved model, its
+/// copy at `model_out` and the tracking links. Also `retrain`'s report of its sweep.
+pub(super) fn render(
+    out: &mut dyn Write,
+    format: OutputFormat,
+    top: usize,
+    model_out: Option<&Path>,
+    outcome: &ExperimentOutcome,
+) -> anyhow::Result<()> {
     let sweep = &outcome.sweep;
     let metric = outcome.select_metric;
     let summary = RunSummary {
@@ -80,7 +94,7 @@ fn render(out: &mut dyn Write, args: &RunArgs, outcome: &ExperimentOutcome) -> a
         tracking: outcome.tracking.as_ref(),
         leaderboard: &sweep.records,
     };
-    if args.output == OutputFormat::Json {
+    if format == OutputFormat::Json {
         serde_json::to_writer_pretty(&mut *out, &summary)?;
         writeln!(out)?;
         return Ok(());
@@ -109,7 +123,7 @@ fn render(out: &mut dyn Write, args: &RunArgs, outcome: &ExperimentOutcome) -> a
         metric,
         grid_keys: &sweep.grid_keys,
     };
-    leaderboard::print(out, &board, args.top)?;
+    leaderboard::print(out, &board, top)?;
     match &sweep.best {
         Some(s) => writeln!(
             out,
@@ -119,7 +133,7 @@ fn render(out: &mut dyn Write, args: &RunArgs, outcome: &ExperimentOutcome) -> a
         )?,
         None => writeln!(out, "\nno model saved: every trial failed")?,
     }
-    if let Some(copy) = &args.model_out {
+    if let Some(copy) = model_out {
         writeln!(out, "copied to: {}", copy.display())?;
     }
     if let Some(report) = &outcome.tracking {
@@ -158,8 +172,8 @@ fn print_tracking(out: &mut dyn Write, report: &TrackingReport) -> std::io::Resu
 }
 
 /// First Ctrl-C / SIGTERM: finish the running trials, start no new ones. Second: stop now
-/// (the run store already holds every finished trial).
-async fn watch_signals(cancel: CancelToken) {
+/// (the run store already holds every finished trial). Also `retrain`'s.
+pub(super) async fn watch_signals(cancel: CancelToken) {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(_) => return,

@@ -65,7 +65,7 @@ pub fn run(command: Command, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         Command::Rollback(args) => block(registry::rollback(args, out)),
         Command::Publish(args) => block(publish::run(args, out)),
         Command::Serve(args) => block(serve::run(args, out)),
-        Command::Retrain(args) => retrain::run(args, out),
+        Command::Retrain(args) => block(retrain::run(args, out)),
     }
 }
 

@@ -13,6 +13,7 @@ use crate::pipeline::publish::{MoveReporter, Publication, StoreTarget};
 use crate::registry::promote::{Promoted, Report};
 use crate::registry::promotion::fmt_value;
 use crate::state::StateDir;
+use crate::storage::S3Options;
 
 /// Evaluates the candidate against the policy and the current champion, records the
 /// decision (unless `--dry-run`) and reports it.
@@ -27,7 +28,7 @@ pub async fn run(args: PromoteArgs, out: &mut dyn Write) -> anyhow::Result<Outco
         dry_run: args.dry_run,
         publish: args.publish.then(|| StoreTarget {
             to: args.store.to.clone(),
-            s3: super::publish::s3_options(&args.store.s3),
+            s3: S3Options::with_endpoint(args.store.s3.endpoint_url.clone()),
         }),
         registry: args.registry.path(),
         state: StateDir::new(&args.registry.state.state_dir),
@@ -44,12 +45,13 @@ pub async fn run(args: PromoteArgs, out: &mut dyn Write) -> anyhow::Result<Outco
     })
 }
 
-/// Renders the decision and the publication as the workflow reaches them.
-struct View<'a> {
-    out: &'a mut dyn Write,
-    format: OutputFormat,
+/// Renders the decision and the publication as the workflow reaches them (also `retrain`'s
+/// report of its promotion).
+pub(super) struct View<'a> {
+    pub(super) out: &'a mut dyn Write,
+    pub(super) format: OutputFormat,
     /// A publication follows an accepted decision.
-    publishing: bool,
+    pub(super) publishing: bool,
 }
 
 impl MoveReporter<Promoted> for View<'_> {

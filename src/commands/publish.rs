@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use crate::cli::{PublishArgs, S3Args};
+use crate::cli::PublishArgs;
 use crate::exit::{Outcome, UsageError};
 use crate::pipeline::publish::{PublishInput, StoreTarget, publish_model};
 use crate::state::StateDir;
@@ -28,26 +28,10 @@ pub async fn run(args: PublishArgs, out: &mut dyn Write) -> anyhow::Result<Outco
         alias: alias.to_owned(),
         store: StoreTarget {
             to: args.store.to.clone(),
-            s3: s3_options(&args.store.s3),
+            s3: S3Options::with_endpoint(args.store.s3.endpoint_url.clone()),
         },
     };
     let publication = publish_model(&input).await?;
     write!(out, "{publication}")?;
     Ok(Outcome::Success)
-}
-
-/// The S3 options of the command line (an empty `AWS_ENDPOINT_URL` counts as unset).
-pub(super) fn s3_options(args: &S3Args) -> S3Options {
-    S3Options::with_endpoint(args.endpoint_url.clone())
-}
-
-/// The store `netsec retrain` publishes to, from its command-line form. Transitional: kept
-/// for `retrain` until it calls `pipeline::publish::publish_target` itself.
-pub(super) fn publish_target(
-    name: &str,
-    to: Option<&str>,
-    s3: &S3Args,
-    state_dir: &std::path::Path,
-) -> anyhow::Result<crate::storage::StoreUrl> {
-    crate::pipeline::publish::publish_target(name, to, &s3_options(s3), &StateDir::new(state_dir))
 }

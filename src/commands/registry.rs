@@ -11,6 +11,7 @@ use crate::registry::read::{self, ModelDetail};
 use crate::registry::store::HistoryRow;
 use crate::shared::format_ms;
 use crate::state::StateDir;
+use crate::storage::S3Options;
 
 fn json(out: &mut dyn Write, value: &impl serde::Serialize) -> anyhow::Result<Outcome> {
     serde_json::to_writer_pretty(&mut *out, value)?;
@@ -128,7 +129,7 @@ pub async fn rollback(args: RollbackArgs, out: &mut dyn Write) -> anyhow::Result
         reason: args.reason.clone(),
         publish: args.publish.then(|| StoreTarget {
             to: args.store.clone(),
-            s3: super::publish::s3_options(&args.s3),
+            s3: S3Options::with_endpoint(args.s3.endpoint_url.clone()),
         }),
     };
     crate::pipeline::publish::rollback(&input, &mut RollbackView { out }).await?;

@@ -9,6 +9,7 @@ use crate::cli::ServeArgs;
 use crate::exit::{Outcome, UsageError};
 use crate::serve::prediction_log::{self, PredictionLogConfig, PredictionLogError};
 use crate::serve::{AppState, ModelSource, ServeOptions, serve, shutdown_signal};
+use crate::storage::S3Options;
 
 /// How long, after the last request, queued predictions may take to reach the log.
 const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -28,7 +29,7 @@ pub async fn run(args: ServeArgs, out: &mut dyn Write) -> anyhow::Result<Outcome
     if args.workers == Some(0) {
         return Err(UsageError("--workers must be at least 1".into()).into());
     }
-    let s3 = super::publish::s3_options(&args.s3);
+    let s3 = S3Options::with_endpoint(args.s3.endpoint_url.clone());
     let (source, model) = async {
         let source = ModelSource::open(&args.model, &s3).await?;
         let model = source.load().await?;

@@ -6,4 +6,5 @@ pub mod collect;
 pub mod experiment;
 pub mod promote;
 pub mod publish;
+pub mod retrain;
 pub mod source;

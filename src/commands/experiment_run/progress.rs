@@ -15,7 +15,7 @@ use crate::sweep::report::{SweepFinished, SweepReporter, SweepStarted};
 
 /// Progress on stderr: a bar on a terminal, a log line per trial otherwise.
 #[derive(Default)]
-pub(super) struct Progress {
+pub(in crate::commands) struct Progress {
     state: Mutex<ProgressState>,
 }
 
