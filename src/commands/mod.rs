@@ -32,51 +32,41 @@ use crate::exit::{Outcome, UsageError};
 use crate::fsutil::write_atomic;
 
 /// Runs a parsed command, writing results to `out`.
-pub fn run(command: Command, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+pub async fn run(command: Command, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     match command {
-        Command::Data(DataCommand::Validate(args)) => block(data_validate::run(args, out)),
-        Command::Data(DataCommand::Drift(args)) => block(data_drift::run(args, out)),
-        Command::Data(DataCommand::Split(args)) => block(data_split::run(args, out)),
-        Command::Data(DataCommand::Synth(args)) => block(data_synth::run(args, out)),
-        Command::Data(DataCommand::Push(args)) => block(data_mongo::push(args, out)),
-        Command::Data(DataCommand::Pull(args)) => block(data_mongo::pull(args, out)),
+        Command::Data(DataCommand::Validate(args)) => data_validate::run(args, out).await,
+        Command::Data(DataCommand::Drift(args)) => data_drift::run(args, out).await,
+        Command::Data(DataCommand::Split(args)) => data_split::run(args, out).await,
+        Command::Data(DataCommand::Synth(args)) => data_synth::run(args, out).await,
+        Command::Data(DataCommand::Push(args)) => data_mongo::push(args, out).await,
+        Command::Data(DataCommand::Pull(args)) => data_mongo::pull(args, out).await,
         Command::Data(DataCommand::Schema(SchemaCommand::Infer(args))) => {
-            block(data_schema::infer(args, out))
+            data_schema::infer(args, out).await
         }
-        Command::Experiment(ExperimentCommand::Run(args)) => block(experiment_run::run(args, out)),
+        Command::Experiment(ExperimentCommand::Run(args)) => experiment_run::run(args, out).await,
         Command::Experiment(ExperimentCommand::List(args)) => {
-            block(experiment_show::list(args, out))
+            experiment_show::list(args, out).await
         }
         Command::Experiment(ExperimentCommand::Show(args)) => {
-            block(experiment_show::show(args, out))
+            experiment_show::show(args, out).await
         }
         Command::Experiment(ExperimentCommand::Compare(args)) => {
-            block(experiment_show::compare(args, out))
+            experiment_show::compare(args, out).await
         }
         Command::Experiment(ExperimentCommand::Collect(args)) => {
-            block(experiment_collect::run(args, out))
+            experiment_collect::run(args, out).await
         }
-        Command::Predict(args) => block(predict::run(args, out)),
-        Command::Sync(args) => block(sync::run(args, out)),
-        Command::Promote(args) => block(promote::run(args, out)),
-        Command::Registry(RegistryCommand::List(args)) => block(registry::list(args, out)),
-        Command::Registry(RegistryCommand::Show(args)) => block(registry::show(args, out)),
-        Command::Registry(RegistryCommand::History(args)) => block(registry::history(args, out)),
-        Command::Rollback(args) => block(registry::rollback(args, out)),
-        Command::Publish(args) => block(publish::run(args, out)),
-        Command::Serve(args) => block(serve::run(args, out)),
-        Command::Retrain(args) => block(retrain::run(args, out)),
+        Command::Predict(args) => predict::run(args, out).await,
+        Command::Sync(args) => sync::run(args, out).await,
+        Command::Promote(args) => promote::run(args, out).await,
+        Command::Registry(RegistryCommand::List(args)) => registry::list(args, out).await,
+        Command::Registry(RegistryCommand::Show(args)) => registry::show(args, out).await,
+        Command::Registry(RegistryCommand::History(args)) => registry::history(args, out).await,
+        Command::Rollback(args) => registry::rollback(args, out).await,
+        Command::Publish(args) => publish::run(args, out).await,
+        Command::Serve(args) => serve::run(args, out).await,
+        Command::Retrain(args) => retrain::run(args, out).await,
     }
-}
-
-/// Runs an async command to its end. Transitional: once every command is `async`, `run`
-/// itself becomes `async` and `main.rs` owns the process's one runtime.
-fn block<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("starting the async runtime")
-        .block_on(future)
 }
 
 /// Prints `value` as JSON or YAML, or through `text` for the readable form.
