@@ -1,6 +1,6 @@
 //! Command-line definitions (clap only; behaviour lives in `commands`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -85,9 +85,8 @@ pub struct RetrainArgs {
     /// Parallel worker threads of the sweep (default: all cores).
     #[arg(long, short = 'j')]
     pub jobs: Option<usize>,
-    /// Summary format on stdout (json: only the summary).
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
-    pub output: OutputFormat,
+    #[command(flatten)]
+    pub output: OutputArgs,
     /// Where to publish when the retrain file has a `publish:` section without `to:`.
     #[command(flatten)]
     pub store: StoreArgs,
@@ -149,10 +148,9 @@ pub struct PromoteArgs {
     /// Registered model name (default: the policy's `model`).
     #[arg(long, value_name = "MODEL")]
     pub name: Option<String>,
-    /// Result format on stdout.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
-    pub output: OutputFormat,
-    /// After a promotion, publish the new champion to the store (--to) in the same step.
+    #[command(flatten)]
+    pub output: OutputArgs,
+    /// After a promotion, publish the new champion to the store (--store) in the same step.
     #[arg(long)]
     pub publish: bool,
     #[command(flatten)]
@@ -178,7 +176,8 @@ pub struct PublishArgs {
 #[derive(Debug, Clone, Args)]
 pub struct StoreArgs {
     /// Model store: file://DIR or s3://BUCKET[/PREFIX] (default: file://STATE_DIR/store).
-    #[arg(long, alias = "store", env = "NETSEC_STORE", value_name = "URL")]
+    /// `--to` is the old spelling, still accepted.
+    #[arg(long = "store", alias = "to", env = "NETSEC_STORE", value_name = "URL")]
     pub to: Option<String>,
     #[command(flatten)]
     pub s3: S3Args,
@@ -208,9 +207,8 @@ pub enum RegistryCommand {
 /// Arguments of `netsec registry list`.
 #[derive(Debug, Args)]
 pub struct RegistryListArgs {
-    /// Result format on stdout.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
-    pub output: OutputFormat,
+    #[command(flatten)]
+    pub output: OutputArgs,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -220,9 +218,8 @@ pub struct RegistryListArgs {
 pub struct RegistryShowArgs {
     /// Registered model name.
     pub name: String,
-    /// Result format on stdout.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
-    pub output: OutputFormat,
+    #[command(flatten)]
+    pub output: OutputArgs,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -298,6 +295,43 @@ pub enum OutputFormat {
     Json,
 }
 
+/// `--format` and `-o/--output` of the commands that print a result: `--format` is always
+/// a format and `-o/--output` always a path, as in every other netsec command.
+#[derive(Debug, Clone, Args)]
+pub struct OutputArgs {
+    /// Result format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+    /// Write the result to this file (atomically) instead of stdout. `json` and `text`
+    /// here are the old spelling of --format, still accepted for one release.
+    #[arg(short = 'o', long = "output", value_name = "PATH")]
+    pub path: Option<PathBuf>,
+}
+
+impl OutputArgs {
+    /// The format asked for: `--format`, or the deprecated `--output json|text`.
+    pub fn format(&self) -> OutputFormat {
+        self.deprecated_format().unwrap_or(self.format)
+    }
+
+    /// `--output json|text`, the spelling of `--format` this flag had before it named a file.
+    pub fn deprecated_format(&self) -> Option<OutputFormat> {
+        match self.path.as_deref()?.to_str()? {
+            "json" => Some(OutputFormat::Json),
+            "text" => Some(OutputFormat::Text),
+            _ => None,
+        }
+    }
+
+    /// The file to write the result to, if one was named.
+    pub fn file(&self) -> Option<&Path> {
+        match self.deprecated_format() {
+            Some(_) => None,
+            None => self.path.as_deref(),
+        }
+    }
+}
+
 /// Arguments of `netsec experiment run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -309,12 +343,11 @@ pub struct RunArgs {
     /// Also copy the best model file to this path.
     #[arg(long)]
     pub model_out: Option<PathBuf>,
-    /// Leaderboard rows to print (all with --output json).
+    /// Leaderboard rows to print (all with --format json).
     #[arg(long, default_value_t = 15)]
     pub top: usize,
-    /// Result format on stdout.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
-    pub output: OutputFormat,
+    #[command(flatten)]
+    pub output: OutputArgs,
     /// Parallel worker threads (default: all cores).
     #[arg(long, short = 'j')]
     pub jobs: Option<usize>,
@@ -325,9 +358,8 @@ pub struct RunArgs {
 /// Arguments of `netsec experiment list`.
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Result format on stdout.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
-    pub output: OutputFormat,
+    #[command(flatten)]
+    pub output: OutputArgs,
     #[command(flatten)]
     pub state: StateArgs,
 }
@@ -340,9 +372,8 @@ pub struct ShowArgs {
     /// Leaderboard rows to print.
     #[arg(long, default_value_t = 25)]
     pub top: usize,
-    /// Result format on stdout.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
-    pub output: OutputFormat,
+    #[command(flatten)]
+    pub output: OutputArgs,
     #[command(flatten)]
     pub state: StateArgs,
 }
@@ -353,9 +384,8 @@ pub struct CompareArgs {
     /// Two or more trial keys (or unique prefixes).
     #[arg(required = true, num_args = 2..)]
     pub trials: Vec<String>,
-    /// Result format on stdout.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
-    pub output: OutputFormat,
+    #[command(flatten)]
+    pub output: OutputArgs,
     #[command(flatten)]
     pub state: StateArgs,
 }
@@ -388,12 +418,11 @@ pub struct CollectArgs {
     /// different result.
     #[arg(long)]
     pub strict: bool,
-    /// Leaderboard rows to print (all with --output json).
+    /// Leaderboard rows to print (all with --format json).
     #[arg(long, default_value_t = 25)]
     pub top: usize,
-    /// Result format on stdout.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
-    pub output: OutputFormat,
+    #[command(flatten)]
+    pub output: OutputArgs,
     #[command(flatten)]
     pub state: StateArgs,
 }

@@ -26,7 +26,7 @@ pub async fn run(args: CollectArgs, out: &mut dyn Write) -> anyhow::Result<Outco
     };
     let c = collect(&input).await?;
     let best = best_label(&c);
-    match args.output {
+    match args.output.format() {
         OutputFormat::Json => {
             let label = best.as_ref().map(|b| b.1.clone());
             serde_json::to_writer_pretty(&mut *out, &c.report(label))?;

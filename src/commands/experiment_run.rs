@@ -54,7 +54,7 @@ pub async fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> 
     let outcome = result?;
     render(
         out,
-        args.output,
+        args.output.format(),
         args.top,
         args.model_out.as_deref(),
         &outcome,

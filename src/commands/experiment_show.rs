@@ -20,7 +20,7 @@ fn state_dir(state: &StateArgs) -> StateDir {
 /// Lists sweeps, newest first.
 pub async fn list(args: ListArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     let sweeps = query::sweeps(&state_dir(&args.state)).await?;
-    if args.output == OutputFormat::Json {
+    if args.output.format() == OutputFormat::Json {
         serde_json::to_writer_pretty(&mut *out, &sweeps)?;
         writeln!(out)?;
         return Ok(Outcome::Success);
@@ -54,7 +54,7 @@ pub async fn show(args: ShowArgs, out: &mut dyn Write) -> anyhow::Result<Outcome
         metric,
         records,
     } = query::board(&state_dir(&args.state), &args.sweep).await?;
-    if args.output == OutputFormat::Json {
+    if args.output.format() == OutputFormat::Json {
         #[derive(Serialize)]
         struct Show<'a> {
             sweep: &'a crate::sweep::store::SweepRow,
@@ -101,7 +101,7 @@ pub async fn show(args: ShowArgs, out: &mut dyn Write) -> anyhow::Result<Outcome
 /// Compares trials side by side.
 pub async fn compare(args: CompareArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     let records = query::trials(&state_dir(&args.state), &args.trials).await?;
-    if args.output == OutputFormat::Json {
+    if args.output.format() == OutputFormat::Json {
         serde_json::to_writer_pretty(&mut *out, &records)?;
         writeln!(out)?;
         return Ok(Outcome::Success);

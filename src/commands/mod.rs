@@ -26,13 +26,58 @@ use polars::prelude::{CsvWriter, DataFrame, ParquetWriter, SerWriter};
 use serde::Serialize;
 
 use crate::cli::{
-    Command, DataCommand, ExperimentCommand, RegistryCommand, ReportFormat, SchemaCommand,
+    Command, DataCommand, ExperimentCommand, OutputArgs, OutputFormat, RegistryCommand,
+    ReportFormat, SchemaCommand,
 };
 use crate::exit::{Outcome, UsageError};
 use crate::fsutil::write_atomic;
 
-/// Runs a parsed command, writing results to `out`.
+/// Runs a parsed command, writing results to `out`, or to the file its `-o/--output` names.
 pub async fn run(command: Command, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+    let output = output_args(&command).cloned();
+    if let Some(format) = output.as_ref().and_then(OutputArgs::deprecated_format) {
+        let name = if format == OutputFormat::Json {
+            "json"
+        } else {
+            "text"
+        };
+        eprintln!(
+            "warning: `--output {name}` is deprecated: use `--format {name}` (-o/--output names a file)"
+        );
+    }
+    let Some(path) = output.as_ref().and_then(OutputArgs::file) else {
+        return dispatch(command, out).await;
+    };
+    // The result goes to the file whole or not at all, even when the command fails
+    // after printing part of it (a rejected promotion still writes its report).
+    let mut buffer = Vec::new();
+    let result = dispatch(command, &mut buffer).await;
+    if !buffer.is_empty() {
+        write_atomic(path, |w| w.write_all(&buffer))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    result
+}
+
+/// The `--format`/`-o` arguments of the commands that print a result.
+fn output_args(command: &Command) -> Option<&OutputArgs> {
+    match command {
+        Command::Experiment(ExperimentCommand::Run(a)) => Some(&a.output),
+        Command::Experiment(ExperimentCommand::List(a)) => Some(&a.output),
+        Command::Experiment(ExperimentCommand::Show(a)) => Some(&a.output),
+        Command::Experiment(ExperimentCommand::Compare(a)) => Some(&a.output),
+        Command::Experiment(ExperimentCommand::Collect(a)) => Some(&a.output),
+        Command::Promote(a) => Some(&a.output),
+        Command::Retrain(a) => Some(&a.output),
+        Command::Registry(RegistryCommand::List(a)) => Some(&a.output),
+        Command::Registry(RegistryCommand::Show(a) | RegistryCommand::History(a)) => {
+            Some(&a.output)
+        }
+        _ => None,
+    }
+}
+
+async fn dispatch(command: Command, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     match command {
         Command::Data(DataCommand::Validate(args)) => data_validate::run(args, out).await,
         Command::Data(DataCommand::Drift(args)) => data_drift::run(args, out).await,

@@ -35,7 +35,7 @@ pub async fn run(args: PromoteArgs, out: &mut dyn Write) -> anyhow::Result<Outco
     };
     let mut view = View {
         out,
-        format: args.output,
+        format: args.output.format(),
         publishing: args.publish && !args.dry_run,
     };
     let promoted = promote(&input, &mut view).await?;

@@ -22,7 +22,7 @@ fn json(out: &mut dyn Write, value: &impl serde::Serialize) -> anyhow::Result<Ou
 /// Lists registered models with their version count and aliases.
 pub async fn list(args: RegistryListArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     let models = read::models(&args.registry.path()).await?;
-    if args.output == OutputFormat::Json {
+    if args.output.format() == OutputFormat::Json {
         return json(out, &models);
     }
     if models.is_empty() {
@@ -53,7 +53,7 @@ pub async fn show(args: RegistryShowArgs, out: &mut dyn Write) -> anyhow::Result
         aliases,
         versions,
     } = read::model(&args.registry.path(), &args.name).await?;
-    if args.output == OutputFormat::Json {
+    if args.output.format() == OutputFormat::Json {
         return json(
             out,
             &serde_json::json!({ "name": name, "aliases": aliases, "versions": versions }),
@@ -94,7 +94,7 @@ pub async fn show(args: RegistryShowArgs, out: &mut dyn Write) -> anyhow::Result
 /// Prints a model's history: every promotion, rejection and rollback.
 pub async fn history(args: RegistryShowArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     let history = read::history(&args.registry.path(), &args.name).await?;
-    if args.output == OutputFormat::Json {
+    if args.output.format() == OutputFormat::Json {
         return json(out, &history);
     }
     let v = |v: Option<i64>| v.map(|v| format!("v{v}")).unwrap_or_else(|| "-".into());

@@ -33,7 +33,7 @@ pub async fn run(args: RetrainArgs, out: &mut dyn Write) -> anyhow::Result<Outco
         },
         jobs: args.jobs,
     };
-    let json = args.output == OutputFormat::Json;
+    let json = args.output.format() == OutputFormat::Json;
     // Ctrl-C / SIGTERM as in `experiment run`: the sweep finishes its running trials and
     // the run ends failed (resumable); a second one stops at once.
     let cancel = CancelToken::new();
