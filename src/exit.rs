@@ -107,6 +107,7 @@ fn typed_exit_code(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
         crate::storage::pointer::PointerError,
         crate::serve::SourceError,
         crate::serve::ServeError,
+        crate::serve::batch::PredictError,
         crate::serve::input::InputError,
         crate::serve::prediction_log::PredictionLogError,
         crate::ingest::mongo::MongoError,
@@ -348,9 +349,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn split_errors_are_runtime_failures_except_the_data() {
-        use crate::data::split::SplitError;
+    /// Data that does not fit its schema (the type keeps its fields private).
+    fn invalid_data() -> crate::data::InvalidData {
         let schema = crate::data::Schema::from_yaml_str(
             &path(),
             "name: t\nlabel: { column: y, type: integer, values: [0, 1], positive: [1] }\n\
@@ -359,8 +359,13 @@ mod tests {
         .unwrap();
         let table =
             crate::data::load::csv_from_bytes(&path(), b"x,y\n7,1\n0,0\n".to_vec()).unwrap();
-        let invalid = crate::data::dataset_from_table(&table, &schema).unwrap_err();
-        assert_eq!(code(SplitError::Data(invalid)), B);
+        crate::data::dataset_from_table(&table, &schema).unwrap_err()
+    }
+
+    #[test]
+    fn split_errors_are_runtime_failures_except_the_data() {
+        use crate::data::split::SplitError;
+        assert_eq!(code(SplitError::Data(invalid_data())), B);
         let frame = polars::error::PolarsError::ComputeError("x".into());
         for err in [
             SplitError::CreateDir {
@@ -703,6 +708,38 @@ mod tests {
             SourceError::Unsupported(s()),
         ] {
             assert_eq!(code(err), B);
+        }
+    }
+
+    #[test]
+    fn predict_errors_take_their_causes_code() {
+        use crate::serve::batch::PredictError;
+        for err in [
+            PredictError::ModelFile(ModelFileError::Read {
+                path: path(),
+                source: io(),
+            }),
+            PredictError::Load(LoadError::Empty { path: path() }),
+            PredictError::Schema {
+                model: path(),
+                source: invalid_data(),
+            },
+            PredictError::Model(ModelError::FeatureCount {
+                expected: 1,
+                got: 2,
+            }),
+        ] {
+            assert_eq!(code(err), B);
+        }
+        for err in [
+            PredictError::Model(ModelError::SingleClass { attack: true }),
+            PredictError::Frame(polars::error::PolarsError::ComputeError("x".into())),
+            PredictError::Write {
+                path: path(),
+                source: io(),
+            },
+        ] {
+            assert_eq!(code(err), R);
         }
     }
 
