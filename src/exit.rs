@@ -746,10 +746,7 @@ mod tests {
     #[test]
     fn serve_errors_take_the_model_sources_and_the_logs_code() {
         use crate::serve::ServeError;
-        let load = |source| ServeError::Load {
-            model: s(),
-            source,
-        };
+        let load = |source| ServeError::Load { model: s(), source };
         assert_eq!(code(load(SourceError::Unsupported(s()))), B);
         assert_eq!(
             code(load(SourceError::Store(StorageError::Transport {
