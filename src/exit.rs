@@ -94,6 +94,7 @@ fn typed_exit_code(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
         crate::data::InvalidData,
         crate::data::infer::InferError,
         crate::data::split::SplitError,
+        crate::data::drift::DriftError,
         crate::models::ParamError,
         crate::models::ModelError,
         crate::model_file::ModelFileError,
@@ -360,6 +361,22 @@ mod tests {
         let table =
             crate::data::load::csv_from_bytes(&path(), b"x,y\n7,1\n0,0\n".to_vec()).unwrap();
         crate::data::dataset_from_table(&table, &schema).unwrap_err()
+    }
+
+    #[test]
+    fn drift_errors_are_runtime_failures_except_the_data() {
+        use crate::data::drift::DriftError;
+        assert_eq!(code(DriftError::Data(invalid_data())), B);
+        for err in [
+            DriftError::Json(json()),
+            DriftError::Yaml(s()),
+            DriftError::Write {
+                path: path(),
+                source: io(),
+            },
+        ] {
+            assert_eq!(code(err), R);
+        }
     }
 
     #[test]
