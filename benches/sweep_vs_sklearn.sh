@@ -23,7 +23,7 @@ trap 'rm -rf "$WORK"' EXIT
 "$BIN" -q data split -s data_schema/phishing.yaml "$DATA" --seed 42 --out "$WORK/split" >/dev/null
 
 start=$(date +%s.%N)
-"$BIN" -q experiment run experiments/phishing.yaml --state-dir "$WORK/state" --output json > "$WORK/netsec.json"
+"$BIN" -q experiment run experiments/phishing.yaml --state-dir "$WORK/state" --format json > "$WORK/netsec.json"
 end=$(date +%s.%N)
 netsec_seconds=$(echo "$end - $start" | bc)
 

@@ -7,11 +7,11 @@ Usage:
 The second form writes scikit-learn's own `train_test_split(test_size=0.2, stratify=y,
 random_state=42)` indices, for running the Rust test on that split with NETSEC_SPLIT_FILE.
 
-SPLIT_JSON is written by `cargo test --release --test accuracy` to
+SPLIT_JSON is written by `cargo test --release --test it accuracy::` to
 $CARGO_TARGET_TMPDIR/phishing_split_seed42.json ({"train": [...], "test": [...]} row indices
 into the CSV). CSV defaults to ../shared/data/phishing.csv next to this crate.
 Labels are predicted as P(attack) >= 0.5, the Rust crate's rule. Prints a markdown table (accuracy, F1 with phishing = Result == -1 as positive, fit seconds)
-whose cases mirror CASES in tests/accuracy.rs.
+whose cases mirror CASES in tests/it/accuracy.rs.
 """
 
 import json

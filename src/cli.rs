@@ -85,11 +85,13 @@ pub struct RetrainArgs {
     /// Parallel worker threads of the sweep (default: all cores).
     #[arg(long, short = 'j')]
     pub jobs: Option<usize>,
+    /// `--format` and `-o/--output`.
     #[command(flatten)]
     pub output: OutputArgs,
     /// Where to publish when the retrain file has a `publish:` section without `to:`.
     #[command(flatten)]
     pub store: StoreArgs,
+    /// The registry database.
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -105,6 +107,7 @@ pub struct SyncArgs {
     /// Also send again the records the server refused before.
     #[arg(long)]
     pub retry_failed: bool,
+    /// The state directory.
     #[command(flatten)]
     pub state: StateArgs,
 }
@@ -115,6 +118,7 @@ pub struct RegistryArgs {
     /// Registry database (default: netsec.db in the state directory, beside the run store).
     #[arg(long, env = "NETSEC_REGISTRY", global = true)]
     pub registry: Option<PathBuf>,
+    /// The state directory.
     #[command(flatten)]
     pub state: StateArgs,
 }
@@ -148,13 +152,16 @@ pub struct PromoteArgs {
     /// Registered model name (default: the policy's `model`).
     #[arg(long, value_name = "MODEL")]
     pub name: Option<String>,
+    /// `--format` and `-o/--output`.
     #[command(flatten)]
     pub output: OutputArgs,
     /// After a promotion, publish the new champion to the store (--store) in the same step.
     #[arg(long)]
     pub publish: bool,
+    /// The model store to publish to.
     #[command(flatten)]
     pub store: StoreArgs,
+    /// The registry database.
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -166,8 +173,10 @@ pub struct PublishArgs {
     /// (default: champion).
     #[arg(value_name = "NAME[@ALIAS]")]
     pub model: String,
+    /// The model store to publish to.
     #[command(flatten)]
     pub store: StoreArgs,
+    /// The registry database.
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -179,6 +188,7 @@ pub struct StoreArgs {
     /// `--to` is the old spelling, still accepted.
     #[arg(long = "store", alias = "to", env = "NETSEC_STORE", value_name = "URL")]
     pub to: Option<String>,
+    /// S3 endpoint options.
     #[command(flatten)]
     pub s3: S3Args,
 }
@@ -207,8 +217,10 @@ pub enum RegistryCommand {
 /// Arguments of `netsec registry list`.
 #[derive(Debug, Args)]
 pub struct RegistryListArgs {
+    /// `--format` and `-o/--output`.
     #[command(flatten)]
     pub output: OutputArgs,
+    /// The registry database.
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -218,8 +230,10 @@ pub struct RegistryListArgs {
 pub struct RegistryShowArgs {
     /// Registered model name.
     pub name: String,
+    /// `--format` and `-o/--output`.
     #[command(flatten)]
     pub output: OutputArgs,
+    /// The registry database.
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -246,8 +260,10 @@ pub struct RollbackArgs {
     /// file://STATE_DIR/store).
     #[arg(long, env = "NETSEC_STORE", value_name = "URL")]
     pub store: Option<String>,
+    /// S3 endpoint options.
     #[command(flatten)]
     pub s3: S3Args,
+    /// The registry database.
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -346,11 +362,13 @@ pub struct RunArgs {
     /// Leaderboard rows to print (all with --format json).
     #[arg(long, default_value_t = 15)]
     pub top: usize,
+    /// `--format` and `-o/--output`.
     #[command(flatten)]
     pub output: OutputArgs,
     /// Parallel worker threads (default: all cores).
     #[arg(long, short = 'j')]
     pub jobs: Option<usize>,
+    /// The state directory.
     #[command(flatten)]
     pub state: StateArgs,
 }
@@ -358,8 +376,10 @@ pub struct RunArgs {
 /// Arguments of `netsec experiment list`.
 #[derive(Debug, Args)]
 pub struct ListArgs {
+    /// `--format` and `-o/--output`.
     #[command(flatten)]
     pub output: OutputArgs,
+    /// The state directory.
     #[command(flatten)]
     pub state: StateArgs,
 }
@@ -372,8 +392,10 @@ pub struct ShowArgs {
     /// Leaderboard rows to print.
     #[arg(long, default_value_t = 25)]
     pub top: usize,
+    /// `--format` and `-o/--output`.
     #[command(flatten)]
     pub output: OutputArgs,
+    /// The state directory.
     #[command(flatten)]
     pub state: StateArgs,
 }
@@ -384,8 +406,10 @@ pub struct CompareArgs {
     /// Two or more trial keys (or unique prefixes).
     #[arg(required = true, num_args = 2..)]
     pub trials: Vec<String>,
+    /// `--format` and `-o/--output`.
     #[command(flatten)]
     pub output: OutputArgs,
+    /// The state directory.
     #[command(flatten)]
     pub state: StateArgs,
 }
@@ -421,8 +445,10 @@ pub struct CollectArgs {
     /// Leaderboard rows to print (all with --format json).
     #[arg(long, default_value_t = 25)]
     pub top: usize,
+    /// `--format` and `-o/--output`.
     #[command(flatten)]
     pub output: OutputArgs,
+    /// The state directory.
     #[command(flatten)]
     pub state: StateArgs,
 }
@@ -466,6 +492,7 @@ pub struct ServeArgs {
     /// Async worker threads (default: all cores).
     #[arg(long)]
     pub workers: Option<usize>,
+    /// S3 endpoint options.
     #[command(flatten)]
     pub s3: S3Args,
     /// Log every prediction (time, model, input hash, features, class, probability) to
@@ -572,6 +599,7 @@ pub struct PushArgs {
     pub schema: PathBuf,
     /// Data file (.csv or .parquet).
     pub data: PathBuf,
+    /// The MongoDB server and collection.
     #[command(flatten)]
     pub mongo: MongoArgs,
     /// Documents per insert_many call.
@@ -585,6 +613,7 @@ pub struct PullArgs {
     /// Schema file naming the columns to read.
     #[arg(long, short = 's')]
     pub schema: PathBuf,
+    /// The MongoDB server and collection.
     #[command(flatten)]
     pub mongo: MongoArgs,
     /// A MongoDB filter as JSON, e.g. '{"Result": -1}'.

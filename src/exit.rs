@@ -93,6 +93,8 @@ fn typed_exit_code(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
         crate::data::LoadError,
         crate::data::InvalidData,
         crate::data::infer::InferError,
+        crate::data::split::SplitError,
+        crate::data::drift::DriftError,
         crate::models::ParamError,
         crate::models::ModelError,
         crate::model_file::ModelFileError,
@@ -105,6 +107,8 @@ fn typed_exit_code(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
         crate::storage::StorageError,
         crate::storage::pointer::PointerError,
         crate::serve::SourceError,
+        crate::serve::ServeError,
+        crate::serve::batch::PredictError,
         crate::serve::input::InputError,
         crate::serve::prediction_log::PredictionLogError,
         crate::ingest::mongo::MongoError,
@@ -343,6 +347,56 @@ mod tests {
             },
         ] {
             assert_eq!(code(err), B);
+        }
+    }
+
+    /// Data that does not fit its schema (the type keeps its fields private).
+    fn invalid_data() -> crate::data::InvalidData {
+        let schema = crate::data::Schema::from_yaml_str(
+            &path(),
+            "name: t\nlabel: { column: y, type: integer, values: [0, 1], positive: [1] }\n\
+             columns:\n  - { name: x, type: integer, values: [0, 1] }\n",
+        )
+        .unwrap();
+        let table =
+            crate::data::load::csv_from_bytes(&path(), b"x,y\n7,1\n0,0\n".to_vec()).unwrap();
+        crate::data::dataset_from_table(&table, &schema).unwrap_err()
+    }
+
+    #[test]
+    fn drift_errors_are_runtime_failures_except_the_data() {
+        use crate::data::drift::DriftError;
+        assert_eq!(code(DriftError::Data(invalid_data())), B);
+        for err in [
+            DriftError::Json(json()),
+            DriftError::Yaml(s()),
+            DriftError::Write {
+                path: path(),
+                source: io(),
+            },
+        ] {
+            assert_eq!(code(err), R);
+        }
+    }
+
+    #[test]
+    fn split_errors_are_runtime_failures_except_the_data() {
+        use crate::data::split::SplitError;
+        assert_eq!(code(SplitError::Data(invalid_data())), B);
+        let frame = polars::error::PolarsError::ComputeError("x".into());
+        for err in [
+            SplitError::CreateDir {
+                path: path(),
+                source: io(),
+            },
+            SplitError::Write {
+                path: path(),
+                source: io(),
+            },
+            SplitError::Frame(frame),
+            SplitError::Json(json()),
+        ] {
+            assert_eq!(code(err), R);
         }
     }
 
@@ -671,6 +725,78 @@ mod tests {
             SourceError::Unsupported(s()),
         ] {
             assert_eq!(code(err), B);
+        }
+    }
+
+    #[test]
+    fn predict_errors_take_their_causes_code() {
+        use crate::serve::batch::PredictError;
+        for err in [
+            PredictError::ModelFile(ModelFileError::Read {
+                path: path(),
+                source: io(),
+            }),
+            PredictError::Load(LoadError::Empty { path: path() }),
+            PredictError::Schema {
+                model: path(),
+                source: invalid_data(),
+            },
+            PredictError::Model(ModelError::FeatureCount {
+                expected: 1,
+                got: 2,
+            }),
+        ] {
+            assert_eq!(code(err), B);
+        }
+        for err in [
+            PredictError::Model(ModelError::SingleClass { attack: true }),
+            PredictError::Frame(polars::error::PolarsError::ComputeError("x".into())),
+            PredictError::Write {
+                path: path(),
+                source: io(),
+            },
+        ] {
+            assert_eq!(code(err), R);
+        }
+    }
+
+    #[test]
+    fn serve_errors_take_the_model_sources_and_the_logs_code() {
+        use crate::serve::ServeError;
+        let load = |source| ServeError::Load { model: s(), source };
+        assert_eq!(code(load(SourceError::Unsupported(s()))), B);
+        assert_eq!(
+            code(load(SourceError::Store(StorageError::Transport {
+                op: "GET",
+                url: s(),
+                detail: s(),
+            }))),
+            R
+        );
+        assert_eq!(
+            code(ServeError::PredictionLog(PredictionLogError::Uri {
+                uri: s(),
+                message: s(),
+            })),
+            B
+        );
+        assert_eq!(
+            code(ServeError::PredictionLog(PredictionLogError::Client {
+                target: s(),
+                message: s(),
+            })),
+            R
+        );
+        for err in [
+            ServeError::Bind {
+                address: "127.0.0.1:1".parse().unwrap(),
+                source: io(),
+            },
+            ServeError::Address(io()),
+            ServeError::Announce(io()),
+            ServeError::Serve(io()),
+        ] {
+            assert_eq!(code(err), R);
         }
     }
 

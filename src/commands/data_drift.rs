@@ -2,13 +2,10 @@
 
 use std::io::Write;
 
-use anyhow::Context;
-
 use crate::cli::DriftArgs;
-use crate::data::drift::{DriftReport, DriftThresholds, drift};
+use crate::data::drift::{DriftReport, DriftThresholds, drift_to_file};
 use crate::data::{Schema, load_file};
 use crate::exit::{Outcome, UsageError};
-use crate::fsutil::write_atomic;
 
 /// Computes and prints the drift report, and writes it to `--report` when given.
 pub async fn run(args: DriftArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
@@ -22,18 +19,14 @@ pub async fn run(args: DriftArgs, out: &mut dyn Write) -> anyhow::Result<Outcome
         ks_alpha: args.alpha,
         psi: args.psi_threshold,
     };
-    let report = drift(&reference, &current, &schema, thresholds)?;
-    if let Some(path) = &args.report {
-        let json = path.extension().is_some_and(|e| e == "json");
-        let text = if json {
-            serde_json::to_string_pretty(&report)? + "\n"
-        } else {
-            serde_saphyr::to_string(&report).context("rendering YAML")?
-        };
-        write_atomic(path, |w| w.write_all(text.as_bytes()))
-            .with_context(|| format!("writing {}", path.display()))?;
-        tracing::info!(path = %path.display(), "drift report written");
-    }
+    let report = drift_to_file(
+        &reference,
+        &current,
+        &schema,
+        thresholds,
+        args.report.as_deref(),
+    )
+    .await?;
     super::print_report(out, args.format, &report, print_text)?;
     Ok(if args.fail_on_drift && report.drift_detected {
         Outcome::Invalid

@@ -18,7 +18,7 @@ use crate::sweep::run::SavedModel;
 use crate::sweep::store::SweepStatus;
 use crate::tracking::TrackingReport;
 
-/// What `--output json` prints.
+/// What `--format json` prints.
 #[derive(Debug, Serialize)]
 struct RunSummary<'a> {
     experiment: &'a str,

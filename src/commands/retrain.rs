@@ -20,7 +20,7 @@ use crate::sweep::CancelToken;
 /// Leaderboard rows shown in the report of the sweep.
 const TOP: usize = 5;
 
-/// Runs the pipeline of a retrain file and prints its summary (with `--output json`,
+/// Runs the pipeline of a retrain file and prints its summary (with `--format json`,
 /// nothing else), also when a stage failed.
 pub async fn run(args: RetrainArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     let input = RetrainInput {
@@ -39,7 +39,7 @@ pub async fn run(args: RetrainArgs, out: &mut dyn Write) -> anyhow::Result<Outco
     let cancel = CancelToken::new();
     let signals = tokio::spawn(experiment_run::watch_signals(cancel.clone()));
     let progress = Progress::default();
-    // Stages print their own reports as they go; with --output json only the summary does.
+    // Stages print their own reports as they go; with --format json only the summary does.
     let mut sink = std::io::sink();
     let mut view = View {
         out: if json { &mut sink } else { &mut *out },

@@ -1,92 +1,50 @@
 //! `netsec serve`: the entry point for answering predictions over HTTP.
 
 use std::io::Write;
-use std::sync::Arc;
-
-use anyhow::Context;
 
 use crate::cli::ServeArgs;
 use crate::exit::{Outcome, UsageError};
-use crate::serve::prediction_log::{self, PredictionLogConfig, PredictionLogError};
-use crate::serve::{AppState, ModelSource, ServeOptions, serve, shutdown_signal};
+use crate::serve::prediction_log::PredictionLogConfig;
+use crate::serve::run::DRAIN_TIMEOUT;
+use crate::serve::{ServeConfig, ServeOptions};
 use crate::storage::S3Options;
-
-/// How long, after the last request, queued predictions may take to reach the log.
-const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Loads the model, binds, prints the address, and serves until SIGINT/SIGTERM.
 pub async fn run(args: ServeArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     let prediction_log = prediction_log_config(&args)?;
     let token = serve_token(std::env::var("NETSEC_SERVE_TOKEN").ok());
-    let options = ServeOptions {
-        max_body_bytes: args.max_body_bytes,
-        request_timeout: args.request_timeout,
-        token,
-        ..ServeOptions::default()
-    };
     // The worker count is a property of the process's runtime, which the caller builds
     // (`main.rs` reads `--workers` from the parsed arguments); here it is only checked.
     if args.workers == Some(0) {
         return Err(UsageError("--workers must be at least 1".into()).into());
     }
-    let s3 = S3Options::with_endpoint(args.s3.endpoint_url.clone());
-    let (source, model) = async {
-        let source = ModelSource::open(&args.model, &s3).await?;
-        let model = source.load().await?;
-        Ok::<_, crate::serve::SourceError>((source, model))
-    }
-    .await
-    .with_context(|| format!("loading the model from {}", args.model))?;
-    // Started before the address is printed, so a bad URI fails before "serving".
-    let prediction_log = match prediction_log {
-        Some(config) => {
-            let target = prediction_log::display_target(&config);
-            let started = prediction_log::start(config).await.map_err(|e| match e {
-                PredictionLogError::Uri { .. } => anyhow::Error::from(UsageError(e.to_string())),
-                other => other.into(),
-            })?;
-            tracing::info!(server = %target, "logging predictions");
-            Some(started)
-        }
-        None => None,
+    let config = ServeConfig {
+        s3: S3Options::with_endpoint(args.s3.endpoint_url.clone()),
+        model: args.model,
+        bind: args.bind,
+        options: ServeOptions {
+            max_body_bytes: args.max_body_bytes,
+            request_timeout: args.request_timeout,
+            token,
+            ..ServeOptions::default()
+        },
+        reload_interval: args.reload_interval,
+        prediction_log,
     };
-    let listener = tokio::net::TcpListener::bind(args.bind)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.bind))?;
-    let address = listener.local_addr()?;
-    // Before the address is out: whoever reads it may signal at once.
-    let shutdown = shutdown_signal();
-    writeln!(
-        out,
-        "serving {} version {} ({} sha256 {}) on http://{address}",
-        model.name,
-        model.version_text(),
-        model.file.algorithm,
-        &model.sha256[..12],
-    )?;
-    out.flush()?;
-    tracing::info!(
-        %address,
-        auth = options.token.is_some(),
-        "listening"
-    );
-    let reload = match source {
-        ModelSource::Store(store) => Some((store, args.reload_interval)),
-        ModelSource::File(_) => None,
-    };
-    let state = AppState::new(model, &options);
-    let (state, log_task) = match prediction_log {
-        Some((log, task)) => (state.with_prediction_log(log), Some(task)),
-        None => (state, None),
-    };
-    let state = Arc::new(state);
-    let served = serve(listener, state, &options, reload, shutdown).await;
-    // Every request has been answered: what they queued is written (or dropped at the
-    // deadline) before the process ends.
-    if let Some(task) = log_task {
-        task.finish().await;
-    }
-    served.context("serving")?;
+    crate::serve::run(config, |listening| {
+        let model = listening.model;
+        writeln!(
+            out,
+            "serving {} version {} ({} sha256 {}) on http://{}",
+            model.name,
+            model.version_text(),
+            model.file.algorithm,
+            &model.sha256[..12],
+            listening.address,
+        )?;
+        out.flush()
+    })
+    .await?;
     Ok(Outcome::Success)
 }
 

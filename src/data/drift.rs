@@ -454,3 +454,65 @@ mod tests {
         assert!(psi_categorical(&a, &b) > 1.0);
     }
 }
+
+/// Why [`drift_to_file`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DriftError {
+    /// A table does not fit the schema.
+    #[error(transparent)]
+    Data(#[from] InvalidData),
+    /// The report cannot be rendered as JSON.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// The report cannot be rendered as YAML.
+    #[error("rendering YAML: {0}")]
+    Yaml(String),
+    /// The report file cannot be written.
+    #[error("writing {}", path.display())]
+    Write {
+        /// The report file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl DriftError {
+    /// The process exit code: the data's own for tables that do not fit, else a runtime
+    /// failure (rendering, the file system).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            DriftError::Data(e) => e.exit_code(),
+            DriftError::Json(_) | DriftError::Yaml(_) | DriftError::Write { .. } => {
+                crate::exit::RUNTIME_FAILURE
+            }
+        }
+    }
+}
+
+/// [`drift`], and with `report`, the report written there (JSON for a `.json` file, else
+/// YAML), atomically. The entry point of `netsec data drift`.
+pub async fn drift_to_file(
+    reference: &Table,
+    current: &Table,
+    schema: &Schema,
+    thresholds: DriftThresholds,
+    report: Option<&std::path::Path>,
+) -> Result<DriftReport, DriftError> {
+    let result = drift(reference, current, schema, thresholds)?;
+    if let Some(path) = report {
+        let text = if path.extension().is_some_and(|e| e == "json") {
+            serde_json::to_string_pretty(&result)? + "\n"
+        } else {
+            serde_saphyr::to_string(&result).map_err(|e| DriftError::Yaml(e.to_string()))?
+        };
+        crate::fsutil::write_atomic(path, |w| std::io::Write::write_all(w, text.as_bytes()))
+            .map_err(|source| DriftError::Write {
+                path: path.to_owned(),
+                source,
+            })?;
+        tracing::info!(path = %path.display(), "drift report written");
+    }
+    Ok(result)
+}

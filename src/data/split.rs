@@ -2,13 +2,18 @@
 //! leakage counting and an option to hold out whole groups of identical feature vectors.
 
 use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 
+use polars::prelude::{CsvWriter, IdxCa, IdxSize, SerWriter};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
-use super::dataset::Dataset;
+use super::dataset::{Dataset, InvalidData, dataset_from_table};
+use super::load::Table;
+use super::schema::Schema;
+use crate::fsutil::write_atomic;
 
 /// How to split.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -217,4 +222,154 @@ mod tests {
             assert!((33..=34).contains(&attacks), "{attacks}");
         }
     }
+}
+
+/// The outcome of [`write_split`]: the split as printed and written to `split.json`.
+#[derive(Debug, Serialize)]
+pub struct SplitSummary {
+    /// The data set's source (file name).
+    pub source: String,
+    /// The data fingerprint the split belongs to.
+    pub fingerprint: String,
+    /// How it was split.
+    pub spec: SplitSpec,
+    /// Rows in the training part.
+    pub train_rows: usize,
+    /// Attack rows in the training part.
+    pub train_attacks: usize,
+    /// Rows in the test part.
+    pub test_rows: usize,
+    /// Attack rows in the test part.
+    pub test_attacks: usize,
+    /// Test rows whose feature vector also occurs in train.
+    pub leaked_test_rows: usize,
+    /// Per fold, its size (positions into `train`).
+    pub fold_sizes: Vec<usize>,
+}
+
+/// `split.json`: the summary plus the row indices, so that another tool can replay it.
+#[derive(Debug, Serialize)]
+struct SplitFile<'a> {
+    #[serde(flatten)]
+    summary: &'a SplitSummary,
+    /// 0-based data row indices of the training part.
+    train: &'a [usize],
+    /// 0-based data row indices of the test part.
+    test: &'a [usize],
+    /// Per fold, the 0-based data row indices of its validation part.
+    folds: Vec<Vec<usize>>,
+}
+
+/// Why [`write_split`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SplitError {
+    /// The table does not fit the schema.
+    #[error(transparent)]
+    Data(#[from] InvalidData),
+    /// The output directory cannot be created.
+    #[error("creating {}", path.display())]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A part cannot be written.
+    #[error("writing {}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Selecting a part's rows failed.
+    #[error(transparent)]
+    Frame(#[from] polars::error::PolarsError),
+    /// `split.json` cannot be rendered.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
+impl SplitError {
+    /// The process exit code: the data's own for data that does not fit, else a runtime
+    /// failure (the file system).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            SplitError::Data(e) => e.exit_code(),
+            SplitError::CreateDir { .. }
+            | SplitError::Write { .. }
+            | SplitError::Frame(_)
+            | SplitError::Json(_) => crate::exit::RUNTIME_FAILURE,
+        }
+    }
+}
+
+/// Splits `table` (typed by `schema`) by `spec`, with `folds` cross-validation folds of the
+/// training part when given, and, with `out`, writes `train.csv`, `test.csv` and
+/// `split.json` there, each atomically. The entry point of `netsec data split`.
+pub async fn write_split(
+    table: &Table,
+    schema: &Schema,
+    spec: SplitSpec,
+    folds: Option<usize>,
+    out: Option<&Path>,
+) -> Result<SplitSummary, SplitError> {
+    let data = dataset_from_table(table, schema)?;
+    let split = train_test_split(&data, &spec);
+    // Folds are positions into `train`; the file records them as data rows.
+    let folds: Vec<Vec<usize>> = match folds {
+        Some(k) => stratified_kfold(&data.labels, &split.train, k, spec.seed)
+            .into_iter()
+            .map(|fold| fold.into_iter().map(|p| split.train[p]).collect())
+            .collect(),
+        None => Vec::new(),
+    };
+    let attacks = |rows: &[usize]| rows.iter().filter(|&&r| data.labels[r]).count();
+    let summary = SplitSummary {
+        source: data.source.clone(),
+        fingerprint: data.fingerprint.clone(),
+        spec,
+        train_rows: split.train.len(),
+        train_attacks: attacks(&split.train),
+        test_rows: split.test.len(),
+        test_attacks: attacks(&split.test),
+        leaked_test_rows: leaked_rows(&data, &split),
+        fold_sizes: folds.iter().map(Vec::len).collect(),
+    };
+    if let Some(dir) = out {
+        std::fs::create_dir_all(dir).map_err(|source| SplitError::CreateDir {
+            path: dir.to_owned(),
+            source,
+        })?;
+        write_rows(table, &split.train, &dir.join("train.csv"))?;
+        write_rows(table, &split.test, &dir.join("test.csv"))?;
+        let file = SplitFile {
+            summary: &summary,
+            train: &split.train,
+            test: &split.test,
+            folds,
+        };
+        let json = serde_json::to_vec(&file)?;
+        let path = dir.join("split.json");
+        write_atomic(&path, |w| w.write_all(&json))
+            .map_err(|source| SplitError::Write { path, source })?;
+    }
+    Ok(summary)
+}
+
+/// Writes the `rows` of `table` as CSV to `path`, atomically.
+fn write_rows(table: &Table, rows: &[usize], path: &Path) -> Result<(), SplitError> {
+    let indices: Vec<IdxSize> = rows.iter().map(|&r| r as IdxSize).collect();
+    let mut part = table.frame.take(&IdxCa::from_vec("idx".into(), indices))?;
+    write_atomic(path, |w| {
+        CsvWriter::new(w)
+            .finish(&mut part)
+            .map_err(std::io::Error::other)
+    })
+    .map_err(|source| SplitError::Write {
+        path: path.to_owned(),
+        source,
+    })
 }

@@ -11,7 +11,7 @@
 //! [`FittedModel::truncated`] gives the exact `k`-round model for every `k`, round `m` draws its
 //! subsample from the stream `(seed, m)`, and the defaults match scikit-learn (depth 3).
 //! The README's accuracy table compares it with scikit-learn on the same rows
-//! (`tests/accuracy.rs` holds it to 0.5 points).
+//! (`tests/it/accuracy.rs` holds it to 0.5 points).
 
 use ndarray::ArrayView2;
 use rand::RngCore;

@@ -106,7 +106,7 @@ impl Collected {
         self.union.is_incomplete()
     }
 
-    /// The machine-readable report (`--output json`); `best_label` names the best trial
+    /// The machine-readable report (`--format json`); `best_label` names the best trial
     /// as the leaderboard shows it.
     pub fn report(&self, best_label: Option<String>) -> Report<'_> {
         let m = &self.union;
@@ -175,7 +175,7 @@ pub struct BestReport<'a> {
     model_sha256: Option<&'a str>,
 }
 
-/// What `netsec experiment collect --output json` prints.
+/// What `netsec experiment collect --format json` prints.
 #[derive(Debug, Serialize)]
 pub struct Report<'a> {
     experiment: &'a str,

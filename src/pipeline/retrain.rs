@@ -104,7 +104,7 @@ pub struct Stage {
     pub detail: String,
 }
 
-/// What a run did, stage by stage (the whole of `--output json`).
+/// What a run did, stage by stage (the whole of `--format json`).
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
     /// The retrain file.

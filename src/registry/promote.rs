@@ -75,7 +75,7 @@ pub struct Request<'a> {
     pub models_dir: &'a Path,
 }
 
-/// The report of one decision: what `--output json` prints and what the history keeps as
+/// The report of one decision: what `--format json` prints and what the history keeps as
 /// evidence.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {

@@ -8,7 +8,7 @@
 //! byte-order mark, blank lines, an empty quoted cell, a non-finite feature — makes it step
 //! aside ([`predict`] returns `None`) for the general path in [`super::input`], which reads
 //! the body like `netsec predict` and names the line and column of every problem. The
-//! answers of both paths are the same bytes (`tests/serve_http.rs` compares them).
+//! answers of both paths are the same bytes (`tests/it/serve_http.rs` compares them).
 
 use std::borrow::Cow;
 use std::collections::BTreeSet;

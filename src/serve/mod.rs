@@ -9,17 +9,22 @@
 //! * [`metrics`]: counters and histograms in the Prometheus text format.
 //! * [`reload`]: polling the pointer and swapping a verified new model in.
 //! * [`prediction_log`]: every prediction written to MongoDB, off the request path.
+//! * [`batch`]: `netsec predict`, a whole file scored offline with a model file.
+//! * [`run`]: the `netsec serve` workflow (load, log, bind, serve, drain).
 //!
 //! Serving never trains: it depends on `models`, `data` and `storage`, never the other way.
 
 pub mod app;
+pub mod batch;
 pub mod csv_body;
 pub mod input;
 pub mod metrics;
 pub mod prediction_log;
 pub mod reload;
 pub mod routes;
+pub mod run;
 pub mod source;
 
 pub use app::{AppState, ServeOptions, serve, shutdown_signal};
+pub use run::{Listening, ServeConfig, ServeError, run};
 pub use source::{LoadedModel, ModelSource, SourceError};

@@ -198,7 +198,7 @@ fn intrusion_round_trip_infer_validate_drift_split_sweep_predict_serve() {
         s(&grid),
         "--state-dir",
         s(&d.join("state")),
-        "--output",
+        "--format",
         "json",
         "--model-out",
         s(&model),

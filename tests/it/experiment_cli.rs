@@ -28,7 +28,7 @@ fn run_json(grid: &Path, state: &Path, extra: &[&str]) -> Value {
         s(grid),
         "--state-dir",
         s(state),
-        "--output",
+        "--format",
         "json",
     ];
     args.extend_from_slice(extra);
@@ -112,7 +112,7 @@ fn sweep_ranks_by_cv_saves_the_best_model_and_reuses_trials() {
         "list",
         "--state-dir",
         s(&state),
-        "--output",
+        "--format",
         "json",
     ])
     .expect_code(0);
@@ -241,7 +241,7 @@ fn count_via_show(state: &Path) -> usize {
         "resume",
         "--state-dir",
         s(state),
-        "--output",
+        "--format",
         "json",
     ]);
     serde_json::from_str::<Value>(&run.stdout)
@@ -292,7 +292,7 @@ fn killed_sweep_resumes_with_only_the_missing_trials() {
         "list",
         "--state-dir",
         s(&state),
-        "--output",
+        "--format",
         "json",
     ])
     .expect_code(0);
@@ -336,7 +336,7 @@ fn sigterm_finishes_running_trials_and_marks_the_sweep_killed() {
         "list",
         "--state-dir",
         s(&state),
-        "--output",
+        "--format",
         "json",
     ])
     .expect_code(0);

@@ -15,6 +15,7 @@ mod dashboards;
 mod data_cli;
 mod deploy;
 mod experiment_cli;
+mod flags_cli;
 mod harden_cli;
 mod mirror_cli;
 mod mlflow_client;

@@ -82,7 +82,7 @@ impl Setup {
         let run = self
             .netsec(
                 uri,
-                &["experiment", "run", s(&grid), "--output", "json"],
+                &["experiment", "run", s(&grid), "--format", "json"],
                 &[],
             )
             .expect_code(0);
@@ -298,7 +298,7 @@ async fn a_server_without_a_registry_only_costs_a_warning() {
     );
     // The local decision stands.
     let list = setup
-        .netsec(None, &["registry", "list", "--output", "json"], &[])
+        .netsec(None, &["registry", "list", "--format", "json"], &[])
         .expect_code(0);
     let models: Value = serde_json::from_str(&list.stdout).unwrap();
     assert_eq!(models[0]["aliases"]["champion"], 1, "{models}");

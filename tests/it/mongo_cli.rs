@@ -104,7 +104,7 @@ fn push_is_idempotent_and_training_from_the_collection_sees_the_same_data() {
             s(&grid),
             "--state-dir",
             s(&dir.path().join("st")),
-            "--output",
+            "--format",
             "json",
         ])
         .env("NETSEC_TEST_MONGO", &server.uri)
@@ -300,7 +300,7 @@ fn a_model_trained_from_mongodb_is_promoted_and_its_file_holds_no_uri() {
             s(&grid),
             "--state-dir",
             s(&state),
-            "--output",
+            "--format",
             "json",
         ],
         Some(&secret_uri),

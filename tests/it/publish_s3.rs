@@ -630,11 +630,11 @@ fn file_store_works_the_same() {
     let serve = Serve::start(&format!("file://{}", store.display()), &[]);
     assert_eq!(serve.version(), "1");
 
-    // With --output json, stdout stays one JSON report; the publication goes to the log.
+    // With --format json, stdout stays one JSON report; the publication goes to the log.
     let run = promote(
         ws.path(),
         "logistic",
-        &["--publish", "--output", "json"],
+        &["--publish", "--format", "json"],
         &[],
     )
     .expect_code(0);

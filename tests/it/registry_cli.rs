@@ -24,7 +24,7 @@ fn sweep(state: &Path, name: &str, models: &str) -> Value {
         s(&grid),
         "--state-dir",
         s(state),
-        "--output",
+        "--format",
         "json",
     ])
     .expect_code(0);
@@ -66,7 +66,7 @@ fn history(state: &Path) -> Vec<Value> {
         "phish",
         "--state-dir",
         s(state),
-        "--output",
+        "--format",
         "json",
     ])
     .expect_code(0);
@@ -83,7 +83,7 @@ fn champion(state: &Path) -> Option<i64> {
         "list",
         "--state-dir",
         s(state),
-        "--output",
+        "--format",
         "json",
     ])
     .expect_code(0);
@@ -146,7 +146,7 @@ fn promote_challenge_reject_and_rollback() {
     assert_eq!(champion(&state), Some(2));
 
     // The stump again, now as challenger: rejected (exit 3), champion unchanged.
-    let third = promote(&state, &policy, &["--best", "stump", "--output", "json"]).expect_code(3);
+    let third = promote(&state, &policy, &["--best", "stump", "--format", "json"]).expect_code(3);
     let report: Value = serde_json::from_str(&third.stdout).unwrap();
     assert_eq!(report["decision"], "rejected");
     assert_eq!(report["version"], 1);
@@ -325,7 +325,7 @@ fn a_trial_that_was_not_the_best_is_refitted_for_promotion() {
     let summary = sweep(&state, "two", &format!("{STUMP}{LOGISTIC}"));
     let board = summary["leaderboard"].as_array().unwrap();
     let runner_up = board[1]["key"].as_str().unwrap();
-    let run = promote(&state, &good, &["--run", runner_up, "--output", "json"]).expect_code(0);
+    let run = promote(&state, &good, &["--run", runner_up, "--format", "json"]).expect_code(0);
     let report: Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(report["candidate"]["trial_key"], runner_up);
     let sha = report["candidate"]["sha256"].as_str().unwrap();

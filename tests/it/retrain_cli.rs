@@ -108,7 +108,7 @@ impl Setup {
             s(&self.config),
             "--state-dir",
             s(&self.state),
-            "--output",
+            "--format",
             output,
         ])
     }
@@ -124,7 +124,7 @@ impl Setup {
             "list",
             "--state-dir",
             s(&self.state),
-            "--output",
+            "--format",
             "json",
         ])
         .expect_code(0);
@@ -270,7 +270,7 @@ fn a_second_run_does_not_start_while_one_holds_the_lock() {
         "{}",
         run.stderr
     );
-    // A scheduler reading --output json still gets a summary.
+    // A scheduler reading --format json still gets a summary.
     let held = setup.retrain_json(1);
     assert_eq!(stage(&held, "lock")["status"], "failed", "{held:#}");
     assert!(!setup.state.join("netsec.db").exists(), "nothing ran");
@@ -348,7 +348,7 @@ fn a_run_killed_mid_sweep_resumes() {
             "nightly",
             "--state-dir",
             s(&setup.state),
-            "--output",
+            "--format",
             "json",
         ]);
         let trials = serde_json::from_str::<Value>(&shown.stdout)

@@ -45,7 +45,7 @@ fn models() -> &'static Models {
             let out = dir.join(format!("{name}.json"));
             let run = netsec(&[
                 "experiment", "run", s(&grid), "--state-dir", s(&dir.join(name)),
-                "--output", "json", "--model-out", s(&out),
+                "--format", "json", "--model-out", s(&out),
             ])
             .expect_code(0);
             let summary: Value = serde_json::from_str(&run.stdout).unwrap();

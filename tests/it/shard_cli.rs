@@ -80,7 +80,7 @@ fn reference(dir: &Path) -> (BTreeMap<String, f64>, String) {
             "experiments/quick.yaml",
             "--state-dir",
             s(&state),
-            "--output",
+            "--format",
             "json",
         ],
     )));
@@ -131,7 +131,7 @@ fn shards_in_separate_stores_collect_to_the_single_process_sweep() {
         "--stores",
     ];
     args.extend(stores.iter().map(String::as_str));
-    args.extend(["--into", s(&merged), "--output", "json"]);
+    args.extend(["--into", s(&merged), "--format", "json"]);
     let summary = json(output(command(None, &args)));
     assert_same_as_single(&summary, &single, &best);
     let per_source: u64 = summary["sources"]
@@ -152,7 +152,7 @@ fn shards_in_separate_stores_collect_to_the_single_process_sweep() {
             "quick",
             "--state-dir",
             s(&merged),
-            "--output",
+            "--format",
             "json",
         ],
     )));
@@ -233,7 +233,7 @@ fn shards_in_separate_stores_collect_to_the_single_process_sweep() {
             "--strict",
             "--into",
             s(&partial_store),
-            "--output",
+            "--format",
             "json",
         ],
     ))
@@ -275,7 +275,7 @@ fn shards_in_separate_stores_collect_to_the_single_process_sweep() {
             "quick",
             "--state-dir",
             &stores[2],
-            "--output",
+            "--format",
             "json",
         ],
     )));
@@ -306,7 +306,7 @@ fn shards_in_separate_stores_collect_to_the_single_process_sweep() {
             "--stores",
             &stores[0],
             &stores[0],
-            "--output",
+            "--format",
             "json",
         ],
     )));
@@ -336,7 +336,7 @@ async fn shards_sharing_one_store_and_mlflow_collect_to_the_single_process_sweep
             "experiments/quick.yaml",
             "--state-dir",
             &shared,
-            "--output",
+            "--format",
             "json",
         ],
     )));
@@ -349,7 +349,7 @@ async fn shards_sharing_one_store_and_mlflow_collect_to_the_single_process_sweep
             "collect",
             "experiments/quick.yaml",
             "--from-mlflow",
-            "--output",
+            "--format",
             "json",
         ],
     )));
@@ -381,7 +381,7 @@ async fn shards_sharing_one_store_and_mlflow_collect_to_the_single_process_sweep
             "--from-mlflow",
             "--stores",
             &shared,
-            "--output",
+            "--format",
             "json",
         ],
     )));

@@ -64,14 +64,14 @@ impl Sweep {
         command
     }
 
-    /// `netsec experiment run grid.yaml --output json`; returns the run and its summary.
+    /// `netsec experiment run grid.yaml --format json`; returns the run and its summary.
     fn run(&self, uri: Option<&str>) -> (crate::common::Run, serde_json::Value) {
         let grid = self.grid();
         let args = [
             "experiment",
             "run",
             grid.to_str().unwrap(),
-            "--output",
+            "--format",
             "json",
         ];
         let run = output(self.command(uri, &args));
