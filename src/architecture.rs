@@ -163,7 +163,6 @@ pub(crate) fn violations() -> Vec<String> {
 }
 
 #[test]
-#[ignore = "enabled by the lead after merging"]
 fn imports_follow_the_design() {
     let found = violations();
     assert!(

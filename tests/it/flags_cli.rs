@@ -8,7 +8,7 @@ fn output_names_a_file_and_the_old_format_spelling_still_works() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let list = |extra: &[&str]| {
-        let mut args = vec!["experiment", "list", "--state-dir", s(&state)];
+        let mut args = vec!["registry", "list", "--state-dir", s(&state)];
         args.extend_from_slice(extra);
         netsec(&args).expect_code(0)
     };
@@ -29,7 +29,7 @@ fn output_names_a_file_and_the_old_format_spelling_still_works() {
     );
 
     // Any other value is a path: the result goes there, not to stdout.
-    let file = dir.path().join("sweeps.json");
+    let file = dir.path().join("models.json");
     for flag in ["-o", "--output"] {
         let run = list(&["--format", "json", flag, s(&file)]);
         assert_eq!(run.stdout, "", "{flag}");
