@@ -224,12 +224,16 @@ pub async fn start(
     config: PredictionLogConfig,
 ) -> Result<(PredictionLog, PredictionLogTask), PredictionLogError> {
     let target = display_target(&config);
-    let options = mongo::client_options(config.uri.expose(), "netsec-serve", SERVER_SELECTION_TIMEOUT)
-        .await
-        .map_err(|e| PredictionLogError::Uri {
-            uri: mongo::redacted_hosts(config.uri.expose()),
-            message: mongo::scrub(&e.kind.to_string(), config.uri.expose()),
-        })?;
+    let options = mongo::client_options(
+        config.uri.expose(),
+        "netsec-serve",
+        SERVER_SELECTION_TIMEOUT,
+    )
+    .await
+    .map_err(|e| PredictionLogError::Uri {
+        uri: mongo::redacted_hosts(config.uri.expose()),
+        message: mongo::scrub(&e.kind.to_string(), config.uri.expose()),
+    })?;
     let client = Client::with_options(options).map_err(|e| PredictionLogError::Client {
         target: target.clone(),
         message: mongo::scrub(&e.kind.to_string(), config.uri.expose()),
