@@ -4,11 +4,11 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use super::leaderboard::{self, Leaderboard};
 use crate::cli::{CompareArgs, ListArgs, OutputFormat, ShowArgs, StateArgs};
 use crate::exit::Outcome;
 use crate::shared::format_ms;
 use crate::state::StateDir;
+use crate::sweep::leaderboard::{self, Leaderboard};
 use crate::sweep::query;
 pub(super) use crate::sweep::query::varied_params;
 use crate::sweep::record::{METRIC_NAMES, TrialRecord, metric_values};

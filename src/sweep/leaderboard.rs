@@ -1,10 +1,10 @@
-//! The ranked table of trials that `experiment run` and `experiment show` print.
+//! The ranked table of trials that `experiment run`, `show` and `collect` print.
 
 use std::collections::HashMap;
 use std::io::Write;
 
+use super::record::{TrialRecord, TrialStatus};
 use crate::config::grid::SelectMetric;
-use crate::sweep::record::{TrialRecord, TrialStatus};
 
 /// Ranked records and what to show of them.
 pub struct Leaderboard<'a> {
