@@ -7,12 +7,12 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::leaderboard::{self, Leaderboard};
 use crate::cli::{OutputFormat, RunArgs};
 use crate::exit::Outcome;
 use crate::pipeline::experiment::{self, ExperimentInput, ExperimentOutcome};
 use crate::state::StateDir;
 use crate::sweep::CancelToken;
+use crate::sweep::leaderboard::{self, Leaderboard};
 use crate::sweep::record::TrialRecord;
 use crate::sweep::run::SavedModel;
 use crate::sweep::store::SweepStatus;

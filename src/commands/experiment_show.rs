@@ -4,14 +4,14 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use super::leaderboard::{self, Leaderboard};
 use crate::cli::{CompareArgs, ListArgs, OutputFormat, ShowArgs, StateArgs};
 use crate::exit::Outcome;
 use crate::shared::format_ms;
 use crate::state::StateDir;
+use crate::sweep::leaderboard::{self, Leaderboard};
 use crate::sweep::query;
 pub(super) use crate::sweep::query::varied_params;
-use crate::sweep::record::{METRIC_NAMES, TrialRecord, metric_values};
+use crate::sweep::record::TrialRecord;
 
 fn state_dir(state: &StateArgs) -> StateDir {
     StateDir::new(&state.state_dir)
@@ -106,65 +106,6 @@ pub async fn compare(args: CompareArgs, out: &mut dyn Write) -> anyhow::Result<O
         writeln!(out)?;
         return Ok(Outcome::Success);
     }
-    let width = 16;
-    let header: Vec<String> = records
-        .iter()
-        .map(|r| format!("{:>width$}", &r.key[..12.min(r.key.len())]))
-        .collect();
-    writeln!(out, "{:<26}{}", "", header.join(""))?;
-    let row = |out: &mut dyn Write, name: &str, cells: Vec<String>| -> std::io::Result<()> {
-        let cells: Vec<String> = cells.iter().map(|c| format!("{c:>width$}")).collect();
-        writeln!(out, "{name:<26}{}", cells.join(""))
-    };
-    row(
-        out,
-        "algorithm",
-        records.iter().map(|r| r.algorithm.clone()).collect(),
-    )?;
-    let mut param_names: Vec<&String> = records.iter().flat_map(|r| r.params.keys()).collect();
-    param_names.sort();
-    param_names.dedup();
-    for name in param_names {
-        let cells = records
-            .iter()
-            .map(|r| {
-                r.params
-                    .get(name)
-                    .map(|v| v.to_string().trim_matches('"').to_owned())
-                    .unwrap_or_else(|| "-".into())
-            })
-            .collect();
-        row(out, name, cells)?;
-    }
-    for metric in METRIC_NAMES {
-        let cv = records
-            .iter()
-            .map(|r| {
-                r.cv.get(metric)
-                    .map(|m| format!("{:.4}", m.mean))
-                    .unwrap_or_else(|| "-".into())
-            })
-            .collect();
-        row(out, &format!("cv {metric}"), cv)?;
-        let test = records
-            .iter()
-            .map(|r| {
-                r.test
-                    .as_ref()
-                    .and_then(|t| metric_values(t).get(metric).copied())
-                    .map(|v| format!("{v:.4}"))
-                    .unwrap_or_else(|| "-".into())
-            })
-            .collect();
-        row(out, &format!("test {metric}"), test)?;
-    }
-    row(
-        out,
-        "fit seconds",
-        records
-            .iter()
-            .map(|r| format!("{:.3}", r.fit_seconds))
-            .collect(),
-    )?;
+    leaderboard::compare(out, &records)?;
     Ok(Outcome::Success)
 }

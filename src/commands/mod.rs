@@ -9,7 +9,6 @@ mod data_validate;
 mod experiment_collect;
 mod experiment_run;
 mod experiment_show;
-mod leaderboard;
 mod predict;
 mod promote;
 mod publish;

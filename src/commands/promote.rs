@@ -11,7 +11,6 @@ use crate::exit::Outcome;
 use crate::pipeline::promote::{CandidateSpec, PromoteInput, promote};
 use crate::pipeline::publish::{MoveReporter, Publication, StoreTarget};
 use crate::registry::promote::{Promoted, Report};
-use crate::registry::promotion::fmt_value;
 use crate::state::StateDir;
 use crate::storage::S3Options;
 
@@ -102,92 +101,8 @@ fn print(out: &mut dyn Write, format: OutputFormat, report: &Report) -> anyhow::
         writeln!(out)?;
         return Ok(());
     }
-    let c = &report.candidate;
-    writeln!(
-        out,
-        "candidate: {} {} (trial {}, model {}){}",
-        c.experiment,
-        c.algorithm,
-        &c.trial_key[..12.min(c.trial_key.len())],
-        &c.sha256[..12.min(c.sha256.len())],
-        c.sweep_id
-            .map(|s| format!(" from sweep {s}"))
-            .unwrap_or_default()
-    )?;
-    writeln!(
-        out,
-        "against: {}  holdout: {} rows\n",
-        report
-            .champion
-            .map(|v| format!("`{}` version {v}", report.alias))
-            .unwrap_or_else(|| format!("no `{}` yet", report.alias)),
-        report.holdout_rows
-    )?;
-    let rows: Vec<[String; 5]> = report
-        .rules
-        .iter()
-        .map(|r| {
-            [
-                r.rule.clone(),
-                r.value.map(fmt_value).unwrap_or_else(|| "-".into()),
-                r.threshold.clone(),
-                if r.pass { "yes" } else { "NO" }.into(),
-                r.detail.clone(),
-            ]
-        })
-        .collect();
-    let header = ["rule", "value", "threshold", "pass", "detail"];
-    let mut widths = header.map(|h| h.chars().count());
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: &[String]| {
-        cells
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect::<Vec<_>>()
-            .join("  ")
-            .trim_end()
-            .to_owned()
-    };
-    writeln!(out, "{}", line(&header.map(String::from)))?;
-    for row in &rows {
-        writeln!(out, "{}", line(row))?;
-    }
-    writeln!(out, "\n{}", decision_line(report))?;
+    write!(out, "{report}")?;
     Ok(())
-}
-
-fn decision_line(report: &Report) -> String {
-    let prefix = if report.dry_run {
-        "dry run: would be "
-    } else {
-        ""
-    };
-    let version = report
-        .version
-        .map(|v| format!(" as version {v}"))
-        .unwrap_or_default();
-    if report.promoted() {
-        format!(
-            "{prefix}PROMOTED: {} is now `{}`{version} ({})",
-            report.model, report.alias, report.reason
-        )
-    } else {
-        format!(
-            "{prefix}REJECTED{version}: `{}` of {} stays {} ({})",
-            report.alias,
-            report.model,
-            report
-                .champion
-                .map(|v| format!("version {v}"))
-                .unwrap_or_else(|| "unset".into()),
-            report.reason
-        )
-    }
 }
 
 /// Appends the decision as markdown to `$GITHUB_STEP_SUMMARY` when it is set (GitHub
@@ -196,23 +111,7 @@ fn append_step_summary(report: &Report) -> anyhow::Result<()> {
     let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) else {
         return Ok(());
     };
-    let mut md = format!(
-        "### netsec promote: {} `{}`\n\n{}\n\n| rule | value | threshold | pass | detail |\n|---|---|---|---|---|\n",
-        report.model,
-        report.alias,
-        decision_line(report)
-    );
-    for r in &report.rules {
-        md.push_str(&format!(
-            "| {} | {} | {} | {} | {} |\n",
-            r.rule,
-            r.value.map(fmt_value).unwrap_or_else(|| "-".into()),
-            r.threshold,
-            if r.pass { "✅" } else { "❌" },
-            r.detail.replace('|', "\\|")
-        ));
-    }
-    md.push('\n');
+    let md = report.step_summary();
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

@@ -25,7 +25,7 @@ pub async fn run(args: ServeArgs, out: &mut dyn Write) -> anyhow::Result<Outcome
         options: ServeOptions {
             max_body_bytes: args.max_body_bytes,
             request_timeout: args.request_timeout,
-            token,
+            token: token.map(Into::into),
             ..ServeOptions::default()
         },
         reload_interval: args.reload_interval,
@@ -68,7 +68,7 @@ fn prediction_log_config(args: &ServeArgs) -> Result<Option<PredictionLogConfig>
         ));
     }
     Ok(Some(PredictionLogConfig {
-        uri: uri.clone(),
+        uri: uri.clone().into(),
         db: args.prediction_log_db.clone(),
         collection: args.prediction_log_collection.clone(),
         queue_capacity: args.prediction_log_queue,

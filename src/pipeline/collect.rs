@@ -5,6 +5,7 @@
 //! lives here.
 
 use std::collections::BTreeMap;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -20,10 +21,13 @@ use crate::pipeline::source::{load_data, tracking_client};
 use crate::registry::RegistryError;
 use crate::registry::store::{read_verified, verify_file};
 use crate::shared::Metric;
+use crate::shared::short_hash as short;
 use crate::state::StateDir;
 pub use crate::sweep::collect::{Duplicate, Merged, ShardCoverage};
 use crate::sweep::collect::{MergeInput, Source, Union, merge_into, read_store, union};
+use crate::sweep::leaderboard::{self, Leaderboard};
 use crate::sweep::plan::{KeyContext, expand, trial_key};
+use crate::sweep::query::varied_params;
 use crate::sweep::record::{TrialStatus, metric_values};
 use crate::sweep::store::{RunStore, SweepRow};
 use crate::tracking::collect::{LoggedSweep, logged_sweeps};
@@ -104,6 +108,144 @@ impl Collected {
     /// Whether the union is short of the sweep it stands for.
     pub fn is_incomplete(&self) -> bool {
         self.union.is_incomplete()
+    }
+
+    /// The label the leaderboard gives the best trial (its varied parameters).
+    pub fn best_label(&self) -> Option<String> {
+        let best = self.best.as_ref()?;
+        let records = &self.union.records;
+        let top = records.iter().find(|r| r.key == best.trial)?;
+        let varied = varied_params(records);
+        Some(top.label(varied.get(&top.algorithm).map_or(&[][..], |k| k)))
+    }
+
+    /// Writes the readable report: coverage, sources, the leaderboard (its `top` rows),
+    /// what is missing or ran twice, the best trial and what was merged into `into`.
+    pub fn render(&self, out: &mut dyn Write, into: Option<&Path>, top: usize) -> io::Result<()> {
+        let c = self;
+        let m = &c.union;
+        let shards = &m.shards;
+        let shard_text = match (shards.count, shards.seen.is_empty()) {
+            (_, true) => "no shards".to_owned(),
+            (Some(n), false) => format!(
+                "{} of {n} shards ({})",
+                shards.seen.len(),
+                shards.seen.join(", ")
+            ),
+            (None, false) => format!(
+                "shards {} (different shard counts: {:?})",
+                shards.seen.join(", "),
+                shards.conflicting_counts
+            ),
+        };
+        let unsharded = match shards.unsharded {
+            0 => String::new(),
+            n => format!(" + {n} unsharded sweep(s)"),
+        };
+        writeln!(
+            out,
+            "experiment `{}`: {} trials ({} failed) from {shard_text}{unsharded} in {} source(s)",
+            c.experiment,
+            m.records.len(),
+            c.failed,
+            c.sources.len()
+        )?;
+        for s in &c.sources {
+            writeln!(
+                out,
+                "  {:<6} {} [{}]: {} trials",
+                s.kind,
+                s.name,
+                s.shards.join(", "),
+                s.trials
+            )?;
+        }
+        match c.planned {
+            Some(planned) => writeln!(
+                out,
+                "planned {planned}{}, missing {}, ran twice {}",
+                if c.whole_plan {
+                    ""
+                } else {
+                    " by the sweeps found (give the grid file to check the whole plan)"
+                },
+                m.missing.len(),
+                m.duplicates.len()
+            )?,
+            None => writeln!(
+                out,
+                "planned: unknown (give the grid file to check), ran twice {}",
+                m.duplicates.len()
+            )?,
+        }
+        writeln!(out, "ranked by cross-validated {}\n", c.metric.name())?;
+        let grid_keys = varied_params(&m.records);
+        leaderboard::print(
+            out,
+            &Leaderboard {
+                records: &m.records,
+                metric: c.metric,
+                grid_keys: &grid_keys,
+            },
+            top,
+        )?;
+        if !shards.missing.is_empty() {
+            writeln!(out, "\nmissing shards: {}", shards.missing.join(", "))?;
+        }
+        if !m.missing.is_empty() {
+            writeln!(out, "\nmissing trials ({}), in no source:", m.missing.len())?;
+            for key in &m.missing {
+                writeln!(out, "  {key}")?;
+            }
+        }
+        if !m.duplicates.is_empty() {
+            writeln!(out, "\nran more than once ({}):", m.duplicates.len())?;
+            for d in &m.duplicates {
+                let verdict = if d.same_result {
+                    "same result"
+                } else {
+                    "DIFFERENT results"
+                };
+                writeln!(out, "  {} {verdict}: {}", d.key, d.sources.join(", "))?;
+            }
+        }
+        let best = c.best.as_ref().zip(c.best_label());
+        if let Some((best, label)) = best {
+            let trial = &best.trial;
+            match &best.model_path {
+                Some(path) => writeln!(
+                    out,
+                    "\nbest: {} {} (model file {})",
+                    short(trial),
+                    label,
+                    path.display()
+                )?,
+                None => writeln!(
+                    out,
+                    "\nbest: {} {} (no run store given holds its model file)",
+                    short(trial),
+                    label
+                )?,
+            }
+        }
+        if let Some(into) = &c.merged_into {
+            writeln!(
+                out,
+                "merged {} trials into {} as sweep {}{}",
+                into.trials,
+                into.store.display(),
+                into.sweep_id,
+                if into.model_path.is_some() {
+                    " with the best model file (netsec promote --best works on it)"
+                } else {
+                    ""
+                }
+            )?;
+        }
+        if let Some((target, why)) = into.zip(c.not_merged) {
+            writeln!(out, "nothing merged into {}: {why}", target.display())?;
+        }
+        Ok(())
     }
 
     /// The machine-readable report (`--format json`); `best_label` names the best trial

@@ -10,13 +10,14 @@
 //! pipeline's part (`pipeline::promote`); publishing and mirroring the move happen there
 //! too, after this returns, because the registry never calls tracking or storage.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::Serialize;
 
 use super::promotion::{
-    CandidateView, ChampionView, Holdout, Rule, Scores, evaluate, p99_predict_us,
+    CandidateView, ChampionView, Holdout, Rule, Scores, evaluate, fmt_value, p99_predict_us,
 };
 use super::store::{Decision, NewVersion, Recorded, VersionRow, verify_file};
 use super::{Policy, Registry};
@@ -120,6 +121,126 @@ impl Report {
     /// Whether the policy accepted the candidate.
     pub fn promoted(&self) -> bool {
         self.decision == "promoted"
+    }
+
+    /// The decision in one line, as the text report ends and the step summary begins.
+    pub fn decision_line(&self) -> String {
+        let report = self;
+        let prefix = if report.dry_run {
+            "dry run: would be "
+        } else {
+            ""
+        };
+        let version = report
+            .version
+            .map(|v| format!(" as version {v}"))
+            .unwrap_or_default();
+        if report.promoted() {
+            format!(
+                "{prefix}PROMOTED: {} is now `{}`{version} ({})",
+                report.model, report.alias, report.reason
+            )
+        } else {
+            format!(
+                "{prefix}REJECTED{version}: `{}` of {} stays {} ({})",
+                report.alias,
+                report.model,
+                report
+                    .champion
+                    .map(|v| format!("version {v}"))
+                    .unwrap_or_else(|| "unset".into()),
+                report.reason
+            )
+        }
+    }
+
+    /// The decision as markdown for `$GITHUB_STEP_SUMMARY`: the decision line and the
+    /// rule table.
+    pub fn step_summary(&self) -> String {
+        let report = self;
+        let mut md = format!(
+            "### netsec promote: {} `{}`\n\n{}\n\n| rule | value | threshold | pass | detail |\n|---|---|---|---|---|\n",
+            report.model,
+            report.alias,
+            report.decision_line()
+        );
+        for r in &report.rules {
+            md.push_str(&format!(
+                "| {} | {} | {} | {} | {} |\n",
+                r.rule,
+                r.value.map(fmt_value).unwrap_or_else(|| "-".into()),
+                r.threshold,
+                if r.pass { "✅" } else { "❌" },
+                r.detail.replace('|', "\\|")
+            ));
+        }
+        md.push('\n');
+        md
+    }
+}
+
+/// The readable report (`--format text`): candidate, champion, the rule table aligned by
+/// column, and the decision.
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let report = self;
+        let c = &report.candidate;
+        writeln!(
+            f,
+            "candidate: {} {} (trial {}, model {}){}",
+            c.experiment,
+            c.algorithm,
+            &c.trial_key[..12.min(c.trial_key.len())],
+            &c.sha256[..12.min(c.sha256.len())],
+            c.sweep_id
+                .map(|s| format!(" from sweep {s}"))
+                .unwrap_or_default()
+        )?;
+        writeln!(
+            f,
+            "against: {}  holdout: {} rows\n",
+            report
+                .champion
+                .map(|v| format!("`{}` version {v}", report.alias))
+                .unwrap_or_else(|| format!("no `{}` yet", report.alias)),
+            report.holdout_rows
+        )?;
+        let rows: Vec<[String; 5]> = report
+            .rules
+            .iter()
+            .map(|r| {
+                [
+                    r.rule.clone(),
+                    r.value.map(fmt_value).unwrap_or_else(|| "-".into()),
+                    r.threshold.clone(),
+                    if r.pass { "yes" } else { "NO" }.into(),
+                    r.detail.clone(),
+                ]
+            })
+            .collect();
+        let header = ["rule", "value", "threshold", "pass", "detail"];
+        let mut widths = header.map(|h| h.chars().count());
+        for row in &rows {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        let line = |cells: &[String]| {
+            cells
+                .iter()
+                .zip(widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect::<Vec<_>>()
+                .join("  ")
+                .trim_end()
+                .to_owned()
+        };
+        writeln!(f, "{}", line(&header.map(String::from)))?;
+        for row in &rows {
+            writeln!(f, "{}", line(row))?;
+        }
+        writeln!(f, "\n{}", report.decision_line())?;
+        Ok(())
     }
 }
 

@@ -32,7 +32,7 @@ pub struct ServeOptions {
     /// Requests taking longer get 408.
     pub request_timeout: Duration,
     /// When set, prediction, model and metrics routes need `Authorization: Bearer <token>`.
-    pub token: Option<String>,
+    pub token: Option<crate::secret::Secret<String>>,
     /// Bodies up to this size are predicted on the async worker; larger ones on the
     /// blocking pool so that they never stall other requests.
     pub inline_body_bytes: usize,
@@ -75,7 +75,7 @@ impl AppState {
             token_sha256: options
                 .token
                 .as_ref()
-                .map(|t| Sha256::digest(t.as_bytes()).into()),
+                .map(|t| Sha256::digest(t.expose().as_bytes()).into()),
             inline_body_bytes: options.inline_body_bytes,
             prediction_log: None,
         }

@@ -50,7 +50,7 @@ const INLINE_ROWS: usize = 64;
 #[derive(Debug, Clone)]
 pub struct PredictionLogConfig {
     /// `mongodb://…` connection string; may hold credentials, so it is never printed.
-    pub uri: String,
+    pub uri: crate::secret::Secret<String>,
     /// Database name.
     pub db: String,
     /// Collection name.
@@ -214,7 +214,7 @@ impl PredictionLogTask {
 
 /// `mongodb://host:port/db.collection`, safe to print.
 pub fn display_target(config: &PredictionLogConfig) -> String {
-    mongo::display_target(&config.uri, &config.db, &config.collection)
+    mongo::display_target(config.uri.expose(), &config.db, &config.collection)
 }
 
 /// Parses the URI and starts the writer on the current runtime. The server is not
@@ -224,15 +224,19 @@ pub async fn start(
     config: PredictionLogConfig,
 ) -> Result<(PredictionLog, PredictionLogTask), PredictionLogError> {
     let target = display_target(&config);
-    let options = mongo::client_options(&config.uri, "netsec-serve", SERVER_SELECTION_TIMEOUT)
-        .await
-        .map_err(|e| PredictionLogError::Uri {
-            uri: mongo::redacted_hosts(&config.uri),
-            message: mongo::scrub(&e.kind.to_string(), &config.uri),
-        })?;
+    let options = mongo::client_options(
+        config.uri.expose(),
+        "netsec-serve",
+        SERVER_SELECTION_TIMEOUT,
+    )
+    .await
+    .map_err(|e| PredictionLogError::Uri {
+        uri: mongo::redacted_hosts(config.uri.expose()),
+        message: mongo::scrub(&e.kind.to_string(), config.uri.expose()),
+    })?;
     let client = Client::with_options(options).map_err(|e| PredictionLogError::Client {
         target: target.clone(),
-        message: mongo::scrub(&e.kind.to_string(), &config.uri),
+        message: mongo::scrub(&e.kind.to_string(), config.uri.expose()),
     })?;
     let collection = client
         .database(&config.db)

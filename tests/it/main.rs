@@ -26,4 +26,5 @@ mod retrain_cli;
 mod s3_multipart;
 mod serve_http;
 mod shard_cli;
+mod shipped_files;
 mod tracking_cli;

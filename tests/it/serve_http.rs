@@ -450,7 +450,7 @@ fn bearer_token_and_body_limit() {
         model_path,
         ServeOptions {
             max_body_bytes: 2048,
-            token: Some(token.to_owned()),
+            token: Some(token.into()),
             ..ServeOptions::default()
         },
     );
