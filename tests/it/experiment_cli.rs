@@ -90,6 +90,11 @@ fn sweep_ranks_by_cv_saves_the_best_model_and_reuses_trials() {
     let bytes = std::fs::read(&path).unwrap();
     let sha = best["sha256"].as_str().unwrap();
     assert_eq!(
+        netsec::shared::hash::sha256_hex(&bytes),
+        sha,
+        "the file's own hash"
+    );
+    assert_eq!(
         path.file_name().unwrap().to_str().unwrap(),
         format!("{sha}.json")
     );

@@ -117,7 +117,14 @@ fn push_is_idempotent_and_training_from_the_collection_sees_the_same_data() {
     );
     let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(summary["data_fingerprint"], fingerprint_of(&data));
-    assert!(!summary["data_source"].as_str().unwrap().contains('@'));
+    // The model file records the URI as written: the variable, never its value.
+    let model = std::fs::read(summary["best_model"]["path"].as_str().unwrap()).unwrap();
+    let model: Value = serde_json::from_slice(&model).unwrap();
+    assert_eq!(
+        model["data_source"]["mongodb"]["uri"], "${NETSEC_TEST_MONGO}",
+        "{}",
+        model["data_source"]
+    );
 }
 
 #[test]

@@ -87,10 +87,20 @@ impl Setup {
     }
 
     /// The model sha256 the store's pointer names.
+    /// The sha256 the store's pointer names, after checking that the model file it names
+    /// is there and has that hash.
     fn published(&self) -> Option<String> {
         let pointer = std::fs::read_to_string(self.store().join("phish/current.json")).ok()?;
         let pointer: Value = serde_json::from_str(&pointer).unwrap();
-        Some(pointer["sha256"].as_str().unwrap().to_owned())
+        let sha = pointer["sha256"].as_str().unwrap().to_owned();
+        let model = std::fs::read(self.store().join(format!("phish/{sha}/model.json")))
+            .expect("the pointer names a model file in the store");
+        assert_eq!(
+            netsec::shared::hash::sha256_hex(&model),
+            sha,
+            "published model's hash"
+        );
+        Some(sha)
     }
 
     fn set_on_drift(&self, on_drift: &str) {
