@@ -1,4 +1,5 @@
-//! One module per command; each loads its inputs, calls the stage modules and prints.
+//! One module per subcommand, each thin: arguments to typed input, one library call, rendering
+//! of its typed outcome. Commands never call each other; `run` dispatches them.
 
 mod data_drift;
 mod data_mongo;
