@@ -212,6 +212,15 @@ pub struct LabelSpec {
 }
 
 impl LabelSpec {
+    /// The class name of a prediction: the attack class's name or the normal one's.
+    pub fn class_name(&self, attack: bool) -> &str {
+        if attack {
+            &self.names.positive
+        } else {
+            &self.names.negative
+        }
+    }
+
     /// The label value to write for a predicted class: the attack value (or the one
     /// non-normal value) for attacks, the normal value for the rest; the class name when
     /// the schema does not pin a single value.

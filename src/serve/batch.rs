@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use polars::prelude::{Column, CsvWriter, SerWriter};
 
+use super::input::RowAnswers;
 use crate::data::dataset::{InvalidData, OTHER_CATEGORY, invalid};
 use crate::data::load::LoadError;
 use crate::data::load_file;
@@ -114,18 +115,11 @@ pub async fn predict_file(
     let features = file.encoding.encode(&typed);
     let proba = file.model.predict_proba(features.view())?;
     let label = &schema.label;
-    let attacks = proba.iter().filter(|&&p| p >= 0.5).count();
-    let labels: Vec<String> = proba.iter().map(|&p| label.value_for(p >= 0.5)).collect();
-    let classes: Vec<&str> = proba
-        .iter()
-        .map(|&p| {
-            if p >= 0.5 {
-                label.names.positive.as_str()
-            } else {
-                label.names.negative.as_str()
-            }
-        })
-        .collect();
+    let RowAnswers {
+        attacks,
+        labels,
+        classes,
+    } = RowAnswers::of(label, &proba);
     let mut frame = table.frame.clone();
     frame.with_column(Column::new("predicted_label".into(), labels))?;
     frame.with_column(Column::new("predicted_class".into(), classes))?;

@@ -13,11 +13,12 @@ use serde_json::{Map, Value};
 use super::source::LoadedModel;
 use crate::data::dataset::{EncodedColumn, invalid};
 use crate::data::load::{LoadError, csv_from_bytes};
-use crate::data::schema::ColumnType;
+use crate::data::schema::{ColumnType, LabelSpec};
 use crate::data::typed::{
     ColumnSpecView, Issue, LabelPresence, Problem, RecordCell, TypedCell, allowed_text, type_cell,
     type_table,
 };
+use crate::models::metrics::THRESHOLD;
 
 /// Issues listed in an error answer; the count says how many there were in all.
 const LISTED_ISSUES: usize = 20;
@@ -363,19 +364,11 @@ pub fn predict_csv(
         .model
         .predict_proba(features.view())
         .map_err(|e| InputError::simple("invalid_input", e.to_string()))?;
-    let label = &schema.label;
-    let attacks = proba.iter().filter(|&&p| p >= 0.5).count();
-    let labels: Vec<String> = proba.iter().map(|&p| label.value_for(p >= 0.5)).collect();
-    let classes: Vec<&str> = proba
-        .iter()
-        .map(|&p| {
-            if p >= 0.5 {
-                label.names.positive.as_str()
-            } else {
-                label.names.negative.as_str()
-            }
-        })
-        .collect();
+    let RowAnswers {
+        attacks,
+        labels,
+        classes,
+    } = RowAnswers::of(&schema.label, &proba);
     let rows = proba.len();
     let inputs = keep_inputs.then(|| cells_of_frame(&table.frame));
     let features = if keep_inputs {
@@ -431,4 +424,28 @@ fn cells_of_frame(frame: &DataFrame) -> (Vec<String>, Vec<Option<String>>) {
         cells.extend(columns.iter().map(|c| c.get(row).cloned().flatten()));
     }
     (header, cells)
+}
+
+/// The answer columns of a batch of rows, as `predict` and `serve`'s CSV route write them:
+/// `predicted_label` (the label value), `predicted_class` (the class name), and how many
+/// rows are attacks, each row cut at the model's threshold.
+pub(crate) struct RowAnswers<'a> {
+    /// Rows predicted as attacks.
+    pub attacks: usize,
+    /// The label value of each row.
+    pub labels: Vec<String>,
+    /// The class name of each row.
+    pub classes: Vec<&'a str>,
+}
+
+impl<'a> RowAnswers<'a> {
+    /// The answers for P(attack) of each row.
+    pub fn of(label: &'a LabelSpec, proba: &[f64]) -> RowAnswers<'a> {
+        let attack = |p: f64| p >= THRESHOLD;
+        RowAnswers {
+            attacks: proba.iter().filter(|&&p| attack(p)).count(),
+            labels: proba.iter().map(|&p| label.value_for(attack(p))).collect(),
+            classes: proba.iter().map(|&p| label.class_name(attack(p))).collect(),
+        }
+    }
 }

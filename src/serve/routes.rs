@@ -200,7 +200,7 @@ pub async fn predict(
     .map_err(ApiError::input)?;
     let predictions = &predicted.predictions;
     count(&state, predictions);
-    let names = &model.file.schema.label.names;
+    let schema_label = &model.file.schema.label;
     let labels = [label_json(&model, false), label_json(&model, true)];
     let answer = Answer {
         model: ModelRef {
@@ -212,11 +212,7 @@ pub async fn predict(
             .iter()
             .map(|p| Row {
                 label: labels[usize::from(p.attack)].clone(),
-                class: if p.attack {
-                    &names.positive
-                } else {
-                    &names.negative
-                },
+                class: schema_label.class_name(p.attack),
                 attack_probability: p.probability,
             })
             .collect(),
