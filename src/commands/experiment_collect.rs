@@ -23,8 +23,7 @@ pub async fn run(args: CollectArgs, out: &mut dyn Write) -> anyhow::Result<Outco
     let c = collect(&input).await?;
     match args.output.format() {
         OutputFormat::Json => {
-            serde_json::to_writer_pretty(&mut *out, &c.report(c.best_label()))?;
-            writeln!(out)?;
+            super::print_json(out, &c.report(c.best_label()))?;
         }
         OutputFormat::Text => c.render(out, args.into.as_deref(), args.top)?,
     }

@@ -95,8 +95,7 @@ pub(super) fn render(
         leaderboard: &sweep.records,
     };
     if format == OutputFormat::Json {
-        serde_json::to_writer_pretty(&mut *out, &summary)?;
-        writeln!(out)?;
+        super::print_json(out, &summary)?;
         return Ok(());
     }
     writeln!(

@@ -21,8 +21,7 @@ fn state_dir(state: &StateArgs) -> StateDir {
 pub async fn list(args: ListArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     let sweeps = query::sweeps(&state_dir(&args.state)).await?;
     if args.output.format() == OutputFormat::Json {
-        serde_json::to_writer_pretty(&mut *out, &sweeps)?;
-        writeln!(out)?;
+        super::print_json(out, &sweeps)?;
         return Ok(Outcome::Success);
     }
     writeln!(
@@ -60,14 +59,13 @@ pub async fn show(args: ShowArgs, out: &mut dyn Write) -> anyhow::Result<Outcome
             sweep: &'a crate::sweep::store::SweepRow,
             leaderboard: &'a [TrialRecord],
         }
-        serde_json::to_writer_pretty(
-            &mut *out,
+        super::print_json(
+            out,
             &Show {
                 sweep: &sweep,
                 leaderboard: &records,
             },
         )?;
-        writeln!(out)?;
         return Ok(Outcome::Success);
     }
     writeln!(
@@ -102,8 +100,7 @@ pub async fn show(args: ShowArgs, out: &mut dyn Write) -> anyhow::Result<Outcome
 pub async fn compare(args: CompareArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     let records = query::trials(&state_dir(&args.state), &args.trials).await?;
     if args.output.format() == OutputFormat::Json {
-        serde_json::to_writer_pretty(&mut *out, &records)?;
-        writeln!(out)?;
+        super::print_json(out, &records)?;
         return Ok(Outcome::Success);
     }
     leaderboard::compare(out, &records)?;

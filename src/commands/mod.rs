@@ -114,6 +114,13 @@ async fn dispatch(command: Command, out: &mut dyn Write) -> anyhow::Result<Outco
     }
 }
 
+/// Prints `value` as pretty JSON and a newline: every command's `--format json`.
+fn print_json(out: &mut dyn Write, value: &impl Serialize) -> anyhow::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
 /// Prints `value` as JSON or YAML, or through `text` for the readable form.
 fn print_report<T: Serialize>(
     out: &mut dyn Write,
@@ -123,10 +130,7 @@ fn print_report<T: Serialize>(
 ) -> anyhow::Result<()> {
     match format {
         ReportFormat::Text => text(out, value)?,
-        ReportFormat::Json => {
-            serde_json::to_writer_pretty(&mut *out, value)?;
-            writeln!(out)?;
-        }
+        ReportFormat::Json => print_json(out, value)?,
         ReportFormat::Yaml => {
             let yaml = serde_saphyr::to_string(value).context("rendering YAML")?;
             out.write_all(yaml.as_bytes())?;

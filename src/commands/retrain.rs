@@ -49,8 +49,7 @@ pub async fn run(args: RetrainArgs, out: &mut dyn Write) -> anyhow::Result<Outco
     signals.abort();
     let retrained = retrained?;
     if json {
-        serde_json::to_writer_pretty(&mut *out, &retrained.summary)?;
-        writeln!(out)?;
+        super::print_json(out, &retrained.summary)?;
     } else {
         print_summary(out, &retrained.summary)?;
     }
