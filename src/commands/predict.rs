@@ -16,7 +16,7 @@ pub async fn run(args: PredictArgs, out: &mut dyn Write) -> anyhow::Result<Outco
         p.rows,
         p.algorithm,
         p.trial_key,
-        &p.sha256[..12],
+        crate::shared::short_hash(&p.sha256),
         p.attacks,
         p.positive,
         p.rows - p.attacks,

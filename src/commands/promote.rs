@@ -65,7 +65,7 @@ impl MoveReporter<Promoted> for View<'_> {
                 writeln!(
                     self.out,
                     "model {} is already `{alias}` of {model} (version {version}): nothing to do",
-                    &sha256[..12.min(sha256.len())]
+                    crate::shared::short_hash(sha256)
                 )?;
                 true
             }
@@ -97,8 +97,7 @@ impl MoveReporter<Promoted> for View<'_> {
 
 fn print(out: &mut dyn Write, format: OutputFormat, report: &Report) -> anyhow::Result<()> {
     if format == OutputFormat::Json {
-        serde_json::to_writer_pretty(&mut *out, report)?;
-        writeln!(out)?;
+        super::print_json(out, report)?;
         return Ok(());
     }
     write!(out, "{report}")?;

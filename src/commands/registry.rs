@@ -14,8 +14,7 @@ use crate::state::StateDir;
 use crate::storage::S3Options;
 
 fn json(out: &mut dyn Write, value: &impl serde::Serialize) -> anyhow::Result<Outcome> {
-    serde_json::to_writer_pretty(&mut *out, value)?;
-    writeln!(out)?;
+    super::print_json(out, value)?;
     Ok(Outcome::Success)
 }
 
@@ -76,9 +75,9 @@ pub async fn show(args: RegistryShowArgs, out: &mut dyn Write) -> anyhow::Result
             out,
             "v{:<3} {:<14} {:<20} {:<12} {:>7.4} {:>7.4} {:>7}  {:<19}  {}",
             v.version,
-            &v.info.sha256[..12],
+            crate::shared::short_hash(&v.info.sha256),
             v.info.algorithm,
-            &v.info.trial_key[..12.min(v.info.trial_key.len())],
+            crate::shared::short_hash(&v.info.trial_key),
             m.f1,
             m.recall,
             m.roc_auc

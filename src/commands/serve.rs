@@ -39,7 +39,7 @@ pub async fn run(args: ServeArgs, out: &mut dyn Write) -> anyhow::Result<Outcome
             model.name,
             model.version_text(),
             model.file.algorithm,
-            &model.sha256[..12],
+            crate::shared::short_hash(&model.sha256),
             listening.address,
         )?;
         out.flush()

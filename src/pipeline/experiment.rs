@@ -69,7 +69,7 @@ pub async fn run(
     tracing::info!(
         rows = data.len(),
         attacks = data.attacks(),
-        fingerprint = %&data.fingerprint[..12],
+        fingerprint = %crate::shared::short_hash(&data.fingerprint),
         "data loaded from {}",
         data.source
     );

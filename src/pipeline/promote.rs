@@ -209,7 +209,7 @@ async fn trial_candidate(store: &RunStore, key: &str) -> anyhow::Result<Candidat
     }
     tracing::info!(
         "trial {} has no model file: fitting it again from {}",
-        &trial.key[..12.min(trial.key.len())],
+        crate::shared::short_hash(&trial.key),
         sweep.grid_path
     );
     let file = source::refit_trial(std::path::Path::new(&sweep.grid_path), trial).await?;

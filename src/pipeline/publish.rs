@@ -97,7 +97,7 @@ impl fmt::Display for Publication {
             self.model,
             pointer.version,
             self.alias,
-            &pointer.sha256[..12.min(pointer.sha256.len())],
+            crate::shared::short_hash(&pointer.sha256),
             self.root_url
         )?;
         writeln!(f, "serve it with: netsec serve --model {}", self.root_url)

@@ -94,7 +94,7 @@ pub async fn holdout(file: &ModelFile, sha256: &str) -> anyhow::Result<Holdout> 
     let table = read_source(source, &file.schema).await.with_context(|| {
         format!(
             "reloading the holdout of model {}",
-            &sha256[..12.min(sha256.len())]
+            crate::shared::short_hash(sha256)
         )
     })?;
     Ok(Holdout::from_table(file, table)?)
@@ -132,8 +132,8 @@ pub async fn refit_trial(
             "cannot refit trial {}: the data of {} changed since the sweep (fingerprint {} now, {} then)",
             trial.key,
             grid_path.display(),
-            &data.fingerprint[..12],
-            &trial.data_fingerprint[..12.min(trial.data_fingerprint.len())]
+            crate::shared::short_hash(&data.fingerprint),
+            crate::shared::short_hash(&trial.data_fingerprint)
         ))
         .into());
     }

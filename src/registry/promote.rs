@@ -51,7 +51,7 @@ impl Candidate {
         }
         Err(UsageError(format!(
             "model {} (trial {}) has no test metrics: it was not scored, so it cannot be promoted",
-            &self.sha256[..12.min(self.sha256.len())],
+            crate::shared::short_hash(&self.sha256),
             self.file.trial_key
         )))
     }
@@ -190,8 +190,8 @@ impl fmt::Display for Report {
             "candidate: {} {} (trial {}, model {}){}",
             c.experiment,
             c.algorithm,
-            &c.trial_key[..12.min(c.trial_key.len())],
-            &c.sha256[..12.min(c.sha256.len())],
+            crate::shared::short_hash(&c.trial_key),
+            crate::shared::short_hash(&c.sha256),
             c.sweep_id
                 .map(|s| format!(" from sweep {s}"))
                 .unwrap_or_default()

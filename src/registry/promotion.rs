@@ -14,6 +14,7 @@ use crate::data::{InvalidData, LoadError, Schema, dataset_from_table};
 use crate::model_file::ModelFile;
 use crate::models::metrics::{Metrics, THRESHOLD};
 use crate::models::{FittedModel, ModelError};
+use crate::shared::short_hash;
 
 /// The held-out rows of a model file's split cannot be rebuilt.
 #[derive(Debug, thiserror::Error)]
@@ -82,7 +83,7 @@ impl Holdout {
             .data_source
             .as_ref()
             .ok_or_else(|| HoldoutError::NoDataSource {
-                sha: sha[..12.min(sha.len())].to_owned(),
+                sha: short_hash(sha).to_owned(),
             })?;
         Self::from_table(file, source.load()?)
     }
@@ -97,8 +98,8 @@ impl Holdout {
         if data.fingerprint != file.data_fingerprint {
             return Err(HoldoutError::Changed {
                 source_name: table.source.clone(),
-                expected: short(&file.data_fingerprint),
-                actual: short(&data.fingerprint),
+                expected: short_hash(&file.data_fingerprint).to_owned(),
+                actual: short_hash(&data.fingerprint).to_owned(),
             });
         }
         let split = train_test_split(&data, &file.split);
@@ -118,10 +119,6 @@ impl Holdout {
         let data = dataset_from_table(&self.table, schema)?;
         Ok(data.select(&self.test_rows).features)
     }
-}
-
-fn short(s: &str) -> String {
-    s[..12.min(s.len())].to_owned()
 }
 
 /// A model's predictions and metrics on the holdout.
@@ -314,13 +311,17 @@ pub fn evaluate(
             threshold: "same schema hash".into(),
             pass: same,
             detail: if same {
-                format!("{} (v{})", short(candidate.schema_hash), champion.version)
+                format!(
+                    "{} (v{})",
+                    short_hash(candidate.schema_hash),
+                    champion.version
+                )
             } else {
                 format!(
                     "candidate {} vs champion v{} {}",
-                    short(candidate.schema_hash),
+                    short_hash(candidate.schema_hash),
                     champion.version,
-                    short(champion.schema_hash)
+                    short_hash(champion.schema_hash)
                 )
             },
         });
@@ -336,15 +337,15 @@ pub fn evaluate(
             detail: if same {
                 format!(
                     "{} (v{})",
-                    short(candidate.data_fingerprint),
+                    short_hash(candidate.data_fingerprint),
                     champion.version
                 )
             } else {
                 format!(
                     "candidate {} vs champion v{} {}{}",
-                    short(candidate.data_fingerprint),
+                    short_hash(candidate.data_fingerprint),
                     champion.version,
-                    short(champion.data_fingerprint),
+                    short_hash(champion.data_fingerprint),
                     if champion.split == candidate.split {
                         ""
                     } else {

@@ -48,7 +48,7 @@ pub fn print(out: &mut dyn Write, board: &Leaderboard<'_>, top: usize) -> std::i
                 out,
                 "{:>4}  {:<12} {:<52} {:>16} {:>8.4} {:>8.4} {:>8} {:>8.2}",
                 i + 1,
-                &r.key[..12.min(r.key.len())],
+                crate::shared::short_hash(&r.key),
                 label,
                 format!("{:.4} ± {:.4}", cv.mean, cv.std),
                 test.f1,
@@ -62,7 +62,7 @@ pub fn print(out: &mut dyn Write, board: &Leaderboard<'_>, top: usize) -> std::i
                 out,
                 "{:>4}  {:<12} {:<52} failed: {}",
                 i + 1,
-                &r.key[..12.min(r.key.len())],
+                crate::shared::short_hash(&r.key),
                 label,
                 r.error.as_deref().unwrap_or("not scored")
             )?,
@@ -84,7 +84,7 @@ pub fn compare(out: &mut dyn Write, records: &[TrialRecord]) -> io::Result<()> {
     let width = 16;
     let header: Vec<String> = records
         .iter()
-        .map(|r| format!("{:>width$}", &r.key[..12.min(r.key.len())]))
+        .map(|r| format!("{:>width$}", crate::shared::short_hash(&r.key)))
         .collect();
     writeln!(out, "{:<26}{}", "", header.join(""))?;
     let row = |out: &mut dyn Write, name: &str, cells: Vec<String>| -> io::Result<()> {

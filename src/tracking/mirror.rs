@@ -95,7 +95,7 @@ async fn queue_and_send(outbox: &Outbox, db: &Path, mv: &AliasMove<'_>) -> anyho
         anyhow::bail!(
             "trial {} has no MLflow run (no sweep that ran it was tracked), so there is no \
              run to register the model from",
-            short(mv.trial_key)
+            crate::shared::short_hash(mv.trial_key)
         );
     };
     let config = env_uri
@@ -251,8 +251,4 @@ fn brief(err: &TrackingError) -> String {
         } => format!("{endpoint}: HTTP {status} {code}"),
         other => other.to_string(),
     }
-}
-
-fn short(key: &str) -> &str {
-    &key[..12.min(key.len())]
 }
