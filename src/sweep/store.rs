@@ -202,7 +202,7 @@ impl RunStore {
     /// on this machine that were left `running` as `killed` first.
     pub async fn start_sweep(&self, sweep: &NewSweep<'_>) -> Result<i64, StoreError> {
         self.reap_dead_sweeps().await?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let id: i64 = sqlx::query(
             "INSERT INTO sweeps (experiment, grid_path, data_source, data_fingerprint, schema_hash, \
              select_metric, shard, status, pid, started_at_ms) \
