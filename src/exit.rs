@@ -440,7 +440,7 @@ mod tests {
                 features: 0,
             },
             ModelError::LengthMismatch { rows: 1, labels: 2 },
-            ModelError::SingleClass { attack: true },
+            ModelError::SingleClass { class: 1 },
             ModelError::NonFinite { row: 0, feature: 0 },
             ModelError::Stages {
                 stages: Vec::new(),
@@ -749,7 +749,7 @@ mod tests {
             assert_eq!(code(err), B);
         }
         for err in [
-            PredictError::Model(ModelError::SingleClass { attack: true }),
+            PredictError::Model(ModelError::SingleClass { class: 1 }),
             PredictError::Frame(polars::error::PolarsError::ComputeError("x".into())),
             PredictError::Write {
                 path: path(),

@@ -17,6 +17,7 @@ use crate::data::split::SplitSpec;
 use crate::fsutil::write_atomic;
 use crate::models::metrics::{MeanStd, Metrics};
 use crate::models::{FittedModel, Params};
+use crate::shared::Classes;
 use crate::shared::hash::hex;
 
 /// The `format` field of every model file.
@@ -106,11 +107,29 @@ pub struct ModelFile {
     pub metrics: ModelMetrics,
     /// netsec version that wrote it.
     pub netsec_version: String,
+    /// The classes the model answers, in class-id order. Absent for a binary model: its
+    /// classes are normal (id 0) and attack (id 1), named by the schema.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classes: Option<Classes>,
     /// The fitted model.
     pub model: FittedModel,
 }
 
 impl ModelFile {
+    /// The classes the model answers, in class-id order.
+    pub fn classes(&self) -> Classes {
+        self.classes.clone().unwrap_or_else(|| {
+            let names = &self.schema.label.names;
+            Classes::binary(&names.negative, &names.positive)
+        })
+    }
+
+    /// The `classes` field for a model of `classes`: absent when binary, as files have
+    /// always been.
+    pub fn classes_field(classes: &Classes) -> Option<Classes> {
+        (!classes.is_binary()).then(|| classes.clone())
+    }
+
     /// Serializes the file; returns the bytes and their sha256.
     pub fn to_bytes(&self) -> (Vec<u8>, String) {
         let bytes = serde_json::to_vec(self).unwrap_or_default();
@@ -176,6 +195,16 @@ impl ModelFile {
                 header.format_version
             )));
         }
-        serde_json::from_slice(bytes).map_err(|e| format_error(e.to_string()))
+        let file: ModelFile =
+            serde_json::from_slice(bytes).map_err(|e| format_error(e.to_string()))?;
+        let classes = file.classes();
+        if file.model.n_classes() != classes.len() || classes.normal.len() != classes.len() {
+            return Err(format_error(format!(
+                "the model answers {} classes but the file names {}",
+                file.model.n_classes(),
+                classes.len()
+            )));
+        }
+        Ok(file)
     }
 }

@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 use super::load::Table;
 use super::schema::{ColumnType, Schema};
 use super::typed::{LabelPresence, TypedTable, allowed_text, type_table};
+use crate::shared::Classes;
 use crate::shared::hash::hex;
 
 /// Data that does not fit its schema closely enough to train on or predict from.
@@ -147,8 +148,12 @@ pub struct Dataset {
     pub features: Array2<f64>,
     /// Names of the feature columns.
     pub feature_names: Vec<String>,
-    /// `true` where the row is of the attack (positive) class.
+    /// `true` where the row is of an attack class.
     pub labels: Vec<bool>,
+    /// The class id of each row (see [`Dataset::classes`]).
+    pub class_ids: Vec<u32>,
+    /// The classes, in id order.
+    pub classes: Classes,
     /// The label as written in the data (for reports and duplicate checks).
     pub label_values: Vec<String>,
     /// The encoding used, to be stored with models.
@@ -177,6 +182,7 @@ impl Dataset {
     pub fn select(&self, rows: &[usize]) -> Dataset {
         let features = self.features.select(ndarray::Axis(0), rows);
         let labels: Vec<bool> = rows.iter().map(|&r| self.labels[r]).collect();
+        let class_ids: Vec<u32> = rows.iter().map(|&r| self.class_ids[r]).collect();
         let label_values = rows.iter().map(|&r| self.label_values[r].clone()).collect();
         let fingerprint = fingerprint(&self.feature_names, &features, &labels);
         Dataset {
@@ -184,6 +190,8 @@ impl Dataset {
             features,
             feature_names: self.feature_names.clone(),
             labels,
+            class_ids,
+            classes: self.classes.clone(),
             label_values,
             encoding: self.encoding.clone(),
             fingerprint,
@@ -270,11 +278,16 @@ pub fn encode_typed(table: &Table, schema: &Schema, typed: TypedTable) -> Datase
         .collect();
     let feature_names = encoding.feature_names();
     let fingerprint = fingerprint(&feature_names, &features, &labels);
+    let names = &schema.label.names;
+    let classes = Classes::binary(&names.negative, &names.positive);
+    let class_ids = labels.iter().map(|&a| u32::from(a)).collect();
     Dataset {
         source: table.source.clone(),
         features,
         feature_names,
         labels,
+        class_ids,
+        classes,
         label_values,
         encoding,
         fingerprint,

@@ -173,6 +173,8 @@ mod tests {
             features,
             feature_names: names,
             label_values: labels.iter().map(|l| l.to_string()).collect(),
+            class_ids: labels.iter().map(|&l| u32::from(l)).collect(),
+            classes: crate::shared::Classes::binary("normal", "attack"),
             labels,
             encoding: FeatureEncoding { columns: vec![] },
         }

@@ -17,7 +17,7 @@ use crate::models::params::Reader;
 use crate::models::random_forest::n_estimators;
 use crate::models::tree::{self, ClassTarget, Criterion, GrowOptions, Tree};
 use crate::models::{
-    Algorithm, FittedModel, ModelError, ParamKind, ParamSpec, ParamValue, Predictor,
+    Algorithm, FittedModel, Labels, ModelError, ParamKind, ParamSpec, ParamValue, Predictor,
 };
 
 const SPECS: &[ParamSpec] = &[
@@ -65,9 +65,16 @@ impl Algorithm for AdaBoost {
         &self,
         r: &Reader<'_>,
         x: ArrayView2<f64>,
-        y: &[bool],
+        labels: &Labels<'_>,
         seed: u64,
     ) -> Result<FittedModel, ModelError> {
+        if !labels.is_binary() {
+            return Err(ModelError::Multiclass {
+                algorithm: self.name(),
+                n_classes: labels.n_classes,
+            });
+        }
+        let y = &labels.attack_bits()[..];
         let rounds = r.usize("n_estimators")?;
         let lr = r.f64("learning_rate")?;
         let data = BinnedMatrix::new(x);
@@ -177,13 +184,6 @@ impl Predictor for Fitted {
     fn n_features(&self) -> usize {
         self.n_features
     }
-
-    fn proba_row(&self, row: &[f64]) -> f64 {
-        let mut out = [0.0];
-        self.proba_batch(row, &mut out);
-        out[0]
-    }
-
     fn truncated(&self, n: usize) -> Option<FittedModel> {
         (1..=self.stumps.len()).contains(&n).then(|| {
             FittedModel::Adaboost(Fitted {
@@ -193,18 +193,44 @@ impl Predictor for Fitted {
             })
         })
     }
-
     fn n_stages(&self) -> Option<usize> {
         Some(self.stumps.len())
     }
+    fn proba_row(&self, row: &[f64], out: &mut [f64]) {
+        let p = self.p1_row(row);
+        out[0] = 1.0 - p;
+        out[1] = p;
+    }
 
     fn proba_batch(&self, x: &[f64], out: &mut [f64]) {
-        let mut staged = [vec![0.0; out.len()]];
-        self.staged_proba_batch(x, &[self.stumps.len()], &mut staged);
-        out.copy_from_slice(&staged[0]);
+        let mut p = vec![0.0; out.len() / 2];
+        self.p1_batch(x, &mut p);
+        super::binary_rows(&p, out);
     }
 
     fn staged_proba_batch(&self, x: &[f64], stages: &[usize], out: &mut [Vec<f64>]) {
+        let rows = out.first().map_or(0, |o| o.len() / 2);
+        let mut p = vec![vec![0.0; rows]; out.len()];
+        self.p1_staged_batch(x, stages, &mut p);
+        for (o, p) in out.iter_mut().zip(&p) {
+            super::binary_rows(p, o);
+        }
+    }
+}
+
+/// The two-class form: P(attack) per row.
+impl Fitted {
+    fn p1_row(&self, row: &[f64]) -> f64 {
+        let mut out = [0.0];
+        self.p1_batch(row, &mut out);
+        out[0]
+    }
+    fn p1_batch(&self, x: &[f64], out: &mut [f64]) {
+        let mut staged = [vec![0.0; out.len()]];
+        self.p1_staged_batch(x, &[self.stumps.len()], &mut staged);
+        out.copy_from_slice(&staged[0]);
+    }
+    fn p1_staged_batch(&self, x: &[f64], stages: &[usize], out: &mut [Vec<f64>]) {
         let totals: Vec<f64> = stages
             .iter()
             .map(|&k| self.alphas[..k].iter().sum())
@@ -232,7 +258,7 @@ impl Predictor for Fitted {
 mod tests {
     use super::*;
     use crate::models::Params;
-    use crate::models::testutil::{accuracy, toy};
+    use crate::models::testutil::{accuracy, ids, toy};
     use ndarray::array;
 
     #[test]
@@ -241,9 +267,11 @@ mod tests {
         let one = {
             let mut p = Params::new();
             p.insert("n_estimators".into(), ParamValue::Int(1));
-            AdaBoost.fit(&p, x.view(), &y, 0).unwrap()
+            AdaBoost.fit(&p, x.view(), &ids(&y), 2, 0).unwrap()
         };
-        let many = AdaBoost.fit(&Params::new(), x.view(), &y, 0).unwrap();
+        let many = AdaBoost
+            .fit(&Params::new(), x.view(), &ids(&y), 2, 0)
+            .unwrap();
         let a1 = accuracy(&one.predict_proba(x.view()).unwrap(), &y);
         let a50 = accuracy(&many.predict_proba(x.view()).unwrap(), &y);
         assert!(a50 > a1, "{a50} <= {a1}");
@@ -253,7 +281,9 @@ mod tests {
     fn stops_at_a_perfect_stump() {
         let x = array![[0.0], [1.0], [2.0], [3.0]];
         let y = [false, false, true, true];
-        let m = AdaBoost.fit(&Params::new(), x.view(), &y, 0).unwrap();
+        let m = AdaBoost
+            .fit(&Params::new(), x.view(), &ids(&y), 2, 0)
+            .unwrap();
         assert_eq!(m.n_stages(), Some(1));
         let p = m.predict_proba(x.view()).unwrap();
         assert_eq!(accuracy(&p, &y), 1.0);

@@ -14,7 +14,7 @@ use crate::models::binning::BinnedMatrix;
 use crate::models::params::Reader;
 use crate::models::tree::{self, ClassTarget, Criterion, GrowOptions, Tree};
 use crate::models::{
-    Algorithm, FittedModel, ModelError, ParamKind, ParamSpec, ParamValue, Predictor,
+    Algorithm, FittedModel, Labels, ModelError, ParamKind, ParamSpec, ParamValue, Predictor,
 };
 
 /// `criterion`: `gini` | `entropy` (`log_loss` is accepted as entropy, as in scikit-learn).
@@ -144,9 +144,16 @@ impl Algorithm for DecisionTree {
         &self,
         r: &Reader<'_>,
         x: ArrayView2<f64>,
-        y: &[bool],
+        labels: &Labels<'_>,
         seed: u64,
     ) -> Result<FittedModel, ModelError> {
+        if !labels.is_binary() {
+            return Err(ModelError::Multiclass {
+                algorithm: self.name(),
+                n_classes: labels.n_classes,
+            });
+        }
+        let y = &labels.attack_bits()[..];
         let (criterion, opts) = grow_options(r, x.ncols())?;
         let data = BinnedMatrix::new(x);
         let target = ClassTarget {
@@ -165,8 +172,16 @@ impl Predictor for Fitted {
     fn n_features(&self) -> usize {
         self.tree.n_features()
     }
+    fn proba_row(&self, row: &[f64], out: &mut [f64]) {
+        let p = self.p1_row(row);
+        out[0] = 1.0 - p;
+        out[1] = p;
+    }
+}
 
-    fn proba_row(&self, row: &[f64]) -> f64 {
+/// The two-class form: P(attack) per row.
+impl Fitted {
+    fn p1_row(&self, row: &[f64]) -> f64 {
         self.tree.predict_row(row)
     }
 }
@@ -175,12 +190,14 @@ impl Predictor for Fitted {
 mod tests {
     use super::*;
     use crate::models::Params;
-    use crate::models::testutil::{accuracy, toy};
+    use crate::models::testutil::{accuracy, ids, toy};
 
     #[test]
     fn fits_training_data_when_unlimited() {
         let (x, y) = toy(400, 6, 2);
-        let m = DecisionTree.fit(&Params::new(), x.view(), &y, 0).unwrap();
+        let m = DecisionTree
+            .fit(&Params::new(), x.view(), &ids(&y), 2, 0)
+            .unwrap();
         let p = m.predict_proba(x.view()).unwrap();
         // duplicate rows with different labels limit training accuracy; still high
         assert!(accuracy(&p, &y) > 0.9);
@@ -192,7 +209,8 @@ mod tests {
         let mut p = Params::new();
         p.insert("max_depth".into(), ParamValue::Int(2));
         p.insert("criterion".into(), ParamValue::str("entropy"));
-        let FittedModel::DecisionTree(m) = DecisionTree.fit(&p, x.view(), &y, 0).unwrap() else {
+        let FittedModel::DecisionTree(m) = DecisionTree.fit(&p, x.view(), &ids(&y), 2, 0).unwrap()
+        else {
             panic!()
         };
         assert!(m.tree.depth() <= 2);

@@ -23,7 +23,7 @@ use crate::models::params::Reader;
 use crate::models::random_forest::n_estimators;
 use crate::models::tree::{self, GrowOptions, Stats, Target, Tree};
 use crate::models::{
-    Algorithm, FittedModel, ModelError, ParamKind, ParamSpec, ParamValue, Predictor,
+    Algorithm, FittedModel, Labels, ModelError, ParamKind, ParamSpec, ParamValue, Predictor,
 };
 
 const SPECS: &[ParamSpec] = &[
@@ -185,9 +185,16 @@ impl Algorithm for GradientBoosting {
         &self,
         r: &Reader<'_>,
         x: ArrayView2<f64>,
-        y: &[bool],
+        labels: &Labels<'_>,
         seed: u64,
     ) -> Result<FittedModel, ModelError> {
+        if !labels.is_binary() {
+            return Err(ModelError::Multiclass {
+                algorithm: self.name(),
+                n_classes: labels.n_classes,
+            });
+        }
+        let y = &labels.attack_bits()[..];
         let rounds = r.usize("n_estimators")?;
         let lr = r.f64("learning_rate")?;
         let subsample = r.f64("subsample")?;
@@ -275,11 +282,6 @@ impl Predictor for Fitted {
     fn n_features(&self) -> usize {
         self.n_features
     }
-
-    fn proba_row(&self, row: &[f64]) -> f64 {
-        sigmoid(self.init + self.trees.iter().map(|t| t.predict_row(row)).sum::<f64>())
-    }
-
     fn truncated(&self, n: usize) -> Option<FittedModel> {
         (1..=self.trees.len()).contains(&n).then(|| {
             FittedModel::GradientBoosting(Fitted {
@@ -289,24 +291,48 @@ impl Predictor for Fitted {
             })
         })
     }
-
     fn n_stages(&self) -> Option<usize> {
         Some(self.trees.len())
     }
+    fn proba_row(&self, row: &[f64], out: &mut [f64]) {
+        let p = self.p1_row(row);
+        out[0] = 1.0 - p;
+        out[1] = p;
+    }
+
+    fn proba_batch(&self, x: &[f64], out: &mut [f64]) {
+        let mut p = vec![0.0; out.len() / 2];
+        self.p1_batch(x, &mut p);
+        super::binary_rows(&p, out);
+    }
 
     fn staged_proba_batch(&self, x: &[f64], stages: &[usize], out: &mut [Vec<f64>]) {
+        let rows = out.first().map_or(0, |o| o.len() / 2);
+        let mut p = vec![vec![0.0; rows]; out.len()];
+        self.p1_staged_batch(x, stages, &mut p);
+        for (o, p) in out.iter_mut().zip(&p) {
+            super::binary_rows(p, o);
+        }
+    }
+}
+
+/// The two-class form: P(attack) per row.
+impl Fitted {
+    fn p1_row(&self, row: &[f64]) -> f64 {
+        sigmoid(self.init + self.trees.iter().map(|t| t.predict_row(row)).sum::<f64>())
+    }
+    fn p1_staged_batch(&self, x: &[f64], stages: &[usize], out: &mut [Vec<f64>]) {
         tree::staged_sums(&self.trees, None, x, stages, self.init, out, |_, raw| {
             sigmoid(raw)
         });
     }
-
-    fn proba_batch(&self, x: &[f64], out: &mut [f64]) {
+    fn p1_batch(&self, x: &[f64], out: &mut [f64]) {
         if self.trees.is_empty() {
             out.fill(sigmoid(self.init));
             return;
         }
         let mut staged = [vec![0.0; out.len()]];
-        self.staged_proba_batch(x, &[self.trees.len()], &mut staged);
+        self.p1_staged_batch(x, &[self.trees.len()], &mut staged);
         out.copy_from_slice(&staged[0]);
     }
 }
@@ -316,7 +342,7 @@ mod tests {
     use super::*;
     use crate::models::Params;
     use crate::models::metrics::log_loss;
-    use crate::models::testutil::toy;
+    use crate::models::testutil::{ids, toy};
 
     #[test]
     fn training_loss_decreases_with_rounds() {
@@ -324,11 +350,16 @@ mod tests {
         let mut p = Params::new();
         p.insert("n_estimators".into(), ParamValue::Int(60));
         p.insert("subsample".into(), ParamValue::Float(0.7));
-        let m = GradientBoosting.fit(&p, x.view(), &y, 2).unwrap();
+        let m = GradientBoosting.fit(&p, x.view(), &ids(&y), 2, 2).unwrap();
         let loss = |k: usize| {
             log_loss(
                 &y,
-                &m.truncated(k).unwrap().predict_proba(x.view()).unwrap(),
+                &m.truncated(k)
+                    .unwrap()
+                    .predict_proba(x.view())
+                    .unwrap()
+                    .column(1)
+                    .to_vec(),
             )
         };
         assert!(
@@ -354,7 +385,7 @@ mod tests {
     fn init_is_prior_log_odds() {
         let (x, y) = toy(100, 3, 1);
         let FittedModel::GradientBoosting(m) = GradientBoosting
-            .fit(&Params::new(), x.view(), &y, 0)
+            .fit(&Params::new(), x.view(), &ids(&y), 2, 0)
             .unwrap()
         else {
             panic!()

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::models::params::Reader;
 use crate::models::{
-    Algorithm, FittedModel, ModelError, ParamKind, ParamSpec, ParamValue, Predictor,
+    Algorithm, FittedModel, Labels, ModelError, ParamKind, ParamSpec, ParamValue, Predictor,
 };
 
 const SPECS: &[ParamSpec] = &[
@@ -61,9 +61,16 @@ impl Algorithm for LogisticRegression {
         &self,
         r: &Reader<'_>,
         x: ArrayView2<f64>,
-        y: &[bool],
+        labels: &Labels<'_>,
         _seed: u64,
     ) -> Result<FittedModel, ModelError> {
+        if !labels.is_binary() {
+            return Err(ModelError::Multiclass {
+                algorithm: self.name(),
+                n_classes: labels.n_classes,
+            });
+        }
+        let y = &labels.attack_bits()[..];
         let c = r.f64("c")?;
         let max_iter = r.usize("max_iter")? as u64;
         let targets = Array1::from(y.to_vec());
@@ -94,8 +101,16 @@ impl Predictor for Fitted {
     fn n_features(&self) -> usize {
         self.coef.len()
     }
+    fn proba_row(&self, row: &[f64], out: &mut [f64]) {
+        let p = self.p1_row(row);
+        out[0] = 1.0 - p;
+        out[1] = p;
+    }
+}
 
-    fn proba_row(&self, row: &[f64]) -> f64 {
+/// The two-class form: P(attack) per row.
+impl Fitted {
+    fn p1_row(&self, row: &[f64]) -> f64 {
         let z = self.intercept + self.coef.iter().zip(row).map(|(w, v)| w * v).sum::<f64>();
         1.0 / (1.0 + (-z).exp())
     }
@@ -105,13 +120,13 @@ impl Predictor for Fitted {
 mod tests {
     use super::*;
     use crate::models::Params;
-    use crate::models::testutil::{accuracy, toy};
+    use crate::models::testutil::{accuracy, ids, toy};
 
     #[test]
     fn learns_the_linear_rule_in_the_right_direction() {
         let (x, y) = toy(500, 4, 12);
         let m = LogisticRegression
-            .fit(&Params::new(), x.view(), &y, 0)
+            .fit(&Params::new(), x.view(), &ids(&y), 2, 0)
             .unwrap();
         assert!(accuracy(&m.predict_proba(x.view()).unwrap(), &y) > 0.85);
         let FittedModel::LogisticRegression(f) = m else {
@@ -126,7 +141,7 @@ mod tests {
         let (x, y) = toy(500, 4, 12);
         let flipped: Vec<bool> = y.iter().map(|v| !v).collect();
         let m = LogisticRegression
-            .fit(&Params::new(), x.view(), &flipped, 0)
+            .fit(&Params::new(), x.view(), &ids(&flipped), 2, 0)
             .unwrap();
         let FittedModel::LogisticRegression(f) = m else {
             panic!()

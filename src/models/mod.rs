@@ -1,7 +1,8 @@
-//! Binary classifiers for network-security data, behind one trait.
+//! Classifiers for network-security data, behind one trait.
 //!
-//! Labels are `bool` with the **attack class as positive** (`true` = attack); every
-//! probability is P(attack) and [`FittedModel::predict`] thresholds it at 0.5.
+//! Labels are class ids `0..K` ([`crate::shared::Classes`] names them); a model answers K
+//! class probabilities per row. A binary label is K = 2 with the **attack class as id 1**, so
+//! a binary model's P(class 1) is P(attack) and its attack decision is P(attack) >= 0.5.
 //!
 //! * [`Algorithm`]: a named learner with declared hyperparameters ([`ParamSpec`]) and `fit`.
 //! * [`algorithms`] / [`algorithm`]: the registry. Adding an algorithm = one new file here, one
@@ -38,7 +39,7 @@ pub(crate) mod smo;
 pub mod svm;
 pub(crate) mod tree;
 
-use ndarray::ArrayView2;
+use ndarray::{Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -84,23 +85,25 @@ pub trait Algorithm: Sync {
         params::resolve(self.name(), self.params(), params)
     }
 
-    /// Fit on `x` (rows = samples) and labels `y` (`true` = attack). `seed` drives every
-    /// random choice, so equal inputs give equal models whatever the thread count.
-    /// Checks the parameters and the training data, then calls [`Algorithm::fit_checked`].
+    /// Fit on `x` (rows = samples) and class ids `y` (each below `n_classes`; for a binary
+    /// label 1 = attack). `seed` drives every random choice, so equal inputs give equal
+    /// models whatever the thread count. Checks the parameters and the training data, then
+    /// calls [`Algorithm::fit_checked`].
     fn fit(
         &self,
         params: &Params,
         x: ArrayView2<f64>,
-        y: &[bool],
+        y: &[u32],
+        n_classes: usize,
         seed: u64,
     ) -> Result<FittedModel, ModelError> {
         let params = self.validate(params)?;
-        check_training_data(x, y)?;
+        check_training_data(x, y, n_classes)?;
         let reader = Reader {
             algorithm: self.name(),
             params: &params,
         };
-        self.fit_checked(&reader, x, y, seed)
+        self.fit_checked(&reader, x, &Labels { ids: y, n_classes }, seed)
     }
 
     /// The algorithm's own fit, on parameters resolved against [`Algorithm::params`] (read
@@ -109,9 +112,30 @@ pub trait Algorithm: Sync {
         &self,
         params: &Reader<'_>,
         x: ArrayView2<f64>,
-        y: &[bool],
+        y: &Labels<'_>,
         seed: u64,
     ) -> Result<FittedModel, ModelError>;
+}
+
+/// Checked training labels: class ids below `n_classes`, at least two classes present.
+#[derive(Clone, Copy, Debug)]
+pub struct Labels<'a> {
+    /// Class id of each row.
+    pub ids: &'a [u32],
+    /// K, the number of classes the model answers (a class may have no training row).
+    pub n_classes: usize,
+}
+
+impl Labels<'_> {
+    /// Whether this is a two-class problem.
+    pub fn is_binary(&self) -> bool {
+        self.n_classes == 2
+    }
+
+    /// Class 1 as `true`, for learners written for two classes.
+    pub fn attack_bits(&self) -> Vec<bool> {
+        self.ids.iter().map(|&c| c == 1).collect()
+    }
 }
 
 /// Why a fit or a prediction failed.
@@ -137,10 +161,30 @@ pub enum ModelError {
         labels: usize,
     },
     /// All labels are equal.
-    #[error("training labels contain only one class ({}); both attack and benign rows are needed", if *.attack { "attack" } else { "benign" })]
+    #[error(
+        "training labels contain only one class (class {class}); at least two classes are needed"
+    )]
     SingleClass {
         /// The class present.
-        attack: bool,
+        class: u32,
+    },
+    /// A class id at or above the number of classes.
+    #[error("label {label} of row {row} is not a class id below {n_classes}")]
+    BadLabel {
+        /// Row index.
+        row: usize,
+        /// The label.
+        label: u32,
+        /// Number of classes.
+        n_classes: usize,
+    },
+    /// An algorithm that does not learn more than two classes yet.
+    #[error("{algorithm} learns two classes only, and this label has {n_classes}")]
+    Multiclass {
+        /// Algorithm name.
+        algorithm: &'static str,
+        /// Classes asked for.
+        n_classes: usize,
     },
     /// A NaN or infinite feature value (in training or prediction input).
     #[error("feature {feature} of row {row} is not a finite number")]
@@ -192,6 +236,8 @@ impl ModelError {
             ModelError::Empty { .. } => crate::exit::RUNTIME_FAILURE,
             ModelError::LengthMismatch { .. } => crate::exit::RUNTIME_FAILURE,
             ModelError::SingleClass { .. } => crate::exit::RUNTIME_FAILURE,
+            ModelError::BadLabel { .. } => crate::exit::RUNTIME_FAILURE,
+            ModelError::Multiclass { .. } => crate::exit::BAD_INPUT,
             ModelError::NonFinite { .. } => crate::exit::RUNTIME_FAILURE,
             ModelError::FeatureCount { .. } => crate::exit::BAD_INPUT,
             ModelError::Stages { .. } => crate::exit::RUNTIME_FAILURE,
@@ -201,9 +247,13 @@ impl ModelError {
     }
 }
 
-/// Check the training inputs shared by every algorithm: non-empty, matching lengths, both
-/// classes present, finite features.
-pub(crate) fn check_training_data(x: ArrayView2<f64>, y: &[bool]) -> Result<(), ModelError> {
+/// Check the training inputs shared by every algorithm: non-empty, matching lengths, class
+/// ids in range, two classes present, finite features.
+pub(crate) fn check_training_data(
+    x: ArrayView2<f64>,
+    y: &[u32],
+    n_classes: usize,
+) -> Result<(), ModelError> {
     let (rows, features) = x.dim();
     if rows == 0 || features == 0 {
         return Err(ModelError::Empty { rows, features });
@@ -214,8 +264,19 @@ pub(crate) fn check_training_data(x: ArrayView2<f64>, y: &[bool]) -> Result<(), 
             labels: y.len(),
         });
     }
+    if let Some((row, &label)) = y
+        .iter()
+        .enumerate()
+        .find(|(_, c)| **c as usize >= n_classes)
+    {
+        return Err(ModelError::BadLabel {
+            row,
+            label,
+            n_classes,
+        });
+    }
     if y.iter().all(|&v| v == y[0]) {
-        return Err(ModelError::SingleClass { attack: y[0] });
+        return Err(ModelError::SingleClass { class: y[0] });
     }
     if let Some(((row, feature), _)) = x.indexed_iter().find(|(_, v)| !v.is_finite()) {
         return Err(ModelError::NonFinite { row, feature });
@@ -243,11 +304,17 @@ pub enum FittedModel {
 }
 
 /// What every fitted form provides; [`FittedModel`] dispatches to it.
+///
+/// Probabilities are row-major, K per row (K = [`Predictor::n_classes`]).
 pub(crate) trait Predictor {
     /// Features expected per row.
     fn n_features(&self) -> usize;
-    /// P(attack) of one row with exactly `n_features` values.
-    fn proba_row(&self, row: &[f64]) -> f64;
+    /// K, the classes answered.
+    fn n_classes(&self) -> usize {
+        2
+    }
+    /// Class probabilities of one row with exactly `n_features` values into `out` (K values).
+    fn proba_row(&self, row: &[f64], out: &mut [f64]);
     /// The first `n` trees / rounds, for staged ensembles.
     fn truncated(&self, _n: usize) -> Option<FittedModel> {
         None
@@ -256,17 +323,29 @@ pub(crate) trait Predictor {
     fn n_stages(&self) -> Option<usize> {
         None
     }
-    /// P(attack) of every row of `x` (row-major, `n_features` columns) into `out`.
+    /// Class probabilities of every row of `x` (row-major, `n_features` columns) into `out`
+    /// (row-major, K columns).
     fn proba_batch(&self, x: &[f64], out: &mut [f64]) {
         let d = self.n_features().max(1);
-        for (o, row) in out.iter_mut().zip(x.chunks_exact(d)) {
-            *o = self.proba_row(row);
+        let k = self.n_classes();
+        for (o, row) in out.chunks_exact_mut(k).zip(x.chunks_exact(d)) {
+            self.proba_row(row, o);
         }
     }
-    /// P(attack) of every row of `x` under the first `stages[j]` trees / rounds into
-    /// `out[j]`, in one pass over the ensemble. `stages` is ascending within `1..=n_stages`
-    /// (checked by the caller); only staged ensembles are called.
+    /// Class probabilities of every row of `x` under the first `stages[j]` trees / rounds
+    /// into `out[j]` (row-major, K columns), in one pass over the ensemble. `stages` is
+    /// ascending within `1..=n_stages` (checked by the caller); only staged ensembles are
+    /// called.
     fn staged_proba_batch(&self, _x: &[f64], _stages: &[usize], _out: &mut [Vec<f64>]) {}
+}
+
+/// Writes `[1 − p, p]` per row: the two class probabilities of a binary model from its
+/// P(attack) values.
+pub(crate) fn binary_rows(p: &[f64], out: &mut [f64]) {
+    for (o, &p) in out.chunks_exact_mut(2).zip(p) {
+        o[0] = 1.0 - p;
+        o[1] = p;
+    }
 }
 
 impl FittedModel {
@@ -286,33 +365,32 @@ impl FittedModel {
         self.inner().n_features()
     }
 
-    /// P(attack) for each row of `x`.
-    pub fn predict_proba(&self, x: ArrayView2<f64>) -> Result<Vec<f64>, ModelError> {
+    /// K, the number of classes the model answers.
+    pub fn n_classes(&self) -> usize {
+        self.inner().n_classes()
+    }
+
+    /// Class probabilities for each row of `x`: N rows, K columns.
+    pub fn predict_proba(&self, x: ArrayView2<f64>) -> Result<Array2<f64>, ModelError> {
         self.check_input(x)?;
         let xs = x.as_standard_layout();
-        let mut out = vec![0.0; x.nrows()];
+        let k = self.n_classes();
+        let mut out = vec![0.0; x.nrows() * k];
         if let Some(flat) = xs.as_slice() {
             self.inner().proba_batch(flat, &mut out);
         }
-        Ok(out)
+        Ok(Array2::from_shape_vec((x.nrows(), k), out).expect("N x K values"))
     }
 
-    /// P(attack) for one row; the fast path for serving single requests.
-    pub fn predict_proba_row(&self, row: &[f64]) -> Result<f64, ModelError> {
+    /// Class probabilities of one row into `out` (K values); the fast path for serving
+    /// single requests.
+    pub fn predict_proba_row(&self, row: &[f64], out: &mut [f64]) -> Result<(), ModelError> {
         self.check_width(row.len())?;
         if let Some(feature) = row.iter().position(|v| !v.is_finite()) {
             return Err(ModelError::NonFinite { row: 0, feature });
         }
-        Ok(self.inner().proba_row(row))
-    }
-
-    /// Predicted labels (`true` = attack): `predict_proba >= 0.5`.
-    pub fn predict(&self, x: ArrayView2<f64>) -> Result<Vec<bool>, ModelError> {
-        Ok(self
-            .predict_proba(x)?
-            .into_iter()
-            .map(|p| p >= 0.5)
-            .collect())
+        self.inner().proba_row(row, out);
+        Ok(())
     }
 
     /// The model made of the first `n` trees / boosting rounds (`1 <= n <= n_stages`), equal
@@ -323,16 +401,16 @@ impl FittedModel {
         self.inner().truncated(n)
     }
 
-    /// P(attack) per row of `x` for several ensemble sizes at once: `result[j][i]` is row `i`
-    /// under the first `stages[j]` trees / rounds, i.e. equal to
-    /// `self.truncated(stages[j]).predict_proba(x)[i]` but computed in one pass over the trees.
+    /// Class probabilities per row of `x` for several ensemble sizes at once: `result[j]` is
+    /// `x` under the first `stages[j]` trees / rounds, i.e. equal to
+    /// `self.truncated(stages[j]).predict_proba(x)` but computed in one pass over the trees.
     /// `stages` must be ascending, each within `1..=n_stages()`; models without stages
     /// accept no stage list.
     pub fn staged_predict_proba(
         &self,
         x: ArrayView2<f64>,
         stages: &[usize],
-    ) -> Result<Vec<Vec<f64>>, ModelError> {
+    ) -> Result<Vec<Array2<f64>>, ModelError> {
         self.check_input(x)?;
         let n_stages = self.n_stages().unwrap_or(0);
         let ascending = stages.windows(2).all(|w| w[0] < w[1]);
@@ -346,11 +424,15 @@ impl FittedModel {
             });
         }
         let xs = x.as_standard_layout();
-        let mut result = vec![vec![0.0; x.nrows()]; stages.len()];
+        let k = self.n_classes();
+        let mut result = vec![vec![0.0; x.nrows() * k]; stages.len()];
         if let Some(flat) = xs.as_slice() {
             self.inner().staged_proba_batch(flat, stages, &mut result);
         }
-        Ok(result)
+        Ok(result
+            .into_iter()
+            .map(|v| Array2::from_shape_vec((x.nrows(), k), v).expect("N x K values"))
+            .collect())
     }
 
     /// Number of trees / rounds for staged ensembles, `None` for other models.
@@ -404,13 +486,25 @@ pub(crate) mod testutil {
         (x, y)
     }
 
-    pub fn accuracy(p: &[f64], y: &[bool]) -> f64 {
-        p.iter().zip(y).filter(|(p, y)| (**p >= 0.5) == **y).count() as f64 / y.len() as f64
+    /// Class ids of attack bits: 1 = attack.
+    pub fn ids(y: &[bool]) -> Vec<u32> {
+        y.iter().map(|&a| u32::from(a)).collect()
+    }
+
+    /// Share of rows whose P(class 1) >= 0.5 agrees with `y`.
+    pub fn accuracy(p: &Array2<f64>, y: &[bool]) -> f64 {
+        p.column(1)
+            .iter()
+            .zip(y)
+            .filter(|(p, y)| (**p >= 0.5) == **y)
+            .count() as f64
+            / y.len() as f64
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::testutil::ids;
     use super::*;
     use ndarray::{Array2, array};
 
@@ -437,15 +531,15 @@ mod tests {
         let y = [true, false, true];
         for a in algorithms() {
             let p = Params::new();
-            let e = a.fit(&p, Array2::zeros((0, 2)).view(), &[], 0);
+            let e = a.fit(&p, Array2::zeros((0, 2)).view(), &[], 2, 0);
             assert!(matches!(e, Err(ModelError::Empty { .. })), "{}", a.name());
-            let e = a.fit(&p, x.view(), &[true, false], 0);
+            let e = a.fit(&p, x.view(), &[1, 0], 2, 0);
             assert!(matches!(e, Err(ModelError::LengthMismatch { .. })));
-            let e = a.fit(&p, x.view(), &[true, true, true], 0);
-            assert!(matches!(e, Err(ModelError::SingleClass { attack: true })));
+            let e = a.fit(&p, x.view(), &[1, 1, 1], 2, 0);
+            assert!(matches!(e, Err(ModelError::SingleClass { class: 1 })));
             let mut xn = x.clone();
             xn[[1, 1]] = f64::NAN;
-            let e = a.fit(&p, xn.view(), &y, 0);
+            let e = a.fit(&p, xn.view(), &ids(&y), 2, 0);
             assert!(matches!(
                 e,
                 Err(ModelError::NonFinite { row: 1, feature: 1 })
@@ -453,10 +547,10 @@ mod tests {
             let mut bad = Params::new();
             bad.insert("bogus".into(), ParamValue::Int(1));
             assert!(matches!(
-                a.fit(&bad, x.view(), &y, 0),
+                a.fit(&bad, x.view(), &ids(&y), 2, 0),
                 Err(ModelError::Param(_))
             ));
-            let m = a.fit(&p, x.view(), &y, 0).unwrap();
+            let m = a.fit(&p, x.view(), &ids(&y), 2, 0).unwrap();
             assert!(matches!(
                 m.predict_proba(Array2::zeros((1, 3)).view()),
                 Err(ModelError::FeatureCount {
@@ -477,7 +571,7 @@ mod tests {
     fn every_model_roundtrips_through_json() {
         let (x, y) = testutil::toy(200, 5, 3);
         for a in algorithms() {
-            let m = a.fit(&Params::new(), x.view(), &y, 7).unwrap();
+            let m = a.fit(&Params::new(), x.view(), &ids(&y), 2, 7).unwrap();
             let json = serde_json::to_string(&m).unwrap();
             assert!(
                 json.contains(&format!("\"algorithm\":\"{}\"", a.name())),
@@ -523,8 +617,8 @@ mod tests {
             let mut small = big.clone();
             big.insert(key.clone(), ParamValue::Int(12));
             small.insert(key, ParamValue::Int(5));
-            let m12 = a.fit(&big, x.view(), &y, 11).unwrap();
-            let m5 = a.fit(&small, x.view(), &y, 11).unwrap();
+            let m12 = a.fit(&big, x.view(), &ids(&y), 2, 11).unwrap();
+            let m5 = a.fit(&small, x.view(), &ids(&y), 2, 11).unwrap();
             let t5 = m12.truncated(5).unwrap();
             assert_eq!(t5, m5, "{}", a.name());
             assert_eq!(t5.n_stages(), Some(5));
@@ -547,15 +641,15 @@ mod tests {
         let (x, y) = testutil::toy(100, 4, 1);
         let m = algorithm("decision_tree")
             .unwrap()
-            .fit(&Params::new(), x.view(), &y, 0)
+            .fit(&Params::new(), x.view(), &ids(&y), 2, 0)
             .unwrap();
         let xt = x.t().to_owned();
         let p1 = m.predict_proba(x.view()).unwrap();
         let p2 = m.predict_proba(xt.t()).unwrap();
         assert_eq!(p1, p2);
-        assert_eq!(
-            m.predict_proba_row(x.row(3).as_slice().unwrap()).unwrap(),
-            p1[3]
-        );
+        let mut row = [0.0; 2];
+        m.predict_proba_row(x.row(3).as_slice().unwrap(), &mut row)
+            .unwrap();
+        assert_eq!(row[..], p1.row(3).to_vec()[..]);
     }
 }

@@ -21,7 +21,7 @@ use crate::models::decision_tree::{
 use crate::models::params::Reader;
 use crate::models::tree::{self, ClassTarget, Tree};
 use crate::models::{
-    Algorithm, FittedModel, ModelError, ParamKind, ParamSpec, ParamValue, Predictor,
+    Algorithm, FittedModel, Labels, ModelError, ParamKind, ParamSpec, ParamValue, Predictor,
 };
 
 /// `n_estimators` of the tree ensembles: 1..=100000 trees / rounds.
@@ -87,9 +87,16 @@ impl Algorithm for RandomForest {
         &self,
         r: &Reader<'_>,
         x: ArrayView2<f64>,
-        y: &[bool],
+        labels: &Labels<'_>,
         seed: u64,
     ) -> Result<FittedModel, ModelError> {
+        if !labels.is_binary() {
+            return Err(ModelError::Multiclass {
+                algorithm: self.name(),
+                n_classes: labels.n_classes,
+            });
+        }
+        let y = &labels.attack_bits()[..];
         let (criterion, opts) = grow_options(r, x.ncols())?;
         let n_trees = r.usize("n_estimators")?;
         let bootstrap = r.bool("bootstrap")?;
@@ -151,14 +158,6 @@ impl Predictor for Fitted {
     fn n_features(&self) -> usize {
         self.n_features
     }
-
-    fn proba_row(&self, row: &[f64]) -> f64 {
-        if self.trees.is_empty() {
-            return 0.5;
-        }
-        self.trees.iter().map(|t| t.predict_row(row)).sum::<f64>() / self.trees.len() as f64
-    }
-
     fn truncated(&self, n: usize) -> Option<FittedModel> {
         (1..=self.trees.len()).contains(&n).then(|| {
             FittedModel::RandomForest(Fitted {
@@ -167,20 +166,47 @@ impl Predictor for Fitted {
             })
         })
     }
-
     fn n_stages(&self) -> Option<usize> {
         Some(self.trees.len())
     }
+    fn proba_row(&self, row: &[f64], out: &mut [f64]) {
+        let p = self.p1_row(row);
+        out[0] = 1.0 - p;
+        out[1] = p;
+    }
+
+    fn proba_batch(&self, x: &[f64], out: &mut [f64]) {
+        let mut p = vec![0.0; out.len() / 2];
+        self.p1_batch(x, &mut p);
+        super::binary_rows(&p, out);
+    }
 
     fn staged_proba_batch(&self, x: &[f64], stages: &[usize], out: &mut [Vec<f64>]) {
+        let rows = out.first().map_or(0, |o| o.len() / 2);
+        let mut p = vec![vec![0.0; rows]; out.len()];
+        self.p1_staged_batch(x, stages, &mut p);
+        for (o, p) in out.iter_mut().zip(&p) {
+            super::binary_rows(p, o);
+        }
+    }
+}
+
+/// The two-class form: P(attack) per row.
+impl Fitted {
+    fn p1_row(&self, row: &[f64]) -> f64 {
+        if self.trees.is_empty() {
+            return 0.5;
+        }
+        self.trees.iter().map(|t| t.predict_row(row)).sum::<f64>() / self.trees.len() as f64
+    }
+    fn p1_staged_batch(&self, x: &[f64], stages: &[usize], out: &mut [Vec<f64>]) {
         tree::staged_sums(&self.trees, None, x, stages, 0.0, out, |j, sum| {
             sum / stages[j] as f64
         });
     }
-
-    fn proba_batch(&self, x: &[f64], out: &mut [f64]) {
+    fn p1_batch(&self, x: &[f64], out: &mut [f64]) {
         let mut staged = [vec![0.0; out.len()]];
-        self.staged_proba_batch(x, &[self.trees.len()], &mut staged);
+        self.p1_staged_batch(x, &[self.trees.len()], &mut staged);
         out.copy_from_slice(&staged[0]);
     }
 }
@@ -189,7 +215,7 @@ impl Predictor for Fitted {
 mod tests {
     use super::*;
     use crate::models::Params;
-    use crate::models::testutil::{accuracy, toy};
+    use crate::models::testutil::{accuracy, ids, toy};
 
     #[test]
     fn same_result_on_any_thread_count() {
@@ -199,7 +225,11 @@ mod tests {
                 .num_threads(threads)
                 .build()
                 .unwrap()
-                .install(|| RandomForest.fit(&Params::new(), x.view(), &y, 3).unwrap())
+                .install(|| {
+                    RandomForest
+                        .fit(&Params::new(), x.view(), &ids(&y), 2, 3)
+                        .unwrap()
+                })
         };
         assert_eq!(fit(1), fit(2));
     }
@@ -211,11 +241,12 @@ mod tests {
         p.insert("n_estimators".into(), ParamValue::Int(1));
         p.insert("bootstrap".into(), ParamValue::Bool(false));
         p.insert("max_features".into(), ParamValue::Null);
-        let FittedModel::RandomForest(rf) = RandomForest.fit(&p, x.view(), &y, 5).unwrap() else {
+        let FittedModel::RandomForest(rf) = RandomForest.fit(&p, x.view(), &ids(&y), 2, 5).unwrap()
+        else {
             panic!()
         };
         let dt = crate::models::decision_tree::DecisionTree
-            .fit(&Params::new(), x.view(), &y, 5)
+            .fit(&Params::new(), x.view(), &ids(&y), 2, 5)
             .unwrap();
         let FittedModel::DecisionTree(dt) = dt else {
             panic!()
@@ -230,7 +261,8 @@ mod tests {
             .fit(
                 &Params::new(),
                 x.slice(ndarray::s![..400, ..]),
-                &y[..400],
+                &ids(&y[..400]),
+                2,
                 1,
             )
             .unwrap();

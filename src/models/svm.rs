@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use crate::models::params::Reader;
 use crate::models::smo;
 use crate::models::{
-    Algorithm, FittedModel, ModelError, ParamKind, ParamSpec, ParamValue, Predictor,
+    Algorithm, FittedModel, Labels, ModelError, ParamKind, ParamSpec, ParamValue, Predictor,
 };
 
 /// Largest dense kernel matrix a fit may allocate, in bytes.
@@ -156,9 +156,16 @@ impl Algorithm for Svm {
         &self,
         r: &Reader<'_>,
         x: ArrayView2<f64>,
-        y: &[bool],
+        labels: &Labels<'_>,
         _seed: u64,
     ) -> Result<FittedModel, ModelError> {
+        if !labels.is_binary() {
+            return Err(ModelError::Multiclass {
+                algorithm: self.name(),
+                n_classes: labels.n_classes,
+            });
+        }
+        let y = &labels.attack_bits()[..];
         let d = x.ncols();
         let linear = r.str("kernel")? == "linear";
         let c = r.f64("c")?;
@@ -377,8 +384,16 @@ impl Predictor for Fitted {
     fn n_features(&self) -> usize {
         self.n_features
     }
+    fn proba_row(&self, row: &[f64], out: &mut [f64]) {
+        let p = self.p1_row(row);
+        out[0] = 1.0 - p;
+        out[1] = p;
+    }
+}
 
-    fn proba_row(&self, row: &[f64]) -> f64 {
+/// The two-class form: P(attack) per row.
+impl Fitted {
+    fn p1_row(&self, row: &[f64]) -> f64 {
         let z = self.platt_a * self.decision(row);
         let p = 1.0 / (1.0 + (-z).exp());
         if p.is_nan() { 0.5 } else { p }
@@ -389,7 +404,7 @@ impl Predictor for Fitted {
 mod tests {
     use super::*;
     use crate::models::Params;
-    use crate::models::testutil::{accuracy, toy};
+    use crate::models::testutil::{accuracy, ids, toy};
 
     #[test]
     fn own_decision_matches_linfa_labels() {
@@ -398,11 +413,11 @@ mod tests {
             let mut p = Params::new();
             p.insert("kernel".into(), ParamValue::str(kernel));
             p.insert("solver".into(), ParamValue::str("linfa"));
-            let FittedModel::Svm(m) = Svm.fit(&p, x.view(), &y, 0).unwrap() else {
+            let FittedModel::Svm(m) = Svm.fit(&p, x.view(), &ids(&y), 2, 0).unwrap() else {
                 panic!()
             };
             p.insert("solver".into(), ParamValue::str("smo"));
-            let FittedModel::Svm(own) = Svm.fit(&p, x.view(), &y, 0).unwrap() else {
+            let FittedModel::Svm(own) = Svm.fit(&p, x.view(), &ids(&y), 2, 0).unwrap() else {
                 panic!()
             };
             let disagree = x
@@ -442,11 +457,10 @@ mod tests {
                 .collect();
             assert_eq!(ours, theirs.to_vec(), "{kernel}");
             assert!(m.platt_a > 0.0);
-            let probs: Vec<f64> = x
-                .rows()
-                .into_iter()
-                .map(|r| m.proba_row(r.as_slice().unwrap()))
-                .collect();
+            let probs = ndarray::Array2::from_shape_fn((x.nrows(), 2), |(i, k)| {
+                let p = m.p1_row(x.row(i).as_slice().unwrap());
+                if k == 1 { p } else { 1.0 - p }
+            });
             assert!(accuracy(&probs, &y) > 0.8);
         }
     }
@@ -458,7 +472,7 @@ mod tests {
         let y: Vec<bool> = (0..n).map(|i| i % 2 == 0).collect();
         let mut p = Params::new();
         p.insert("solver".into(), ParamValue::str("linfa"));
-        let e = Svm.fit(&p, x.view(), &y, 0).unwrap_err();
+        let e = Svm.fit(&p, x.view(), &ids(&y), 2, 0).unwrap_err();
         assert!(matches!(e, ModelError::TooLarge { .. }), "{e}");
         assert!(e.to_string().contains("1024 MiB cap"), "{e}");
     }

@@ -450,7 +450,7 @@ pub async fn collect(input: &CollectInput) -> anyhow::Result<Collected> {
         None => found
             .iter()
             .find_map(|f| f.metric())
-            .and_then(|m| m.parse::<Metric>().ok().filter(|m| m.is_recorded()))
+            .and_then(|m| m.parse::<Metric>().ok())
             .unwrap_or(Metric::F1),
     };
 

@@ -281,8 +281,13 @@ pub async fn promote(registry: &Registry, request: &Request<'_>) -> anyhow::Resu
     let alias = policy.alias.as_str();
     let file = &candidate.file;
     let sha256 = candidate.sha256.as_str();
-    let scores = Scores::of(&file.model, &holdout.features, &holdout.labels)
-        .context("scoring the candidate on its holdout")?;
+    let scores = Scores::of(
+        &file.model,
+        &holdout.features,
+        &holdout.labels,
+        &holdout.classes,
+    )
+    .context("scoring the candidate on its holdout")?;
     let p99_us = p99_predict_us(&file.model, &holdout.features)?;
     let view = CandidateView {
         scores: &scores,
@@ -317,7 +322,13 @@ pub async fn promote(registry: &Registry, request: &Request<'_>) -> anyhow::Resu
                 data_fingerprint: &c.info.data_fingerprint,
                 split: c.info.split,
             });
-        let evaluation = evaluate(policy, &holdout.labels, &view, champion_view.as_ref());
+        let evaluation = evaluate(
+            policy,
+            &holdout.labels,
+            &holdout.classes,
+            &view,
+            champion_view.as_ref(),
+        );
         let mut report = Report {
             model: model.to_owned(),
             alias: alias.to_owned(),
@@ -410,7 +421,17 @@ fn score_champion(
             Err(e) => return Ok(Err(e.to_string())),
         }
     };
-    Ok(Scores::of(&file.model, &features, &holdout.labels).map_err(|e| e.to_string()))
+    let classes = file.classes();
+    if classes != holdout.classes {
+        return Ok(Err(format!(
+            "it answers the classes {:?}, the candidate's holdout has {:?}",
+            classes.names, holdout.classes.names
+        )));
+    }
+    Ok(
+        Scores::of(&file.model, &features, &holdout.labels, &holdout.classes)
+            .map_err(|e| e.to_string()),
+    )
 }
 
 /// Makes sure the candidate's bytes are kept content-addressed in `dir` and returns that

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use ndarray::Array2;
+use ndarray::{Array2, Axis};
 use serde::Serialize;
 
 use super::policy::{Policy, SignificanceTest};
@@ -12,9 +12,9 @@ use crate::config::grid::SelectMetric;
 use crate::data::split::{SplitSpec, train_test_split};
 use crate::data::{InvalidData, LoadError, Schema, dataset_from_table};
 use crate::model_file::ModelFile;
-use crate::models::metrics::{Metrics, THRESHOLD};
+use crate::models::metrics::Metrics;
 use crate::models::{FittedModel, ModelError};
-use crate::shared::short_hash;
+use crate::shared::{Classes, short_hash};
 
 /// The held-out rows of a model file's split cannot be rebuilt.
 #[derive(Debug, thiserror::Error)]
@@ -66,8 +66,10 @@ pub struct Holdout {
     pub table: crate::data::Table,
     /// Row indices of the held-out part.
     pub test_rows: Vec<usize>,
-    /// Labels of the held-out rows (`true` = attack).
-    pub labels: Vec<bool>,
+    /// Class ids of the held-out rows.
+    pub labels: Vec<u32>,
+    /// The classes those ids name.
+    pub classes: Classes,
     /// Features of the held-out rows, encoded with the model's schema.
     pub features: Array2<f64>,
     /// Data fingerprint (equal to the model's).
@@ -107,7 +109,8 @@ impl Holdout {
         Ok(Holdout {
             table,
             test_rows: split.test,
-            labels: test.labels,
+            labels: test.class_ids,
+            classes: test.classes,
             features: test.features,
             fingerprint: data.fingerprint,
             split: file.split,
@@ -124,22 +127,39 @@ impl Holdout {
 /// A model's predictions and metrics on the holdout.
 #[derive(Debug, Clone)]
 pub struct Scores {
-    /// P(attack) per held-out row.
-    pub proba: Vec<f64>,
+    /// Class probabilities per held-out row.
+    pub proba: Array2<f64>,
+    /// The predicted class per held-out row.
+    pub predicted: Vec<u32>,
     /// Metrics on those rows.
     pub metrics: Metrics,
 }
 
 impl Scores {
-    /// Scores `model` on held-out `features` with `labels`.
+    /// Scores `model` on held-out `features` with class ids `labels` of `classes`.
     pub fn of(
         model: &FittedModel,
         features: &Array2<f64>,
-        labels: &[bool],
+        labels: &[u32],
+        classes: &Classes,
     ) -> Result<Scores, ModelError> {
         let proba = model.predict_proba(features.view())?;
-        let metrics = Metrics::compute(labels, &proba);
-        Ok(Scores { proba, metrics })
+        Ok(Scores::from_proba(proba, labels, classes))
+    }
+
+    /// Scores class probabilities already computed.
+    pub fn from_proba(proba: Array2<f64>, labels: &[u32], classes: &Classes) -> Scores {
+        let predicted = proba
+            .rows()
+            .into_iter()
+            .map(|row| classes.predict(row.as_slice().unwrap_or(&[])))
+            .collect();
+        let metrics = Metrics::compute(labels, proba.view(), classes);
+        Scores {
+            proba,
+            predicted,
+            metrics,
+        }
     }
 }
 
@@ -152,13 +172,15 @@ pub fn p99_predict_us(model: &FittedModel, features: &Array2<f64>) -> Result<f64
         .take(2000)
         .map(|r| r.to_vec())
         .collect();
+    let mut proba = vec![0.0; model.n_classes()];
     for row in rows.iter().take(50) {
-        model.predict_proba_row(row)?;
+        model.predict_proba_row(row, &mut proba)?;
     }
     let mut micros = Vec::with_capacity(rows.len());
     for row in &rows {
         let start = Instant::now();
-        std::hint::black_box(model.predict_proba_row(std::hint::black_box(row))?);
+        model.predict_proba_row(std::hint::black_box(row), &mut proba)?;
+        std::hint::black_box(&proba);
         micros.push(start.elapsed().as_secs_f64() * 1e6);
     }
     Ok(percentile(&mut micros, 0.99).unwrap_or(0.0))
@@ -256,7 +278,8 @@ fn metric_value(m: &Metrics, metric: SelectMetric) -> Option<f64> {
 /// current holder of the alias when there is one (without one, floors and guards decide).
 pub fn evaluate(
     policy: &Policy,
-    labels: &[bool],
+    labels: &[u32],
+    classes: &Classes,
     candidate: &CandidateView<'_>,
     champion: Option<&ChampionView<'_>>,
 ) -> Evaluation {
@@ -390,11 +413,13 @@ pub fn evaluate(
                 rules.push(match c.test {
                     SignificanceTest::Mcnemar => {
                         let (mut b, mut cc) = (0u64, 0u64);
-                        for ((&y, &p), &q) in
-                            labels.iter().zip(&candidate.scores.proba).zip(&champ.proba)
+                        for ((&y, &p), &q) in labels
+                            .iter()
+                            .zip(&candidate.scores.predicted)
+                            .zip(&champ.predicted)
                         {
-                            let cand_right = (p >= THRESHOLD) == y;
-                            let champ_right = (q >= THRESHOLD) == y;
+                            let cand_right = p == y;
+                            let champ_right = q == y;
                             match (cand_right, champ_right) {
                                 (true, false) => b += 1,
                                 (false, true) => cc += 1,
@@ -419,12 +444,14 @@ pub fn evaluate(
                     }
                     SignificanceTest::Bootstrap => {
                         let boot = paired_bootstrap(labels.len(), c.resamples, c.seed, |rows| {
-                            let y: Vec<bool> = rows.iter().map(|&r| labels[r]).collect();
-                            let pa: Vec<f64> =
-                                rows.iter().map(|&r| candidate.scores.proba[r]).collect();
-                            let pb: Vec<f64> = rows.iter().map(|&r| champ.proba[r]).collect();
-                            gain_of(&Metrics::compute(&y, &pa), &Metrics::compute(&y, &pb))
-                                .unwrap_or(f64::NAN)
+                            let y: Vec<u32> = rows.iter().map(|&r| labels[r]).collect();
+                            let pa = candidate.scores.proba.select(Axis(0), rows);
+                            let pb = champ.proba.select(Axis(0), rows);
+                            gain_of(
+                                &Metrics::compute(&y, pa.view(), classes),
+                                &Metrics::compute(&y, pb.view(), classes),
+                            )
+                            .unwrap_or(f64::NAN)
                         });
                         Rule {
                             rule: "challenge bootstrap p".into(),
@@ -456,15 +483,24 @@ mod tests {
     }
 
     /// 40 rows, half attacks; `wrong` rows (by index) predicted the wrong way.
-    fn scores(wrong: &[usize]) -> (Vec<bool>, Scores) {
-        let labels: Vec<bool> = (0..40).map(|i| i % 2 == 0).collect();
-        let proba: Vec<f64> = labels
-            .iter()
-            .enumerate()
-            .map(|(i, &y)| if y != wrong.contains(&i) { 0.9 } else { 0.1 })
-            .collect();
-        let metrics = Metrics::compute(&labels, &proba);
-        (labels, Scores { proba, metrics })
+    fn scores(wrong: &[usize]) -> (Vec<u32>, Scores) {
+        let labels: Vec<u32> = (0..40).map(|i| u32::from(i % 2 == 0)).collect();
+        let proba = Array2::from_shape_fn((40, 2), |(i, k)| {
+            let p = if (labels[i] == 1) != wrong.contains(&i) {
+                0.9
+            } else {
+                0.1
+            };
+            if k == 1 { p } else { 1.0 - p }
+        });
+        (
+            labels.clone(),
+            Scores::from_proba(proba, &labels, &binary()),
+        )
+    }
+
+    fn binary() -> Classes {
+        Classes::binary("normal", "attack")
     }
 
     #[test]
@@ -512,10 +548,10 @@ mod tests {
         let (labels, good) = scores(&[]);
         let (_, bad) = scores(&[0, 2, 4, 6]); // four attacks missed: recall 0.8
         let p = policy("model: m\nfloors: { recall: 0.9, accuracy: 0.85, log_loss: 1.0 }\n");
-        let e = evaluate(&p, &labels, &view(&good), None);
+        let e = evaluate(&p, &labels, &binary(), &view(&good), None);
         assert!(e.promote, "{e:?}");
         assert!(rule(&e, "champion").pass);
-        let e = evaluate(&p, &labels, &view(&bad), None);
+        let e = evaluate(&p, &labels, &binary(), &view(&bad), None);
         assert!(!e.promote);
         assert!(!rule(&e, "floor recall").pass);
         assert!(rule(&e, "floor accuracy").pass);
@@ -531,10 +567,10 @@ mod tests {
     fn latency_guard() {
         let (labels, good) = scores(&[]);
         let p = policy("model: m\nguards: { max_p99_predict_us: 10 }\n");
-        let e = evaluate(&p, &labels, &view(&good), None);
+        let e = evaluate(&p, &labels, &binary(), &view(&good), None);
         assert!(!rule(&e, "guard p99 predict µs").pass);
         let p = policy("model: m\nguards: { max_p99_predict_us: 100 }\n");
-        assert!(evaluate(&p, &labels, &view(&good), None).promote);
+        assert!(evaluate(&p, &labels, &binary(), &view(&good), None).promote);
     }
 
     #[test]
@@ -543,15 +579,15 @@ mod tests {
         let p = policy("model: m\n");
         let mut c = champ(&good);
         c.schema_hash = "s2";
-        let e = evaluate(&p, &labels, &view(&good), Some(&c));
+        let e = evaluate(&p, &labels, &binary(), &view(&good), Some(&c));
         assert!(!rule(&e, "guard schema_match").pass);
         assert!(rule(&e, "guard same_holdout").pass);
         let mut c = champ(&good);
         c.split.seed = 7;
-        let e = evaluate(&p, &labels, &view(&good), Some(&c));
+        let e = evaluate(&p, &labels, &binary(), &view(&good), Some(&c));
         assert!(!rule(&e, "guard same_holdout").pass && !e.promote);
         let p = policy("model: m\nguards: { same_holdout: false, schema_match: false }\n");
-        assert!(evaluate(&p, &labels, &view(&good), Some(&c)).promote);
+        assert!(evaluate(&p, &labels, &binary(), &view(&good), Some(&c)).promote);
     }
 
     #[test]
@@ -562,21 +598,21 @@ mod tests {
         let p = policy(
             "model: m\nchallenge: { metric: f1, min_gain: 0.0, test: mcnemar, alpha: 0.05 }\n",
         );
-        let e = evaluate(&p, &labels, &view(&cand), Some(&champ(&weak)));
+        let e = evaluate(&p, &labels, &binary(), &view(&cand), Some(&champ(&weak)));
         assert!(e.promote, "{e:?}");
         let m = rule(&e, "challenge mcnemar p");
         assert!((m.value.unwrap() - 0.001_953).abs() < 1e-5, "{m:?}"); // b=10, c=0: 2/1024
         // One row better is a gain but not a significant one.
-        let e = evaluate(&p, &labels, &view(&cand), Some(&champ(&close)));
+        let e = evaluate(&p, &labels, &binary(), &view(&cand), Some(&champ(&close)));
         assert!(rule(&e, "challenge f1 gain").pass);
         assert!(!rule(&e, "challenge mcnemar p").pass && !e.promote);
         // A worse candidate fails the gain even when the difference is significant.
-        let e = evaluate(&p, &labels, &view(&weak), Some(&champ(&cand)));
+        let e = evaluate(&p, &labels, &binary(), &view(&weak), Some(&champ(&cand)));
         assert!(!rule(&e, "challenge f1 gain").pass && !rule(&e, "challenge mcnemar p").pass);
         // An unscorable champion fails the challenge.
         let mut c = champ(&weak);
         c.scores = Err("different features".into());
-        let e = evaluate(&p, &labels, &view(&cand), Some(&c));
+        let e = evaluate(&p, &labels, &binary(), &view(&cand), Some(&c));
         assert!(!rule(&e, "challenge f1 gain").pass);
     }
 
@@ -586,9 +622,9 @@ mod tests {
         let (_, weak) = scores(&[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
         let p =
             policy("model: m\nchallenge: { metric: accuracy, test: bootstrap, resamples: 200 }\n");
-        let e = evaluate(&p, &labels, &view(&cand), Some(&champ(&weak)));
+        let e = evaluate(&p, &labels, &binary(), &view(&cand), Some(&champ(&weak)));
         assert!(rule(&e, "challenge bootstrap p").pass && e.promote, "{e:?}");
-        let e = evaluate(&p, &labels, &view(&weak), Some(&champ(&cand)));
+        let e = evaluate(&p, &labels, &binary(), &view(&weak), Some(&champ(&cand)));
         assert!(!rule(&e, "challenge bootstrap p").pass && !e.promote);
     }
 }

@@ -627,7 +627,7 @@ mod tests {
             trial_key: "k".into(),
             sweep_id: None,
             algorithm: "decision_tree".into(),
-            metrics: Metrics::compute(&[true, false], &[0.9, 0.1]),
+            metrics: Metrics::binary(&[true, false], &[0.9, 0.1]),
             data_fingerprint: "f".into(),
             split: SplitSpec::default(),
             schema_hash: "s".into(),

@@ -113,7 +113,9 @@ pub async fn predict_file(
         );
     }
     let features = file.encoding.encode(&typed);
-    let proba = file.model.predict_proba(features.view())?;
+    let proba = file
+        .classes()
+        .attack_probabilities(file.model.predict_proba(features.view())?.view());
     let label = &schema.label;
     let RowAnswers {
         attacks,

@@ -147,7 +147,8 @@ fn predict_rows(model: &LoadedModel, features: &[f64], rows: usize) -> Option<Ve
     let width = model.width;
     let predict = |chunk: &[f64]| -> Option<Vec<f64>> {
         let view = ArrayView2::from_shape((chunk.len() / width.max(1), width), chunk).ok()?;
-        model.file.model.predict_proba(view).ok()
+        let proba = model.file.model.predict_proba(view).ok()?;
+        Some(model.classes.attack_probabilities(proba.view()))
     };
     if rows < 2 * PARALLEL_ROWS || width == 0 {
         return predict(features);

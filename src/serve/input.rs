@@ -179,11 +179,20 @@ pub fn predict_json(model: &LoadedModel, body: &[u8]) -> Result<JsonPredictions,
         .chunks_exact(width)
         .enumerate()
         .map(|(row, x)| {
-            let probability = model
+            let mut proba = [0.0; 2];
+            let mut many = Vec::new();
+            let out = if model.classes.len() == 2 {
+                &mut proba[..]
+            } else {
+                many.resize(model.classes.len(), 0.0);
+                &mut many[..]
+            };
+            model
                 .file
                 .model
-                .predict_proba_row(x)
+                .predict_proba_row(x, out)
                 .map_err(|e| InputError::simple("invalid_input", format!("row {row}: {e}")))?;
+            let probability = model.classes.attack_probability(out);
             Ok(Prediction {
                 attack: probability >= 0.5,
                 probability,
@@ -364,6 +373,7 @@ pub fn predict_csv(
         .model
         .predict_proba(features.view())
         .map_err(|e| InputError::simple("invalid_input", e.to_string()))?;
+    let proba = model.classes.attack_probabilities(proba.view());
     let RowAnswers {
         attacks,
         labels,

@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::data::dataset::FeatureEncoding;
 use crate::model_file::{ModelFile, ModelFileError};
+use crate::shared::Classes;
 use crate::shared::hash::hex;
 use crate::storage::{
     ModelStore, ObjectStore, POINTER_FILE, Pointer, PointerError, S3Options, StorageError, StoreUrl,
@@ -208,6 +209,8 @@ pub struct LoadedModel {
     pub allowed: Vec<Option<BTreeSet<String>>>,
     /// Number of encoded features.
     pub width: usize,
+    /// The classes the model answers.
+    pub classes: Classes,
 }
 
 impl LoadedModel {
@@ -252,7 +255,9 @@ impl LoadedModel {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
+        let classes = file.classes();
         Ok(LoadedModel {
+            classes,
             name,
             version,
             sha256,

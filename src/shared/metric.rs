@@ -2,10 +2,9 @@
 //! records, a policy floors or a report shows, so that a new metric is added in one place.
 //!
 //! Names are what files and reports use: `f1`, `roc_auc`, `log_loss`; attack-level
-//! `detection_rate` and `fpr`; `macro_f1`; and per-class `class_recall.<class>` (also
-//! `class_precision.`, `class_f1.`). Every trial records only [`Metric::RECORDED`] today,
-//! so files (grid `select.metric`, policy floors and challenge) accept only those until the
-//! models report the others.
+//! `detection_rate` and `fpr`; `macro_f1`, `weighted_f1`, `balanced_accuracy`; and per-class
+//! `class_recall.<class>` (also `class_precision.`, `class_f1.`). Every trial records all of
+//! [`Metric::GLOBAL`] and the per-class ones of its label's classes.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -36,6 +35,10 @@ pub enum Metric {
     LogLoss,
     /// Unweighted mean of the per-class F1 scores.
     MacroF1,
+    /// Mean of the per-class F1 scores weighted by support.
+    WeightedF1,
+    /// Mean per-class recall.
+    BalancedAccuracy,
     /// Share of attacks flagged as attacks, whatever class they were given.
     DetectionRate,
     /// False-positive rate: share of normal rows flagged as attacks (lower is better).
@@ -100,33 +103,8 @@ impl UnknownMetric {
 }
 
 impl Metric {
-    /// The metrics every trial records (cross-validated and on the test set), in report
-    /// order.
-    pub const RECORDED: [Metric; 8] = [
-        Metric::Accuracy,
-        Metric::Precision,
-        Metric::Recall,
-        Metric::F1,
-        Metric::RocAuc,
-        Metric::PrAuc,
-        Metric::Mcc,
-        Metric::LogLoss,
-    ];
-
-    /// The names of [`Metric::RECORDED`], in the same order.
-    pub const RECORDED_NAMES: [&'static str; 8] = [
-        "accuracy",
-        "precision",
-        "recall",
-        "f1",
-        "roc_auc",
-        "pr_auc",
-        "mcc",
-        "log_loss",
-    ];
-
-    /// Every metric without a class, in report order.
-    pub const GLOBAL: [Metric; 11] = [
+    /// Every metric without a class, in report order; every trial records them all.
+    pub const GLOBAL: [Metric; 13] = [
         Metric::Accuracy,
         Metric::Precision,
         Metric::Recall,
@@ -136,8 +114,27 @@ impl Metric {
         Metric::Mcc,
         Metric::LogLoss,
         Metric::MacroF1,
+        Metric::WeightedF1,
+        Metric::BalancedAccuracy,
         Metric::DetectionRate,
         Metric::Fpr,
+    ];
+
+    /// The names of [`Metric::GLOBAL`], in the same order.
+    pub const GLOBAL_NAMES: [&'static str; 13] = [
+        "accuracy",
+        "precision",
+        "recall",
+        "f1",
+        "roc_auc",
+        "pr_auc",
+        "mcc",
+        "log_loss",
+        "macro_f1",
+        "weighted_f1",
+        "balanced_accuracy",
+        "detection_rate",
+        "fpr",
     ];
 
     /// The metric's name as written in files and reports.
@@ -152,6 +149,8 @@ impl Metric {
             Metric::Mcc => "mcc",
             Metric::LogLoss => "log_loss",
             Metric::MacroF1 => "macro_f1",
+            Metric::WeightedF1 => "weighted_f1",
+            Metric::BalancedAccuracy => "balanced_accuracy",
             Metric::DetectionRate => "detection_rate",
             Metric::Fpr => "fpr",
             Metric::Class(c) => c.name,
@@ -171,14 +170,26 @@ impl Metric {
             | Metric::PrAuc
             | Metric::Mcc
             | Metric::MacroF1
+            | Metric::WeightedF1
+            | Metric::BalancedAccuracy
             | Metric::DetectionRate
             | Metric::Class(_) => true,
         }
     }
 
-    /// Whether every trial records it (see [`Metric::RECORDED`]).
-    pub fn is_recorded(self) -> bool {
-        Metric::RECORDED.contains(&self)
+    /// Whether it is an attack-level figure, which exists only for labels with a normal
+    /// class.
+    pub fn is_attack_level(self) -> bool {
+        matches!(
+            self,
+            Metric::Precision
+                | Metric::Recall
+                | Metric::F1
+                | Metric::RocAuc
+                | Metric::PrAuc
+                | Metric::DetectionRate
+                | Metric::Fpr
+        )
     }
 
     /// The metric `stat` of the class with label value `class`.
@@ -240,18 +251,14 @@ impl Serialize for Metric {
     }
 }
 
-/// Files name only recorded metrics for now: any other name is refused with the message
-/// serde gives an unknown enum variant, listing the accepted ones.
+/// An unknown name is refused with the message serde gives an unknown enum variant,
+/// listing the global names (per-class ones are checked against the label's classes by
+/// whoever knows them).
 impl<'de> Deserialize<'de> for Metric {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Metric, D::Error> {
         let name = String::deserialize(deserializer)?;
-        match Metric::parse(&name) {
-            Ok(metric) if metric.is_recorded() => Ok(metric),
-            _ => Err(serde::de::Error::unknown_variant(
-                &name,
-                &Metric::RECORDED_NAMES,
-            )),
-        }
+        Metric::parse(&name)
+            .map_err(|_| serde::de::Error::unknown_variant(&name, &Metric::GLOBAL_NAMES))
     }
 }
 
@@ -264,7 +271,7 @@ mod tests {
         for m in Metric::GLOBAL {
             assert_eq!(m.name().parse::<Metric>(), Ok(m));
         }
-        for (m, name) in Metric::RECORDED.iter().zip(Metric::RECORDED_NAMES) {
+        for (m, name) in Metric::GLOBAL.iter().zip(Metric::GLOBAL_NAMES) {
             assert_eq!(m.name(), name);
         }
         let recall = Metric::parse("class_recall.dos").unwrap();
@@ -306,14 +313,17 @@ mod tests {
     }
 
     #[test]
-    fn files_accept_only_recorded_metrics() {
+    fn files_accept_every_metric_name_and_refuse_others() {
         let f1: Metric = serde_json::from_str("\"f1\"").unwrap();
         assert_eq!(f1, Metric::F1);
         assert_eq!(
             serde_json::to_string(&Metric::RocAuc).unwrap(),
             "\"roc_auc\""
         );
-        let err = serde_json::from_str::<Metric>("\"fpr\"").unwrap_err();
-        assert!(err.to_string().contains("unknown variant `fpr`"), "{err}");
+        let fpr: Metric = serde_json::from_str("\"fpr\"").unwrap();
+        assert_eq!(fpr, Metric::Fpr);
+        let err = serde_json::from_str::<Metric>("\"f2\"").unwrap_err();
+        assert!(err.to_string().contains("unknown variant `f2`"), "{err}");
+        assert!(err.to_string().contains("macro_f1"), "{err}");
     }
 }

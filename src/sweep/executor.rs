@@ -15,25 +15,26 @@ use crate::data::split::Split;
 use crate::models::metrics::MeanStd;
 use crate::models::metrics::Metrics;
 use crate::models::{FittedModel, ModelError};
-use crate::shared::now_ms;
+use crate::shared::{Classes, now_ms};
 
 /// Training and test matrices of one sweep, materialized once and shared by all trials.
 pub struct Executor {
     experiment: String,
     fingerprint: String,
     seed: u64,
+    classes: Classes,
     x_train: Array2<f64>,
-    y_train: Vec<bool>,
+    y_train: Vec<u32>,
     x_test: Array2<f64>,
-    y_test: Vec<bool>,
+    y_test: Vec<u32>,
     folds: Vec<Fold>,
 }
 
 struct Fold {
     x_fit: Array2<f64>,
-    y_fit: Vec<bool>,
+    y_fit: Vec<u32>,
     x_val: Array2<f64>,
-    y_val: Vec<bool>,
+    y_val: Vec<u32>,
 }
 
 /// What a work unit produced: one record per member, and the whole-training-part fit of its
@@ -55,7 +56,7 @@ impl Executor {
         seed: u64,
     ) -> Executor {
         let x_train = data.features.select(Axis(0), &split.train);
-        let y_train: Vec<bool> = split.train.iter().map(|&r| data.labels[r]).collect();
+        let y_train: Vec<u32> = split.train.iter().map(|&r| data.class_ids[r]).collect();
         let folds = folds
             .iter()
             .map(|val| {
@@ -76,8 +77,9 @@ impl Executor {
             experiment: experiment.to_owned(),
             fingerprint: data.fingerprint.clone(),
             seed,
+            classes: data.classes.clone(),
             x_test: data.features.select(Axis(0), &split.test),
-            y_test: split.test.iter().map(|&r| data.labels[r]).collect(),
+            y_test: split.test.iter().map(|&r| data.class_ids[r]).collect(),
             x_train,
             y_train,
             folds,
@@ -177,14 +179,20 @@ impl Executor {
         let mut per_fold: Vec<BTreeMap<&'static str, Vec<f64>>> =
             vec![BTreeMap::new(); unit.members.len()];
         for fold in &self.folds {
-            let model =
-                algorithm.fit(&largest.params, fold.x_fit.view(), &fold.y_fit, self.seed)?;
+            let model = algorithm.fit(
+                &largest.params,
+                fold.x_fit.view(),
+                &fold.y_fit,
+                self.classes.len(),
+                self.seed,
+            )?;
             let probas = match &stages {
                 Some(stages) if stages.len() > 1 => staged_probas(&model, &fold.x_val, stages)?,
                 _ => vec![model.predict_proba(fold.x_val.view())?],
             };
             for (member, proba) in per_fold.iter_mut().zip(&probas) {
-                for (name, value) in metric_values(&Metrics::compute(&fold.y_val, proba)) {
+                let metrics = Metrics::compute(&fold.y_val, proba.view(), &self.classes);
+                for (name, value) in metric_values(&metrics) {
                     member.entry(name).or_default().push(value);
                 }
             }
@@ -196,6 +204,7 @@ impl Executor {
             &largest.params,
             self.x_train.view(),
             &self.y_train,
+            self.classes.len(),
             self.seed,
         )?;
         let fit_seconds = started.elapsed().as_secs_f64();
@@ -208,7 +217,7 @@ impl Executor {
             let started = Instant::now();
             let proba = member.predict_proba(self.x_test.view())?;
             let predict_seconds = started.elapsed().as_secs_f64();
-            let test = Metrics::compute(&self.y_test, &proba);
+            let test = Metrics::compute(&self.y_test, proba.view(), &self.classes);
             let cv = per_fold[m]
                 .iter()
                 .map(|(name, values)| ((*name).to_owned(), MeanStd::of(values)))
@@ -242,13 +251,13 @@ pub fn truncated(model: &FittedModel, n: usize) -> Result<FittedModel, ModelErro
     }
 }
 
-/// P(attack) of `x` under each of `stages` (ascending) in one pass; stages beyond an
-/// early-stopped ensemble get the whole ensemble's answer.
+/// Class probabilities of `x` under each of `stages` (ascending) in one pass; stages beyond
+/// an early-stopped ensemble get the whole ensemble's answer.
 fn staged_probas(
     model: &FittedModel,
     x: &Array2<f64>,
     stages: &[usize],
-) -> Result<Vec<Vec<f64>>, ModelError> {
+) -> Result<Vec<Array2<f64>>, ModelError> {
     let available = model.n_stages().unwrap_or(0);
     let clamped: Vec<usize> = stages.iter().map(|&s| s.min(available)).collect();
     let mut distinct = clamped.clone();

@@ -80,21 +80,31 @@ impl TrialRecord {
     }
 }
 
-/// Names of the metrics every trial records, in report order.
-pub const METRIC_NAMES: [&str; 8] = crate::shared::Metric::RECORDED_NAMES;
+/// Names of the metrics every trial records, in report order (per-class ones come on top,
+/// named after the label's classes).
+pub const METRIC_NAMES: [&str; 13] = crate::shared::Metric::GLOBAL_NAMES;
 
-/// Per-fold metrics by name, from the models' metric set.
+/// Per-fold metrics by name, from the models' metric set: every global metric (NaN where
+/// it has no value, e.g. ROC AUC with one class) and each class's precision, recall and F1.
 pub fn metric_values(m: &Metrics) -> BTreeMap<&'static str, f64> {
-    BTreeMap::from([
-        ("accuracy", m.accuracy),
-        ("precision", m.precision),
-        ("recall", m.recall),
-        ("f1", m.f1),
-        ("roc_auc", m.roc_auc.unwrap_or(f64::NAN)),
-        ("pr_auc", m.pr_auc.unwrap_or(f64::NAN)),
-        ("mcc", m.mcc),
-        ("log_loss", m.log_loss),
-    ])
+    use crate::shared::Metric;
+    use crate::shared::metric::ClassStat;
+    let mut values: BTreeMap<&'static str, f64> = Metric::GLOBAL
+        .iter()
+        .map(|metric| (metric.name(), m.get(*metric).unwrap_or(f64::NAN)))
+        .collect();
+    if let Some(report) = &m.classes {
+        for (name, scores) in report.names.iter().zip(&report.per_class) {
+            for (stat, value) in [
+                (ClassStat::Precision, scores.precision),
+                (ClassStat::Recall, scores.recall),
+                (ClassStat::F1, scores.f1),
+            ] {
+                values.insert(Metric::class(stat, name).name(), value);
+            }
+        }
+    }
+    values
 }
 
 /// Orders two records best first by the CV metric; failed and unscored trials go last,

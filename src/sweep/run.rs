@@ -328,7 +328,16 @@ pub async fn run(
         };
         if input.score_best {
             match model.predict_proba(x_test.view()) {
-                Ok(scores) => test_scores = scores,
+                Ok(proba) => {
+                    test_scores = proba
+                        .rows()
+                        .into_iter()
+                        .map(|row| {
+                            data.classes
+                                .attack_probability(row.as_slice().unwrap_or(&[]))
+                        })
+                        .collect()
+                }
                 Err(err) => {
                     tracing::warn!(error = %err, "tracking: cannot score the best model for its plots")
                 }
@@ -475,6 +484,7 @@ pub fn model_file(
             test: top.test.clone(),
         },
         netsec_version: env!("CARGO_PKG_VERSION").into(),
+        classes: ModelFile::classes_field(&data.classes),
         model,
     }
 }

@@ -8,7 +8,7 @@ use super::client::{MlflowClient, RunSearch, system_tags};
 use super::error::Result;
 use super::types::{Run, RunStatus};
 use crate::models::metrics::MeanStd;
-use crate::models::metrics::{Confusion, Metrics};
+use crate::models::metrics::{ClassReport, ClassScores, Confusion, Metrics};
 use crate::models::{ParamKind, ParamValue, Params};
 use crate::shared::Metric;
 use crate::sweep::record::{TrialRecord, TrialStatus};
@@ -118,12 +118,17 @@ fn trial_from_run(run: &Run, experiment: &str) -> Option<TrialRecord> {
         })
         .collect();
     let params = typed_params(&algorithm, text);
-    let cv = Metric::RECORDED_NAMES
+    // Every metric the trial logged as `cv_<name>_mean`: the global ones and the
+    // per-class ones, whose names come from the label's classes.
+    let cv = run
+        .data
+        .metrics
         .iter()
-        .filter_map(|name| {
-            let mean = run.metric(&format!("cv_{name}_mean"))?;
+        .filter_map(|m| {
+            let name = m.key.strip_prefix("cv_")?.strip_suffix("_mean")?;
+            Metric::parse(name).ok()?;
             let std = run.metric(&format!("cv_{name}_std")).unwrap_or(f64::NAN);
-            Some(((*name).to_owned(), MeanStd { mean, std }))
+            Some((name.to_owned(), MeanStd { mean: m.value, std }))
         })
         .collect();
     let test = |name: &str| run.metric(&format!("test_{name}"));
@@ -138,7 +143,8 @@ fn trial_from_run(run: &Run, experiment: &str) -> Option<TrialRecord> {
             pr_auc: finite(test("pr_auc")),
             log_loss: test("log_loss").unwrap_or(f64::NAN),
             mcc: test("mcc").unwrap_or(f64::NAN),
-            confusion: Confusion::default(),
+            confusion: logged_confusion(run),
+            classes: logged_classes(run),
         }),
         _ => None,
     };
@@ -196,4 +202,50 @@ fn has_kind(kind: &ParamKind, test: &dyn Fn(&ParamKind) -> bool) -> bool {
         ParamKind::OneOf(kinds) => kinds.iter().any(|k| has_kind(k, test)),
         k => test(k),
     }
+}
+
+/// The attack-level confusion counts a trial run logged (zeros when it logged none).
+fn logged_confusion(run: &Run) -> Confusion {
+    let count = |name: &str| {
+        run.metric(&format!("test_confusion_{name}"))
+            .map_or(0, |v| v as u64)
+    };
+    Confusion {
+        tn: count("tn"),
+        fp: count("fp"),
+        fn_: count("fn"),
+        tp: count("tp"),
+    }
+}
+
+/// The per-class figures a trial run logged, from `test_class_support.<class>` and the
+/// per-class metrics (no K×K matrix: MLflow holds it as an image).
+fn logged_classes(run: &Run) -> Option<ClassReport> {
+    let test = |name: &str| run.metric(&format!("test_{name}"));
+    let mut names = Vec::new();
+    let mut per_class = Vec::new();
+    for m in &run.data.metrics {
+        let Some(class) = m.key.strip_prefix("test_class_support.") else {
+            continue;
+        };
+        let stat = |prefix: &str| test(&format!("{prefix}.{class}")).unwrap_or(f64::NAN);
+        names.push(class.to_owned());
+        per_class.push(ClassScores {
+            precision: stat("class_precision"),
+            recall: stat("class_recall"),
+            f1: stat("class_f1"),
+            support: m.value as u64,
+        });
+    }
+    if names.is_empty() {
+        return None;
+    }
+    Some(ClassReport {
+        names,
+        per_class,
+        macro_f1: test("macro_f1").unwrap_or(f64::NAN),
+        weighted_f1: test("weighted_f1").unwrap_or(f64::NAN),
+        balanced_accuracy: test("balanced_accuracy").unwrap_or(f64::NAN),
+        confusion: Vec::new(),
+    })
 }

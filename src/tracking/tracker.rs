@@ -518,6 +518,25 @@ fn trial_run(record: &TrialRecord, name: String, mut tags: Vec<Tag>, keys: RunKe
         for (name, value) in metric_values(test) {
             metrics.push(Metric::new(format!("test_{name}"), value, ts));
         }
+        // The counts behind the rates, so that `experiment collect --from-mlflow` rebuilds
+        // the same figures (the false-positive rate, each class's support).
+        let c = &test.confusion;
+        for (name, count) in [("tn", c.tn), ("fp", c.fp), ("fn", c.fn_), ("tp", c.tp)] {
+            metrics.push(Metric::new(
+                format!("test_confusion_{name}"),
+                count as f64,
+                ts,
+            ));
+        }
+        if let Some(report) = &test.classes {
+            for (class, scores) in report.names.iter().zip(&report.per_class) {
+                metrics.push(Metric::new(
+                    format!("test_class_support.{class}"),
+                    scores.support as f64,
+                    ts,
+                ));
+            }
+        }
     }
     if record.status == TrialStatus::Finished {
         metrics.push(Metric::new("fit_seconds", record.fit_seconds, ts));
