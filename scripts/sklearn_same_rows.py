@@ -3,6 +3,13 @@
 Usage:
     python scripts/sklearn_same_rows.py SPLIT_JSON [CSV [CASE_PREFIX]]
     python scripts/sklearn_same_rows.py --write-sklearn-split OUT_JSON [CSV]
+    python scripts/sklearn_same_rows.py --multiclass ROWS_JSON [CASE_PREFIX]
+
+The third form is the multi-class parity check (tests/it/multiclass_parity.rs): ROWS_JSON
+holds netsec's encoded features, class ids, class names, its 5 stratified folds and the data
+fingerprint; every case is fitted on each fold's other rows and predicts the fold, and the
+pooled out-of-fold predictions give accuracy, macro-F1 and per-class recall, printed as the
+Rust table the test stores (with the fingerprint).
 
 The second form writes scikit-learn's own `train_test_split(test_size=0.2, stratify=y,
 random_state=42)` indices, for running the Rust test on that split with NETSEC_SPLIT_FILE.
@@ -44,8 +51,54 @@ CASES = [
 ]
 
 
+# Multi-class cases: the parameters are written out on both sides (tests/it/multiclass_parity.rs).
+MULTICLASS_CASES = [
+    ("dt_gini", lambda: DecisionTreeClassifier(criterion="gini", random_state=42)),
+    ("rf_64", lambda: RandomForestClassifier(n_estimators=64, random_state=42, n_jobs=-1)),
+    ("gb_50", lambda: GradientBoostingClassifier(n_estimators=50, random_state=42)),
+    ("ada_50", lambda: AdaBoostClassifier(n_estimators=50, random_state=42)),
+    ("logreg", lambda: LogisticRegression(max_iter=1000)),
+    ("svm_rbf", lambda: SVC(probability=True, random_state=42)),
+]
+
+
+def multiclass(rows_json: Path, only: str) -> None:
+    from sklearn.metrics import recall_score
+
+    rows = json.loads(rows_json.read_text())
+    x = np.asarray(rows["features"], dtype=float)
+    y = np.asarray(rows["labels"], dtype=int)
+    classes = rows["classes"]
+    k = len(classes)
+    print(f"// sklearn {__import__('sklearn').__version__}, {len(y)} rows, {k} classes")
+    print(f'const FINGERPRINT: &str = "{rows["fingerprint"]}";')
+    print("const SKLEARN: &[(&str, f64, f64, &[f64])] = &[")
+    for label, make in MULTICLASS_CASES:
+        if not label.startswith(only):
+            continue
+        proba = np.zeros((len(y), k))
+        start = time.perf_counter()
+        for val in rows["folds"]:
+            fit = np.setdiff1d(np.arange(len(y)), val)
+            model = make().fit(x[fit], y[fit])
+            # A class absent from a fold's training rows has no column: it gets 0.
+            proba[np.asarray(val)[:, None], model.classes_[None, :]] = model.predict_proba(x[val])
+        secs = time.perf_counter() - start
+        # netsec's rule: the most probable class, ties to the lowest id (numpy's argmax).
+        pred = proba.argmax(axis=1)
+        acc = accuracy_score(y, pred)
+        macro = f1_score(y, pred, average="macro")
+        recall = recall_score(y, pred, average=None, labels=list(range(k)), zero_division=0)
+        recalls = ", ".join(f"{r:.4f}" for r in recall)
+        print(f'    ("{label}", {acc:.4f}, {macro:.4f}, &[{recalls}]), // {secs:.1f} s', flush=True)
+    print("];")
+
+
 def main() -> None:
     args = sys.argv[1:]
+    if args[0] == "--multiclass":
+        multiclass(Path(args[1]), args[2] if len(args) > 2 else "")
+        return
     write_split = args[0] == "--write-sklearn-split"
     if write_split:
         args = args[1:]

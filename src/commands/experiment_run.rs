@@ -13,7 +13,7 @@ use crate::pipeline::experiment::{self, ExperimentInput, ExperimentOutcome};
 use crate::state::StateDir;
 use crate::sweep::CancelToken;
 use crate::sweep::leaderboard::{self, Leaderboard};
-use crate::sweep::record::TrialRecord;
+use crate::sweep::record::{TrialRecord, TrialStatus};
 use crate::sweep::run::SavedModel;
 use crate::sweep::store::SweepStatus;
 use crate::tracking::TrackingReport;
@@ -123,6 +123,15 @@ pub(super) fn render(
         grid_keys: &sweep.grid_keys,
     };
     leaderboard::print(out, &board, top)?;
+    if let Some(test) = sweep
+        .records
+        .first()
+        .filter(|r| r.status == TrialStatus::Finished)
+        .and_then(|r| r.test.as_ref())
+    {
+        writeln!(out, "\nbest trial on the held-out rows:")?;
+        leaderboard::class_report(out, test)?;
+    }
     match &sweep.best {
         Some(s) => writeln!(
             out,

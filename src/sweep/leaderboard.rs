@@ -17,19 +17,22 @@ pub struct Leaderboard<'a> {
     pub grid_keys: &'a HashMap<String, Vec<String>>,
 }
 
-/// Prints the top `top` rows.
+/// Prints the top `top` rows: the ranking metric, attack-level F1, macro-F1 and the recall
+/// of the class the model finds hardest (on imbalanced data accuracy hides it), all on the
+/// held-out rows except the ranking metric.
 pub fn print(out: &mut dyn Write, board: &Leaderboard<'_>, top: usize) -> std::io::Result<()> {
     let metric = board.metric.name();
     writeln!(
         out,
-        "{:>4}  {:<12} {:<52} {:>16} {:>8} {:>8} {:>8} {:>8}",
+        "{:>4}  {:<12} {:<52} {:>16} {:>8} {:>8} {:>8} {:<24} {:>8}",
         "rank",
         "trial",
         "model",
         format!("cv {metric}"),
         "test f1",
         "test acc",
-        "roc_auc",
+        "macro f1",
+        "worst class recall",
         "fit s"
     )?;
     for (i, r) in board.records.iter().take(top).enumerate() {
@@ -44,20 +47,29 @@ pub fn print(out: &mut dyn Write, board: &Leaderboard<'_>, top: usize) -> std::i
             label.push('~');
         }
         match (r.status, &r.test, r.cv.get(metric)) {
-            (TrialStatus::Finished, Some(test), Some(cv)) => writeln!(
-                out,
-                "{:>4}  {:<12} {:<52} {:>16} {:>8.4} {:>8.4} {:>8} {:>8.2}",
-                i + 1,
-                crate::shared::short_hash(&r.key),
-                label,
-                format!("{:.4} ± {:.4}", cv.mean, cv.std),
-                test.f1,
-                test.accuracy,
-                test.roc_auc
-                    .map(|v| format!("{v:.4}"))
-                    .unwrap_or_else(|| "-".into()),
-                r.fit_seconds
-            )?,
+            (TrialStatus::Finished, Some(test), Some(cv)) => {
+                let classes = test.classes.as_ref();
+                let macro_f1 = classes
+                    .map(|c| format!("{:.4}", c.macro_f1))
+                    .unwrap_or_else(|| "-".into());
+                let worst = classes
+                    .and_then(|c| c.worst_recall())
+                    .map(|(class, recall)| format!("{recall:.4} {class}"))
+                    .unwrap_or_else(|| "-".into());
+                writeln!(
+                    out,
+                    "{:>4}  {:<12} {:<52} {:>16} {:>8.4} {:>8.4} {:>8} {:<24} {:>8.2}",
+                    i + 1,
+                    crate::shared::short_hash(&r.key),
+                    label,
+                    format!("{:.4} ± {:.4}", cv.mean, cv.std),
+                    test.f1,
+                    test.accuracy,
+                    macro_f1,
+                    truncate(&worst, 24),
+                    r.fit_seconds
+                )?
+            }
             _ => writeln!(
                 out,
                 "{:>4}  {:<12} {:<52} failed: {}",
@@ -76,6 +88,16 @@ pub fn print(out: &mut dyn Write, board: &Leaderboard<'_>, top: usize) -> std::i
         )?;
     }
     Ok(())
+}
+
+/// `text` cut to `width` characters, the cut marked with `~`.
+fn truncate(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(width - 1).collect();
+    cut.push('~');
+    cut
 }
 
 /// Prints trials side by side (`experiment compare`): one column per trial, one row per
@@ -133,6 +155,27 @@ pub fn compare(out: &mut dyn Write, records: &[TrialRecord]) -> io::Result<()> {
             .collect();
         row(out, &format!("test {metric}"), test)?;
     }
+    // Per-class recall on the held-out rows, one row per class any of the trials knows.
+    let mut classes: Vec<&String> = records
+        .iter()
+        .filter_map(|r| r.test.as_ref()?.classes.as_ref())
+        .flat_map(|c| c.names.iter())
+        .collect();
+    classes.sort();
+    classes.dedup();
+    for class in classes {
+        let cells = records
+            .iter()
+            .map(|r| {
+                r.test
+                    .as_ref()
+                    .and_then(|t| t.classes.as_ref()?.class(class))
+                    .map(|s| format!("{:.4} ({})", s.recall, s.support))
+                    .unwrap_or_else(|| "-".into())
+            })
+            .collect();
+        row(out, &format!("test recall {class}"), cells)?;
+    }
     row(
         out,
         "fit seconds",
@@ -141,5 +184,67 @@ pub fn compare(out: &mut dyn Write, records: &[TrialRecord]) -> io::Result<()> {
             .map(|r| format!("{:.3}", r.fit_seconds))
             .collect(),
     )?;
+    Ok(())
+}
+
+/// Prints a trial's held-out figures per class, as scikit-learn's `classification_report`,
+/// then the averages and, where a normal class exists, the attack-level detection and
+/// false-positive rates.
+pub fn class_report(out: &mut dyn Write, test: &crate::models::metrics::Metrics) -> io::Result<()> {
+    let Some(report) = &test.classes else {
+        return Ok(());
+    };
+    let width = report
+        .names
+        .iter()
+        .map(|n| n.chars().count())
+        .max()
+        .unwrap_or(0)
+        .clamp(12, 40);
+    writeln!(
+        out,
+        "{:<width$} {:>9} {:>9} {:>9} {:>9}",
+        "class", "precision", "recall", "f1", "support"
+    )?;
+    for (name, s) in report.names.iter().zip(&report.per_class) {
+        writeln!(
+            out,
+            "{:<width$} {:>9.4} {:>9.4} {:>9.4} {:>9}",
+            truncate(name, width),
+            s.precision,
+            s.recall,
+            s.f1,
+            s.support
+        )?;
+    }
+    let support: u64 = report.per_class.iter().map(|s| s.support).sum();
+    writeln!(
+        out,
+        "{:<width$} {:>9} {:>9} {:>9.4} {:>9}",
+        "macro f1", "", "", report.macro_f1, support
+    )?;
+    writeln!(
+        out,
+        "{:<width$} {:>9} {:>9} {:>9.4} {:>9}",
+        "weighted f1", "", "", report.weighted_f1, support
+    )?;
+    writeln!(
+        out,
+        "{:<width$} {:>9} {:>9.4}",
+        "balanced acc", "", report.balanced_accuracy
+    )?;
+    let c = &test.confusion;
+    if c.tn + c.fp > 0 {
+        writeln!(
+            out,
+            "attacks: detection rate {:.4} ({} of {}), false-positive rate {:.4} ({} of {} normal)",
+            test.recall,
+            c.tp,
+            c.tp + c.fn_,
+            c.fp as f64 / (c.fp + c.tn) as f64,
+            c.fp,
+            c.fp + c.tn
+        )?;
+    }
     Ok(())
 }

@@ -154,6 +154,13 @@ pub async fn run(
 
     let finished = store.finished_trials(&planned_keys).await?;
     let metric = grid.select.metric;
+    if metric == SelectMetric::F1 && !data.classes.is_binary() {
+        tracing::warn!(
+            classes = data.classes.len(),
+            "select.metric `f1` on a multi-class label ranks by attack-level F1 (any attack vs \
+             normal), which rare classes barely move; `macro_f1` weighs every class alike"
+        );
+    }
     let started_at_ms = now_ms();
     let sweep_id = store
         .start_sweep(&NewSweep {

@@ -138,6 +138,58 @@ pub fn confusion_matrix_png(c: &Confusion, positive: &str, negative: &str) -> Ve
     canvas.encode()
 }
 
+/// A PNG of a K×K confusion matrix (`confusion[true][predicted]`), each row shaded by its
+/// share so that a rare class's misses show as plainly as a common one's; counts are
+/// written where the cells are large enough to hold them.
+pub fn class_confusion_png(names: &[String], confusion: &[Vec<u64>]) -> Vec<u8> {
+    let k = confusion.len().max(1) as i64;
+    let cell = (640 / k).clamp(14, 90);
+    let label_chars = 14usize;
+    let left = 30 + label_chars as i64 * 6 + 10;
+    let top = 70i64;
+    let (w, h) = (
+        (left + k * cell + 30).max(420) as usize,
+        (top + k * cell + 40 + label_chars as i64 * 6) as usize,
+    );
+    let mut canvas = Canvas::new(w, h);
+    canvas.text_centered(w as i64 / 2, 16, 2, BLACK, "CONFUSION MATRIX (TEST SET)");
+    canvas.text(
+        left,
+        48,
+        1,
+        BLACK,
+        "PREDICTED ->   ROWS: ACTUAL, SHADED BY ROW SHARE",
+    );
+    let short = |name: &str| -> String { name.chars().take(label_chars).collect() };
+    for (i, row) in confusion.iter().enumerate() {
+        let y = top + i as i64 * cell;
+        let name = names.get(i).map(String::as_str).unwrap_or("?");
+        canvas.text(30, y + cell / 2 - 3, 1, BLACK, &short(name));
+        let total = row.iter().sum::<u64>().max(1) as f64;
+        for (j, &n) in row.iter().enumerate() {
+            let share = n as f64 / total;
+            let shade = |base: u8| (255.0 - (255.0 - f64::from(base)) * share) as u8;
+            let color = [shade(BLUE[0]), shade(BLUE[1]), shade(BLUE[2])];
+            let x = left + j as i64 * cell;
+            canvas.rect(x, y, cell - 1, cell - 1, color);
+            let text = n.to_string();
+            if (text.len() as i64) * 6 + 2 <= cell && cell >= 12 {
+                let ink = if share > 0.5 { WHITE } else { BLACK };
+                canvas.text_centered(x + cell / 2, y + cell / 2 - 3, 1, ink, &text);
+            }
+        }
+    }
+    // Column names, written downwards one character per line under each column.
+    let bottom = top + k * cell + 8;
+    for (j, name) in names.iter().enumerate().take(k as usize) {
+        let x = left + j as i64 * cell + cell / 2 - 2;
+        for (r, c) in short(name).chars().enumerate() {
+            canvas.text(x, bottom + r as i64 * 8, 1, GREY, &c.to_string());
+        }
+    }
+    canvas.encode()
+}
+
 /// Points (false positive rate, true positive rate) of the ROC curve of `scores`
 /// (P(attack)) against `labels`, from (0, 0) to (1, 1), one per distinct score.
 pub fn roc_points(labels: &[bool], scores: &[f64]) -> Vec<(f64, f64)> {

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use super::client::{MlflowClient, RunSearch, system_tags};
 use super::error::Result;
+use super::keys::{decode_class, metric_name};
 use super::types::{Run, RunStatus};
 use crate::models::metrics::MeanStd;
 use crate::models::metrics::{ClassReport, ClassScores, Confusion, Metrics};
@@ -125,10 +126,11 @@ fn trial_from_run(run: &Run, experiment: &str) -> Option<TrialRecord> {
         .metrics
         .iter()
         .filter_map(|m| {
-            let name = m.key.strip_prefix("cv_")?.strip_suffix("_mean")?;
-            Metric::parse(name).ok()?;
-            let std = run.metric(&format!("cv_{name}_std")).unwrap_or(f64::NAN);
-            Some((name.to_owned(), MeanStd { mean: m.value, std }))
+            let key = m.key.strip_prefix("cv_")?.strip_suffix("_mean")?;
+            let name = metric_name(key)?;
+            Metric::parse(&name).ok()?;
+            let std = run.metric(&format!("cv_{key}_std")).unwrap_or(f64::NAN);
+            Some((name, MeanStd { mean: m.value, std }))
         })
         .collect();
     let test = |name: &str| run.metric(&format!("test_{name}"));
@@ -225,11 +227,14 @@ fn logged_classes(run: &Run) -> Option<ClassReport> {
     let mut names = Vec::new();
     let mut per_class = Vec::new();
     for m in &run.data.metrics {
-        let Some(class) = m.key.strip_prefix("test_class_support.") else {
+        let Some(encoded) = m.key.strip_prefix("test_class_support.") else {
             continue;
         };
-        let stat = |prefix: &str| test(&format!("{prefix}.{class}")).unwrap_or(f64::NAN);
-        names.push(class.to_owned());
+        let Some(class) = decode_class(encoded) else {
+            continue;
+        };
+        let stat = |prefix: &str| test(&format!("{prefix}.{encoded}")).unwrap_or(f64::NAN);
+        names.push(class);
         per_class.push(ClassScores {
             precision: stat("class_precision"),
             recall: stat("class_recall"),

@@ -15,6 +15,7 @@ mod client;
 pub mod collect;
 mod config;
 mod error;
+pub mod keys;
 mod links;
 pub mod mirror;
 pub mod outbox;

@@ -23,8 +23,9 @@ use tokio::sync::Notify;
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 use tokio::task::JoinHandle;
 
-use super::charts::{confusion_matrix_png, roc_curve_png};
+use super::charts::{class_confusion_png, confusion_matrix_png, roc_curve_png};
 use super::client::{MlflowClient, system_tags};
+use super::keys::metric_key;
 use super::outbox::{ArtifactFile, NewRecord, Outbox, OutboxError, RecordKind, RunRecord};
 use super::send::Sender;
 use super::types::{Metric, Param, RunStatus, Tag};
@@ -415,15 +416,28 @@ impl SweepReporter for MlflowTracker {
             let trial = best.trial;
             tags.push(Tag::new("netsec.best_trial", &trial.key));
             for (name, mean) in trial.cv.iter().map(|(k, v)| (k, v.mean)) {
-                metrics.push(Metric::new(format!("best_cv_{name}_mean"), mean, ts));
+                metrics.push(Metric::new(
+                    format!("best_cv_{}_mean", metric_key(name)),
+                    mean,
+                    ts,
+                ));
             }
             if let Some(test) = &trial.test {
                 for (name, value) in metric_values(test) {
-                    metrics.push(Metric::new(format!("best_test_{name}"), value, ts));
+                    metrics.push(Metric::new(
+                        format!("best_test_{}", metric_key(name)),
+                        value,
+                        ts,
+                    ));
                 }
                 let names = best.class_names;
-                let confusion =
-                    confusion_matrix_png(&test.confusion, &names.positive, &names.negative);
+                // K > 2: the K×K matrix and a per-class table naming the classes as the
+                // data writes them beside their MLflow keys.
+                let multiclass = test.classes.as_ref().filter(|c| c.names.len() > 2);
+                let confusion = match multiclass {
+                    Some(report) => class_confusion_png(&report.names, &report.confusion),
+                    None => confusion_matrix_png(&test.confusion, &names.positive, &names.negative),
+                };
                 let roc = roc_curve_png(best.test_labels, best.test_scores);
                 let cm = self.write_file(
                     "confusion_matrix.png",
@@ -431,7 +445,15 @@ impl SweepReporter for MlflowTracker {
                     "plots/confusion_matrix.png",
                 );
                 let rc = self.write_file("roc_curve.png", &roc, "plots/roc_curve.png");
-                let mut best_files: Vec<ArtifactFile> = cm.into_iter().chain(rc).collect();
+                let table = multiclass.and_then(|report| {
+                    self.write_file(
+                        "classes.csv",
+                        class_table_csv(report).as_bytes(),
+                        "classes.csv",
+                    )
+                });
+                let mut best_files: Vec<ArtifactFile> =
+                    cm.into_iter().chain(rc).chain(table).collect();
                 for file in &best_files {
                     artifacts.push(ArtifactFile {
                         local_path: file.local_path.clone(),
@@ -511,12 +533,13 @@ fn trial_run(record: &TrialRecord, name: String, mut tags: Vec<Tag>, keys: RunKe
     }
     let mut metrics = Vec::new();
     for (name, stat) in &record.cv {
-        metrics.push(Metric::new(format!("cv_{name}_mean"), stat.mean, ts));
-        metrics.push(Metric::new(format!("cv_{name}_std"), stat.std, ts));
+        let key = metric_key(name);
+        metrics.push(Metric::new(format!("cv_{key}_mean"), stat.mean, ts));
+        metrics.push(Metric::new(format!("cv_{key}_std"), stat.std, ts));
     }
     if let Some(test) = &record.test {
         for (name, value) in metric_values(test) {
-            metrics.push(Metric::new(format!("test_{name}"), value, ts));
+            metrics.push(Metric::new(format!("test_{}", metric_key(name)), value, ts));
         }
         // The counts behind the rates, so that `experiment collect --from-mlflow` rebuilds
         // the same figures (the false-positive rate, each class's support).
@@ -531,7 +554,7 @@ fn trial_run(record: &TrialRecord, name: String, mut tags: Vec<Tag>, keys: RunKe
         if let Some(report) = &test.classes {
             for (class, scores) in report.names.iter().zip(&report.per_class) {
                 metrics.push(Metric::new(
-                    format!("test_class_support.{class}"),
+                    format!("test_{}", metric_key(&format!("class_support.{class}"))),
                     scores.support as f64,
                     ts,
                 ));
@@ -679,6 +702,25 @@ fn git_commit(dir: &Path) -> Option<String> {
 
 fn count(records: &[TrialRecord], status: TrialStatus) -> f64 {
     records.iter().filter(|r| r.status == status).count() as f64
+}
+
+/// The best model's held-out figures per class as CSV: the class as the data writes it,
+/// the name its metrics carry in MLflow, precision, recall, F1 and support.
+fn class_table_csv(report: &crate::models::metrics::ClassReport) -> String {
+    let mut out = String::from("class,mlflow_name,precision,recall,f1,support\n");
+    for (name, s) in report.names.iter().zip(&report.per_class) {
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{},{}",
+            csv_field(name),
+            csv_field(&super::keys::encode_class(name)),
+            s.precision,
+            s.recall,
+            s.f1,
+            s.support
+        );
+    }
+    out
 }
 
 /// The leaderboard as CSV: rank, key, algorithm, params (JSON), status, CV means and
