@@ -98,6 +98,9 @@ pub struct Report {
     pub version: Option<i64>,
     /// Whether nothing was recorded.
     pub dry_run: bool,
+    /// Evaluations run: more than one when another promotion moved the alias meanwhile
+    /// and the candidate was judged again against the new holder.
+    pub attempts: usize,
     /// Every rule's outcome, in report order.
     pub rules: Vec<Rule>,
 }
@@ -303,7 +306,7 @@ pub async fn promote(registry: &Registry, request: &Request<'_>) -> anyhow::Resu
         version,
     };
     let mut kept: Option<PathBuf> = None;
-    for _ in 0..MAX_ATTEMPTS {
+    for attempt in 1..=MAX_ATTEMPTS {
         let champion = registry.alias_version(model, alias).await?;
         if let Some(c) = champion.as_ref().filter(|c| c.info.sha256 == sha256) {
             return Ok(already(c.version));
@@ -349,8 +352,12 @@ pub async fn promote(registry: &Registry, request: &Request<'_>) -> anyhow::Resu
             reason: evaluation.reason(),
             version: None,
             dry_run: request.dry_run,
+            attempts: attempt,
             rules: evaluation.rules,
         };
+        if attempt == 1 {
+            overlap_barrier().await;
+        }
         if !request.dry_run {
             let path = match &kept {
                 Some(p) => p.clone(),
@@ -432,6 +439,35 @@ fn score_champion(
         Scores::of(&file.model, &features, &holdout.labels, &holdout.classes)
             .map_err(|e| e.to_string()),
     )
+}
+
+/// A test-only rendezvous that makes concurrent promotions overlap for certain. With
+/// `NETSEC_TEST_PROMOTE_BARRIER=<dir>:<n>` set (tests/it/registry_cli.rs does), each
+/// promotion, after its first evaluation and before recording its decision, marks itself
+/// in `<dir>` and waits until `n` promotions have (at most 60 s): all of them then judged
+/// the same champion, so all but the first to record must find the alias moved and
+/// evaluate again. Unset, as in any real use, it does nothing.
+async fn overlap_barrier() {
+    let Some((dir, count)) = std::env::var("NETSEC_TEST_PROMOTE_BARRIER")
+        .ok()
+        .and_then(|v| {
+            let (dir, n) = v.rsplit_once(':')?;
+            Some((PathBuf::from(dir), n.parse::<usize>().ok()?))
+        })
+    else {
+        return;
+    };
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(dir.join(std::process::id().to_string()), b"");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        let arrived = std::fs::read_dir(&dir).map_or(0, |d| d.count());
+        if arrived >= count {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    tracing::warn!("promotion barrier: fewer than {count} promotions arrived in 60 s");
 }
 
 /// Makes sure the candidate's bytes are kept content-addressed in `dir` and returns that

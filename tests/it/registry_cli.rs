@@ -339,6 +339,10 @@ fn concurrent_promotions_leave_one_consistent_result() {
     let good = policy(dir.path(), "f1: 0.5");
     sweep(&state, "stump", STUMP);
     sweep(&state, "logistic", LOGISTIC);
+    // Both promotions evaluate against "no champion" before either records its decision
+    // (the test-only barrier in registry/promote.rs): the second to record must find the
+    // alias moved and judge its candidate again, against the first one's version.
+    let barrier = dir.path().join("barrier");
     let spawn = |experiment: &str| {
         netsec_command()
             .args([
@@ -349,24 +353,44 @@ fn concurrent_promotions_leave_one_consistent_result() {
                 s(&state),
                 "--best",
                 experiment,
+                "--format",
+                "json",
             ])
+            .env(
+                "NETSEC_TEST_PROMOTE_BARRIER",
+                format!("{}:2", barrier.display()),
+            )
             .output()
             .unwrap()
     };
-    // Different candidates at once, twice over: each decision sees the one before it.
     let (a, b) = std::thread::scope(|sc| {
         let a = sc.spawn(|| spawn("stump"));
         let b = sc.spawn(|| spawn("logistic"));
         (a.join().unwrap(), b.join().unwrap())
     });
-    for o in [&a, &b] {
-        let code = o.status.code().unwrap();
-        assert!(
-            code == 0 || code == 3,
-            "{}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-    }
+    let reports: Vec<Value> = [&a, &b]
+        .iter()
+        .map(|o| {
+            assert!(
+                matches!(o.status.code(), Some(0 | 3)),
+                "{}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            serde_json::from_slice(&o.stdout).expect("a JSON report")
+        })
+        .collect();
+    let mut attempts: Vec<i64> = reports
+        .iter()
+        .map(|r| r["attempts"].as_i64().unwrap())
+        .collect();
+    attempts.sort_unstable();
+    assert_eq!(attempts, [1, 2], "one promotion re-evaluated: {reports:#?}");
+    let again = reports.iter().find(|r| r["attempts"] == 2).unwrap();
+    let first = reports.iter().find(|r| r["attempts"] == 1).unwrap();
+    assert_eq!(
+        again["champion"], first["version"],
+        "judged against the new holder"
+    );
     let lines = history(&state);
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert_eq!(lines[0]["from_version"], Value::Null);
