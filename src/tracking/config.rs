@@ -1,33 +1,13 @@
 //! Where the tracking server is and how to authenticate, read from the same environment
 //! variables MLflow's own client reads.
 
-use std::fmt;
 use std::time::Duration;
 
 use super::error::{Result, TrackingError};
 use super::retry::RetryPolicy;
 
-/// A credential. Its `Debug` and `Display` never show the value.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a credential.
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    /// The credential itself, for building the `Authorization` header only.
-    pub(crate) fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
+/// A credential: the crate's one redacting wrapper.
+pub type Secret = crate::secret::Secret<String>;
 
 /// How requests authenticate.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -99,10 +79,10 @@ impl TrackingConfig {
             (Some(username), Some(password), _) => {
                 config.auth = Auth::Basic {
                     username,
-                    password: Secret::new(password),
+                    password: Secret::from(password),
                 }
             }
-            (None, None, Some(token)) => config.auth = Auth::Bearer(Secret::new(token)),
+            (None, None, Some(token)) => config.auth = Auth::Bearer(Secret::from(token)),
             (Some(_), None, None) | (None, Some(_), None) => {
                 return Err(TrackingError::Config(
                     "set both MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, or neither"
@@ -110,7 +90,7 @@ impl TrackingConfig {
                 ));
             }
             (Some(_), None, Some(token)) | (None, Some(_), Some(token)) => {
-                config.auth = Auth::Bearer(Secret::new(token))
+                config.auth = Auth::Bearer(Secret::from(token))
             }
             (None, None, None) => {}
         }
@@ -195,7 +175,7 @@ mod tests {
             ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"),
         ]))
         .unwrap();
-        assert_eq!(c.auth, Auth::Bearer(Secret::new("tok-456")));
+        assert_eq!(c.auth, Auth::Bearer(Secret::from("tok-456")));
         assert_eq!(c.retry.max_attempts, 3);
         assert!(!format!("{c:?}").contains("tok-456"));
     }
@@ -208,7 +188,7 @@ mod tests {
             c.auth,
             Auth::Basic {
                 username: "me".into(),
-                password: Secret::new("s3cr@t")
+                password: Secret::from("s3cr@t")
             }
         );
         assert!(!format!("{c:?}").contains("s3cr"));

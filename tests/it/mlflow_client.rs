@@ -542,7 +542,7 @@ async fn secrets_never_appear_in_debug_or_errors() {
     let basic = TrackingConfig {
         auth: Auth::Basic {
             username: "alice".into(),
-            password: Secret::new(token),
+            password: Secret::from(token),
         },
         ..TrackingConfig::new(&fault.url).unwrap()
     };
