@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::common::fault_server::{FaultServer, Reply};
 use crate::common::mlflow_server::MlflowServer;
 use crate::common::{Run, netsec_command, repo_file, s};
-use netsec::tracking::{MlflowClient, ModelVersion, TrackingConfig};
+use netsec::tracking::{MlflowClient, ModelVersion, TrackingConfig, TrackingError};
 use serde_json::Value;
 
 /// A scratch directory with a state directory, a policy and unique MLflow names.
@@ -109,6 +109,17 @@ fn champion(c: &MlflowClient, model: &str) -> Option<ModelVersion> {
 }
 
 /// Runs a future on a small runtime of its own (the tests themselves are synchronous).
+/// The server answers that `model` does not exist (not any error: a transport failure or
+/// a 500 would say nothing about what the mirror did).
+fn assert_not_registered(c: &MlflowClient, model: &str) {
+    match block(c.get_registered_model(model)) {
+        Err(TrackingError::Api { status, code, .. }) => {
+            assert_eq!((status, code.as_str()), (404, "RESOURCE_DOES_NOT_EXIST"));
+        }
+        other => panic!("expected `{model}` not to be registered, got {other:?}"),
+    }
+}
+
 fn block<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -327,7 +338,7 @@ fn a_server_that_is_down_delays_the_mirror_until_sync() {
         "{}",
         promoted.stderr
     );
-    assert!(block(c.get_registered_model(&setup.model)).is_err());
+    assert_not_registered(&c, &setup.model);
 
     // The server is back (here: the right address): sync mirrors the move, once.
     for _ in 0..2 {
@@ -355,7 +366,7 @@ fn an_offline_sweep_and_promotion_reach_mlflow_with_sync_in_order() {
         "{}",
         promoted.stderr
     );
-    assert!(block(c.get_registered_model(&setup.model)).is_err());
+    assert_not_registered(&c, &setup.model);
 
     // `netsec sync` sends the sweep's runs first, then the move.
 
