@@ -367,3 +367,205 @@ pub(crate) fn push_field(out: &mut Vec<u8>, value: &str) {
         out.extend_from_slice(value.as_bytes());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use polars::prelude::{CsvWriter, SerWriter};
+    use serde_json::json;
+
+    use super::*;
+    use crate::data::schema::{AttackRule, ClassNames};
+
+    /// A string label whose normal value is `normal`.
+    fn label(label_type: LabelType, attack: AttackRule, values: Option<&[&str]>) -> LabelSpec {
+        LabelSpec {
+            column: "label".into(),
+            label_type,
+            values: values.map(|v| v.iter().map(|s| s.to_string()).collect()),
+            attack,
+            names: ClassNames::default(),
+        }
+    }
+
+    fn set(values: &[&str]) -> BTreeSet<String> {
+        values.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// Three classes, sorted by name as multi-class labels are; two names need quoting.
+    fn three() -> RowAnswers {
+        let classes = Classes {
+            names: vec!["dos, smurf".into(), "normal".into(), "port \"sweep\"".into()],
+            normal: vec![false, true, false],
+        };
+        RowAnswers::new(
+            &label(LabelType::String, AttackRule::Negative(set(&["normal"])), None),
+            classes,
+        )
+    }
+
+    /// The rows of the tests: predicted class, its probability, P(attack), attack class.
+    const ROWS: [[f64; 3]; 5] = [
+        // Normal is the most probable class, yet the attacks together reach 0.5.
+        [0.2, 0.5, 0.3],
+        [0.6, 0.3, 0.1],
+        [0.1, 0.8, 0.1],
+        // Ties go to the lowest id, for the class and the attack class.
+        [0.4, 0.2, 0.4],
+        [0.0, 1.0, 0.0],
+    ];
+
+    #[test]
+    fn multiclass_answers_name_the_class_and_the_most_probable_attack() {
+        let answers = three();
+        let got: Vec<RowAnswer> = ROWS.iter().map(|r| answers.answer(r)).collect();
+        let expected = [
+            (1, 0.5, 1.0 - 0.5, Some(2)),
+            (0, 0.6, 1.0 - 0.3, Some(0)),
+            (1, 0.8, 1.0 - 0.8, None),
+            (0, 0.4, 1.0 - 0.2, Some(0)),
+            (1, 1.0, 0.0, None),
+        ];
+        for (a, (class, class_p, attack_p, attack_class)) in got.iter().zip(expected) {
+            assert_eq!(
+                *a,
+                RowAnswer {
+                    class,
+                    class_probability: class_p,
+                    attack_probability: Some(attack_p),
+                    attack_class,
+                }
+            );
+            assert_eq!(a.is_attack(), Some(attack_class.is_some()));
+        }
+        assert_eq!(answers.label(0), "dos, smurf");
+        assert_eq!(answers.counts(&got), vec![2, 3, 0]);
+        assert!(answers.is_answer_column("p_dos, smurf"));
+        assert!(answers.is_answer_column("is_attack"));
+        assert!(!answers.is_answer_column("p_normal "));
+    }
+
+    #[test]
+    fn is_attack_is_cut_at_the_threshold() {
+        assert!(is_attack(THRESHOLD));
+        assert!(!is_attack(THRESHOLD - 1e-12));
+    }
+
+    #[test]
+    fn a_label_without_normal_class_has_no_attack_level() {
+        let classes = Classes {
+            names: vec!["a".into(), "b".into(), "c".into()],
+            normal: vec![false; 3],
+        };
+        let answers = RowAnswers::new(
+            &label(LabelType::String, AttackRule::Positive(set(&["a"])), None),
+            classes,
+        );
+        let a = answers.answer(&[0.1, 0.2, 0.7]);
+        assert_eq!(
+            a,
+            RowAnswer {
+                class: 2,
+                class_probability: 0.7,
+                attack_probability: None,
+                attack_class: None,
+            }
+        );
+        assert_eq!(a.is_attack(), None);
+        let mut out = Vec::new();
+        answers.write_csv_row(&mut out, &a, None, &mut zmij::Buffer::new());
+        assert_eq!(String::from_utf8(out).unwrap(), ",c,0.7,,,");
+        assert_eq!(
+            serde_json::to_value(answers.json(&a, None)).unwrap(),
+            json!({"predicted_label": "c", "class_probability": 0.7,
+                   "attack_probability": null, "is_attack": null, "attack_class": null})
+        );
+    }
+
+    #[test]
+    fn binary_answers_keep_the_label_values_and_the_old_cut() {
+        let answers = RowAnswers::new(
+            &label(
+                LabelType::Integer,
+                AttackRule::Positive(set(&["-1"])),
+                Some(&["-1", "1"]),
+            ),
+            Classes::binary("legitimate", "phishing"),
+        );
+        let attack = answers.answer(&[0.5, 0.5]);
+        assert_eq!(
+            attack,
+            RowAnswer {
+                class: 1,
+                class_probability: 0.5,
+                attack_probability: Some(0.5),
+                attack_class: Some(1),
+            }
+        );
+        let normal = answers.answer(&[1.0 - 0.25, 0.25]);
+        assert_eq!((normal.class, normal.attack_class), (0, None));
+        assert_eq!(normal.attack_probability, Some(0.25), "P(class 1) as is");
+        assert_eq!(
+            serde_json::to_value(answers.json(&attack, Some(&[0.5, 0.5]))).unwrap(),
+            json!({"predicted_label": -1, "class_probability": 0.5,
+                   "attack_probability": 0.5, "is_attack": true, "attack_class": "phishing",
+                   "p_legitimate": 0.5, "p_phishing": 0.5})
+        );
+        assert_eq!(answers.label_value(0), &json!(1));
+    }
+
+    #[test]
+    fn json_fields_are_the_csv_columns_in_the_same_order() {
+        let answers = three();
+        let a = answers.answer(&ROWS[0]);
+        let text = serde_json::to_string(&answers.json(&a, Some(&ROWS[0]))).unwrap();
+        assert_eq!(
+            text,
+            r#"{"predicted_label":"normal","class_probability":0.5,"attack_probability":0.5,"is_attack":true,"attack_class":"port \"sweep\"","p_dos, smurf":0.2,"p_normal":0.5,"p_port \"sweep\"":0.3}"#
+        );
+    }
+
+    /// The fast path's bytes are polars' bytes for the same answers: names with a comma, a
+    /// space and quotes are quoted alike, in the header and in the cells.
+    #[test]
+    fn csv_rows_are_written_as_polars_writes_the_columns() {
+        let answers = three();
+        let rows: Vec<RowAnswer> = ROWS.iter().map(|r| answers.answer(r)).collect();
+        let flat: Vec<f64> = ROWS.concat();
+        for probabilities in [false, true] {
+            let ids: Vec<String> = (0..ROWS.len()).map(|i| format!("r{i}")).collect();
+            let mut frame = DataFrame::new(ids.len(), vec![Column::new("id".into(), ids.clone())]).unwrap();
+            answers
+                .add_columns(&mut frame, &rows, probabilities.then_some(&flat[..]))
+                .unwrap();
+            let mut expected = Vec::new();
+            CsvWriter::new(&mut expected).finish(&mut frame).unwrap();
+
+            let mut fast = b"id".to_vec();
+            answers.write_csv_header(&mut fast, probabilities);
+            fast.push(b'\n');
+            let mut number = zmij::Buffer::new();
+            for ((id, a), p) in ids.iter().zip(&rows).zip(&ROWS) {
+                fast.extend_from_slice(id.as_bytes());
+                answers.write_csv_row(&mut fast, a, probabilities.then_some(&p[..]), &mut number);
+                fast.push(b'\n');
+            }
+            let (fast, expected) = (String::from_utf8(fast).unwrap(), String::from_utf8(expected).unwrap());
+            assert_eq!(fast, expected);
+            if probabilities {
+                assert!(
+                    expected.starts_with(
+                        "id,predicted_label,class_probability,attack_probability,is_attack,attack_class,\"p_dos, smurf\",p_normal,\"p_port \"\"sweep\"\"\"\n"
+                    ),
+                    "{expected}"
+                );
+                assert!(
+                    expected.contains("\nr0,normal,0.5,0.5,true,\"port \"\"sweep\"\"\",0.2,0.5,0.3\n"),
+                    "{expected}"
+                );
+                assert!(expected.contains("\nr2,normal,0.8,0.19999999999999996,false,,0.1,0.8,0.1\n"), "{expected}");
+            }
+        }
+    }
+}
