@@ -396,11 +396,19 @@ mod tests {
     /// Three classes, sorted by name as multi-class labels are; two names need quoting.
     fn three() -> RowAnswers {
         let classes = Classes {
-            names: vec!["dos, smurf".into(), "normal".into(), "port \"sweep\"".into()],
+            names: vec![
+                "dos, smurf".into(),
+                "normal".into(),
+                "port \"sweep\"".into(),
+            ],
             normal: vec![false, true, false],
         };
         RowAnswers::new(
-            &label(LabelType::String, AttackRule::Negative(set(&["normal"])), None),
+            &label(
+                LabelType::String,
+                AttackRule::Negative(set(&["normal"])),
+                None,
+            ),
             classes,
         )
     }
@@ -535,7 +543,8 @@ mod tests {
         let flat: Vec<f64> = ROWS.concat();
         for probabilities in [false, true] {
             let ids: Vec<String> = (0..ROWS.len()).map(|i| format!("r{i}")).collect();
-            let mut frame = DataFrame::new(ids.len(), vec![Column::new("id".into(), ids.clone())]).unwrap();
+            let mut frame =
+                DataFrame::new(ids.len(), vec![Column::new("id".into(), ids.clone())]).unwrap();
             answers
                 .add_columns(&mut frame, &rows, probabilities.then_some(&flat[..]))
                 .unwrap();
@@ -551,7 +560,10 @@ mod tests {
                 answers.write_csv_row(&mut fast, a, probabilities.then_some(&p[..]), &mut number);
                 fast.push(b'\n');
             }
-            let (fast, expected) = (String::from_utf8(fast).unwrap(), String::from_utf8(expected).unwrap());
+            let (fast, expected) = (
+                String::from_utf8(fast).unwrap(),
+                String::from_utf8(expected).unwrap(),
+            );
             assert_eq!(fast, expected);
             if probabilities {
                 assert!(
@@ -561,10 +573,14 @@ mod tests {
                     "{expected}"
                 );
                 assert!(
-                    expected.contains("\nr0,normal,0.5,0.5,true,\"port \"\"sweep\"\"\",0.2,0.5,0.3\n"),
+                    expected
+                        .contains("\nr0,normal,0.5,0.5,true,\"port \"\"sweep\"\"\",0.2,0.5,0.3\n"),
                     "{expected}"
                 );
-                assert!(expected.contains("\nr2,normal,0.8,0.19999999999999996,false,,0.1,0.8,0.1\n"), "{expected}");
+                assert!(
+                    expected.contains("\nr2,normal,0.8,0.19999999999999996,false,,0.1,0.8,0.1\n"),
+                    "{expected}"
+                );
             }
         }
     }

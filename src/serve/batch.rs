@@ -135,11 +135,9 @@ pub async fn predict_file(
     Ok(Predicted {
         rows: table.len(),
         classes: classes.names.iter().cloned().zip(counts).collect(),
-        attacks: classes.has_normal().then(|| {
-            rows.iter()
-                .filter(|a| a.is_attack() == Some(true))
-                .count() as u64
-        }),
+        attacks: classes
+            .has_normal()
+            .then(|| rows.iter().filter(|a| a.is_attack() == Some(true)).count() as u64),
         binary: classes.is_binary(),
         algorithm: file.algorithm.clone(),
         trial_key: file.trial_key.clone(),

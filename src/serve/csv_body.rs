@@ -47,9 +47,10 @@ pub fn predict(
     let mut seen = BTreeSet::new();
     // An input column named like an answer column is replaced in place by the general
     // path (as polars' `with_column` does); this path only appends.
-    if header.iter().any(|h| {
-        h.is_empty() || !seen.insert(h.as_str()) || model.answers.is_answer_column(h)
-    }) {
+    if header
+        .iter()
+        .any(|h| h.is_empty() || !seen.insert(h.as_str()) || model.answers.is_answer_column(h))
+    {
         return None;
     }
     let plan = Plan::new(model, &header)?;

@@ -337,8 +337,7 @@ pub fn predict_csv(
     keep_inputs: bool,
     with_probabilities: bool,
 ) -> Result<CsvAnswer, InputError> {
-    if let Some(answer) = super::csv_body::predict(model, body, keep_inputs, with_probabilities)
-    {
+    if let Some(answer) = super::csv_body::predict(model, body, keep_inputs, with_probabilities) {
         return Ok(answer);
     }
     tracing::debug!(bytes = body.len(), "CSV body read through the general path");

@@ -427,7 +427,11 @@ fn documents(entry: LogEntry, out: &mut Vec<Document>) {
     };
     let answers = &model.answers;
     let labels: Vec<Bson> = (0..answers.len() as u32)
-        .map(|k| Bson::try_from(answers.label_value(k).clone()).unwrap_or(Bson::Null))
+        .map(|k| match answers.label_value(k) {
+            Value::Number(n) => n.as_i64().map_or(Bson::Null, Bson::Int64),
+            Value::Bool(b) => Bson::Boolean(*b),
+            _ => Bson::String(answers.label(k).to_owned()),
+        })
         .collect();
     let width = model.width.max(1);
     let mut features: Vec<Document> = match entry.inputs {

@@ -6,15 +6,15 @@ use std::time::SystemTime;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::app::AppState;
 use super::answer::JsonRow;
+use super::app::AppState;
 use super::input::{self, InputError};
 use super::prediction_log::{LogEntry, LoggedInputs};
 
@@ -204,17 +204,16 @@ pub async fn predict(
         input::predict_json(&model, &body, probabilities)
     } else {
         let task_model = Arc::clone(&model);
-        tokio::task::spawn_blocking(move || {
-            input::predict_json(&task_model, &body, probabilities)
-        })
-        .await
-        .map_err(|_| ApiError::internal("the prediction task failed"))?
+        tokio::task::spawn_blocking(move || input::predict_json(&task_model, &body, probabilities))
+            .await
+            .map_err(|_| ApiError::internal("the prediction task failed"))?
     }
     .map_err(ApiError::input)?;
     let answers = &model.answers;
-    state
-        .metrics
-        .observe_classes(&answers.classes().names, predicted.answers.iter().map(|a| a.class));
+    state.metrics.observe_classes(
+        &answers.classes().names,
+        predicted.answers.iter().map(|a| a.class),
+    );
     let k = answers.len().max(1);
     let mut proba = predicted.probabilities.chunks_exact(k);
     let answer = Answer {
