@@ -462,10 +462,13 @@ pub struct PredictArgs {
     /// Rows to predict (.csv or .parquet), with the model's feature columns.
     #[arg(long, short = 'i')]
     pub input: PathBuf,
-    /// Output CSV: the input columns plus predicted_label, predicted_class and
-    /// attack_probability.
+    /// Output CSV: the input columns plus predicted_label, class_probability,
+    /// attack_probability, is_attack and attack_class.
     #[arg(long, short = 'o')]
     pub output: PathBuf,
+    /// Also write each class's probability, one p_<class> column per class.
+    #[arg(long)]
+    pub probabilities: bool,
 }
 
 /// Arguments of `netsec serve`. The optional bearer token is read from the

@@ -3,9 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use polars::prelude::{Column, CsvWriter, SerWriter};
+use polars::prelude::{CsvWriter, SerWriter};
 
-use super::input::RowAnswers;
+use super::answer::RowAnswers;
 use crate::data::dataset::{InvalidData, OTHER_CATEGORY, invalid};
 use crate::data::load::LoadError;
 use crate::data::load_file;
@@ -19,18 +19,18 @@ use crate::models::ModelError;
 pub struct Predicted {
     /// Rows predicted.
     pub rows: usize,
-    /// Rows predicted as the attack class.
-    pub attacks: usize,
+    /// Rows predicted per class: the class name and the count, in class-id order.
+    pub classes: Vec<(String, u64)>,
+    /// Rows with `is_attack`; `None` when the model has no normal class.
+    pub attacks: Option<u64>,
+    /// Whether the model is binary (then the class counts already say how many attacks).
+    pub binary: bool,
     /// The model's algorithm.
     pub algorithm: String,
     /// The model's trial key.
     pub trial_key: String,
     /// sha256 of the model file.
     pub sha256: String,
-    /// Name of the attack class.
-    pub positive: String,
-    /// Name of the normal class.
-    pub negative: String,
 }
 
 /// Why [`predict_file`] failed.
@@ -82,12 +82,13 @@ impl PredictError {
 }
 
 /// Checks `input` against the schema of the model in `model`, predicts, and writes the
-/// rows with the predicted label, class name and attack probability to `output` (CSV,
-/// atomically). The entry point of `netsec predict`.
+/// rows with the answer columns of [`super::answer`] (and the `p_<class>` columns with
+/// `with_probabilities`) to `output` (CSV, atomically). The entry point of `netsec predict`.
 pub async fn predict_file(
     model: &Path,
     input: &Path,
     output: &Path,
+    with_probabilities: bool,
 ) -> Result<Predicted, PredictError> {
     let (file, sha256) = ModelFile::load(model)?;
     let table = load_file(input)?;
@@ -113,19 +114,14 @@ pub async fn predict_file(
         );
     }
     let features = file.encoding.encode(&typed);
-    let proba = file
-        .classes()
-        .attack_probabilities(file.model.predict_proba(features.view())?.view());
-    let label = &schema.label;
-    let RowAnswers {
-        attacks,
-        labels,
-        classes,
-    } = RowAnswers::of(label, &proba);
+    let proba = file.model.predict_proba(features.view())?;
+    let proba = proba.as_standard_layout();
+    let proba = proba.as_slice().unwrap_or_default();
+    let classes = file.classes();
+    let answers = RowAnswers::new(&schema.label, classes.clone());
+    let rows = answers.answer_all(proba);
     let mut frame = table.frame.clone();
-    frame.with_column(Column::new("predicted_label".into(), labels))?;
-    frame.with_column(Column::new("predicted_class".into(), classes))?;
-    frame.with_column(Column::new("attack_probability".into(), proba))?;
+    answers.add_columns(&mut frame, &rows, with_probabilities.then_some(proba))?;
     write_atomic(output, |w| {
         CsvWriter::new(w)
             .finish(&mut frame)
@@ -135,13 +131,16 @@ pub async fn predict_file(
         path: output.to_owned(),
         source,
     })?;
+    let counts = answers.counts(&rows);
     Ok(Predicted {
         rows: table.len(),
-        attacks,
+        classes: classes.names.iter().cloned().zip(counts).collect(),
+        attacks: classes
+            .has_normal()
+            .then(|| rows.iter().filter(|a| a.is_attack() == Some(true)).count() as u64),
+        binary: classes.is_binary(),
         algorithm: file.algorithm.clone(),
         trial_key: file.trial_key.clone(),
         sha256,
-        positive: label.names.positive.clone(),
-        negative: label.names.negative.clone(),
     })
 }

@@ -16,6 +16,7 @@ use std::collections::BTreeSet;
 use ndarray::ArrayView2;
 use rayon::prelude::*;
 
+use super::answer::push_field;
 use super::input::CsvAnswer;
 use super::source::LoadedModel;
 use crate::data::dataset::EncodedColumn;
@@ -26,8 +27,14 @@ use crate::data::typed::{RecordCell, TypedCell, parse_bool, parse_int, type_cell
 const PARALLEL_ROWS: usize = 2048;
 
 /// Answers `body`, or `None` when the general path must (see the module comment).
-/// `keep_inputs` also returns the header and cells, for the prediction log.
-pub fn predict(model: &LoadedModel, body: &[u8], keep_inputs: bool) -> Option<CsvAnswer> {
+/// `keep_inputs` also returns the header, cells and answers, for the prediction log;
+/// `with_probabilities` adds the `p_<class>` columns.
+pub fn predict(
+    model: &LoadedModel,
+    body: &[u8],
+    keep_inputs: bool,
+    with_probabilities: bool,
+) -> Option<CsvAnswer> {
     let text = std::str::from_utf8(body).ok()?;
     if text.starts_with('\u{feff}') || text.contains('\r') {
         return None;
@@ -38,9 +45,11 @@ pub fn predict(model: &LoadedModel, body: &[u8], keep_inputs: bool) -> Option<Cs
     let header_quoted = split(header_line, &mut fields)?;
     let header: Vec<String> = fields.iter().map(|f| f.to_string()).collect();
     let mut seen = BTreeSet::new();
+    // An input column named like an answer column is replaced in place by the general
+    // path (as polars' `with_column` does); this path only appends.
     if header
         .iter()
-        .any(|h| h.is_empty() || !seen.insert(h.as_str()))
+        .any(|h| h.is_empty() || !seen.insert(h.as_str()) || model.answers.is_answer_column(h))
     {
         return None;
     }
@@ -89,66 +98,62 @@ pub fn predict(model: &LoadedModel, body: &[u8], keep_inputs: bool) -> Option<Cs
             );
         }
     }
+    let k = model.answers.len();
     let probabilities = predict_rows(model, &features, rows.len())?;
 
-    let label = &model.file.schema.label;
-    let suffixes: [Vec<u8>; 2] = [false, true].map(|attack| {
-        let mut suffix = Vec::new();
-        for value in [
-            label.value_for(attack).as_str(),
-            if attack {
-                &label.names.positive
-            } else {
-                &label.names.negative
-            },
-        ] {
-            suffix.push(b',');
-            push_field(&mut suffix, value);
-        }
-        suffix.push(b',');
-        suffix
-    });
-    let mut csv = Vec::with_capacity(body.len() + rows.len() * (suffixes[1].len() + 24) + 64);
+    let answers = &model.answers;
+    let mut csv = Vec::with_capacity(
+        body.len() + rows.len() * (48 + if with_probabilities { 20 * k } else { 0 }) + 64,
+    );
     if header_quoted {
         split(header_line, &mut fields)?;
         push_fields(&mut csv, &fields);
     } else {
         csv.extend_from_slice(header_line.as_bytes());
     }
-    csv.extend_from_slice(b",predicted_label,predicted_class,attack_probability\n");
+    answers.write_csv_header(&mut csv, with_probabilities);
+    csv.push(b'\n');
     let mut number = zmij::Buffer::new();
-    let mut attacks = 0;
-    for ((line, quoted), p) in rows.iter().zip(&probabilities) {
+    let mut counts = vec![0; k];
+    let mut kept = Vec::with_capacity(if keep_inputs { rows.len() } else { 0 });
+    for ((line, quoted), proba) in rows.iter().zip(probabilities.chunks_exact(k.max(1))) {
         if *quoted {
             split(line, &mut fields)?;
             push_fields(&mut csv, &fields);
         } else {
             csv.extend_from_slice(line.as_bytes());
         }
-        let attack = *p >= 0.5;
-        attacks += usize::from(attack);
-        csv.extend_from_slice(&suffixes[usize::from(attack)]);
-        csv.extend_from_slice(number.format(*p).as_bytes());
+        let answer = answers.answer(proba);
+        counts[answer.class as usize] += 1;
+        answers.write_csv_row(
+            &mut csv,
+            &answer,
+            with_probabilities.then_some(proba),
+            &mut number,
+        );
         csv.push(b'\n');
+        if keep_inputs {
+            kept.push(answer);
+        }
     }
     Some(CsvAnswer {
         csv,
-        attacks,
+        counts,
         rows: rows.len(),
         features,
-        probabilities,
+        answers: kept,
         inputs: keep_inputs.then_some((header, cells)),
     })
 }
 
-/// P(attack) of every row; large bodies are split over the rayon pool (each row's
-/// probability does not depend on how the rows are split).
+/// The K class probabilities of every row (row-major); large bodies are split over the
+/// rayon pool (each row's probabilities do not depend on how the rows are split).
 fn predict_rows(model: &LoadedModel, features: &[f64], rows: usize) -> Option<Vec<f64>> {
     let width = model.width;
     let predict = |chunk: &[f64]| -> Option<Vec<f64>> {
         let view = ArrayView2::from_shape((chunk.len() / width.max(1), width), chunk).ok()?;
         let proba = model.file.model.predict_proba(view).ok()?;
-        Some(model.classes.attack_probabilities(proba.view()))
+        Some(proba.into_raw_vec_and_offset().0)
     };
     if rows < 2 * PARALLEL_ROWS || width == 0 {
         return predict(features);
@@ -218,19 +223,6 @@ fn push_fields(out: &mut Vec<u8>, fields: &[Cow<'_, str>]) {
         if !field.is_empty() {
             push_field(out, field);
         }
-    }
-}
-
-/// One non-missing text value, quoted as polars does with `QuoteStyle::Necessary`.
-fn push_field(out: &mut Vec<u8>, value: &str) {
-    if value.is_empty() {
-        out.extend_from_slice(b"\"\"");
-    } else if value.contains([',', '\n', '\r', '"']) {
-        out.push(b'"');
-        out.extend_from_slice(value.replace('"', "\"\"").as_bytes());
-        out.push(b'"');
-    } else {
-        out.extend_from_slice(value.as_bytes());
     }
 }
 

@@ -10,15 +10,15 @@ use polars::prelude::*;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::answer::RowAnswer;
 use super::source::LoadedModel;
 use crate::data::dataset::{EncodedColumn, invalid};
 use crate::data::load::{LoadError, csv_from_bytes};
-use crate::data::schema::{ColumnType, LabelSpec};
+use crate::data::schema::ColumnType;
 use crate::data::typed::{
     ColumnSpecView, Issue, LabelPresence, Problem, RecordCell, TypedCell, allowed_text, type_cell,
     type_table,
 };
-use crate::models::metrics::THRESHOLD;
 
 /// Issues listed in an error answer; the count says how many there were in all.
 const LISTED_ISSUES: usize = 20;
@@ -109,29 +109,30 @@ impl InputError {
     }
 }
 
-/// One answer row.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Prediction {
-    /// Whether the row is predicted as the attack class.
-    pub attack: bool,
-    /// P(attack).
-    pub probability: f64,
-}
-
 /// The predictions of a JSON body, with what the prediction log keeps of it.
 #[derive(Debug)]
 pub struct JsonPredictions {
     /// One per record, in order.
-    pub predictions: Vec<Prediction>,
+    pub answers: Vec<RowAnswer>,
+    /// The K class probabilities of every record (row-major), when asked for; else empty.
+    pub probabilities: Vec<f64>,
     /// The records as sent.
     pub records: Vec<Map<String, Value>>,
     /// The encoded features, row-major (the model's width per record).
     pub features: Vec<f64>,
 }
 
+/// Classes up to which one record's probabilities are kept on the stack.
+const STACK_CLASSES: usize = 16;
+
 /// Parses a JSON body — one record, an array of records, or `{"rows": [...]}` — and
 /// predicts every record. Unknown fields are errors (a typo would otherwise be silent).
-pub fn predict_json(model: &LoadedModel, body: &[u8]) -> Result<JsonPredictions, InputError> {
+/// `with_probabilities` also keeps each record's K class probabilities.
+pub fn predict_json(
+    model: &LoadedModel,
+    body: &[u8],
+    with_probabilities: bool,
+) -> Result<JsonPredictions, InputError> {
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| InputError::simple("bad_json", format!("the body is not JSON: {e}")))?;
     let records: Vec<Map<String, Value>> = match value {
@@ -175,32 +176,35 @@ pub fn predict_json(model: &LoadedModel, body: &[u8]) -> Result<JsonPredictions,
     if count > 0 {
         return Err(InputError::from_issues(model, issues, count));
     }
-    let predictions = features
-        .chunks_exact(width)
-        .enumerate()
-        .map(|(row, x)| {
-            let mut proba = [0.0; 2];
-            let mut many = Vec::new();
-            let out = if model.classes.len() == 2 {
-                &mut proba[..]
-            } else {
-                many.resize(model.classes.len(), 0.0);
-                &mut many[..]
-            };
-            model
-                .file
-                .model
-                .predict_proba_row(x, out)
-                .map_err(|e| InputError::simple("invalid_input", format!("row {row}: {e}")))?;
-            let probability = model.classes.attack_probability(out);
-            Ok(Prediction {
-                attack: probability >= 0.5,
-                probability,
-            })
-        })
-        .collect::<Result<_, InputError>>()?;
+    let k = model.answers.len();
+    let mut stack = [0.0; STACK_CLASSES];
+    let mut heap = Vec::new();
+    let proba: &mut [f64] = if k <= STACK_CLASSES {
+        &mut stack[..k]
+    } else {
+        heap.resize(k, 0.0);
+        &mut heap
+    };
+    let mut answers = Vec::with_capacity(records.len());
+    let mut probabilities = Vec::with_capacity(if with_probabilities {
+        k * records.len()
+    } else {
+        0
+    });
+    for (row, x) in features.chunks_exact(width).enumerate() {
+        model
+            .file
+            .model
+            .predict_proba_row(x, proba)
+            .map_err(|e| InputError::simple("invalid_input", format!("row {row}: {e}")))?;
+        answers.push(model.answers.answer(proba));
+        if with_probabilities {
+            probabilities.extend_from_slice(proba);
+        }
+    }
     Ok(JsonPredictions {
-        predictions,
+        answers,
+        probabilities,
         records,
         features,
     })
@@ -308,16 +312,16 @@ fn encode_record(
 /// The answer to a CSV body: the CSV to send back and the predictions in it.
 #[derive(Debug)]
 pub struct CsvAnswer {
-    /// The input columns plus `predicted_label`, `predicted_class`, `attack_probability`.
+    /// The input columns plus the answer columns (see [`super::answer`]).
     pub csv: Vec<u8>,
-    /// Rows predicted as attacks.
-    pub attacks: usize,
+    /// Rows predicted per class, in class-id order.
+    pub counts: Vec<u64>,
     /// Rows in all.
     pub rows: usize,
     /// The encoded features, row-major (empty unless the inputs were asked for).
     pub features: Vec<f64>,
-    /// P(attack) per row.
-    pub probabilities: Vec<f64>,
+    /// The answer of every row (empty unless the inputs were asked for).
+    pub answers: Vec<RowAnswer>,
     /// The header's names and the cells row by row, when asked for (prediction log).
     pub inputs: Option<(Vec<String>, Vec<Option<String>>)>,
 }
@@ -325,13 +329,15 @@ pub struct CsvAnswer {
 /// Predicts a CSV body with the same typing and encoding as `netsec predict`: columns not
 /// in the schema are kept and echoed, the label column may be present. Bodies without
 /// problems take the fast path of [`super::csv_body`]; the others are read like a file,
-/// so that errors name their line and column. `keep_inputs` also returns the cells.
+/// so that errors name their line and column. `keep_inputs` also returns the cells and
+/// answers; `with_probabilities` adds the `p_<class>` columns.
 pub fn predict_csv(
     model: &LoadedModel,
     body: &[u8],
     keep_inputs: bool,
+    with_probabilities: bool,
 ) -> Result<CsvAnswer, InputError> {
-    if let Some(answer) = super::csv_body::predict(model, body, keep_inputs) {
+    if let Some(answer) = super::csv_body::predict(model, body, keep_inputs, with_probabilities) {
         return Ok(answer);
     }
     tracing::debug!(bytes = body.len(), "CSV body read through the general path");
@@ -373,13 +379,11 @@ pub fn predict_csv(
         .model
         .predict_proba(features.view())
         .map_err(|e| InputError::simple("invalid_input", e.to_string()))?;
-    let proba = model.classes.attack_probabilities(proba.view());
-    let RowAnswers {
-        attacks,
-        labels,
-        classes,
-    } = RowAnswers::of(&schema.label, &proba);
-    let rows = proba.len();
+    let proba = proba.as_standard_layout();
+    let proba = proba.as_slice().unwrap_or_default();
+    let answers = model.answers.answer_all(proba);
+    let counts = model.answers.counts(&answers);
+    let rows = answers.len();
     let inputs = keep_inputs.then(|| cells_of_frame(&table.frame));
     let features = if keep_inputs {
         features.iter().copied().collect()
@@ -388,14 +392,9 @@ pub fn predict_csv(
     };
     let mut frame = table.frame;
     let render = |e: PolarsError| InputError::simple("bad_csv", e.to_string());
-    frame
-        .with_column(Column::new("predicted_label".into(), labels))
-        .map_err(render)?;
-    frame
-        .with_column(Column::new("predicted_class".into(), classes))
-        .map_err(render)?;
-    frame
-        .with_column(Column::new("attack_probability".into(), proba.clone()))
+    model
+        .answers
+        .add_columns(&mut frame, &answers, with_probabilities.then_some(proba))
         .map_err(render)?;
     let mut csv = Vec::new();
     CsvWriter::new(&mut csv)
@@ -403,10 +402,10 @@ pub fn predict_csv(
         .map_err(render)?;
     Ok(CsvAnswer {
         csv,
-        attacks,
+        counts,
         rows,
         features,
-        probabilities: proba,
+        answers: if keep_inputs { answers } else { Vec::new() },
         inputs,
     })
 }
@@ -434,28 +433,4 @@ fn cells_of_frame(frame: &DataFrame) -> (Vec<String>, Vec<Option<String>>) {
         cells.extend(columns.iter().map(|c| c.get(row).cloned().flatten()));
     }
     (header, cells)
-}
-
-/// The answer columns of a batch of rows, as `predict` and `serve`'s CSV route write them:
-/// `predicted_label` (the label value), `predicted_class` (the class name), and how many
-/// rows are attacks, each row cut at the model's threshold.
-pub(crate) struct RowAnswers<'a> {
-    /// Rows predicted as attacks.
-    pub attacks: usize,
-    /// The label value of each row.
-    pub labels: Vec<String>,
-    /// The class name of each row.
-    pub classes: Vec<&'a str>,
-}
-
-impl<'a> RowAnswers<'a> {
-    /// The answers for P(attack) of each row.
-    pub fn of(label: &'a LabelSpec, proba: &[f64]) -> RowAnswers<'a> {
-        let attack = |p: f64| p >= THRESHOLD;
-        RowAnswers {
-            attacks: proba.iter().filter(|&&p| attack(p)).count(),
-            labels: proba.iter().map(|&p| label.value_for(attack(p))).collect(),
-            classes: proba.iter().map(|&p| label.class_name(attack(p))).collect(),
-        }
-    }
 }

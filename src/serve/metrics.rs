@@ -3,7 +3,8 @@
 //!
 //! * `netsec_http_requests_total{route,status}` and
 //!   `netsec_http_request_duration_seconds{route,status}` (histogram)
-//! * `netsec_predictions_total{class}`: predicted rows by class name
+//! * `netsec_predictions_total{class}`: predicted rows by predicted class name (K series
+//!   per model served)
 //! * `netsec_model_info{name,version,sha256,algorithm,schema_hash}` (always 1) and
 //!   `netsec_model_loaded_timestamp_seconds`
 //! * `netsec_model_reloads_total{result="ok"|"failed"}`
@@ -81,8 +82,9 @@ pub struct Metrics {
     requests: Vec<AtomicHistogram>,
     /// Series of statuses outside [`STATUSES`].
     other_requests: Mutex<BTreeMap<(&'static str, u16), Histogram>>,
-    attacks: AtomicU64,
-    normals: AtomicU64,
+    /// Predicted rows by class name: the classes of every model served by this process
+    /// (K per model, so the label set stays bounded).
+    predictions: Mutex<BTreeMap<String, u64>>,
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
 }
@@ -94,8 +96,7 @@ impl Default for Metrics {
                 .map(|_| AtomicHistogram::default())
                 .collect(),
             other_requests: Mutex::default(),
-            attacks: AtomicU64::default(),
-            normals: AtomicU64::default(),
+            predictions: Mutex::default(),
             reloads_ok: AtomicU64::default(),
             reloads_failed: AtomicU64::default(),
         }
@@ -147,10 +148,39 @@ impl Metrics {
         series
     }
 
-    /// Counts predicted rows by class.
-    pub fn observe_predictions(&self, attacks: usize, normals: usize) {
-        self.attacks.fetch_add(attacks as u64, Ordering::Relaxed);
-        self.normals.fetch_add(normals as u64, Ordering::Relaxed);
+    /// Counts predicted rows by class: `counts[k]` rows of the class named `names[k]`.
+    /// One short lock per request (a map of K names), not per row.
+    pub fn observe_counts(&self, names: &[String], counts: &[u64]) {
+        let mut predictions = match self.predictions.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        for (name, &n) in names.iter().zip(counts).filter(|(_, n)| **n > 0) {
+            match predictions.get_mut(name.as_str()) {
+                Some(count) => *count += n,
+                None => {
+                    predictions.insert(name.clone(), n);
+                }
+            }
+        }
+    }
+
+    /// Counts predicted rows by class, given each row's class id (indexing `names`).
+    pub fn observe_classes(&self, names: &[String], classes: impl Iterator<Item = u32>) {
+        let mut stack = [0u64; 16];
+        let mut heap = Vec::new();
+        let counts: &mut [u64] = if names.len() <= stack.len() {
+            &mut stack[..names.len()]
+        } else {
+            heap.resize(names.len(), 0);
+            &mut heap
+        };
+        for class in classes {
+            if let Some(n) = counts.get_mut(class as usize) {
+                *n += 1;
+            }
+        }
+        self.observe_counts(names, counts);
     }
 
     /// Counts a reload attempt.
@@ -207,18 +237,21 @@ impl Metrics {
                 h.count
             );
         }
-        let names = &model.file.schema.label.names;
-        out.push_str("# HELP netsec_predictions_total Predicted rows, by class.\n");
+        out.push_str("# HELP netsec_predictions_total Predicted rows, by predicted class.\n");
         out.push_str("# TYPE netsec_predictions_total counter\n");
-        for (class, counter) in [
-            (&names.positive, &self.attacks),
-            (&names.negative, &self.normals),
-        ] {
+        let mut predictions = match self.predictions.lock() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        // The served model's classes are shown from the start, at 0.
+        for name in &model.classes.names {
+            predictions.entry(name.clone()).or_insert(0);
+        }
+        for (class, count) in &predictions {
             let _ = writeln!(
                 out,
-                "netsec_predictions_total{{class=\"{}\"}} {}",
-                escape(class),
-                counter.load(Ordering::Relaxed)
+                "netsec_predictions_total{{class=\"{}\"}} {count}",
+                escape(class)
             );
         }
         out.push_str("# HELP netsec_model_info The model being served (value always 1).\n");

@@ -1,6 +1,9 @@
 //! The serving stage: `netsec serve` answers predictions over HTTP from a model file or a
 //! store pointer, with Prometheus metrics and hot reload.
 //!
+//! * [`answer`]: the row answer (`predicted_label`, `class_probability`,
+//!   `attack_probability`, `is_attack`, `attack_class`, opt-in `p_<class>`), the same in
+//!   `netsec predict`, `/predict` and `/predict/csv`.
 //! * [`source`]: where the model comes from (model file, or a `file://` / `s3://` store
 //!   and its pointer).
 //! * [`input`]: request bodies typed against the model's schema and encoded;
@@ -14,6 +17,7 @@
 //!
 //! Serving never trains: it depends on `models`, `data` and `storage`, never the other way.
 
+pub mod answer;
 pub mod app;
 pub mod batch;
 pub mod csv_body;

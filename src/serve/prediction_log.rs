@@ -14,9 +14,11 @@
 //! {"time": ISODate, "route": "/predict",
 //!  "model": {"name": "netsec-phishing", "version": 3, "sha256": "9f2c…"},
 //!  "input_sha256": "…", "features": {"URL_Length": 1, …},
-//!  "label": -1, "class": "phishing", "attack": true, "attack_probability": 0.97}
+//!  "predicted_label": -1, "class_probability": 0.97, "attack_probability": 0.97,
+//!  "is_attack": true, "attack_class": "phishing"}
 //! ```
 //!
+//! The answer fields are the row answer of [`super::answer`] (`null` where it is empty).
 //! `features` are the record as the client sent it (JSON values, or the CSV row's cells as
 //! text with the header's names); `input_sha256` hashes the encoded feature vector, so the
 //! same row sent as JSON or as CSV has the same hash. `version` is the registry version, or
@@ -35,8 +37,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::answer::RowAnswer;
 use super::source::LoadedModel;
-use crate::data::schema::LabelType;
 use crate::ingest::mongo;
 use crate::shared::hash::hex;
 
@@ -125,8 +127,8 @@ pub struct LogEntry {
     pub inputs: LoggedInputs,
     /// The encoded features, row-major (`model.width` per row).
     pub features: Vec<f64>,
-    /// P(attack) per row.
-    pub probabilities: Vec<f64>,
+    /// The answer of every row.
+    pub answers: Vec<RowAnswer>,
 }
 
 /// Counters behind the `netsec_prediction_log_*` series.
@@ -149,7 +151,7 @@ impl PredictionLog {
     /// Queues a request's predictions for the writer, or counts them as dropped when the
     /// queue is full. Never waits.
     pub fn record(&self, entry: LogEntry) {
-        let rows = entry.probabilities.len() as u64;
+        let rows = entry.answers.len() as u64;
         match self.sender.try_send(entry) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -331,7 +333,7 @@ impl Writer {
     /// Turns an entry into documents: small ones here, large ones (a CSV body) on the
     /// blocking pool, so that the async workers keep answering requests meanwhile.
     async fn append(&self, entry: LogEntry, pending: &mut Vec<Document>) {
-        let rows = entry.probabilities.len();
+        let rows = entry.answers.len();
         if rows <= INLINE_ROWS {
             documents(entry, pending);
             return;
@@ -423,19 +425,14 @@ fn documents(entry: LogEntry, out: &mut Vec<Document>) {
         "version": version,
         "sha256": model.sha256.as_str(),
     };
-    let label = &model.file.schema.label;
-    let label_value = |attack: bool| {
-        let text = label.value_for(attack);
-        match label.label_type {
-            LabelType::Integer => text.parse::<i64>().map_or(Bson::String(text), Bson::Int64),
-            LabelType::Boolean => text
-                .parse::<bool>()
-                .map_or(Bson::String(text), Bson::Boolean),
-            LabelType::String => Bson::String(text),
-        }
-    };
-    let labels = [label_value(false), label_value(true)];
-    let classes = [label.names.negative.as_str(), label.names.positive.as_str()];
+    let answers = &model.answers;
+    let labels: Vec<Bson> = (0..answers.len() as u32)
+        .map(|k| match answers.label_value(k) {
+            Value::Number(n) => n.as_i64().map_or(Bson::Null, Bson::Int64),
+            Value::Bool(b) => Bson::Boolean(*b),
+            _ => Bson::String(answers.label(k).to_owned()),
+        })
+        .collect();
     let width = model.width.max(1);
     let mut features: Vec<Document> = match entry.inputs {
         LoggedInputs::Json(records) => records
@@ -459,14 +456,13 @@ fn documents(entry: LogEntry, out: &mut Vec<Document>) {
             })
             .collect(),
     };
-    features.resize_with(entry.probabilities.len(), Document::new);
-    for ((p, x), given) in entry
-        .probabilities
+    features.resize_with(entry.answers.len(), Document::new);
+    for ((a, x), given) in entry
+        .answers
         .iter()
         .zip(entry.features.chunks(width))
         .zip(features)
     {
-        let attack = *p >= 0.5;
         let mut hasher = Sha256::new();
         for v in x {
             hasher.update(v.to_le_bytes());
@@ -477,10 +473,11 @@ fn documents(entry: LogEntry, out: &mut Vec<Document>) {
             "model": model_doc.clone(),
             "input_sha256": hex(&hasher.finalize()),
             "features": given,
-            "label": labels[usize::from(attack)].clone(),
-            "class": classes[usize::from(attack)],
-            "attack": attack,
-            "attack_probability": *p,
+            "predicted_label": labels[a.class as usize].clone(),
+            "class_probability": a.class_probability,
+            "attack_probability": a.attack_probability.map_or(Bson::Null, Bson::Double),
+            "is_attack": a.is_attack().map_or(Bson::Null, Bson::Boolean),
+            "attack_class": a.attack_class.map_or(Bson::Null, |c| Bson::String(answers.name(c).to_owned())),
         });
     }
 }

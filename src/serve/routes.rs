@@ -6,18 +6,17 @@ use std::time::SystemTime;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::answer::JsonRow;
 use super::app::AppState;
-use super::input::{self, InputError, Prediction};
+use super::input::{self, InputError};
 use super::prediction_log::{LogEntry, LoggedInputs};
-use super::source::LoadedModel;
-use crate::data::schema::LabelType;
 
 /// The upload page: plain HTML and a few lines of JavaScript.
 const PAGE: &str = include_str!("page.html");
@@ -113,6 +112,7 @@ pub async fn model(State(state): State<Arc<AppState>>) -> Json<Value> {
         "data_fingerprint": file.data_fingerprint,
         "netsec_version": file.netsec_version,
         "metrics": file.metrics,
+        "classes": m.classes,
         "schema": {
             "name": file.schema.name,
             "hash": file.schema.hash,
@@ -156,110 +156,112 @@ struct ModelRef<'a> {
 }
 
 #[derive(Serialize)]
-struct Row<'a> {
-    label: Value,
-    class: &'a str,
-    attack_probability: f64,
-}
-
-#[derive(Serialize)]
 struct Answer<'a> {
     model: ModelRef<'a>,
-    predictions: Vec<Row<'a>>,
+    predictions: Vec<JsonRow<'a>>,
 }
 
-/// The label value of a class as JSON: a number when the label column is numeric.
-fn label_json(model: &LoadedModel, attack: bool) -> Value {
-    let label = &model.file.schema.label;
-    let text = label.value_for(attack);
-    match label.label_type {
-        LabelType::Integer => text.parse::<i64>().map_or(Value::String(text), Value::from),
-        LabelType::Boolean => text
-            .parse::<bool>()
-            .map_or(Value::String(text), Value::Bool),
-        LabelType::String => Value::String(text),
+/// The options of the prediction routes, from the query string: `probabilities=true` adds
+/// each class's probability (`p_<class>`). Unknown parameters are errors, as unknown JSON
+/// fields are: a typo would otherwise be silent.
+fn with_probabilities(query: Option<&str>) -> Result<bool, ApiError> {
+    let mut probabilities = false;
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, "true"));
+        match (key, value) {
+            ("probabilities", "true" | "1") => probabilities = true,
+            ("probabilities", "false" | "0") => probabilities = false,
+            ("probabilities", _) => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_query",
+                    &format!("probabilities={value}: expected true or false"),
+                ));
+            }
+            _ => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_query",
+                    &format!("unknown query parameter `{key}` (known: probabilities)"),
+                ));
+            }
+        }
     }
+    Ok(probabilities)
 }
 
 /// `POST /predict`: one JSON record, an array of records or `{"rows": [...]}`.
 pub async fn predict(
     State(state): State<Arc<AppState>>,
+    RawQuery(query): RawQuery,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let probabilities = with_probabilities(query.as_deref())?;
     let body = body.map_err(ApiError::body)?;
     let model = state.model.load_full();
     // Small bodies cost microseconds: answer them here. Large ones go to the blocking pool.
     let predicted = if body.len() <= state.inline_body_bytes {
-        input::predict_json(&model, &body)
+        input::predict_json(&model, &body, probabilities)
     } else {
         let task_model = Arc::clone(&model);
-        tokio::task::spawn_blocking(move || input::predict_json(&task_model, &body))
+        tokio::task::spawn_blocking(move || input::predict_json(&task_model, &body, probabilities))
             .await
             .map_err(|_| ApiError::internal("the prediction task failed"))?
     }
     .map_err(ApiError::input)?;
-    let predictions = &predicted.predictions;
-    count(&state, predictions);
-    let schema_label = &model.file.schema.label;
-    let labels = [label_json(&model, false), label_json(&model, true)];
+    let answers = &model.answers;
+    state.metrics.observe_classes(
+        &answers.classes().names,
+        predicted.answers.iter().map(|a| a.class),
+    );
+    let k = answers.len().max(1);
+    let mut proba = predicted.probabilities.chunks_exact(k);
     let answer = Answer {
         model: ModelRef {
             name: &model.name,
             version: model.version_text(),
             sha256: &model.sha256,
         },
-        predictions: predictions
+        predictions: predicted
+            .answers
             .iter()
-            .map(|p| Row {
-                label: labels[usize::from(p.attack)].clone(),
-                class: schema_label.class_name(p.attack),
-                attack_probability: p.probability,
-            })
+            .map(|a| answers.json(a, proba.next()))
             .collect(),
     };
     let response = Json(answer).into_response();
     if let Some(log) = &state.prediction_log {
-        let probabilities = predicted
-            .predictions
-            .iter()
-            .map(|p| p.probability)
-            .collect();
         log.record(LogEntry {
             time: SystemTime::now(),
             route: "/predict",
             model,
             inputs: LoggedInputs::Json(predicted.records),
             features: predicted.features,
-            probabilities,
+            answers: predicted.answers,
         });
     }
     Ok(response)
 }
 
-fn count(state: &AppState, predictions: &[Prediction]) {
-    let attacks = predictions.iter().filter(|p| p.attack).count();
-    state
-        .metrics
-        .observe_predictions(attacks, predictions.len() - attacks);
-}
-
-/// `POST /predict/csv`: CSV in, the same CSV with prediction columns out.
+/// `POST /predict/csv`: CSV in, the same CSV with the answer columns out.
 pub async fn predict_csv(
     State(state): State<Arc<AppState>>,
+    RawQuery(query): RawQuery,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let probabilities = with_probabilities(query.as_deref())?;
     let body = body.map_err(ApiError::body)?;
     let model = state.model.load_full();
     let keep_inputs = state.prediction_log.is_some();
     let task_model = Arc::clone(&model);
-    let answer =
-        tokio::task::spawn_blocking(move || input::predict_csv(&task_model, &body, keep_inputs))
-            .await
-            .map_err(|_| ApiError::internal("the prediction task failed"))?
-            .map_err(ApiError::input)?;
+    let answer = tokio::task::spawn_blocking(move || {
+        input::predict_csv(&task_model, &body, keep_inputs, probabilities)
+    })
+    .await
+    .map_err(|_| ApiError::internal("the prediction task failed"))?
+    .map_err(ApiError::input)?;
     state
         .metrics
-        .observe_predictions(answer.attacks, answer.rows - answer.attacks);
+        .observe_counts(&model.answers.classes().names, &answer.counts);
     if let (Some(log), Some((header, cells))) = (&state.prediction_log, answer.inputs) {
         log.record(LogEntry {
             time: SystemTime::now(),
@@ -267,7 +269,7 @@ pub async fn predict_csv(
             model,
             inputs: LoggedInputs::Csv { header, cells },
             features: answer.features,
-            probabilities: answer.probabilities,
+            answers: answer.answers,
         });
     }
     Ok((

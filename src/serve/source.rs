@@ -10,6 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
+use super::answer::RowAnswers;
 use crate::data::dataset::FeatureEncoding;
 use crate::model_file::{ModelFile, ModelFileError};
 use crate::shared::Classes;
@@ -211,6 +212,8 @@ pub struct LoadedModel {
     pub width: usize,
     /// The classes the model answers.
     pub classes: Classes,
+    /// How its rows are answered (label values and names per class, precomputed).
+    pub answers: RowAnswers,
 }
 
 impl LoadedModel {
@@ -256,8 +259,10 @@ impl LoadedModel {
             .map(|d| d.as_secs())
             .unwrap_or(0);
         let classes = file.classes();
+        let answers = RowAnswers::new(&file.schema.label, classes.clone());
         Ok(LoadedModel {
             classes,
+            answers,
             name,
             version,
             sha256,

@@ -64,11 +64,10 @@ impl Classes {
     /// sum over the attack classes when there is one attack class, so a binary model's
     /// answer is its P(class 1) bit for bit.
     pub fn attack_probability(&self, proba: &[f64]) -> f64 {
-        let attack: Vec<usize> = (0..self.normal.len())
-            .filter(|&k| !self.normal[k])
-            .collect();
-        if attack.len() == 1 {
-            return proba.get(attack[0]).copied().unwrap_or(0.0);
+        // No allocation: servers call this once per predicted row.
+        let mut attack = (0..self.normal.len()).filter(|&k| !self.normal[k]);
+        if let (Some(only), None) = (attack.next(), attack.next()) {
+            return proba.get(only).copied().unwrap_or(0.0);
         }
         let normal: f64 = proba
             .iter()

@@ -263,11 +263,16 @@ fn intrusion_round_trip_infer_validate_drift_split_sweep_predict_serve() {
     let predicted = std::fs::read_to_string(&output).unwrap();
     let rows: Vec<&str> = predicted.lines().collect();
     assert_eq!(rows.len(), 21);
-    assert!(rows[0].ends_with("predicted_label,predicted_class,attack_probability"));
+    assert!(
+        rows[0].ends_with(
+            "predicted_label,class_probability,attack_probability,is_attack,attack_class"
+        )
+    );
     assert!(rows[1].contains("gopher"));
     for row in &rows[1..] {
         assert!(
-            row.contains(",normal,normal,") || row.contains(",attack,attack,"),
+            (row.contains(",normal,") && row.ends_with(",false,"))
+                || (row.contains(",attack,") && row.ends_with(",true,attack")),
             "{row}"
         );
     }

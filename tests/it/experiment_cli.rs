@@ -411,7 +411,9 @@ fn predict_writes_labels_and_refuses_mismatched_input() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 13);
     assert!(
-        lines[0].ends_with("predicted_label,predicted_class,attack_probability"),
+        lines[0].ends_with(
+            "predicted_label,class_probability,attack_probability,is_attack,attack_class"
+        ),
         "{}",
         lines[0]
     );
