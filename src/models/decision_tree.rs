@@ -121,10 +121,28 @@ pub(crate) fn grow_options(
     ))
 }
 
+/// Refuse more classes than the tree statistics hold ([`tree::MAX_CLASSES`]).
+pub(crate) fn check_class_count(
+    algorithm: &'static str,
+    n_classes: usize,
+) -> Result<(), ModelError> {
+    if n_classes > tree::MAX_CLASSES {
+        return Err(ModelError::TooLarge {
+            algorithm,
+            message: format!(
+                "{n_classes} classes is more than the {} a tree learns; group rare classes",
+                tree::MAX_CLASSES
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// The `decision_tree` algorithm.
 pub struct DecisionTree;
 
-/// A fitted decision tree: leaves hold P(attack) (training class share in the leaf).
+/// A fitted decision tree. Binary: leaves hold P(attack) (training class share in the leaf).
+/// K > 2: leaves hold the K training class fractions (`DecisionTreeClassifier.predict_proba`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Fitted {
     /// The tree.
@@ -147,23 +165,32 @@ impl Algorithm for DecisionTree {
         labels: &Labels<'_>,
         seed: u64,
     ) -> Result<FittedModel, ModelError> {
-        if !labels.is_binary() {
-            return Err(ModelError::Multiclass {
-                algorithm: self.name(),
-                n_classes: labels.n_classes,
-            });
-        }
-        let y = &labels.attack_bits()[..];
+        check_class_count(self.name(), labels.n_classes)?;
         let (criterion, opts) = grow_options(r, x.ncols())?;
         let data = BinnedMatrix::new(x);
-        let target = ClassTarget {
-            y,
-            weights: None,
-            criterion,
-        };
         let mut samples: Vec<u32> = (0..x.nrows() as u32).collect();
         let mut rng = crate::models::rng_for(seed, 0);
-        let tree = tree::grow(&data, &target, &mut samples, &opts, &mut rng);
+        let tree = if labels.is_binary() {
+            let y = &labels.attack_bits()[..];
+            let target = ClassTarget {
+                y,
+                weights: None,
+                criterion,
+            };
+            tree::grow(&data, &target, &mut samples, &opts, &mut rng)
+        } else {
+            tree::grow_classes(
+                &data,
+                labels.ids,
+                None,
+                criterion,
+                labels.n_classes,
+                &mut samples,
+                &opts,
+                &mut rng,
+                &mut Vec::new(),
+            )
+        };
         Ok(FittedModel::DecisionTree(Fitted { tree }))
     }
 }
@@ -172,7 +199,14 @@ impl Predictor for Fitted {
     fn n_features(&self) -> usize {
         self.tree.n_features()
     }
+    fn n_classes(&self) -> usize {
+        self.tree.n_classes().max(2)
+    }
     fn proba_row(&self, row: &[f64], out: &mut [f64]) {
+        if self.tree.n_classes() > 0 {
+            out.copy_from_slice(self.tree.class_row(row));
+            return;
+        }
         let p = self.p1_row(row);
         out[0] = 1.0 - p;
         out[1] = p;

@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::models::binning::BinnedMatrix;
 use crate::models::decision_tree::{
-    CRITERION, MAX_DEPTH, MAX_FEATURES_KIND, MIN_SAMPLES_LEAF, MIN_SAMPLES_SPLIT, grow_options,
+    CRITERION, MAX_DEPTH, MAX_FEATURES_KIND, MIN_SAMPLES_LEAF, MIN_SAMPLES_SPLIT,
+    check_class_count, grow_options,
 };
 use crate::models::params::Reader;
 use crate::models::tree::{self, ClassTarget, Tree};
@@ -60,7 +61,8 @@ const SPECS: &[ParamSpec] = &[
 /// The `random_forest` algorithm.
 pub struct RandomForest;
 
-/// A fitted forest: trees whose leaves hold P(attack); the forest averages them.
+/// A fitted forest: trees whose leaves hold P(attack) (binary) or the K class fractions
+/// (K > 2); the forest averages them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "ForestRepr")]
 pub struct Fitted {
@@ -90,13 +92,13 @@ impl Algorithm for RandomForest {
         labels: &Labels<'_>,
         seed: u64,
     ) -> Result<FittedModel, ModelError> {
-        if !labels.is_binary() {
-            return Err(ModelError::Multiclass {
-                algorithm: self.name(),
-                n_classes: labels.n_classes,
-            });
-        }
-        let y = &labels.attack_bits()[..];
+        check_class_count(self.name(), labels.n_classes)?;
+        let binary = labels.is_binary();
+        let y = if binary {
+            labels.attack_bits()
+        } else {
+            Vec::new()
+        };
         let (criterion, opts) = grow_options(r, x.ncols())?;
         let n_trees = r.usize("n_estimators")?;
         let bootstrap = r.bool("bootstrap")?;
@@ -119,8 +121,21 @@ impl Algorithm for RandomForest {
                 } else {
                     ((0..n as u32).collect(), None)
                 };
+                if !binary {
+                    return tree::grow_classes(
+                        &data,
+                        labels.ids,
+                        weights.as_deref(),
+                        criterion,
+                        labels.n_classes,
+                        &mut samples,
+                        &opts,
+                        &mut rng,
+                        &mut Vec::new(),
+                    );
+                }
                 let target = ClassTarget {
-                    y,
+                    y: &y,
                     weights: weights.as_deref(),
                     criterion,
                 };
@@ -147,6 +162,12 @@ impl TryFrom<ForestRepr> for Fitted {
         if r.trees.is_empty() || r.trees.iter().any(|t| t.n_features() != r.n_features) {
             return Err("random forest needs trees matching its n_features".into());
         }
+        if r.trees
+            .iter()
+            .any(|t| t.n_classes() != r.trees[0].n_classes())
+        {
+            return Err("random forest trees disagree on n_classes".into());
+        }
         Ok(Fitted {
             n_features: r.n_features,
             trees: r.trees,
@@ -169,19 +190,44 @@ impl Predictor for Fitted {
     fn n_stages(&self) -> Option<usize> {
         Some(self.trees.len())
     }
+    fn n_classes(&self) -> usize {
+        self.tree_classes().max(2)
+    }
     fn proba_row(&self, row: &[f64], out: &mut [f64]) {
+        if self.tree_classes() > 0 {
+            out.fill(0.0);
+            for t in &self.trees {
+                for (o, v) in out.iter_mut().zip(t.class_row(row)) {
+                    *o += v;
+                }
+            }
+            let n = self.trees.len() as f64;
+            out.iter_mut().for_each(|o| *o /= n);
+            return;
+        }
         let p = self.p1_row(row);
         out[0] = 1.0 - p;
         out[1] = p;
     }
 
     fn proba_batch(&self, x: &[f64], out: &mut [f64]) {
+        if self.tree_classes() > 0 {
+            let mut staged = [vec![0.0; out.len()]];
+            self.staged_proba_batch(x, &[self.trees.len()], &mut staged);
+            out.copy_from_slice(&staged[0]);
+            return;
+        }
         let mut p = vec![0.0; out.len() / 2];
         self.p1_batch(x, &mut p);
         super::binary_rows(&p, out);
     }
 
     fn staged_proba_batch(&self, x: &[f64], stages: &[usize], out: &mut [Vec<f64>]) {
+        let k = self.tree_classes();
+        if k > 0 {
+            tree::staged_class_means(&self.trees, k, x, stages, out);
+            return;
+        }
         let rows = out.first().map_or(0, |o| o.len() / 2);
         let mut p = vec![vec![0.0; rows]; out.len()];
         self.p1_staged_batch(x, stages, &mut p);
@@ -193,6 +239,10 @@ impl Predictor for Fitted {
 
 /// The two-class form: P(attack) per row.
 impl Fitted {
+    /// K of the class-vector trees (K > 2), 0 for a binary forest.
+    fn tree_classes(&self) -> usize {
+        self.trees.first().map_or(0, Tree::n_classes)
+    }
     fn p1_row(&self, row: &[f64]) -> f64 {
         if self.trees.is_empty() {
             return 0.5;
