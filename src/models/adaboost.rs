@@ -471,6 +471,165 @@ mod tests {
         assert!(a50 > a1, "{a50} <= {a1}");
     }
 
+    use crate::models::decision_tree::tests::k3;
+
+    /// AdaBoostClassifier(n_estimators=6, learning_rate=lr).fit(X, y) on `k3::train()` in
+    /// scikit-learn 1.9.1 (identical for random_state 0..30): `estimator_weights_`,
+    /// `predict_proba(Q)` and the second `staged_predict_proba(Q)`.
+    struct Reference {
+        lr: f64,
+        alphas: [f64; 6],
+        proba: [[f64; 3]; 6],
+        stage2: [[f64; 3]; 6],
+    }
+
+    const REFERENCES: [Reference; 2] = [
+        Reference {
+            lr: 1.0,
+            alphas: [
+                0.8266785731844679,
+                0.7884573603642702,
+                0.8785247197294452,
+                0.8615696365671699,
+                1.0433011465007234,
+                0.9074765639849405,
+            ],
+            proba: [
+                [0.37625938232175854, 0.3679967494998392, 0.2557438681784022],
+                [0.2925442635943371, 0.33655357787601053, 0.37090215852965225],
+                [0.29958913907878165, 0.3739950002167367, 0.3264158607044817],
+                [0.37625938232175854, 0.3679967494998392, 0.2557438681784022],
+                [0.29958913907878165, 0.3739950002167367, 0.3264158607044817],
+                [0.37625938232175854, 0.3679967494998392, 0.2557438681784022],
+            ],
+            stage2: [
+                [0.37542816185871664, 0.3688237339856869, 0.2557481041555965],
+                [0.25574810415559646, 0.3754281618587166, 0.36882373398568685],
+                [0.25574810415559646, 0.3754281618587166, 0.36882373398568685],
+                [0.37542816185871664, 0.3688237339856869, 0.2557481041555965],
+                [0.25574810415559646, 0.3754281618587166, 0.36882373398568685],
+                [0.37542816185871664, 0.3688237339856869, 0.2557481041555965],
+            ],
+        },
+        Reference {
+            // errors above 1/2 (0.514, 0.568): kept, since only e >= 1 - 1/K stops SAMME
+            lr: 0.5,
+            alphas: [
+                0.41333928659223396,
+                0.3190222124387417,
+                0.44343107161440154,
+                0.3409132523653164,
+                0.20871488678097697,
+                0.24495950146401735,
+            ],
+            proba: [
+                [0.43794726104502674, 0.30915761711948797, 0.2528951218354853],
+                [0.25566672079667885, 0.383537746067643, 0.3607955331356782],
+                [0.253571457655465, 0.4295081449007021, 0.31692039744383294],
+                [0.37762299691338536, 0.3308913503234685, 0.2914856527631462],
+                [0.3065250220004766, 0.32809066458554054, 0.3653843134139829],
+                [0.37410966113838634, 0.3701374511074146, 0.2557528877541991],
+            ],
+            stage2: [
+                [0.3901958963255405, 0.3542703298068258, 0.25553377386763365],
+                [0.25553377386763365, 0.3901958963255405, 0.3542703298068258],
+                [0.24289531114035925, 0.5142093777192813, 0.24289531114035925],
+                [0.3901958963255405, 0.25553377386763365, 0.3542703298068258],
+                [0.25553377386763365, 0.3901958963255405, 0.3542703298068258],
+                [0.3901958963255405, 0.3542703298068258, 0.25553377386763365],
+            ],
+        },
+    ];
+
+    fn assert_close(got: ndarray::ArrayView2<f64>, want: &[[f64; 3]]) {
+        for (g, w) in got.rows().into_iter().zip(want) {
+            for (a, b) in g.iter().zip(w) {
+                assert!((a - b).abs() < 1e-12, "{g} != {w:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn samme_matches_scikit_learn_on_three_classes() {
+        let (x, y) = k3::train();
+        let q = k3::queries();
+        for r in &REFERENCES {
+            let mut p = Params::new();
+            p.insert("n_estimators".into(), ParamValue::Int(6));
+            p.insert("learning_rate".into(), ParamValue::Float(r.lr));
+            let m = AdaBoost.fit(&p, x.view(), &y, 3, 0).unwrap();
+            let FittedModel::Adaboost(f) = &m else {
+                panic!()
+            };
+            assert_eq!(f.alphas.len(), 6);
+            for (a, b) in f.alphas.iter().zip(&r.alphas) {
+                assert!((a - b).abs() < 1e-12, "lr {}: {:?}", r.lr, f.alphas);
+            }
+            assert_close(m.predict_proba(q.view()).unwrap().view(), &r.proba);
+            let staged = m.staged_predict_proba(q.view(), &[2, 6]).unwrap();
+            assert_close(staged[0].view(), &r.stage2);
+            assert_close(staged[1].view(), &r.proba);
+            let mut row = [0.0; 3];
+            m.predict_proba_row(q.row(1).as_slice().unwrap(), &mut row)
+                .unwrap();
+            assert_close(ndarray::aview2(&[row]), &r.proba[1..2]);
+        }
+    }
+
+    #[test]
+    fn k_class_staged_equals_truncated_and_roundtrips() {
+        let (x, y) = k3::four_classes(300, 3);
+        let mut big = Params::new();
+        big.insert("n_estimators".into(), ParamValue::Int(12));
+        let mut small = Params::new();
+        small.insert("n_estimators".into(), ParamValue::Int(5));
+        let m12 = AdaBoost.fit(&big, x.view(), &y, 4, 11).unwrap();
+        let m5 = AdaBoost.fit(&small, x.view(), &y, 4, 11).unwrap();
+        assert_eq!(m12.n_stages(), Some(12));
+        assert_eq!(m12.truncated(5).unwrap(), m5);
+        let staged = m12.staged_predict_proba(x.view(), &[1, 5, 12]).unwrap();
+        for (k, probs) in [1, 5, 12].iter().zip(&staged) {
+            assert_eq!(probs.dim(), (300, 4));
+            let direct = m12.truncated(*k).unwrap().predict_proba(x.view()).unwrap();
+            for (p, q) in probs.iter().zip(&direct) {
+                assert!((p - q).abs() < 1e-12, "stage {k}");
+            }
+        }
+        let json = serde_json::to_string(&m12).unwrap();
+        assert!(json.contains("\"n_classes\":4"));
+        let back: FittedModel = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, m12);
+        // a stump answering class 4 of a 4-class model is refused
+        let bad = r#"{"algorithm":"adaboost","n_features":1,"n_classes":4,"alphas":[1.0],
+            "stumps":[{"n_features":1,"nodes":[[0,1,0.5],[4294967295,0,0.0],[4294967295,0,4.0]]}]}"#;
+        assert!(serde_json::from_str::<FittedModel>(bad).is_err());
+        // binary files carry no n_classes and still load
+        let (xb, yb) = toy(100, 4, 1);
+        let b = AdaBoost
+            .fit(&Params::new(), xb.view(), &ids(&yb), 2, 0)
+            .unwrap();
+        let json = serde_json::to_string(&b).unwrap();
+        assert!(!json.contains("n_classes"));
+        assert_eq!(serde_json::from_str::<FittedModel>(&json).unwrap(), b);
+    }
+
+    #[test]
+    fn learns_four_classes() {
+        let (x, y) = k3::four_classes(800, 1);
+        let m = AdaBoost
+            .fit(
+                &Params::new(),
+                x.slice(ndarray::s![..600, ..]),
+                &y[..600],
+                4,
+                0,
+            )
+            .unwrap();
+        let p = m.predict_proba(x.slice(ndarray::s![600.., ..])).unwrap();
+        let acc = k3::accuracy(&p, &y[600..]);
+        assert!(acc > 0.75, "{acc}");
+    }
+
     #[test]
     fn stops_at_a_perfect_stump() {
         let x = array![[0.0], [1.0], [2.0], [3.0]];

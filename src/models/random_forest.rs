@@ -304,6 +304,96 @@ mod tests {
         assert_eq!(rf.trees[0], dt.tree);
     }
 
+    use crate::models::decision_tree::tests::k3;
+
+    #[test]
+    fn k_class_one_full_tree_is_the_decision_tree() {
+        let (x, y) = k3::train();
+        let mut p = Params::new();
+        p.insert("n_estimators".into(), ParamValue::Int(3));
+        p.insert("bootstrap".into(), ParamValue::Bool(false));
+        p.insert("max_features".into(), ParamValue::Null);
+        p.insert("max_depth".into(), ParamValue::Int(2));
+        let rf = RandomForest.fit(&p, x.view(), &y, 3, 5).unwrap();
+        let mut q = Params::new();
+        q.insert("max_depth".into(), ParamValue::Int(2));
+        let dt = crate::models::decision_tree::DecisionTree
+            .fit(&q, x.view(), &y, 3, 5)
+            .unwrap();
+        let qx = k3::queries();
+        let (a, b) = (
+            rf.predict_proba(qx.view()).unwrap(),
+            dt.predict_proba(qx.view()).unwrap(),
+        );
+        // three equal trees averaged: the tree's class fractions (up to rounding of the mean)
+        for (a, b) in a.iter().zip(&b) {
+            assert!((a - b).abs() < 1e-15);
+        }
+    }
+
+    #[test]
+    fn k_class_staged_equals_truncated_and_smaller_fits() {
+        let (x, y) = k3::four_classes(300, 2);
+        let mut big = Params::new();
+        big.insert("n_estimators".into(), ParamValue::Int(12));
+        let mut small = Params::new();
+        small.insert("n_estimators".into(), ParamValue::Int(5));
+        let m12 = RandomForest.fit(&big, x.view(), &y, 4, 11).unwrap();
+        let m5 = RandomForest.fit(&small, x.view(), &y, 4, 11).unwrap();
+        assert_eq!(m12.truncated(5).unwrap(), m5);
+        let staged = m12.staged_predict_proba(x.view(), &[1, 5, 12]).unwrap();
+        for (k, probs) in [1, 5, 12].iter().zip(&staged) {
+            assert_eq!(probs.dim(), (300, 4));
+            let direct = m12.truncated(*k).unwrap().predict_proba(x.view()).unwrap();
+            for (p, q) in probs.iter().zip(&direct) {
+                assert!((p - q).abs() < 1e-12, "stage {k}");
+            }
+            for row in probs.rows() {
+                assert!((row.sum() - 1.0).abs() < 1e-12);
+            }
+        }
+        // the row path agrees with the batch path
+        let mut row = [0.0; 4];
+        m12.predict_proba_row(x.row(7).as_slice().unwrap(), &mut row)
+            .unwrap();
+        for (a, b) in row.iter().zip(staged[2].row(7)) {
+            assert!((a - b).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn k_class_forest_roundtrips_through_json() {
+        let (x, y) = k3::train();
+        let mut p = Params::new();
+        p.insert("n_estimators".into(), ParamValue::Int(4));
+        let m = RandomForest.fit(&p, x.view(), &y, 3, 1).unwrap();
+        let back: FittedModel = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
+        assert_eq!(back, m);
+        assert_eq!(back.n_classes(), 3);
+        // a forest mixing a 3-class tree with a binary one is refused
+        let mixed = r#"{"algorithm":"random_forest","n_features":1,"trees":[
+            {"n_features":1,"nodes":[[4294967295,0,0.0]],"n_classes":3,"leaf_values":[1,0,0]},
+            {"n_features":1,"nodes":[[4294967295,0,0.5]]}]}"#;
+        assert!(serde_json::from_str::<FittedModel>(mixed).is_err());
+    }
+
+    #[test]
+    fn learns_four_classes() {
+        let (x, y) = k3::four_classes(800, 1);
+        let m = RandomForest
+            .fit(
+                &Params::new(),
+                x.slice(ndarray::s![..600, ..]),
+                &y[..600],
+                4,
+                0,
+            )
+            .unwrap();
+        let p = m.predict_proba(x.slice(ndarray::s![600.., ..])).unwrap();
+        let acc = k3::accuracy(&p, &y[600..]);
+        assert!(acc > 0.8, "{acc}");
+    }
+
     #[test]
     fn beats_chance_on_held_out_rows() {
         let (x, y) = toy(600, 8, 9);
