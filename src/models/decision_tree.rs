@@ -450,9 +450,8 @@ pub(crate) mod tests {
                 r#"{{"n_features":1,"nodes":[{split},{leaf},{leaf}],"n_classes":3,"leaf_values":[1,0,0]}}"#
             ),
             // leaf index out of range
-            format!(
-                r#"{{"n_features":1,"nodes":[[4294967295,1,0.0]],"n_classes":3,"leaf_values":[1,0,0]}}"#
-            ),
+            r#"{"n_features":1,"nodes":[[4294967295,1,0.0]],"n_classes":3,"leaf_values":[1,0,0]}"#
+                .to_string(),
             // vectors without n_classes
             format!(r#"{{"n_features":1,"nodes":[{leaf}],"leaf_values":[1,0,0]}}"#),
             // a fraction above 1

@@ -589,8 +589,7 @@ pub(crate) fn grow_recording<T: Target>(
         let Some(split) = split else {
             let value = target.leaf_value(&task.stats);
             nodes[task.node].value = value;
-            if n_classes > 0 {
-                let l = leaf_values.len() / n_classes;
+            if let Some(l) = leaf_values.len().checked_div(n_classes) {
                 nodes[task.node].left = l as u32;
                 leaf_values.resize(leaf_values.len() + n_classes, 0.0);
                 target.leaf_vector(&task.stats, &mut leaf_values[l * n_classes..]);
