@@ -1,7 +1,8 @@
 //! `random_forest`: scikit-learn `RandomForestClassifier` semantics on the shared histogram
 //! splitter: one bootstrap sample per tree (drawn counts become sample weights, as in
-//! scikit-learn), `max_features` candidate features drawn per split, P(attack) averaged over
-//! trees.
+//! scikit-learn), `max_features` candidate features drawn per split, and the trees' leaf class
+//! fractions averaged (`RandomForestClassifier.predict_proba`): binary trees store P(attack)
+//! per leaf (the form of earlier model files), K-class trees the K fractions.
 //!
 //! Tree `t` draws all its randomness from the stream `(seed, t)`, so trees can be fitted in
 //! parallel (rayon) with results independent of the thread count, and the first `k` trees of
