@@ -51,17 +51,36 @@ impl From<Node> for (u32, u32, f64) {
 ///
 /// Serialized as `{"n_features": d, "nodes": [[feature, left, value], ...]}`; deserialization
 /// checks the structure so a corrupt file cannot make prediction loop or index out of bounds.
+///
+/// A K-class classification tree (K > 2) also carries a vector of K class fractions per leaf:
+/// `"n_classes": K, "leaf_values": [...]` (K values per leaf, flattened), and its leaf nodes
+/// hold their leaf index in `left` and the majority class id in `value`. Scalar trees (binary
+/// classification, regression) have neither field, so their form is unchanged.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "RawTree")]
 pub struct Tree {
     n_features: usize,
     nodes: Vec<Node>,
+    /// K for a class-vector tree, 0 for scalar leaves.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    n_classes: usize,
+    /// `leaf_values[l * K..(l + 1) * K]`: class fractions of leaf `l`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    leaf_values: Vec<f64>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 #[derive(Deserialize)]
 struct RawTree {
     n_features: usize,
     nodes: Vec<Node>,
+    #[serde(default)]
+    n_classes: usize,
+    #[serde(default)]
+    leaf_values: Vec<f64>,
 }
 
 impl TryFrom<RawTree> for Tree {
@@ -79,12 +98,37 @@ impl TryFrom<RawTree> for Tree {
                 return Err(format!("tree node {i} is malformed"));
             }
         }
+        let leaves = raw.nodes.iter().filter(|n| n.feature == LEAF);
+        if raw.n_classes == 0 {
+            if !raw.leaf_values.is_empty() {
+                return Err("tree has leaf_values but no n_classes".into());
+            }
+        } else {
+            let n_leaves = leaves.clone().count();
+            if raw.n_classes < 2
+                || raw.n_classes > MAX_CLASSES
+                || raw.leaf_values.len() != n_leaves * raw.n_classes
+                || raw.leaf_values.iter().any(|v| !(0.0..=1.0).contains(v))
+            {
+                return Err(
+                    "tree needs n_classes in 2..=256 and that many leaf_values per leaf".into(),
+                );
+            }
+            if leaves.clone().any(|n| n.left as usize >= n_leaves) {
+                return Err("tree leaf index is out of range".into());
+            }
+        }
         Ok(Tree {
             n_features: raw.n_features,
             nodes: raw.nodes,
+            n_classes: raw.n_classes,
+            leaf_values: raw.leaf_values,
         })
     }
 }
+
+/// Most classes a classification tree learns (class statistics are fixed-size arrays).
+pub(crate) const MAX_CLASSES: usize = 256;
 
 impl Tree {
     /// Output of the leaf that `row` falls into. `row.len()` must be at least `n_features`
@@ -147,6 +191,74 @@ impl Tree {
         for (p, a) in pos.iter().zip(acc.iter_mut()) {
             *a += scale * self.nodes[*p as usize].value;
         }
+    }
+
+    /// Class fractions of the leaf `row` falls into, for a class-vector tree (K > 2);
+    /// empty for a scalar tree.
+    #[inline]
+    pub fn class_row(&self, row: &[f64]) -> &[f64] {
+        let mut i = 0usize;
+        loop {
+            let n = self.nodes[i];
+            if n.feature == LEAF {
+                let k = self.n_classes;
+                let l = n.left as usize;
+                return &self.leaf_values[l * k..(l + 1) * k];
+            }
+            #[allow(clippy::neg_cmp_op_on_partial_ord)]
+            let right = !(row[n.feature as usize] <= n.value);
+            i = n.left as usize + usize::from(right);
+        }
+    }
+
+    /// Node index of the leaf of row `ids[k]` of `x` into `pos[k]`, for a block of at most
+    /// `BLOCK` rows walked down together (see [`Tree::add_block`]).
+    fn leaf_block(&self, x: &[f64], ids: &[usize], pos: &mut [u32]) {
+        let d = self.n_features;
+        pos.fill(0);
+        loop {
+            let mut active = false;
+            for (p, &r) in pos.iter_mut().zip(ids) {
+                let n = self.nodes[*p as usize];
+                if n.feature != LEAF {
+                    active = true;
+                    #[allow(clippy::neg_cmp_op_on_partial_ord)]
+                    let right = !(x[r * d + n.feature as usize] <= n.value);
+                    *p = n.left + u32::from(right);
+                }
+            }
+            if !active {
+                break;
+            }
+        }
+    }
+
+    /// K for a class-vector tree, 0 for a scalar one.
+    pub fn n_classes(&self) -> usize {
+        self.n_classes
+    }
+
+    /// Drop the class vectors of a class-vector tree, keeping each leaf's majority class id
+    /// as its scalar output (AdaBoost's multi-class stumps only need the predicted class).
+    pub(crate) fn into_class_ids(mut self) -> Tree {
+        if self.n_classes > 0 {
+            for n in &mut self.nodes {
+                if n.feature == LEAF {
+                    n.left = 0;
+                }
+            }
+            self.n_classes = 0;
+            self.leaf_values = Vec::new();
+        }
+        self
+    }
+
+    /// Leaf values (scalar outputs) of every leaf, in node order.
+    pub(crate) fn leaf_outputs(&self) -> impl Iterator<Item = f64> + '_ {
+        self.nodes
+            .iter()
+            .filter(|n| n.feature == LEAF)
+            .map(|n| n.value)
     }
 
     /// Number of features a row must have.
@@ -233,6 +345,96 @@ pub(crate) fn staged_sums(
     }
 }
 
+/// Staged class-fraction averages over a forest of class-vector trees (K = `k` classes):
+/// `out[j][r * k + c]` = mean over the first `stages[j]` trees of tree `t`'s fraction of class
+/// `c` in row `r`'s leaf (trees summed in index order, then divided, as scikit-learn's
+/// `RandomForestClassifier.predict_proba`). Blocked like [`staged_sums`].
+pub(crate) fn staged_class_means(
+    trees: &[Tree],
+    k: usize,
+    x: &[f64],
+    stages: &[usize],
+    out: &mut [Vec<f64>],
+) {
+    let Some(first) = trees.first() else {
+        return;
+    };
+    let n = x.len() / first.n_features.max(1);
+    let mut ids = [0usize; BLOCK];
+    let mut pos = [0u32; BLOCK];
+    let mut acc = vec![0.0; BLOCK * k];
+    let mut start = 0;
+    while start < n {
+        let len = BLOCK.min(n - start);
+        for (r, id) in ids[..len].iter_mut().enumerate() {
+            *id = start + r;
+        }
+        let acc = &mut acc[..len * k];
+        acc.fill(0.0);
+        let mut done = 0;
+        for (j, &s) in stages.iter().enumerate() {
+            for tree in trees.iter().take(s).skip(done) {
+                tree.leaf_block(x, &ids[..len], &mut pos[..len]);
+                for (a, &p) in acc.chunks_exact_mut(k).zip(&pos[..len]) {
+                    let l = tree.nodes[p as usize].left as usize;
+                    for (a, v) in a.iter_mut().zip(&tree.leaf_values[l * k..(l + 1) * k]) {
+                        *a += v;
+                    }
+                }
+            }
+            done = s;
+            let div = s as f64;
+            for (o, a) in out[j][start * k..(start + len) * k]
+                .iter_mut()
+                .zip(acc.iter())
+            {
+                *o = a / div;
+            }
+        }
+        start += len;
+    }
+}
+
+/// Staged predictions of scalar trees: for each block of rows and each tree `t` in order,
+/// `visit(state, t, rows, values)` gets the block's row ids and their leaf outputs, and after
+/// the first `stages[j]` trees `stage(state, j, rows)` is called. Blocked like [`staged_sums`].
+pub(crate) fn staged_leaf_outputs<S>(
+    trees: &[Tree],
+    x: &[f64],
+    stages: &[usize],
+    state: &mut S,
+    visit: impl Fn(&mut S, usize, std::ops::Range<usize>, &[f64]),
+    mut stage: impl FnMut(&mut S, usize, std::ops::Range<usize>),
+) {
+    let Some(first) = trees.first() else {
+        return;
+    };
+    let n = x.len() / first.n_features.max(1);
+    let mut ids = [0usize; BLOCK];
+    let mut pos = [0u32; BLOCK];
+    let mut vals = [0.0; BLOCK];
+    let mut start = 0;
+    while start < n {
+        let len = BLOCK.min(n - start);
+        for (r, id) in ids[..len].iter_mut().enumerate() {
+            *id = start + r;
+        }
+        let mut done = 0;
+        for (j, &s) in stages.iter().enumerate() {
+            for (t, tree) in trees.iter().enumerate().take(s).skip(done) {
+                tree.leaf_block(x, &ids[..len], &mut pos[..len]);
+                for (v, &p) in vals.iter_mut().zip(&pos[..len]) {
+                    *v = tree.nodes[p as usize].value;
+                }
+                visit(state, t, start..start + len, &vals[..len]);
+            }
+            done = s;
+            stage(state, j, start..start + len);
+        }
+        start += len;
+    }
+}
+
 /// Per-bin / per-node sufficient statistics of a split criterion.
 pub(crate) trait Stats: Copy + Default + Send {
     /// Add another set (sample or bin) into this one.
@@ -255,6 +457,12 @@ pub(crate) trait Target: Sync {
     fn is_pure(&self, s: &Self::S) -> bool;
     /// Output of a leaf with these statistics.
     fn leaf_value(&self, s: &Self::S) -> f64;
+    /// K when leaves also hold a vector of K values ([`Target::leaf_vector`]), else 0.
+    fn n_classes(&self) -> usize {
+        0
+    }
+    /// The leaf's vector output (`out.len() == n_classes()`), for class-vector targets.
+    fn leaf_vector(&self, _s: &Self::S, _out: &mut [f64]) {}
 }
 
 /// Limits of tree growth; `max_features` is a count already resolved against `n_features`.
@@ -339,6 +547,8 @@ pub(crate) fn grow_recording<T: Target>(
         left: 0,
         value: 0.0,
     }];
+    let n_classes = target.n_classes();
+    let mut leaf_values: Vec<f64> = Vec::new();
     let mut root = T::S::default();
     for &i in samples.iter() {
         root.add(&target.sample(i as usize));
@@ -379,6 +589,11 @@ pub(crate) fn grow_recording<T: Target>(
         let Some(split) = split else {
             let value = target.leaf_value(&task.stats);
             nodes[task.node].value = value;
+            if let Some(l) = leaf_values.len().checked_div(n_classes) {
+                nodes[task.node].left = l as u32;
+                leaf_values.resize(leaf_values.len() + n_classes, 0.0);
+                target.leaf_vector(&task.stats, &mut leaf_values[l * n_classes..]);
+            }
             leaves.push(LeafRange {
                 start: task.start,
                 end: task.end,
@@ -455,6 +670,8 @@ pub(crate) fn grow_recording<T: Target>(
     Tree {
         n_features: d,
         nodes,
+        n_classes,
+        leaf_values,
     }
 }
 
@@ -644,6 +861,148 @@ impl Target for ClassTarget<'_> {
         let total = s.w[0] + s.w[1];
         if total > 0.0 { s.w[1] / total } else { 0.5 }
     }
+}
+
+/// Class statistics of a K-class tree, for any K up to `N` (unused classes stay 0): weighted
+/// class totals and a sample count. `N` is a size bucket chosen at run time (see
+/// [`grow_classes`]) so the statistics stay `Copy` arrays like the binary [`ClassStats`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MultiStats<const N: usize> {
+    pub w: [f64; N],
+    pub n: u32,
+}
+
+impl<const N: usize> Default for MultiStats<N> {
+    fn default() -> Self {
+        MultiStats { w: [0.0; N], n: 0 }
+    }
+}
+
+impl<const N: usize> Stats for MultiStats<N> {
+    #[inline]
+    fn add(&mut self, o: &Self) {
+        for (a, b) in self.w.iter_mut().zip(&o.w) {
+            *a += b;
+        }
+        self.n += o.n;
+    }
+    #[inline]
+    fn sub(&self, o: &Self) -> Self {
+        let mut s = *self;
+        for (a, b) in s.w.iter_mut().zip(&o.w) {
+            *a -= b;
+        }
+        s.n -= o.n;
+        s
+    }
+    #[inline]
+    fn count(&self) -> usize {
+        self.n as usize
+    }
+}
+
+/// A weighted K-class target (K <= `N`): scikit-learn's `DecisionTreeClassifier` criteria on
+/// K classes. Leaves hold the vector of weighted class fractions and, as scalar output, the
+/// majority class id (ties to the lowest id, as `numpy.argmax`).
+pub(crate) struct MultiClassTarget<'a, const N: usize> {
+    pub y: &'a [u32],
+    /// Per-sample weights; `None` = all 1.
+    pub weights: Option<&'a [f64]>,
+    pub criterion: Criterion,
+    pub k: usize,
+}
+
+impl<const N: usize> Target for MultiClassTarget<'_, N> {
+    type S = MultiStats<N>;
+
+    #[inline]
+    fn sample(&self, i: usize) -> MultiStats<N> {
+        let mut s = MultiStats::default();
+        s.w[self.y[i] as usize] = self.weights.map_or(1.0, |w| w[i]);
+        s.n = 1;
+        s
+    }
+
+    /// The same proxies as the binary [`ClassTarget`]: gini `sum_c w_c^2 / w`, entropy
+    /// `sum_c w_c ln(w_c / w)` (scikit-learn's `proxy_impurity_improvement` up to a positive
+    /// factor and a constant, so the same split wins).
+    #[inline]
+    fn score(&self, s: &MultiStats<N>) -> f64 {
+        let w = &s.w[..self.k];
+        let total: f64 = w.iter().sum();
+        if total <= 0.0 {
+            return 0.0;
+        }
+        match self.criterion {
+            Criterion::Gini => w.iter().map(|c| c * c).sum::<f64>() / total,
+            Criterion::Entropy => w
+                .iter()
+                .filter(|&&c| c > 0.0)
+                .map(|&c| c * (c / total).ln())
+                .sum(),
+        }
+    }
+
+    #[inline]
+    fn is_pure(&self, s: &MultiStats<N>) -> bool {
+        s.w[..self.k].iter().filter(|&&c| c > 0.0).count() <= 1
+    }
+
+    fn leaf_value(&self, s: &MultiStats<N>) -> f64 {
+        let mut best = 0;
+        for (c, &v) in s.w[..self.k].iter().enumerate() {
+            if v > s.w[best] {
+                best = c;
+            }
+        }
+        best as f64
+    }
+
+    fn n_classes(&self) -> usize {
+        self.k
+    }
+
+    fn leaf_vector(&self, s: &MultiStats<N>, out: &mut [f64]) {
+        let w = &s.w[..self.k];
+        let total: f64 = w.iter().sum();
+        for (o, &c) in out.iter_mut().zip(w) {
+            // (subtracted histograms may leave a class at -0.0 or a rounding hair below)
+            *o = if total > 0.0 {
+                (c / total).clamp(0.0, 1.0)
+            } else {
+                1.0 / self.k as f64
+            };
+        }
+    }
+}
+
+/// Grow a K-class tree (3 <= K <= [`MAX_CLASSES`]) on class ids `y` with optional sample
+/// weights; see [`grow_recording`]. Statistics use the smallest power-of-two array (>= 4)
+/// holding K, so a 3-class tree costs about what a binary one does.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn grow_classes(
+    data: &BinnedMatrix,
+    y: &[u32],
+    weights: Option<&[f64]>,
+    criterion: Criterion,
+    k: usize,
+    samples: &mut [u32],
+    opts: &GrowOptions,
+    rng: &mut impl Rng,
+    leaves: &mut Vec<LeafRange>,
+) -> Tree {
+    macro_rules! bucket {
+        ($($n:literal),*) => {
+            $(
+                if k <= $n {
+                    let target = MultiClassTarget::<$n> { y, weights, criterion, k };
+                    return grow_recording(data, &target, samples, opts, rng, leaves);
+                }
+            )*
+        };
+    }
+    bucket!(4, 8, 16, 32, 64, 128, 256);
+    panic!("{k} classes is above MAX_CLASSES (callers check)")
 }
 
 /// Resolve a `max_features` parameter value to a feature count (scikit-learn rules).
