@@ -86,11 +86,13 @@ impl TryFrom<LrRepr> for Fitted {
                 coef: r.coef,
                 intercept: vec![b],
             }),
-            (None, k) if k > 2 && !r.coef.is_empty() && r.coef.len() % k == 0 => Ok(Fitted {
-                n_classes: k,
-                coef: r.coef,
-                intercept: r.intercepts,
-            }),
+            (None, k) if k > 2 && !r.coef.is_empty() && r.coef.len().is_multiple_of(k) => {
+                Ok(Fitted {
+                    n_classes: k,
+                    coef: r.coef,
+                    intercept: r.intercepts,
+                })
+            }
             (None, 0) => Err("logistic_regression model has no intercept".into()),
             _ => Err(format!(
                 "logistic_regression model is inconsistent: {} weights, intercept {}, {} class \
@@ -296,7 +298,7 @@ fn minimize_lbfgs(
     let mut dir = vec![0.0; m];
     let mut w_new = vec![0.0; m];
     let mut g_new = vec![0.0; m];
-    let mut alpha = vec![0.0; MEMORY];
+    let mut alpha = [0.0; MEMORY];
     let mut iter = 0;
     while iter < max_iter {
         if g.iter().all(|v| v.abs() <= GTOL) {

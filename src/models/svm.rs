@@ -290,6 +290,10 @@ impl Fitted {
     }
 }
 
+/// A solved dual: signed coefficients `y_i α_i`, `ρ`, and the training decision values if
+/// the solver gives them for free.
+struct Dual(Vec<f64>, f64, Option<Vec<f64>>);
+
 /// Solver settings shared by every machine of one fit.
 struct Setup {
     linear: bool,
@@ -352,15 +356,10 @@ impl Algorithm for Svm {
 impl Svm {
     /// Signed dual coefficients `y_i α_i`, `ρ`, and the training decision values when the
     /// solver gives them for free.
-    fn solve(
-        &self,
-        x: ArrayView2<f64>,
-        y: &[bool],
-        s: &Setup,
-    ) -> Result<(Vec<f64>, f64, Option<Vec<f64>>), ModelError> {
+    fn solve(&self, x: ArrayView2<f64>, y: &[bool], s: &Setup) -> Result<Dual, ModelError> {
         if s.linfa {
             let (alpha, rho) = self.fit_linfa(x, y, s.linear, s.c, s.gamma, s.tol)?;
-            return Ok((alpha, rho, None));
+            return Ok(Dual(alpha, rho, None));
         }
         let xs = x.as_standard_layout();
         let flat = xs.as_slice().unwrap_or_default();
@@ -377,13 +376,13 @@ impl Svm {
             .zip(y)
             .map(|(a, &v)| if v { *a } else { -a })
             .collect();
-        Ok((alpha, sol.rho, Some(sol.train_decision)))
+        Ok(Dual(alpha, sol.rho, Some(sol.train_decision)))
     }
 
     /// One two-class machine with its Platt slope (the binary model, unchanged).
     fn fit_binary(&self, x: ArrayView2<f64>, y: &[bool], s: &Setup) -> Result<Binary, ModelError> {
         let d = x.ncols();
-        let (alpha, rho, train_decision) = self.solve(x, y, s)?;
+        let Dual(alpha, rho, train_decision) = self.solve(x, y, s)?;
         let kernel = if s.linear {
             let mut w = vec![0.0; d];
             for (row, a) in x.rows().into_iter().zip(&alpha).filter(|(_, a)| keep(a)) {
@@ -461,7 +460,7 @@ impl Svm {
             let rows: Vec<usize> = ri.iter().chain(rj).copied().collect();
             let sub = x.select(ndarray::Axis(0), &rows);
             let y: Vec<bool> = (0..rows.len()).map(|t| t >= ri.len()).collect();
-            let (alpha, rho, train_decision) = self.solve(sub.view(), &y, s)?;
+            let Dual(alpha, rho, train_decision) = self.solve(sub.view(), &y, s)?;
             self.check_rho(rho)?;
             let mut m = PairMachine {
                 sv: Vec::new(),
@@ -769,7 +768,7 @@ fn check_one_vs_one(o: &OneVsOne, d: usize) -> Result<(), String> {
         } => {
             let n_sv = support_vectors.len() / d.max(1);
             d > 0
-                && support_vectors.len() % d == 0
+                && support_vectors.len().is_multiple_of(d)
                 && o.machines.iter().all(|m| {
                     m.sv.len() == m.coef.len() && m.sv.iter().all(|&v| (v as usize) < n_sv)
                 })
