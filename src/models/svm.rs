@@ -18,8 +18,29 @@
 //!   predicted labels are those of the SVM itself (as `SVC.predict`); scikit-learn's
 //!   `probability=True` instead fits `A` and `B` by internal 5-fold CV, which costs 5 more fits.
 //!
+//! * **K > 2 classes: one-vs-one**, as libsvm / `SVC`: one binary machine per class pair
+//!   `(i, j)`, `i < j`, in libsvm's order `(0,1), (0,2), …, (1,2), …`, each trained by the
+//!   chosen solver on the rows of those two classes only (class `j` is the positive side, as
+//!   the attack class is for a binary model), with the same `c`, `tol`, `cache_size` and one
+//!   `gamma` computed on all training rows (scikit-learn's `"scale"` uses the whole `X`). Each
+//!   pair gets its own one-parameter Platt slope on its training decision values, exactly as
+//!   the binary path (libsvm fits `A` and `B` by internal 5-fold CV instead). The pairwise
+//!   probabilities `r_ij`, clipped to `[1e-7, 1 − 1e-7]` as libsvm does, are coupled into K
+//!   class probabilities by Wu, Lin & Weng's method 2 ([`couple`], a transcription of
+//!   libsvm's `multiclass_probability`), not by a softmax of votes. Memory stays bounded per
+//!   pair: the smo cache is `cache_size` for each pair (pairs are fitted one after the
+//!   other), and the linfa solver's `n²` cap applies to each pair's rows. Fit time is about
+//!   `K − 1` binary fits on the rows of two classes each, usually less than one fit on all
+//!   rows for SMO's super-linear cost.
+//! * **Predicted class.** netsec predicts `argmax` of the coupled probabilities
+//!   (`Classes::predict`), as libsvm's `svm_predict_probability` does; scikit-learn's
+//!   `SVC.predict` instead takes the pairwise vote ([`Fitted::vote`]). The two can differ on
+//!   rows near a boundary.
+//!
 //! The fitted form stores the support vectors and their signed dual coefficients (or, for the
-//! linear kernel, the collapsed weight vector), not linfa's types.
+//! linear kernel, the collapsed weight vector), not linfa's types. A binary model's file is as
+//! it always was; a K-class model's file has `one_vs_one` instead of `kernel`, `rho` and
+//! `platt_a`, with the support vectors stored once and shared by the pairs (as libsvm does).
 
 use std::borrow::Cow;
 
@@ -107,12 +128,28 @@ pub enum FittedKernel {
     },
 }
 
-/// A fitted SVM: decision function plus the Platt slope.
+/// A fitted SVM: one machine (binary) or one per class pair (K > 2).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(try_from = "SvmRepr")]
+#[serde(try_from = "SvmRepr", into = "SvmRepr")]
 pub struct Fitted {
     /// Features per row.
     pub n_features: usize,
+    /// The machines.
+    pub form: Form,
+}
+
+/// The machines of a fitted SVM.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Form {
+    /// Two classes: P(attack) = sigmoid(platt_a · f(x)).
+    Binary(Binary),
+    /// K > 2 classes, one machine per pair.
+    OneVsOne(OneVsOne),
+}
+
+/// A binary SVM: decision function plus the Platt slope.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Binary {
     /// Kernel expansion.
     pub kernel: FittedKernel,
     /// Offset of the decision function.
@@ -121,9 +158,50 @@ pub struct Fitted {
     pub platt_a: f64,
 }
 
-impl Fitted {
+/// One-vs-one machines over K classes with shared support vectors.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OneVsOne {
+    /// K.
+    pub n_classes: usize,
+    /// The kernel, with the support vectors of all pairs (RBF).
+    pub kernel: OvoKernel,
+    /// K(K−1)/2 machines, pairs `(i, j)` with `i < j` in libsvm's order; `f > 0` means `j`.
+    pub machines: Vec<PairMachine>,
+}
+
+/// The kernel shared by the one-vs-one machines.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kernel", rename_all = "snake_case")]
+pub enum OvoKernel {
+    /// `exp(-gamma ‖sv − x‖²)` against each stored support vector.
+    Rbf {
+        /// Kernel width.
+        gamma: f64,
+        /// Support vectors of every pair, row-major, each stored once.
+        support_vectors: Vec<f64>,
+    },
+    /// `w · x`.
+    Linear,
+}
+
+/// One pair's machine: `f(x) = Σ coef[s] K(sv[s], x) − rho` (RBF) or `coef · x − rho`
+/// (linear), and `P(j | i or j) = sigmoid(platt_a · f(x))`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PairMachine {
+    /// RBF: indices of this pair's support vectors among the shared ones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sv: Vec<u32>,
+    /// RBF: signed dual coefficient per support vector; linear: weight per feature.
+    pub coef: Vec<f64>,
+    /// Offset.
+    pub rho: f64,
+    /// Platt slope.
+    pub platt_a: f64,
+}
+
+impl Binary {
     /// Decision value `f(x)`; positive means attack.
-    pub fn decision(&self, row: &[f64]) -> f64 {
+    fn decision(&self, n_features: usize, row: &[f64]) -> f64 {
         let s = match &self.kernel {
             FittedKernel::Linear { w } => w.iter().zip(row).map(|(a, b)| a * b).sum::<f64>(),
             FittedKernel::Rbf {
@@ -131,7 +209,7 @@ impl Fitted {
                 support_vectors,
                 coef,
             } => support_vectors
-                .chunks_exact(self.n_features.max(1))
+                .chunks_exact(n_features.max(1))
                 .zip(coef)
                 .map(|(sv, c)| {
                     let d2: f64 = sv.iter().zip(row).map(|(a, b)| (a - b) * (a - b)).sum();
@@ -141,6 +219,89 @@ impl Fitted {
         };
         s - self.rho
     }
+}
+
+impl OneVsOne {
+    /// Decision value of every pair for `row` into `out` (K(K−1)/2 values).
+    fn decisions(&self, n_features: usize, row: &[f64], out: &mut [f64]) {
+        match &self.kernel {
+            OvoKernel::Linear => {
+                for (o, m) in out.iter_mut().zip(&self.machines) {
+                    *o = m.coef.iter().zip(row).map(|(a, b)| a * b).sum::<f64>() - m.rho;
+                }
+            }
+            OvoKernel::Rbf {
+                gamma,
+                support_vectors,
+            } => {
+                let kv: Vec<f64> = support_vectors
+                    .chunks_exact(n_features.max(1))
+                    .map(|sv| {
+                        let d2: f64 = sv.iter().zip(row).map(|(a, b)| (a - b) * (a - b)).sum();
+                        (-gamma * d2).exp()
+                    })
+                    .collect();
+                for (o, m) in out.iter_mut().zip(&self.machines) {
+                    *o =
+                        m.sv.iter()
+                            .zip(&m.coef)
+                            .map(|(&s, c)| c * kv[s as usize])
+                            .sum::<f64>()
+                            - m.rho;
+                }
+            }
+        }
+    }
+}
+
+/// The class pairs `(i, j)`, `i < j`, in libsvm's order.
+fn pairs(k: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..k).flat_map(move |i| (i + 1..k).map(move |j| (i, j)))
+}
+
+impl Fitted {
+    /// K, the classes answered.
+    pub fn n_classes(&self) -> usize {
+        match &self.form {
+            Form::Binary(_) => 2,
+            Form::OneVsOne(o) => o.n_classes,
+        }
+    }
+
+    /// The class `SVC.predict` answers: binary, class 1 iff `f(x) >= 0`; K > 2, the pairwise
+    /// vote (a pair votes `j` when `f >= 0`, as libsvm's `svm_predict` with its opposite sign
+    /// convention), ties to the lowest class id. netsec's own prediction is the argmax of the
+    /// coupled probabilities instead (see the module doc).
+    pub fn vote(&self, row: &[f64]) -> u32 {
+        match &self.form {
+            Form::Binary(b) => u32::from(b.decision(self.n_features, row) >= 0.0),
+            Form::OneVsOne(o) => {
+                let mut f = vec![0.0; o.machines.len()];
+                o.decisions(self.n_features, row, &mut f);
+                let mut votes = vec![0u32; o.n_classes];
+                for ((i, j), v) in pairs(o.n_classes).zip(&f) {
+                    votes[if *v >= 0.0 { j } else { i }] += 1;
+                }
+                crate::shared::classes::argmax(
+                    &votes.iter().map(|&v| f64::from(v)).collect::<Vec<_>>(),
+                )
+            }
+        }
+    }
+}
+
+/// A solved dual: signed coefficients `y_i α_i`, `ρ`, and the training decision values if
+/// the solver gives them for free.
+struct Dual(Vec<f64>, f64, Option<Vec<f64>>);
+
+/// Solver settings shared by every machine of one fit.
+struct Setup {
+    linear: bool,
+    c: f64,
+    tol: f64,
+    gamma: f64,
+    linfa: bool,
+    cache_bytes: usize,
 }
 
 impl Algorithm for Svm {
@@ -159,17 +320,7 @@ impl Algorithm for Svm {
         labels: &Labels<'_>,
         _seed: u64,
     ) -> Result<FittedModel, ModelError> {
-        if !labels.is_binary() {
-            return Err(ModelError::Multiclass {
-                algorithm: self.name(),
-                n_classes: labels.n_classes,
-            });
-        }
-        let y = &labels.attack_bits()[..];
         let d = x.ncols();
-        let linear = r.str("kernel")? == "linear";
-        let c = r.f64("c")?;
-        let tol = r.f64("tol")?;
         let gamma = match r.value("gamma")? {
             ParamValue::Str(s) if s == "auto" => 1.0 / d as f64,
             ParamValue::Str(_) => {
@@ -182,31 +333,57 @@ impl Algorithm for Svm {
             }
             _ => r.f64("gamma")?,
         };
-        let (alpha, rho, train_decision) = if r.str("solver")? == "linfa" {
-            let (alpha, rho) = self.fit_linfa(x, y, linear, c, gamma, tol)?;
-            (alpha, rho, None)
-        } else {
-            let xs = x.as_standard_layout();
-            let flat = xs.as_slice().unwrap_or_default();
-            let kernel = if linear {
-                smo::Kernel::Linear
-            } else {
-                smo::Kernel::Rbf { gamma }
-            };
-            let cache_bytes = (r.f64("cache_size")? * 1_048_576.0) as usize;
-            let sol = smo::solve(flat, d, y, c, kernel, tol, cache_bytes);
-            // signed coefficients y_i α_i, as linfa reports them
-            let alpha = sol
-                .alpha
-                .iter()
-                .zip(y)
-                .map(|(a, &v)| if v { *a } else { -a })
-                .collect();
-            (alpha, sol.rho, Some(sol.train_decision))
+        let setup = Setup {
+            linear: r.str("kernel")? == "linear",
+            c: r.f64("c")?,
+            tol: r.f64("tol")?,
+            gamma,
+            linfa: r.str("solver")? == "linfa",
+            cache_bytes: (r.f64("cache_size")? * 1_048_576.0) as usize,
         };
+        let form = if labels.is_binary() {
+            Form::Binary(self.fit_binary(x, &labels.attack_bits(), &setup)?)
+        } else {
+            Form::OneVsOne(self.fit_one_vs_one(x, labels, &setup)?)
+        };
+        Ok(FittedModel::Svm(Fitted {
+            n_features: d,
+            form,
+        }))
+    }
+}
 
-        let keep = |a: &f64| a.abs() > 100.0 * f64::EPSILON;
-        let kernel = if linear {
+impl Svm {
+    /// Signed dual coefficients `y_i α_i`, `ρ`, and the training decision values when the
+    /// solver gives them for free.
+    fn solve(&self, x: ArrayView2<f64>, y: &[bool], s: &Setup) -> Result<Dual, ModelError> {
+        if s.linfa {
+            let (alpha, rho) = self.fit_linfa(x, y, s.linear, s.c, s.gamma, s.tol)?;
+            return Ok(Dual(alpha, rho, None));
+        }
+        let xs = x.as_standard_layout();
+        let flat = xs.as_slice().unwrap_or_default();
+        let kernel = if s.linear {
+            smo::Kernel::Linear
+        } else {
+            smo::Kernel::Rbf { gamma: s.gamma }
+        };
+        let sol = smo::solve(flat, x.ncols(), y, s.c, kernel, s.tol, s.cache_bytes);
+        // signed coefficients y_i α_i, as linfa reports them
+        let alpha = sol
+            .alpha
+            .iter()
+            .zip(y)
+            .map(|(a, &v)| if v { *a } else { -a })
+            .collect();
+        Ok(Dual(alpha, sol.rho, Some(sol.train_decision)))
+    }
+
+    /// One two-class machine with its Platt slope (the binary model, unchanged).
+    fn fit_binary(&self, x: ArrayView2<f64>, y: &[bool], s: &Setup) -> Result<Binary, ModelError> {
+        let d = x.ncols();
+        let Dual(alpha, rho, train_decision) = self.solve(x, y, s)?;
+        let kernel = if s.linear {
             let mut w = vec![0.0; d];
             for (row, a) in x.rows().into_iter().zip(&alpha).filter(|(_, a)| keep(a)) {
                 w.iter_mut().zip(row).for_each(|(wj, xj)| *wj += a * xj);
@@ -220,39 +397,134 @@ impl Algorithm for Svm {
                 coef.push(*a);
             }
             FittedKernel::Rbf {
-                gamma,
+                gamma: s.gamma,
                 support_vectors,
                 coef,
             }
         };
-        let mut fitted = Fitted {
-            n_features: d,
+        let mut fitted = Binary {
             kernel,
             rho,
             platt_a: 1.0,
         };
-        if !fitted.rho.is_finite() {
-            return Err(ModelError::Solver {
-                algorithm: self.name(),
-                message: "solver returned a non-finite offset".into(),
-            });
-        }
+        self.check_rho(rho)?;
         let f = train_decision.unwrap_or_else(|| {
             let mut row = vec![0.0; d];
             x.rows()
                 .into_iter()
                 .map(|r| {
                     row.iter_mut().zip(r).for_each(|(a, b)| *a = *b);
-                    fitted.decision(&row)
+                    fitted.decision(d, &row)
                 })
                 .collect()
         });
         fitted.platt_a = platt_slope(&f, y);
-        Ok(FittedModel::Svm(fitted))
+        Ok(fitted)
     }
-}
 
-impl Svm {
+    fn check_rho(&self, rho: f64) -> Result<(), ModelError> {
+        if rho.is_finite() {
+            Ok(())
+        } else {
+            Err(ModelError::Solver {
+                algorithm: self.name(),
+                message: "solver returned a non-finite offset".into(),
+            })
+        }
+    }
+
+    /// K(K−1)/2 machines, each on the rows of its two classes (see the module doc).
+    fn fit_one_vs_one(
+        &self,
+        x: ArrayView2<f64>,
+        labels: &Labels<'_>,
+        s: &Setup,
+    ) -> Result<OneVsOne, ModelError> {
+        let k = labels.n_classes;
+        let d = x.ncols();
+        let mut rows_of: Vec<Vec<usize>> = vec![Vec::new(); k];
+        for (row, &c) in labels.ids.iter().enumerate() {
+            rows_of[c as usize].push(row);
+        }
+        // shared support vectors: training row -> index among the stored ones
+        let mut sv_index: Vec<u32> = vec![u32::MAX; x.nrows()];
+        let mut support_vectors = Vec::new();
+        let mut machines = Vec::with_capacity(k * (k - 1) / 2);
+        for (i, j) in pairs(k) {
+            let (ri, rj) = (&rows_of[i], &rows_of[j]);
+            if ri.is_empty() || rj.is_empty() {
+                machines.push(constant_machine(ri.is_empty(), rj.is_empty(), s.linear, d));
+                continue;
+            }
+            // rows of class i, then class j, each in training order (libsvm groups by class)
+            let rows: Vec<usize> = ri.iter().chain(rj).copied().collect();
+            let sub = x.select(ndarray::Axis(0), &rows);
+            let y: Vec<bool> = (0..rows.len()).map(|t| t >= ri.len()).collect();
+            let Dual(alpha, rho, train_decision) = self.solve(sub.view(), &y, s)?;
+            self.check_rho(rho)?;
+            let mut m = PairMachine {
+                sv: Vec::new(),
+                coef: Vec::new(),
+                rho,
+                platt_a: 1.0,
+            };
+            if s.linear {
+                m.coef = vec![0.0; d];
+                for (row, a) in sub.rows().into_iter().zip(&alpha).filter(|(_, a)| keep(a)) {
+                    m.coef
+                        .iter_mut()
+                        .zip(row)
+                        .for_each(|(wj, xj)| *wj += a * xj);
+                }
+            } else {
+                for (&row, a) in rows.iter().zip(&alpha).filter(|(_, a)| keep(a)) {
+                    if sv_index[row] == u32::MAX {
+                        sv_index[row] = (support_vectors.len() / d.max(1)) as u32;
+                        support_vectors.extend(x.row(row).iter().copied());
+                    }
+                    m.sv.push(sv_index[row]);
+                    m.coef.push(*a);
+                }
+            }
+            let f = train_decision.unwrap_or_else(|| {
+                sub.rows()
+                    .into_iter()
+                    .map(|r| {
+                        let r = r.to_vec();
+                        if s.linear {
+                            m.coef.iter().zip(&r).map(|(a, b)| a * b).sum::<f64>() - m.rho
+                        } else {
+                            m.sv.iter()
+                                .zip(&m.coef)
+                                .map(|(&v, c)| {
+                                    let sv = &support_vectors[v as usize * d..(v as usize + 1) * d];
+                                    let d2: f64 =
+                                        sv.iter().zip(&r).map(|(a, b)| (a - b) * (a - b)).sum();
+                                    c * (-s.gamma * d2).exp()
+                                })
+                                .sum::<f64>()
+                                - m.rho
+                        }
+                    })
+                    .collect()
+            });
+            m.platt_a = platt_slope(&f, &y);
+            machines.push(m);
+        }
+        let kernel = if s.linear {
+            OvoKernel::Linear
+        } else {
+            OvoKernel::Rbf {
+                gamma: s.gamma,
+                support_vectors,
+            }
+        };
+        Ok(OneVsOne {
+            n_classes: k,
+            kernel,
+            machines,
+        })
+    }
     /// linfa-svm's solver: signed dual coefficients `y_i α_i` and `ρ`.
     fn fit_linfa(
         &self,
@@ -292,6 +564,80 @@ impl Svm {
             message: e.to_string(),
         })?;
         Ok((svm.alpha, svm.rho))
+    }
+}
+
+/// Whether a dual coefficient makes its row a support vector.
+fn keep(a: &f64) -> bool {
+    a.abs() > 100.0 * f64::EPSILON
+}
+
+/// The machine of a pair with a class that has no training row (possible when K counts
+/// classes absent from this fit, e.g. a rare class missing from a fold): the present class
+/// always wins, with the clipped pairwise probability `1 − 1e-7`; two absent classes tie.
+fn constant_machine(i_empty: bool, j_empty: bool, linear: bool, d: usize) -> PairMachine {
+    let rho = match (i_empty, j_empty) {
+        (true, false) => -1.0, // f = 1: class j
+        (false, true) => 1.0,  // f = -1: class i
+        _ => 0.0,
+    };
+    PairMachine {
+        sv: Vec::new(),
+        coef: if linear { vec![0.0; d] } else { Vec::new() },
+        rho,
+        platt_a: 30.0,
+    }
+}
+
+/// Smallest pairwise probability libsvm lets into the coupling (`min_prob` in
+/// `svm_predict_probability`).
+const MIN_PAIR_PROB: f64 = 1e-7;
+
+/// Wu, Lin & Weng (2004) method 2: class probabilities `p` (K values) from pairwise
+/// probabilities `r[i·K + j] = P(i | i or j)` (`r_ij + r_ji = 1`), minimizing
+/// `Σ_i Σ_{j≠i} (r_ji p_i − r_ij p_j)²` subject to `Σ p = 1`. A line-by-line transcription of
+/// libsvm's `multiclass_probability` (svm.cpp): same start (uniform), same update order, same
+/// stopping rule (`max |(Qp)_t − pᵀQp| < 0.005 / K`, at most `max(100, K)` sweeps).
+pub(crate) fn couple(k: usize, r: &[f64], p: &mut [f64]) {
+    let max_iter = k.max(100);
+    let eps = 0.005 / k as f64;
+    let mut q = vec![0.0; k * k];
+    let mut qp = vec![0.0; k];
+    for t in 0..k {
+        p[t] = 1.0 / k as f64;
+        q[t * k + t] = 0.0;
+        for j in 0..t {
+            q[t * k + t] += r[j * k + t] * r[j * k + t];
+            q[t * k + j] = q[j * k + t];
+        }
+        for j in t + 1..k {
+            q[t * k + t] += r[j * k + t] * r[j * k + t];
+            q[t * k + j] = -r[j * k + t] * r[t * k + j];
+        }
+    }
+    for _ in 0..max_iter {
+        // stopping condition, recalculate Qp, pQp for numerical accuracy
+        let mut pqp = 0.0;
+        for t in 0..k {
+            qp[t] = 0.0;
+            for j in 0..k {
+                qp[t] += q[t * k + j] * p[j];
+            }
+            pqp += p[t] * qp[t];
+        }
+        let max_error = qp.iter().fold(0.0f64, |m, v| m.max((v - pqp).abs()));
+        if max_error < eps {
+            break;
+        }
+        for t in 0..k {
+            let diff = (-qp[t] + pqp) / q[t * k + t];
+            p[t] += diff;
+            pqp = (pqp + diff * (diff * q[t * k + t] + 2.0 * qp[t])) / (1.0 + diff) / (1.0 + diff);
+            for j in 0..k {
+                qp[j] = (qp[j] + diff * q[t * k + j]) / (1.0 + diff);
+                p[j] /= 1.0 + diff;
+            }
+        }
     }
 }
 
@@ -348,35 +694,111 @@ fn platt_slope(f: &[f64], y: &[bool]) -> f64 {
     if a.is_finite() && a > 0.0 { a } else { 1.0 }
 }
 
-/// Serialized form, checked before use so a corrupt model file cannot cause a panic.
-#[derive(Deserialize)]
+/// Serialized form, checked before use so a corrupt model file cannot cause a panic. A
+/// binary model has `kernel`, `rho` and `platt_a` (as it always had); a K-class one has
+/// `one_vs_one` only.
+#[derive(Clone, Serialize, Deserialize)]
 struct SvmRepr {
     n_features: usize,
-    kernel: FittedKernel,
-    rho: f64,
-    platt_a: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kernel: Option<FittedKernel>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rho: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    platt_a: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    one_vs_one: Option<OneVsOne>,
 }
 
 impl TryFrom<SvmRepr> for Fitted {
     type Error = String;
     fn try_from(r: SvmRepr) -> Result<Self, String> {
-        let ok = match &r.kernel {
-            FittedKernel::Linear { w } => w.len() == r.n_features,
-            FittedKernel::Rbf {
-                support_vectors,
-                coef,
-                ..
-            } => r.n_features > 0 && support_vectors.len() == coef.len() * r.n_features,
+        let d = r.n_features;
+        let form = match (r.kernel, r.rho, r.platt_a, r.one_vs_one) {
+            (Some(kernel), Some(rho), Some(platt_a), None) => {
+                let ok = match &kernel {
+                    FittedKernel::Linear { w } => w.len() == d,
+                    FittedKernel::Rbf {
+                        support_vectors,
+                        coef,
+                        ..
+                    } => d > 0 && support_vectors.len() == coef.len() * d,
+                };
+                if !ok {
+                    return Err("svm kernel does not match its n_features".into());
+                }
+                Form::Binary(Binary {
+                    kernel,
+                    rho,
+                    platt_a,
+                })
+            }
+            (None, None, None, Some(o)) => {
+                check_one_vs_one(&o, d)?;
+                Form::OneVsOne(o)
+            }
+            _ => {
+                return Err(
+                    "svm model needs either kernel, rho and platt_a (binary) or one_vs_one".into(),
+                );
+            }
         };
-        if !ok {
-            return Err("svm kernel does not match its n_features".into());
-        }
         Ok(Fitted {
-            n_features: r.n_features,
-            kernel: r.kernel,
-            rho: r.rho,
-            platt_a: r.platt_a,
+            n_features: d,
+            form,
         })
+    }
+}
+
+fn check_one_vs_one(o: &OneVsOne, d: usize) -> Result<(), String> {
+    let k = o.n_classes;
+    if k < 3 || o.machines.len() != k * (k - 1) / 2 {
+        return Err(format!(
+            "svm one_vs_one model has {} machines for {k} classes (want K > 2 and K(K-1)/2)",
+            o.machines.len()
+        ));
+    }
+    let ok = match &o.kernel {
+        OvoKernel::Linear => o
+            .machines
+            .iter()
+            .all(|m| m.sv.is_empty() && m.coef.len() == d),
+        OvoKernel::Rbf {
+            support_vectors, ..
+        } => {
+            let n_sv = support_vectors.len() / d.max(1);
+            d > 0
+                && support_vectors.len().is_multiple_of(d)
+                && o.machines.iter().all(|m| {
+                    m.sv.len() == m.coef.len() && m.sv.iter().all(|&v| (v as usize) < n_sv)
+                })
+        }
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err("svm one_vs_one machines do not match their support vectors or n_features".into())
+    }
+}
+
+impl From<Fitted> for SvmRepr {
+    fn from(f: Fitted) -> SvmRepr {
+        let mut r = SvmRepr {
+            n_features: f.n_features,
+            kernel: None,
+            rho: None,
+            platt_a: None,
+            one_vs_one: None,
+        };
+        match f.form {
+            Form::Binary(b) => {
+                r.kernel = Some(b.kernel);
+                r.rho = Some(b.rho);
+                r.platt_a = Some(b.platt_a);
+            }
+            Form::OneVsOne(o) => r.one_vs_one = Some(o),
+        }
+        r
     }
 }
 
@@ -384,17 +806,46 @@ impl Predictor for Fitted {
     fn n_features(&self) -> usize {
         self.n_features
     }
+    fn n_classes(&self) -> usize {
+        Fitted::n_classes(self)
+    }
     fn proba_row(&self, row: &[f64], out: &mut [f64]) {
-        let p = self.p1_row(row);
-        out[0] = 1.0 - p;
-        out[1] = p;
+        match &self.form {
+            Form::Binary(b) => {
+                let p = b.p1_row(self.n_features, row);
+                out[0] = 1.0 - p;
+                out[1] = p;
+            }
+            Form::OneVsOne(o) => {
+                let k = o.n_classes;
+                let mut f = vec![0.0; o.machines.len()];
+                o.decisions(self.n_features, row, &mut f);
+                let mut r = vec![0.0; k * k];
+                for (((i, j), v), m) in pairs(k).zip(&f).zip(&o.machines) {
+                    let p_j = pair_probability(m.platt_a * v);
+                    r[j * k + i] = p_j;
+                    r[i * k + j] = 1.0 - p_j;
+                }
+                couple(k, &r, out);
+            }
+        }
+    }
+}
+
+/// `sigmoid(z)` clipped to `[1e-7, 1 − 1e-7]` as libsvm clips pairwise probabilities.
+fn pair_probability(z: f64) -> f64 {
+    let p = 1.0 / (1.0 + (-z).exp());
+    if p.is_nan() {
+        0.5
+    } else {
+        p.clamp(MIN_PAIR_PROB, 1.0 - MIN_PAIR_PROB)
     }
 }
 
 /// The two-class form: P(attack) per row.
-impl Fitted {
-    fn p1_row(&self, row: &[f64]) -> f64 {
-        let z = self.platt_a * self.decision(row);
+impl Binary {
+    fn p1_row(&self, n_features: usize, row: &[f64]) -> f64 {
+        let z = self.platt_a * self.decision(n_features, row);
         let p = 1.0 / (1.0 + (-z).exp());
         if p.is_nan() { 0.5 } else { p }
     }
@@ -406,6 +857,16 @@ mod tests {
     use crate::models::Params;
     use crate::models::testutil::{accuracy, ids, toy};
 
+    fn binary(m: FittedModel) -> Binary {
+        match m {
+            FittedModel::Svm(Fitted {
+                form: Form::Binary(b),
+                ..
+            }) => b,
+            _ => panic!("not a binary svm"),
+        }
+    }
+
     #[test]
     fn own_decision_matches_linfa_labels() {
         let (x, y) = toy(300, 5, 21);
@@ -413,19 +874,15 @@ mod tests {
             let mut p = Params::new();
             p.insert("kernel".into(), ParamValue::str(kernel));
             p.insert("solver".into(), ParamValue::str("linfa"));
-            let FittedModel::Svm(m) = Svm.fit(&p, x.view(), &ids(&y), 2, 0).unwrap() else {
-                panic!()
-            };
+            let m = binary(Svm.fit(&p, x.view(), &ids(&y), 2, 0).unwrap());
             p.insert("solver".into(), ParamValue::str("smo"));
-            let FittedModel::Svm(own) = Svm.fit(&p, x.view(), &ids(&y), 2, 0).unwrap() else {
-                panic!()
-            };
+            let own = binary(Svm.fit(&p, x.view(), &ids(&y), 2, 0).unwrap());
             let disagree = x
                 .rows()
                 .into_iter()
                 .filter(|r| {
                     let r = r.as_slice().unwrap();
-                    (m.decision(r) >= 0.0) != (own.decision(r) >= 0.0)
+                    (m.decision(5, r) >= 0.0) != (own.decision(5, r) >= 0.0)
                 })
                 .count();
             assert!(
@@ -453,12 +910,12 @@ mod tests {
             let ours: Vec<bool> = x
                 .rows()
                 .into_iter()
-                .map(|r| m.decision(r.as_slice().unwrap()) >= 0.0)
+                .map(|r| m.decision(5, r.as_slice().unwrap()) >= 0.0)
                 .collect();
             assert_eq!(ours, theirs.to_vec(), "{kernel}");
             assert!(m.platt_a > 0.0);
             let probs = ndarray::Array2::from_shape_fn((x.nrows(), 2), |(i, k)| {
-                let p = m.p1_row(x.row(i).as_slice().unwrap());
+                let p = m.p1_row(5, x.row(i).as_slice().unwrap());
                 if k == 1 { p } else { 1.0 - p }
             });
             assert!(accuracy(&probs, &y) > 0.8);
@@ -486,5 +943,213 @@ mod tests {
         // random scores: the slope shrinks towards 0
         let y2: Vec<bool> = (0..100).map(|i| (i / 4) % 2 == 0).collect();
         assert!(platt_slope(&f, &y2) < 0.2);
+    }
+
+    /// 4 classes by quadrant of (x0, x1), a third feature of noise.
+    fn quadrants(n: usize, seed: u64) -> (ndarray::Array2<f64>, Vec<u32>) {
+        use rand::Rng;
+        let mut rng = crate::models::rng_for(seed, 1);
+        let x = ndarray::Array2::from_shape_fn((n, 3), |_| rng.gen_range(-1.0..1.0));
+        let y = x
+            .rows()
+            .into_iter()
+            .map(|r| u32::from(r[0] > 0.0) * 2 + u32::from(r[1] > 0.0))
+            .collect();
+        (x, y)
+    }
+
+    fn upper_to_full(k: usize, upper: &[f64]) -> Vec<f64> {
+        let mut r = vec![0.0; k * k];
+        for ((i, j), v) in pairs(k).zip(upper) {
+            r[i * k + j] = *v;
+            r[j * k + i] = 1.0 - v;
+        }
+        r
+    }
+
+    #[test]
+    fn coupling_matches_libsvm() {
+        // Reference: a direct Python transcription of libsvm's `multiclass_probability`
+        // (svm.cpp, cjlin1/libsvm master) run on these r_ij (i < j, row-major pairs),
+        // printed with repr().
+        let cases: [(usize, &[f64], &[f64]); 2] = [
+            (
+                3,
+                &[0.9, 0.3, 0.2],
+                &[0.2891009748124371, 0.08982399475723862, 0.6210750304303243],
+            ),
+            (
+                4,
+                &[0.7, 0.6, 0.95, 0.4, 0.8, 0.85],
+                &[
+                    0.4605576567720644,
+                    0.19731211655219244,
+                    0.30138245397742464,
+                    0.04074777269831849,
+                ],
+            ),
+        ];
+        for (k, upper, want) in cases {
+            let mut p = vec![0.0; k];
+            couple(k, &upper_to_full(k, upper), &mut p);
+            for (g, w) in p.iter().zip(want) {
+                assert!((g - w).abs() < 1e-12, "{p:?} vs {want:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn coupling_recovers_consistent_probabilities() {
+        // r_ij = p_i / (p_i + p_j) is consistent; libsvm's stopping rule (error < 0.005 / K)
+        // recovers p to about 1e-3.
+        for p0 in [
+            vec![0.5, 0.3, 0.2],
+            vec![0.5, 0.3, 0.15, 0.05],
+            vec![0.05, 0.05, 0.8, 0.1],
+            vec![0.1, 0.2, 0.3, 0.25, 0.15],
+        ] {
+            let k = p0.len();
+            let upper: Vec<f64> = pairs(k).map(|(i, j)| p0[i] / (p0[i] + p0[j])).collect();
+            let mut p = vec![0.0; k];
+            couple(k, &upper_to_full(k, &upper), &mut p);
+            assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+            for (g, w) in p.iter().zip(&p0) {
+                assert!((g - w).abs() < 2e-3, "{p:?} vs {p0:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn one_vs_one_learns_four_classes() {
+        let (x, y) = quadrants(300, 4);
+        let (xt, yt) = quadrants(300, 5);
+        for (kernel, solver) in [("rbf", "smo"), ("linear", "smo"), ("rbf", "linfa")] {
+            let mut p = Params::new();
+            p.insert("kernel".into(), ParamValue::str(kernel));
+            p.insert("solver".into(), ParamValue::str(solver));
+            p.insert("c".into(), ParamValue::Float(10.0));
+            let m = Svm.fit(&p, x.view(), &y, 4, 0).unwrap();
+            assert_eq!(m.n_classes(), 4);
+            let FittedModel::Svm(f) = &m else { panic!() };
+            let Form::OneVsOne(o) = &f.form else { panic!() };
+            assert_eq!(o.machines.len(), 6);
+            let probs = m.predict_proba(xt.view()).unwrap();
+            let mut hits = 0;
+            let mut vote_agrees = 0;
+            for ((row, pr), &c) in xt.rows().into_iter().zip(probs.rows()).zip(&yt) {
+                assert!((pr.sum() - 1.0).abs() < 1e-9, "{pr}");
+                let pr = pr.to_vec();
+                let best = crate::shared::classes::argmax(&pr);
+                hits += usize::from(best == c);
+                vote_agrees += usize::from(best == f.vote(row.as_slice().unwrap()));
+            }
+            // a binary model reaches at most 50 % here (two of four classes per side)
+            assert!(
+                hits >= 270,
+                "{kernel}/{solver}: {hits}/300 held-out rows right"
+            );
+            assert!(
+                vote_agrees >= 285,
+                "{kernel}/{solver}: votes agree on {vote_agrees}"
+            );
+        }
+    }
+
+    #[test]
+    fn one_vs_one_gives_an_absent_class_no_probability() {
+        // K = 5, class 4 has no training row (a rare class missing from a fold)
+        let (x, y) = quadrants(200, 6);
+        let m = Svm.fit(&Params::new(), x.view(), &y, 5, 0).unwrap();
+        let probs = m.predict_proba(x.view()).unwrap();
+        // every pair against it says 1 − 1e-7, but libsvm's loose stopping rule
+        // (0.005 / K) leaves it up to about 1 % on rows near a boundary
+        assert!(
+            probs.column(4).iter().all(|p| *p < 0.02),
+            "{}",
+            probs.column(4)
+        );
+        let median = {
+            let mut c = probs.column(4).to_vec();
+            c.sort_by(f64::total_cmp);
+            c[c.len() / 2]
+        };
+        assert!(median < 1e-4, "{median}");
+        for row in probs.rows() {
+            assert_ne!(crate::shared::classes::argmax(row.as_slice().unwrap()), 4);
+        }
+    }
+
+    #[test]
+    fn one_vs_one_json_roundtrip_and_validation() {
+        let (x, y3) = quadrants(120, 7);
+        // three classes: merge quadrants 2 and 3
+        let y: Vec<u32> = y3.iter().map(|&c| c.min(2)).collect();
+        for kernel in ["rbf", "linear"] {
+            let mut p = Params::new();
+            p.insert("kernel".into(), ParamValue::str(kernel));
+            let m = Svm.fit(&p, x.view(), &y, 3, 0).unwrap();
+            let json = serde_json::to_string(&m).unwrap();
+            assert!(
+                json.contains("\"one_vs_one\":{\"n_classes\":3"),
+                "{json:.200}"
+            );
+            assert!(!json.contains("\"platt_a\":1") || json.contains("machines"));
+            let back: FittedModel = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, m);
+            assert_eq!(
+                back.predict_proba(x.view()).unwrap(),
+                m.predict_proba(x.view()).unwrap()
+            );
+        }
+        // the binary form is unchanged: an old file loads and writes back byte for byte
+        let old = r#"{"algorithm":"svm","n_features":2,"kernel":{"kernel":"linear","w":[1.0,-0.5]},"rho":0.25,"platt_a":2.0}"#;
+        let b: FittedModel = serde_json::from_str(old).unwrap();
+        assert_eq!(serde_json::to_string(&b).unwrap(), old);
+        assert_eq!(b.n_classes(), 2);
+        let m = |k: &str, machines: &str| {
+            format!(
+                r#"{{"algorithm":"svm","n_features":2,"one_vs_one":{{"n_classes":3,"kernel":{k},"machines":[{machines}]}}}}"#
+            )
+        };
+        let pm = r#"{"coef":[1.0,2.0],"rho":0.0,"platt_a":1.0}"#;
+        let rbf = r#"{"kernel":"rbf","gamma":1.0,"support_vectors":[1.0,2.0]}"#;
+        let sv = r#"{"sv":[0],"coef":[1.0],"rho":0.0,"platt_a":1.0}"#;
+        let good = m(r#"{"kernel":"linear"}"#, &[pm, pm, pm].join(","));
+        assert!(serde_json::from_str::<FittedModel>(&good).is_ok(), "{good}");
+        let bad = [
+            // two machines for three classes
+            m(r#"{"kernel":"linear"}"#, &[pm, pm].join(",")),
+            // linear weights of the wrong width
+            m(
+                r#"{"kernel":"linear"}"#,
+                &[pm, pm, r#"{"coef":[1.0],"rho":0.0,"platt_a":1.0}"#].join(","),
+            ),
+            // support vector index out of range
+            m(
+                rbf,
+                &[sv, sv, r#"{"sv":[1],"coef":[1.0],"rho":0.0,"platt_a":1.0}"#].join(","),
+            ),
+            // sv and coef lengths differ
+            m(
+                rbf,
+                &[
+                    sv,
+                    sv,
+                    r#"{"sv":[0],"coef":[1.0,1.0],"rho":0.0,"platt_a":1.0}"#,
+                ]
+                .join(","),
+            ),
+            // both forms at once
+            good.replace(r#""one_vs_one""#, r#""rho":0.0,"one_vs_one""#),
+            // a binary model missing its slope
+            old.replace(r#","platt_a":2.0"#, ""),
+        ];
+        assert!(serde_json::from_str::<FittedModel>(&m(rbf, &[sv, sv, sv].join(","))).is_ok());
+        for json in bad {
+            assert!(
+                serde_json::from_str::<FittedModel>(&json).is_err(),
+                "{json}"
+            );
+        }
     }
 }
