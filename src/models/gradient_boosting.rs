@@ -450,7 +450,7 @@ impl TryFrom<BoosterRepr> for Fitted {
                      least 3 (a binary model has none)"
                 ));
             }
-            if r.trees.len() % k != 0 {
+            if !r.trees.len().is_multiple_of(k) {
                 return Err(format!(
                     "gradient boosting with {k} classes needs {k} trees per round, got {} trees",
                     r.trees.len()
