@@ -315,7 +315,7 @@ impl Algorithm for GradientBoosting {
             min_samples_leaf: r.usize("min_samples_leaf")?,
             max_features: x.ncols(),
         };
-        let (n, d) = x.dim();
+        let n = x.nrows();
         let xs = x.as_standard_layout();
         let mut grower = Grower {
             data: BinnedMatrix::new(x),
@@ -330,10 +330,7 @@ impl Algorithm for GradientBoosting {
         } else {
             fit_multinomial(&mut grower, labels, rounds, n_inbag, seed)
         };
-        Ok(FittedModel::GradientBoosting(Fitted {
-            n_features: d,
-            ..fitted
-        }))
+        Ok(FittedModel::GradientBoosting(fitted))
     }
 }
 
@@ -363,7 +360,7 @@ fn fit_binary(g: &mut Grower<'_>, y: &[bool], rounds: usize, n_inbag: usize, see
         trees.push(g.tree(&target, &mut samples, &oob, &mut rng, &mut raw));
     }
     Fitted {
-        n_features: 0,
+        n_features: g.data.n_features,
         init,
         class_init: Vec::new(),
         trees,
@@ -419,7 +416,7 @@ fn fit_multinomial(
         }
     }
     Fitted {
-        n_features: 0,
+        n_features: g.data.n_features,
         init: 0.0,
         class_init,
         trees,
