@@ -17,6 +17,11 @@
 //! P = softmax(raw scores). Trees are stored round-major: round `m`'s tree of class `k` is
 //! `trees[m·K + k]`.
 //!
+//! On training rows (without subsampling) the probabilities equal scikit-learn's to rounding.
+//! A row whose value falls between two training values can take the other branch: the shared
+//! splitter's threshold is the midpoint to the next value in the whole training set, scikit-
+//! learn's the midpoint between the node's neighbouring values.
+//!
 //! Own implementation rather than forust-ml: the rounds are plain data here, so
 //! [`FittedModel::truncated`] gives the exact `k`-round model for every `k`, round `m` draws its
 //! subsample from the stream `(seed, m)`, and the defaults match scikit-learn (depth 3).
