@@ -1,11 +1,26 @@
-//! `gradient_boosting`: binary log-loss gradient boosting with scikit-learn
+//! `gradient_boosting`: log-loss gradient boosting with scikit-learn
 //! `GradientBoostingClassifier` semantics, on the shared histogram splitter.
 //!
-//! Start from the log-odds of the attack share; each round draws `subsample` of the rows
-//! without replacement, fits a regression tree to the residuals `y - p` (squared-error split
-//! gain, which equals scikit-learn's `friedman_mse` choice for unweighted rows), sets each leaf
-//! to the Newton step `sum(y - p) / sum(p (1 - p))` over its in-bag rows, and adds
-//! `learning_rate` × the tree to the raw score. P(attack) = sigmoid(raw score).
+//! **Two classes** (`HalfBinomialLoss`): start from the log-odds of the attack share; each round
+//! draws `subsample` of the rows without replacement, fits a regression tree to the residuals
+//! `y - p` (squared-error split gain, which equals scikit-learn's `friedman_mse` choice for
+//! unweighted rows), sets each leaf to the Newton step `sum(y - p) / sum(p (1 - p))` over its
+//! in-bag rows, and adds `learning_rate` × the tree to the raw score. P(attack) = sigmoid(raw).
+//!
+//! **K > 2 classes** (`HalfMultinomialLoss`): one raw score per class, starting from the
+//! symmetric multinomial logit of the class priors, `ln p_k − mean_j ln p_j` (scikit-learn's
+//! `DummyClassifier(strategy="prior")` clipped to `[eps, 1 − eps]`, then
+//! `MultinomialLogit.link`). Each round computes the residuals `y_k − p_k` of all K classes from
+//! the scores before the round, draws one subsample, and fits K trees on those same rows, tree
+//! `k` on class `k`'s residuals, with leaf value `(K−1)/K · mean(y − p) / mean(p (1 − p))`
+//! (zero when the mean hessian is below 1e-150, as `_update_terminal_regions`).
+//! P = softmax(raw scores). Trees are stored round-major: round `m`'s tree of class `k` is
+//! `trees[m·K + k]`.
+//!
+//! On training rows (without subsampling) the probabilities equal scikit-learn's to rounding.
+//! A row whose value falls between two training values can take the other branch: the shared
+//! splitter's threshold is the midpoint to the next value in the whole training set, scikit-
+//! learn's the midpoint between the node's neighbouring values.
 //!
 //! Own implementation rather than forust-ml: the rounds are plain data here, so
 //! [`FittedModel::truncated`] gives the exact `k`-round model for every `k`, round `m` draws its
@@ -21,7 +36,7 @@ use crate::models::binning::BinnedMatrix;
 use crate::models::decision_tree::{MIN_SAMPLES_LEAF, MIN_SAMPLES_SPLIT};
 use crate::models::params::Reader;
 use crate::models::random_forest::n_estimators;
-use crate::models::tree::{self, GrowOptions, Stats, Target, Tree};
+use crate::models::tree::{self, GrowOptions, LeafRange, Stats, Target, Tree};
 use crate::models::{
     Algorithm, FittedModel, Labels, ModelError, ParamKind, ParamSpec, ParamValue, Predictor,
 };
@@ -65,16 +80,23 @@ const SPECS: &[ParamSpec] = &[
 /// The `gradient_boosting` algorithm.
 pub struct GradientBoosting;
 
-/// A fitted booster: `P(attack) = sigmoid(init + sum of tree outputs)`; the trees' leaves
-/// already include the learning rate.
+/// A fitted booster; the trees' leaves already include the learning rate.
+///
+/// Two classes: `P(attack) = sigmoid(init + sum of tree outputs)`, one tree per round, no
+/// `class_init` (the serialized form of binary models predates K classes and is unchanged).
+/// K > 2: `P = softmax(raw)` with `raw[k] = class_init[k] + sum over rounds m of
+/// trees[m·K + k]`; `init` is 0.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "BoosterRepr")]
 pub struct Fitted {
     /// Features per row.
     pub n_features: usize,
-    /// Initial raw score: log-odds of the training attack share.
+    /// Initial raw score of a binary model: log-odds of the training attack share.
     pub init: f64,
-    /// Trees in boosting order.
+    /// K > 2 only: initial raw score of each class (symmetric log priors); empty for binary.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub class_init: Vec<f64>,
+    /// Trees in boosting order (round-major for K > 2).
     pub trees: Vec<Tree>,
 }
 
@@ -112,6 +134,8 @@ struct GradTarget<'a> {
     g: &'a [f64],
     /// `p (1 - p)` per row.
     h: &'a [f64],
+    /// K > 2: the multinomial leaf factor `(K - 1) / K`; `None` for the binomial leaf.
+    multinomial: Option<f64>,
 }
 
 impl Target for GradTarget<'_> {
@@ -140,7 +164,22 @@ impl Target for GradTarget<'_> {
     }
 
     fn leaf_value(&self, s: &GradStats) -> f64 {
-        if s.h.abs() < 1e-150 { 0.0 } else { s.g / s.h }
+        match self.multinomial {
+            None => {
+                if s.h.abs() < 1e-150 {
+                    0.0
+                } else {
+                    s.g / s.h
+                }
+            }
+            // scikit-learn's order of operations: means, factor on the numerator, and
+            // `_safe_divide`'s guard on the mean hessian.
+            Some(factor) => {
+                let n = f64::from(s.n.max(1));
+                let (num, den) = (s.g / n * factor, s.h / n);
+                if den.abs() < 1e-150 { 0.0 } else { num / den }
+            }
+        }
     }
 }
 
@@ -164,8 +203,93 @@ fn in_bag(n: usize, k: usize, rng: &mut impl RngCore) -> Vec<u32> {
     out
 }
 
+/// The rows of `0..n` not in the ascending list `bag`.
+fn out_of_bag(n: usize, bag: &[u32]) -> Vec<u32> {
+    if bag.len() >= n {
+        return Vec::new();
+    }
+    let mut mask = vec![false; n];
+    for &i in bag {
+        mask[i as usize] = true;
+    }
+    (0..n as u32).filter(|&i| !mask[i as usize]).collect()
+}
+
 fn sigmoid(z: f64) -> f64 {
     1.0 / (1.0 + (-z).exp())
+}
+
+/// Raw scores to probabilities in place, as scikit-learn's `sum_exp_minus_max`:
+/// `exp(z_k − max) / sum_j exp(z_j − max)`.
+fn softmax(z: &mut [f64]) {
+    let max = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mut sum = 0.0;
+    for v in z.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    for v in z.iter_mut() {
+        *v /= sum;
+    }
+}
+
+/// What every tree of a fit shares: the binned rows, the growth limits, the learning rate.
+struct Grower<'a> {
+    data: BinnedMatrix,
+    /// `x` row-major, for the out-of-bag rows' traversal.
+    rows: &'a [f64],
+    opts: GrowOptions,
+    lr: f64,
+    leaves: Vec<LeafRange>,
+}
+
+impl Grower<'_> {
+    /// Grow a tree on the in-bag rows `samples` (reordered), fold the learning rate into its
+    /// leaves, and add its output to `raw` for every row: in-bag rows straight from their
+    /// leaf, out-of-bag rows (`oob`) by traversal.
+    fn tree(
+        &mut self,
+        target: &GradTarget<'_>,
+        samples: &mut [u32],
+        oob: &[u32],
+        rng: &mut impl RngCore,
+        raw: &mut [f64],
+    ) -> Tree {
+        let mut t = tree::grow_recording(
+            &self.data,
+            target,
+            samples,
+            &self.opts,
+            rng,
+            &mut self.leaves,
+        );
+        let lr = self.lr;
+        t.map_leaves(|v| lr * v);
+        if !oob.is_empty() {
+            t.add_rows(self.rows, oob, 1.0, raw);
+        }
+        for leaf in &self.leaves {
+            for &i in &samples[leaf.start..leaf.end] {
+                raw[i as usize] += lr * leaf.value;
+            }
+        }
+        t
+    }
+}
+
+/// Initial raw scores of K > 2 classes: scikit-learn's class priors clipped to
+/// `[eps, 1 − eps]`, through the symmetric multinomial logit `ln(p_k / gmean(p))`.
+fn class_init(ids: &[u32], n_classes: usize) -> Vec<f64> {
+    let mut counts = vec![0usize; n_classes];
+    for &c in ids {
+        counts[c as usize] += 1;
+    }
+    let prior: Vec<f64> = counts
+        .iter()
+        .map(|&c| (c as f64 / ids.len() as f64).clamp(f64::EPSILON, 1.0 - f64::EPSILON))
+        .collect();
+    let gmean = (prior.iter().map(|p| p.ln()).sum::<f64>() / n_classes as f64).exp();
+    prior.iter().map(|p| (p / gmean).ln()).collect()
 }
 
 impl Algorithm for GradientBoosting {
@@ -188,15 +312,7 @@ impl Algorithm for GradientBoosting {
         labels: &Labels<'_>,
         seed: u64,
     ) -> Result<FittedModel, ModelError> {
-        if !labels.is_binary() {
-            return Err(ModelError::Multiclass {
-                algorithm: self.name(),
-                n_classes: labels.n_classes,
-            });
-        }
-        let y = &labels.attack_bits()[..];
         let rounds = r.usize("n_estimators")?;
-        let lr = r.f64("learning_rate")?;
         let subsample = r.f64("subsample")?;
         let opts = GrowOptions {
             max_depth: r.opt_usize("max_depth")?.unwrap_or(usize::MAX),
@@ -204,55 +320,111 @@ impl Algorithm for GradientBoosting {
             min_samples_leaf: r.usize("min_samples_leaf")?,
             max_features: x.ncols(),
         };
-        let (n, d) = x.dim();
-        let data = BinnedMatrix::new(x);
+        let n = x.nrows();
         let xs = x.as_standard_layout();
-        let rows = xs.as_slice().unwrap_or_default();
-
-        let pos = y.iter().filter(|&&v| v).count() as f64 / n as f64;
-        let init = (pos / (1.0 - pos)).ln();
-        let mut raw = vec![init; n];
-        let mut g = vec![0.0; n];
-        let mut h = vec![0.0; n];
+        let mut grower = Grower {
+            data: BinnedMatrix::new(x),
+            rows: xs.as_slice().unwrap_or_default(),
+            opts,
+            lr: r.f64("learning_rate")?,
+            leaves: Vec::new(),
+        };
         let n_inbag = ((subsample * n as f64) as usize).clamp(1, n);
-        let mut trees = Vec::with_capacity(rounds);
-        let mut leaves = Vec::new();
-        let mut in_bag_mask = vec![false; n];
-        let mut out_of_bag = Vec::new();
-        for m in 0..rounds {
-            for i in 0..n {
-                let p = sigmoid(raw[i]);
-                g[i] = f64::from(u8::from(y[i])) - p;
-                h[i] = p * (1.0 - p);
-            }
-            let mut rng = crate::models::rng_for(seed, m as u64);
-            let mut samples = in_bag(n, n_inbag, &mut rng);
-            let target = GradTarget { g: &g, h: &h };
-            let mut t =
-                tree::grow_recording(&data, &target, &mut samples, &opts, &mut rng, &mut leaves);
-            t.map_leaves(|v| lr * v);
-            // In-bag rows: add their leaf's value directly; out-of-bag rows: traverse.
-            if n_inbag < n {
-                in_bag_mask.fill(false);
-                for &i in &samples {
-                    in_bag_mask[i as usize] = true;
-                }
-                out_of_bag.clear();
-                out_of_bag.extend((0..n as u32).filter(|&i| !in_bag_mask[i as usize]));
-                t.add_rows(rows, &out_of_bag, 1.0, &mut raw);
-            }
-            for leaf in &leaves {
-                for &i in &samples[leaf.start..leaf.end] {
-                    raw[i as usize] += lr * leaf.value;
-                }
-            }
-            trees.push(t);
+        let fitted = if labels.is_binary() {
+            fit_binary(&mut grower, &labels.attack_bits(), rounds, n_inbag, seed)
+        } else {
+            fit_multinomial(&mut grower, labels, rounds, n_inbag, seed)
+        };
+        Ok(FittedModel::GradientBoosting(fitted))
+    }
+}
+
+/// Two classes: one tree per round on the binomial residuals.
+fn fit_binary(g: &mut Grower<'_>, y: &[bool], rounds: usize, n_inbag: usize, seed: u64) -> Fitted {
+    let n = y.len();
+    let pos = y.iter().filter(|&&v| v).count() as f64 / n as f64;
+    let init = (pos / (1.0 - pos)).ln();
+    let mut raw = vec![init; n];
+    let mut grad = vec![0.0; n];
+    let mut hess = vec![0.0; n];
+    let mut trees = Vec::with_capacity(rounds);
+    for m in 0..rounds {
+        for i in 0..n {
+            let p = sigmoid(raw[i]);
+            grad[i] = f64::from(u8::from(y[i])) - p;
+            hess[i] = p * (1.0 - p);
         }
-        Ok(FittedModel::GradientBoosting(Fitted {
-            n_features: d,
-            init,
-            trees,
-        }))
+        let mut rng = crate::models::rng_for(seed, m as u64);
+        let mut samples = in_bag(n, n_inbag, &mut rng);
+        let oob = out_of_bag(n, &samples);
+        let target = GradTarget {
+            g: &grad,
+            h: &hess,
+            multinomial: None,
+        };
+        trees.push(g.tree(&target, &mut samples, &oob, &mut rng, &mut raw));
+    }
+    Fitted {
+        n_features: g.data.n_features,
+        init,
+        class_init: Vec::new(),
+        trees,
+    }
+}
+
+/// K > 2 classes: K trees per round, fitted on the same in-bag rows, to the residuals of the
+/// scores before the round (scikit-learn's `_fit_stage`).
+fn fit_multinomial(
+    g: &mut Grower<'_>,
+    labels: &Labels<'_>,
+    rounds: usize,
+    n_inbag: usize,
+    seed: u64,
+) -> Fitted {
+    let (ids, k) = (labels.ids, labels.n_classes);
+    let n = ids.len();
+    let class_init = class_init(ids, k);
+    let mut raw: Vec<Vec<f64>> = class_init.iter().map(|&r| vec![r; n]).collect();
+    let mut grad = vec![vec![0.0; n]; k];
+    let mut hess = vec![vec![0.0; n]; k];
+    let mut p = vec![0.0; k];
+    let factor = (k - 1) as f64 / k as f64;
+    let mut trees = Vec::with_capacity(rounds * k);
+    let mut samples = Vec::with_capacity(n_inbag);
+    for m in 0..rounds {
+        for (i, &y) in ids.iter().enumerate() {
+            for (c, p) in p.iter_mut().enumerate() {
+                *p = raw[c][i];
+            }
+            softmax(&mut p);
+            for (c, &p) in p.iter().enumerate() {
+                let y = if y as usize == c { 1.0 } else { 0.0 };
+                let r = y - p;
+                // scikit-learn recovers the probability from the residual for the hessian.
+                let q = y - r;
+                grad[c][i] = r;
+                hess[c][i] = q * (1.0 - q);
+            }
+        }
+        let mut rng = crate::models::rng_for(seed, m as u64);
+        let bag = in_bag(n, n_inbag, &mut rng);
+        let oob = out_of_bag(n, &bag);
+        for c in 0..k {
+            samples.clear();
+            samples.extend_from_slice(&bag);
+            let target = GradTarget {
+                g: &grad[c],
+                h: &hess[c],
+                multinomial: Some(factor),
+            };
+            trees.push(g.tree(&target, &mut samples, &oob, &mut rng, &mut raw[c]));
+        }
+    }
+    Fitted {
+        n_features: g.data.n_features,
+        init: 0.0,
+        class_init,
+        trees,
     }
 }
 
@@ -261,6 +433,8 @@ impl Algorithm for GradientBoosting {
 struct BoosterRepr {
     n_features: usize,
     init: f64,
+    #[serde(default)]
+    class_init: Vec<f64>,
     trees: Vec<Tree>,
 }
 
@@ -270,11 +444,39 @@ impl TryFrom<BoosterRepr> for Fitted {
         if r.trees.iter().any(|t| t.n_features() != r.n_features) {
             return Err("gradient boosting trees must match its n_features".into());
         }
+        let k = r.class_init.len();
+        if k > 0 {
+            if k < 3 {
+                return Err(format!(
+                    "gradient boosting class_init has {k} classes; a multi-class model has at \
+                     least 3 (a binary model has none)"
+                ));
+            }
+            if !r.trees.len().is_multiple_of(k) {
+                return Err(format!(
+                    "gradient boosting with {k} classes needs {k} trees per round, got {} trees",
+                    r.trees.len()
+                ));
+            }
+            if r.init != 0.0 || r.class_init.iter().any(|v| !v.is_finite()) {
+                return Err(
+                    "gradient boosting with class_init needs init 0 and finite class scores".into(),
+                );
+            }
+        }
         Ok(Fitted {
             n_features: r.n_features,
             init: r.init,
+            class_init: r.class_init,
             trees: r.trees,
         })
+    }
+}
+
+impl Fitted {
+    /// Trees per round: 1 for a binary model, K otherwise.
+    fn per_round(&self) -> usize {
+        self.class_init.len().max(1)
     }
 }
 
@@ -282,36 +484,103 @@ impl Predictor for Fitted {
     fn n_features(&self) -> usize {
         self.n_features
     }
+    fn n_classes(&self) -> usize {
+        if self.class_init.is_empty() {
+            2
+        } else {
+            self.class_init.len()
+        }
+    }
     fn truncated(&self, n: usize) -> Option<FittedModel> {
-        (1..=self.trees.len()).contains(&n).then(|| {
+        let k = self.per_round();
+        (1..=self.trees.len() / k).contains(&n).then(|| {
             FittedModel::GradientBoosting(Fitted {
                 n_features: self.n_features,
                 init: self.init,
-                trees: self.trees[..n].to_vec(),
+                class_init: self.class_init.clone(),
+                trees: self.trees[..n * k].to_vec(),
             })
         })
     }
     fn n_stages(&self) -> Option<usize> {
-        Some(self.trees.len())
+        Some(self.trees.len() / self.per_round())
     }
     fn proba_row(&self, row: &[f64], out: &mut [f64]) {
-        let p = self.p1_row(row);
-        out[0] = 1.0 - p;
-        out[1] = p;
+        if self.class_init.is_empty() {
+            let p = self.p1_row(row);
+            out[0] = 1.0 - p;
+            out[1] = p;
+            return;
+        }
+        let k = self.class_init.len();
+        out.copy_from_slice(&self.class_init);
+        for round in self.trees.chunks_exact(k) {
+            for (o, t) in out.iter_mut().zip(round) {
+                *o += t.predict_row(row);
+            }
+        }
+        softmax(out);
     }
 
     fn proba_batch(&self, x: &[f64], out: &mut [f64]) {
+        if !self.class_init.is_empty() {
+            let all = self.trees.len() / self.class_init.len();
+            let mut staged = [vec![0.0; out.len()]];
+            self.multi_staged_batch(x, &[all], &mut staged);
+            out.copy_from_slice(&staged[0]);
+            return;
+        }
         let mut p = vec![0.0; out.len() / 2];
         self.p1_batch(x, &mut p);
         super::binary_rows(&p, out);
     }
 
     fn staged_proba_batch(&self, x: &[f64], stages: &[usize], out: &mut [Vec<f64>]) {
+        if !self.class_init.is_empty() {
+            return self.multi_staged_batch(x, stages, out);
+        }
         let rows = out.first().map_or(0, |o| o.len() / 2);
         let mut p = vec![vec![0.0; rows]; out.len()];
         self.p1_staged_batch(x, stages, &mut p);
         for (o, p) in out.iter_mut().zip(&p) {
             super::binary_rows(p, o);
+        }
+    }
+}
+
+/// The K > 2 form.
+impl Fitted {
+    /// Softmax probabilities of every row under the first `stages[j]` rounds into `out[j]`
+    /// (row-major, K columns). Row blocks are the outer loop so a block of `x` stays in cache
+    /// while every tree is applied to it; each class's score accumulates tree by tree as in
+    /// [`Predictor::proba_row`], so the two agree bit for bit.
+    fn multi_staged_batch(&self, x: &[f64], stages: &[usize], out: &mut [Vec<f64>]) {
+        const ROWS: usize = 256;
+        let k = self.class_init.len();
+        let n = x.len() / self.n_features.max(1);
+        let mut raw: Vec<Vec<f64>> = self.class_init.iter().map(|&r| vec![r; n]).collect();
+        let mut ids = Vec::with_capacity(ROWS);
+        let mut p = vec![0.0; k];
+        for start in (0..n).step_by(ROWS) {
+            let end = (start + ROWS).min(n);
+            ids.clear();
+            ids.extend(start as u32..end as u32);
+            let mut done = 0;
+            for (j, &stage) in stages.iter().enumerate() {
+                for round in self.trees[done * k..stage * k].chunks_exact(k) {
+                    for (t, raw) in round.iter().zip(raw.iter_mut()) {
+                        t.add_rows(x, &ids, 1.0, raw);
+                    }
+                }
+                done = stage;
+                for i in start..end {
+                    for (p, raw) in p.iter_mut().zip(&raw) {
+                        *p = raw[i];
+                    }
+                    softmax(&mut p);
+                    out[j][i * k..(i + 1) * k].copy_from_slice(&p);
+                }
+            }
         }
     }
 }
@@ -392,5 +661,263 @@ mod tests {
         };
         let pos = y.iter().filter(|&&v| v).count() as f64 / 100.0;
         assert!((sigmoid(m.init) - pos).abs() < 1e-12);
+    }
+
+    /// 30 rows, 3 integer features, 3 classes (9/10/11 rows) and the probabilities of
+    /// scikit-learn 1.9.1 for them, produced with
+    /// `~/.cache/netsec-ci/mlflow-venv/bin/python`:
+    /// ```python
+    /// rs = np.random.RandomState(2)
+    /// X = rs.randint(0, 10, size=(30, 3)).astype(float)
+    /// score = X[:, 0] - 0.6 * X[:, 1] + 0.3 * X[:, 2] + rs.normal(0, 1.5, 30)
+    /// y = np.digitize(score, np.quantile(score, [0.3, 0.65]))
+    /// m = GradientBoostingClassifier(n_estimators=3, max_depth=2, learning_rate=0.5,
+    ///                                random_state=0).fit(X, y)
+    /// m.predict_proba(X); m.predict_proba(QUERY); m._raw_predict_init(X[:1])
+    /// next(m.staged_predict_proba(X))[0]
+    /// ```
+    /// The data set has no tied splits: `random_state` 0..11 (feature order) give identical
+    /// models in scikit-learn, so the comparison does not depend on tie-breaking.
+    mod sklearn3 {
+        pub const X: [[f64; 3]; 30] = [
+            [8., 8., 6.],
+            [2., 8., 7.],
+            [2., 1., 5.],
+            [4., 4., 5.],
+            [7., 3., 6.],
+            [4., 3., 7.],
+            [6., 1., 3.],
+            [5., 8., 4.],
+            [6., 3., 9.],
+            [2., 0., 4.],
+            [2., 4., 1.],
+            [7., 8., 2.],
+            [9., 8., 7.],
+            [1., 6., 8.],
+            [5., 9., 9.],
+            [9., 3., 0.],
+            [0., 2., 8.],
+            [8., 2., 9.],
+            [6., 5., 6.],
+            [6., 6., 3.],
+            [8., 2., 1.],
+            [4., 8., 1.],
+            [6., 9., 5.],
+            [1., 2., 4.],
+            [7., 6., 4.],
+            [5., 8., 3.],
+            [0., 0., 5.],
+            [7., 5., 0.],
+            [8., 6., 5.],
+            [1., 7., 4.],
+        ];
+        pub const Y: [u32; 30] = [
+            1, 0, 1, 1, 2, 0, 2, 1, 2, 2, 0, 2, 2, 0, 1, 2, 0, 2, 2, 2, 2, 1, 1, 1, 0, 0, 0, 1, 1,
+            0,
+        ];
+        pub const PROBA: [[f64; 3]; 30] = [
+            [0.18552223224000902, 0.4099281404143664, 0.40454962734562455],
+            [0.7828099308258288, 0.13533744290589858, 0.08185262626827253],
+            [0.20565475872388933, 0.6574661401793811, 0.13687910109672954],
+            [0.36385950085346663, 0.5265227471039605, 0.10961775204257275],
+            [0.09076865071313885, 0.20056153780330532, 0.7086698114835559],
+            [0.5557462750735254, 0.2768274045014194, 0.16742632042505515],
+            [0.02903790713148382, 0.11401693911082209, 0.8569451537576941],
+            [0.36385950085346663, 0.5265227471039605, 0.10961775204257275],
+            [0.07258396577522042, 0.05520794294555297, 0.8722080912792266],
+            [0.1403404375653476, 0.22875098226869411, 0.6309085801659583],
+            [0.6812117648995735, 0.2475589752173129, 0.07122925988311357],
+            [0.20923105762178687, 0.3345198698653249, 0.4562490725128884],
+            [0.25372936814910724, 0.1929885799264126, 0.5532820519244801],
+            [0.7828099308258288, 0.13533744290589858, 0.08185262626827253],
+            [0.14096508626376758, 0.8165672144279092, 0.04246769930832311],
+            [0.09609623304429973, 0.1536392337634476, 0.7502645331922526],
+            [0.8213443758071852, 0.11132551055832612, 0.06733011363448882],
+            [0.04536767254118161, 0.08474530929776991, 0.8698870181610484],
+            [0.15230469990729814, 0.3365310003848831, 0.5111642997078187],
+            [0.16792607929797526, 0.2684812227795361, 0.5635926979224886],
+            [0.04149266329978654, 0.1629203662500955, 0.795586970450118],
+            [0.4258374408187576, 0.4458730878643646, 0.12828947131687793],
+            [0.07418569376824276, 0.6768326383878657, 0.2489816678438916],
+            [0.20565475872388933, 0.6574661401793811, 0.13687910109672954],
+            [0.18552223224000902, 0.4099281404143664, 0.40454962734562455],
+            [0.4258374408187576, 0.4458730878643646, 0.12828947131687793],
+            [0.6863449659341866, 0.0891763128002895, 0.2244787212655239],
+            [0.20923105762178687, 0.3345198698653249, 0.4562490725128884],
+            [0.18552223224000902, 0.4099281404143664, 0.40454962734562455],
+            [0.6223534362384332, 0.3125716825966602, 0.0650748811649067],
+        ];
+        /// Rows off the training grid, in no node's gap (see below); scikit-learn's answers.
+        ///
+        /// Not every off-grid row agrees: scikit-learn's threshold is the midpoint between the
+        /// node's neighbouring values (e.g. 3.0 between 2 and 4), the shared histogram
+        /// splitter's is the midpoint to the next value in the whole training set (2.5), so a
+        /// row with a value in such a gap can take the other branch. `[0, 9, 0]` and
+        /// `[9, 0, 9]` do (P = 0.68/0.30/0.02 against 0.78/0.21/0.01). Training rows never
+        /// fall in a gap.
+        pub const QUERY: [[f64; 3]; 2] = [[4.5, 2.5, 7.5], [3.2, 5.7, 1.1]];
+        pub const QUERY_PROBA: [[f64; 3]; 2] = [
+            [0.3374738932999048, 0.4128392678363518, 0.24968683886374338],
+            [0.4258374408187576, 0.4458730878643646, 0.12828947131687793],
+        ];
+        /// `_raw_predict_init`: the symmetric log priors of 9/10/11 rows.
+        pub const INIT: [f64; 3] = [
+            -0.10201040370665908,
+            0.0033501119511672,
+            0.09866029175549204,
+        ];
+        /// Row 0 after the first round.
+        pub const STAGE1_ROW0: [f64; 3] =
+            [0.2124261216118751, 0.36714384605652806, 0.4204300323315968];
+    }
+
+    fn sklearn3_fit(rounds: i64, subsample: f64, seed: u64) -> (ndarray::Array2<f64>, FittedModel) {
+        let x = ndarray::Array2::from_shape_fn((30, 3), |(i, j)| sklearn3::X[i][j]);
+        let mut p = Params::new();
+        p.insert("n_estimators".into(), ParamValue::Int(rounds));
+        p.insert("max_depth".into(), ParamValue::Int(2));
+        p.insert("learning_rate".into(), ParamValue::Float(0.5));
+        p.insert("subsample".into(), ParamValue::Float(subsample));
+        let m = GradientBoosting
+            .fit(&p, x.view(), &sklearn3::Y, 3, seed)
+            .unwrap();
+        (x, m)
+    }
+
+    fn assert_close(got: ndarray::ArrayView1<f64>, want: &[f64], what: &str) {
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() < 1e-12, "{what}: {got} vs {want:?}");
+        }
+    }
+
+    #[test]
+    fn three_classes_match_scikit_learn() {
+        let (x, m) = sklearn3_fit(3, 1.0, 0);
+        assert_eq!(m.n_classes(), 3);
+        assert_eq!(m.n_stages(), Some(3));
+        let FittedModel::GradientBoosting(f) = &m else {
+            panic!()
+        };
+        assert_eq!(f.trees.len(), 9, "one tree per class per round");
+        assert_close(ndarray::aview1(&f.class_init), &sklearn3::INIT, "init");
+        let proba = m.predict_proba(x.view()).unwrap();
+        for (i, want) in sklearn3::PROBA.iter().enumerate() {
+            assert_close(proba.row(i), want, &format!("row {i}"));
+        }
+        let q = ndarray::Array2::from_shape_fn((2, 3), |(i, j)| sklearn3::QUERY[i][j]);
+        let proba = m.predict_proba(q.view()).unwrap();
+        for (i, want) in sklearn3::QUERY_PROBA.iter().enumerate() {
+            assert_close(proba.row(i), want, &format!("query {i}"));
+        }
+        let staged = m.staged_predict_proba(x.view(), &[1]).unwrap();
+        assert_close(staged[0].row(0), &sklearn3::STAGE1_ROW0, "stage 1");
+    }
+
+    #[test]
+    fn three_classes_staged_equals_truncated_and_smaller_fits() {
+        // subsampled rounds: the K trees of a round share one draw, and stay reproducible
+        let (x, m12) = sklearn3_fit(12, 0.7, 5);
+        let (_, m5) = sklearn3_fit(5, 0.7, 5);
+        let t5 = m12.truncated(5).unwrap();
+        assert_eq!(t5, m5);
+        assert_eq!(t5.n_stages(), Some(5));
+        let FittedModel::GradientBoosting(f) = &t5 else {
+            panic!()
+        };
+        assert_eq!(f.trees.len(), 15, "5 rounds of 3 trees");
+        assert!(m12.truncated(0).is_none() && m12.truncated(13).is_none());
+        let staged = m12.staged_predict_proba(x.view(), &[1, 5, 12]).unwrap();
+        for (k, probs) in [1, 5, 12].iter().zip(&staged) {
+            assert_eq!(probs.dim(), (30, 3));
+            let direct = m12.truncated(*k).unwrap().predict_proba(x.view()).unwrap();
+            assert_eq!(probs, direct, "stage {k}");
+            for (i, row) in x.rows().into_iter().enumerate() {
+                let mut out = [0.0; 3];
+                m12.truncated(*k)
+                    .unwrap()
+                    .predict_proba_row(row.as_slice().unwrap(), &mut out)
+                    .unwrap();
+                assert_eq!(out[..], direct.row(i).to_vec()[..], "row path, stage {k}");
+            }
+        }
+        // a different seed draws different rows
+        let (_, other) = sklearn3_fit(12, 0.7, 6);
+        assert_ne!(other, m12);
+    }
+
+    #[test]
+    fn three_classes_roundtrip_through_json() {
+        let (x, m) = sklearn3_fit(4, 0.8, 1);
+        let json = serde_json::to_string(&m).unwrap();
+        assert!(json.contains("\"class_init\":["), "{json:.120}");
+        let back: FittedModel = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, m);
+        assert_eq!(
+            back.predict_proba(x.view()).unwrap(),
+            m.predict_proba(x.view()).unwrap()
+        );
+        // binary models keep their old form
+        let (xb, yb) = toy(60, 3, 2);
+        let b = GradientBoosting
+            .fit(&Params::new(), xb.view(), &ids(&yb), 2, 0)
+            .unwrap();
+        assert!(!serde_json::to_string(&b).unwrap().contains("class_init"));
+    }
+
+    #[test]
+    fn inconsistent_multiclass_files_are_rejected() {
+        let leaf = r#"{"n_features":2,"nodes":[[4294967295,0,0.5]]}"#;
+        let file = |init: &str, class_init: &str, trees: usize| {
+            let trees = vec![leaf; trees].join(",");
+            format!(
+                r#"{{"algorithm":"gradient_boosting","n_features":2,"init":{init},"class_init":{class_init},"trees":[{trees}]}}"#
+            )
+        };
+        let ok = file("0.0", "[0.1,0.2,-0.3]", 6);
+        let m: FittedModel = serde_json::from_str(&ok).unwrap();
+        assert_eq!((m.n_classes(), m.n_stages()), (3, Some(2)));
+        for bad in [
+            file("0.0", "[0.1,0.2,-0.3]", 5), // not whole rounds
+            file("0.0", "[0.1,-0.1]", 2),     // two classes are the binary form
+            file("0.0", "[0.1]", 1),
+            file("0.5", "[0.1,0.2,-0.3]", 3), // init belongs to binary models
+        ] {
+            assert!(serde_json::from_str::<FittedModel>(&bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_class_without_training_rows_gets_a_tiny_probability() {
+        // K = 4 but class 3 never occurs: its prior is clipped to eps, as scikit-learn's
+        let (x, _) = sklearn3_fit(1, 1.0, 0);
+        let mut p = Params::new();
+        p.insert("n_estimators".into(), ParamValue::Int(5));
+        let m = GradientBoosting
+            .fit(&p, x.view(), &sklearn3::Y, 4, 0)
+            .unwrap();
+        let proba = m.predict_proba(x.view()).unwrap();
+        assert_eq!(proba.ncols(), 4);
+        for row in proba.rows() {
+            assert!((row.sum() - 1.0).abs() < 1e-12);
+            assert!(row[3] < 1e-10 && row.iter().all(|v| v.is_finite()), "{row}");
+        }
+    }
+
+    #[test]
+    fn three_classes_learn_what_one_split_cannot() {
+        // class = which third of feature 0 a row falls in: the middle class needs the
+        // per-class trees (training accuracy 1 after a few rounds).
+        let x = ndarray::Array2::from_shape_fn((90, 2), |(i, j)| {
+            if j == 0 { i as f64 } else { (i * 7 % 5) as f64 }
+        });
+        let y: Vec<u32> = (0..90).map(|i| (i / 30) as u32).collect();
+        let mut p = Params::new();
+        p.insert("n_estimators".into(), ParamValue::Int(10));
+        let m = GradientBoosting.fit(&p, x.view(), &y, 3, 0).unwrap();
+        let proba = m.predict_proba(x.view()).unwrap();
+        for (row, &c) in proba.rows().into_iter().zip(&y) {
+            let best = (0..3).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap();
+            assert_eq!(best as u32, c, "{row}");
+        }
     }
 }
