@@ -178,14 +178,6 @@ pub enum ModelError {
         /// Number of classes.
         n_classes: usize,
     },
-    /// An algorithm that does not learn more than two classes yet.
-    #[error("{algorithm} learns two classes only, and this label has {n_classes}")]
-    Multiclass {
-        /// Algorithm name.
-        algorithm: &'static str,
-        /// Classes asked for.
-        n_classes: usize,
-    },
     /// A NaN or infinite feature value (in training or prediction input).
     #[error("feature {feature} of row {row} is not a finite number")]
     NonFinite {
@@ -237,7 +229,6 @@ impl ModelError {
             ModelError::LengthMismatch { .. } => crate::exit::RUNTIME_FAILURE,
             ModelError::SingleClass { .. } => crate::exit::RUNTIME_FAILURE,
             ModelError::BadLabel { .. } => crate::exit::RUNTIME_FAILURE,
-            ModelError::Multiclass { .. } => crate::exit::BAD_INPUT,
             ModelError::NonFinite { .. } => crate::exit::RUNTIME_FAILURE,
             ModelError::FeatureCount { .. } => crate::exit::BAD_INPUT,
             ModelError::Stages { .. } => crate::exit::RUNTIME_FAILURE,
@@ -491,6 +482,27 @@ pub(crate) mod testutil {
         y.iter().map(|&a| u32::from(a)).collect()
     }
 
+    /// `n` rows, `d` features in {-1, 0, 1}; three classes by a noisy rule on two features.
+    pub fn toy3(n: usize, d: usize, seed: u64) -> (Array2<f64>, Vec<u32>) {
+        let mut rng = super::rng_for(seed, 998);
+        let x = Array2::from_shape_fn((n, d), |_| rng.gen_range(-1..=1) as f64);
+        let y = x
+            .rows()
+            .into_iter()
+            .map(|r| {
+                let score = r[0] + 0.5 * r[1 % d] + rng.gen_range(-0.4..0.4);
+                if score < -0.5 {
+                    0
+                } else if score < 0.5 {
+                    1
+                } else {
+                    2
+                }
+            })
+            .collect();
+        (x, y)
+    }
+
     /// Share of rows whose P(class 1) >= 0.5 agrees with `y`.
     pub fn accuracy(p: &Array2<f64>, y: &[bool]) -> f64 {
         p.column(1)
@@ -584,6 +596,36 @@ mod tests {
                 "{}",
                 a.name()
             );
+        }
+    }
+
+    #[test]
+    fn every_algorithm_learns_three_classes_and_roundtrips_through_json() {
+        let (x, y) = testutil::toy3(300, 4, 5);
+        for a in algorithms() {
+            let m = a.fit(&Params::new(), x.view(), &y, 3, 7).unwrap();
+            assert_eq!(m.n_classes(), 3, "{}", a.name());
+            let p = m.predict_proba(x.view()).unwrap();
+            for row in p.rows() {
+                let sum: f64 = row.sum();
+                assert!((sum - 1.0).abs() < 1e-6, "{} sums to {sum}", a.name());
+            }
+            let right = p
+                .rows()
+                .into_iter()
+                .zip(&y)
+                .filter(|(row, y)| crate::shared::classes::argmax(row.as_slice().unwrap()) == **y)
+                .count();
+            // The rule is noisy; 70 % right needs the three classes told apart.
+            assert!(
+                right * 10 > y.len() * 7,
+                "{}: {right} of {}",
+                a.name(),
+                y.len()
+            );
+            let back: FittedModel =
+                serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
+            assert_eq!(back.predict_proba(x.view()).unwrap(), p, "{}", a.name());
         }
     }
 
