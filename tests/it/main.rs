@@ -24,6 +24,7 @@ mod publish_s3;
 mod registry_cli;
 mod retrain_cli;
 mod s3_multipart;
+mod secret_canaries;
 mod serve_http;
 mod shard_cli;
 mod shipped_files;

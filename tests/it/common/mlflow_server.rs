@@ -34,6 +34,11 @@ impl MlflowServer {
         MlflowServer::start_in(dir, free_port())
     }
 
+    /// The server's files: its SQLite store (runs, params, metrics, tags) and artifacts.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
     /// The port the server listens on.
     pub fn port(&self) -> u16 {
         self.url
