@@ -611,8 +611,8 @@ fn row(rng: &mut StdRng, class: &Class) -> ([f64; 38], [&'static str; 3]) {
 /// Generates `rows` NSL-KDD-like records from `seed`.
 pub fn nsl_kdd(rows: usize, seed: u64) -> Table {
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut numeric = vec![Vec::with_capacity(rows); 38];
-    let mut strings = vec![Vec::with_capacity(rows); 3];
+    let mut numeric: Vec<Vec<f64>> = (0..38).map(|_| Vec::with_capacity(rows)).collect();
+    let mut strings: Vec<Vec<&str>> = (0..3).map(|_| Vec::with_capacity(rows)).collect();
     let mut labels = Vec::with_capacity(rows);
     for _ in 0..rows {
         let mut pick = rng.gen_range(0..100_000u32);
