@@ -6,6 +6,8 @@
 //!   source: csv                       # csv | parquet | synthetic | mongodb
 //!   path: ../shared/data/phishing.csv # relative paths are relative to the working directory
 //!   schema: data_schema/phishing.yaml
+//!   # task: binary                    # fold a multi-class label to attack / normal
+//!   # group: { r2l: [guess_passwd, warezclient] }  # learn these classes as one
 //! split: { test_fraction: 0.2, stratify: true, seed: 42 }
 //! cv: { folds: 3 }
 //! select: { metric: f1 }              # ranked on cross-validation, never on test
@@ -20,6 +22,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 
+use crate::data::labels::LabelChoice;
+use crate::data::schema::Task;
 use crate::data::split::SplitSpec;
 use crate::data::synthetic::Profile;
 use crate::models::ParamValue;
@@ -72,9 +76,35 @@ pub struct DataConfig {
     /// Filter for `mongodb`, e.g. `{ label: { $ne: unknown } }`.
     #[serde(default)]
     pub query: Option<serde_json::Value>,
+    /// `binary` folds a multi-class label onto attack / normal; `multiclass` learns one
+    /// class per value of a label the schema folds; absent keeps the schema's task.
+    #[serde(default)]
+    pub task: Option<Spanned<Task>>,
+    /// Classes learned as one: new class name to the label values it takes in, e.g.
+    /// `{ r2l: [guess_passwd, warezclient] }`. A group is normal only if all its members are.
+    #[serde(default)]
+    pub group: Option<Spanned<BTreeMap<String, Vec<String>>>>,
 }
 
 impl DataConfig {
+    /// How the grid wants the label learned (`task`, `group`) over the schema's task.
+    pub fn label_choice(&self) -> LabelChoice {
+        LabelChoice {
+            task: self.task.as_ref().map(|t| t.value),
+            group: self
+                .group
+                .as_ref()
+                .map(|g| g.value.clone())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The trial-key component of `task` / `group`: `None` when the grid sets neither, so
+    /// the trial keys of existing grid files do not change. See [`LabelChoice::label_key`].
+    pub fn label_key(&self) -> Option<String> {
+        self.label_choice().label_key()
+    }
+
     /// The MongoDB connection string with `${VAR}` references replaced from the environment.
     pub fn mongo_uri(&self, path: &Path) -> Result<String, GridError> {
         let Some(uri) = &self.uri else {

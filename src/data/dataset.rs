@@ -7,8 +7,9 @@ use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::labels::{ClassError, LabelChoice, LabelClasses, effective_classes};
 use super::load::Table;
-use super::schema::{ColumnType, Schema};
+use super::schema::{ColumnType, LabelSpec, Schema};
 use super::typed::{LabelPresence, TypedTable, allowed_text, type_table};
 use crate::shared::Classes;
 use crate::shared::hash::hex;
@@ -158,7 +159,8 @@ pub struct Dataset {
     pub label_values: Vec<String>,
     /// The encoding used, to be stored with models.
     pub encoding: FeatureEncoding,
-    /// sha256 of feature names, encoded values and labels.
+    /// sha256 of feature names, encoded values and labels (attack bits for a binary label,
+    /// class ids and class names for a multi-class one; see [`fingerprint_classes`]).
     pub fingerprint: String,
 }
 
@@ -184,7 +186,8 @@ impl Dataset {
         let labels: Vec<bool> = rows.iter().map(|&r| self.labels[r]).collect();
         let class_ids: Vec<u32> = rows.iter().map(|&r| self.class_ids[r]).collect();
         let label_values = rows.iter().map(|&r| self.label_values[r].clone()).collect();
-        let fingerprint = fingerprint(&self.feature_names, &features, &labels);
+        let fingerprint =
+            fingerprint_classes(&self.feature_names, &features, &class_ids, &self.classes);
         Dataset {
             source: self.source.clone(),
             features,
@@ -196,6 +199,31 @@ impl Dataset {
             encoding: self.encoding.clone(),
             fingerprint,
         }
+    }
+
+    /// The same rows learned as `choice` asks of `label` (the schema's label): class ids,
+    /// classes, attack bits and fingerprint recomputed from the label values. The grid
+    /// file's `task` / `group` enter here.
+    pub fn with_label(
+        self,
+        label: &LabelSpec,
+        choice: &LabelChoice,
+    ) -> Result<Dataset, ClassError> {
+        let LabelClasses { classes, ids } = effective_classes(label, choice, &self.label_values)?;
+        let labels = ids.iter().map(|&id| classes.is_attack(id)).collect();
+        let fingerprint = fingerprint_classes(&self.feature_names, &self.features, &ids, &classes);
+        Ok(Dataset {
+            labels,
+            class_ids: ids,
+            classes,
+            fingerprint,
+            ..self
+        })
+    }
+
+    /// Rows per class, in class-id order.
+    pub fn class_counts(&self) -> Vec<usize> {
+        super::labels::class_counts(&self.class_ids, self.classes.len())
     }
 
     /// A hashable key of row `row`'s feature vector (bit patterns of the encoded values).
@@ -212,6 +240,22 @@ pub fn dataset_from_table(table: &Table, schema: &Schema) -> Result<Dataset, Inv
         return Err(invalid(table, schema, &typed));
     }
     missing_numbers(table, &typed)?;
+    if schema.label.is_multiclass() {
+        let values: Vec<String> = typed
+            .labels
+            .iter()
+            .flatten()
+            .map(|v| v.clone().unwrap_or_default())
+            .collect();
+        if let Err(e) = effective_classes(&schema.label, &LabelChoice::default(), &values) {
+            return Err(InvalidData {
+                location: table.source.clone(),
+                message: format!("label `{}`: {e}", schema.label.column),
+                more: String::new(),
+                count: 1,
+            });
+        }
+    }
     Ok(encode_typed(table, schema, typed))
 }
 
@@ -272,15 +316,25 @@ pub fn encode_typed(table: &Table, schema: &Schema, typed: TypedTable) -> Datase
         .into_iter()
         .map(Option::unwrap_or_default)
         .collect();
-    let labels: Vec<bool> = label_values
-        .iter()
-        .map(|v| schema.label.is_attack(v))
-        .collect();
     let feature_names = encoding.feature_names();
-    let fingerprint = fingerprint(&feature_names, &features, &labels);
-    let names = &schema.label.names;
-    let classes = Classes::binary(&names.negative, &names.positive);
-    let class_ids = labels.iter().map(|&a| u32::from(a)).collect();
+    // A multi-class label that cannot be learned (one class) is refused by
+    // `dataset_from_table`; reports on such data see it folded to binary.
+    let LabelClasses { classes, ids } =
+        effective_classes(&schema.label, &LabelChoice::default(), &label_values).unwrap_or_else(
+            |_| {
+                let names = &schema.label.names;
+                LabelClasses {
+                    classes: Classes::binary(&names.negative, &names.positive),
+                    ids: label_values
+                        .iter()
+                        .map(|v| u32::from(schema.label.is_attack(v)))
+                        .collect(),
+                }
+            },
+        );
+    let labels: Vec<bool> = ids.iter().map(|&id| classes.is_attack(id)).collect();
+    let class_ids = ids;
+    let fingerprint = fingerprint_classes(&feature_names, &features, &class_ids, &classes);
     Dataset {
         source: table.source.clone(),
         features,
@@ -338,6 +392,42 @@ pub fn fingerprint(names: &[String], features: &Array2<f64>, labels: &[bool]) ->
     hex(&hasher.finalize())
 }
 
+/// The fingerprint of a data set learned as `classes`: for a binary label exactly
+/// [`fingerprint`] over the attack bits (so binary fingerprints are as they always were);
+/// for a multi-class label a sha256 over a `multiclass` tag, the feature names, each row's
+/// encoded values and class id (u32 little-endian), and the class names with their normal
+/// flags, so that the same rows learned as other classes (folded, grouped, renamed) never
+/// share a fingerprint, and so never share trials.
+pub fn fingerprint_classes(
+    names: &[String],
+    features: &Array2<f64>,
+    class_ids: &[u32],
+    classes: &Classes,
+) -> String {
+    if classes.is_binary() {
+        let bits: Vec<bool> = class_ids.iter().map(|&id| id == 1).collect();
+        return fingerprint(names, features, &bits);
+    }
+    let mut hasher = Sha256::new();
+    hasher.update(b"multiclass\0");
+    for name in names {
+        hasher.update(name.as_bytes());
+        hasher.update([0u8]);
+    }
+    for (row, id) in features.rows().into_iter().zip(class_ids) {
+        for value in row {
+            hasher.update(value.to_le_bytes());
+        }
+        hasher.update(id.to_le_bytes());
+    }
+    hasher.update((classes.len() as u32).to_le_bytes());
+    for (name, normal) in classes.names.iter().zip(&classes.normal) {
+        hasher.update(name.as_bytes());
+        hasher.update([0u8, u8::from(*normal)]);
+    }
+    hex(&hasher.finalize())
+}
+
 /// Exact duplicates and label conflicts in a data set.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Duplicates {
@@ -382,6 +472,60 @@ mod tests {
         let schema = Schema::from_yaml_str(Path::new("s.yaml"), SCHEMA).unwrap();
         let table = csv_from_bytes(Path::new("d.csv"), csv.as_bytes().to_vec()).unwrap();
         dataset_from_table(&table, &schema)
+    }
+
+    #[test]
+    fn binary_fingerprint_is_the_attack_bit_hash_and_multiclass_hashes_class_ids() {
+        let schema = Schema::from_file(Path::new("data_schema/intrusion.yaml")).unwrap();
+        let table =
+            crate::data::synthetic::generate(crate::data::synthetic::Profile::Intrusion, 2000, 5);
+        let binary = dataset_from_table(&table, &schema).unwrap();
+        assert!(binary.classes.is_binary());
+        // Exactly the hash netsec always computed: names, values, attack bits.
+        assert_eq!(
+            binary.fingerprint,
+            fingerprint(&binary.feature_names, &binary.features, &binary.labels)
+        );
+        let label = LabelSpec {
+            task: crate::data::schema::Task::Multiclass,
+            ..schema.label.clone()
+        };
+        let multi = binary
+            .clone()
+            .with_label(&label, &LabelChoice::default())
+            .unwrap();
+        assert!(multi.classes.len() >= 8);
+        assert_eq!(multi.labels, binary.labels, "attack bits are the same");
+        assert_ne!(multi.fingerprint, binary.fingerprint);
+        let mut choice = LabelChoice::default();
+        choice.group.insert(
+            "r2l".into(),
+            vec!["guess_passwd".into(), "warezclient".into()],
+        );
+        let grouped = binary.clone().with_label(&label, &choice).unwrap();
+        assert_eq!(grouped.classes.len(), multi.classes.len() - 1);
+        assert_ne!(grouped.fingerprint, multi.fingerprint);
+        // Folding back gives the binary fingerprint.
+        let folded = multi
+            .with_label(
+                &label,
+                &LabelChoice {
+                    task: Some(crate::data::schema::Task::Binary),
+                    ..LabelChoice::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(folded.fingerprint, binary.fingerprint);
+        // A selection keeps its kind of fingerprint.
+        let rows: Vec<usize> = (0..100).collect();
+        assert_eq!(
+            binary.select(&rows).fingerprint,
+            fingerprint(
+                &binary.feature_names,
+                &binary.features.select(ndarray::Axis(0), &rows),
+                &binary.labels[..100]
+            )
+        );
     }
 
     #[test]

@@ -275,6 +275,10 @@ pub struct InferredLabel {
     pub rule: ClassRule,
     /// `None` when given by the user; the reasoning when guessed.
     pub guess: Option<String>,
+    /// A string label with three or more values: proposed as `task: multiclass`, one class
+    /// per value. Its normal values are guessed from names such as normal / benign /
+    /// legitimate (any case); when none reads as normal, there is no normal class.
+    pub multiclass: bool,
 }
 
 /// An inferred schema, ready to render.
@@ -720,10 +724,14 @@ fn infer_label(
         }
         Ok(out)
     };
+    let multiclass = label_type == "string" && values.len() >= 3;
     let (rule, guess) = if !options.positive.is_empty() {
         (ClassRule::Positive(check(&options.positive)?), None)
     } else if !options.negative.is_empty() {
         (ClassRule::Negative(check(&options.negative)?), None)
+    } else if multiclass {
+        let (rule, why) = guess_normal(&values);
+        (rule, Some(why))
     } else {
         let (rule, why) = guess_classes(&values);
         (rule, Some(why))
@@ -736,7 +744,33 @@ fn infer_label(
         missing: profile.missing,
         rule,
         guess,
+        multiclass,
     })
+}
+
+/// Guesses the normal classes of a multi-class label from their names (normal, benign,
+/// legitimate, ... in any case): `Negative` of those, or `Negative` of none when no value
+/// reads as normal (a label with no normal class).
+fn guess_normal(values: &[(String, usize)]) -> (ClassRule, String) {
+    let normal: Vec<String> = values
+        .iter()
+        .filter(|(v, _)| NORMAL_NAMES.iter().any(|n| n.eq_ignore_ascii_case(v)))
+        .map(|(v, _)| v.clone())
+        .collect();
+    if normal.is_empty() {
+        let why = format!(
+            "no value reads as normal traffic ({}), so no class is normal and attack-level \
+             figures (detection rate, false-positive rate) do not exist; add \
+             `negative: [VALUE]` if one is",
+            NORMAL_NAMES[..3].join(", ")
+        );
+        return (ClassRule::Negative(Vec::new()), why);
+    }
+    let why = format!(
+        "`{}` reads as normal traffic; every other value is an attack class",
+        normal.join("`, `")
+    );
+    (ClassRule::Negative(normal), why)
 }
 
 /// Guesses the attack class from value names and frequencies; `values` are most frequent
@@ -899,6 +933,15 @@ impl InferredSchema {
         writeln!(y, "  # label column: {}", l.column_rule)?;
         writeln!(y, "  column: {}", yaml_str(&l.column))?;
         writeln!(y, "  type: {}", l.label_type)?;
+        if l.multiclass {
+            writeln!(
+                y,
+                "  # multi-class: {} values, one class each (a grid file may fold them with \
+                 `task: binary` or merge rare ones with `group`)",
+                l.values.len()
+            )?;
+            writeln!(y, "  task: multiclass")?;
+        }
         writeln!(
             y,
             "  # {} values (rows): {}",
@@ -937,6 +980,9 @@ impl InferredSchema {
                     if l.guess.is_none() { ", as given" } else { "" }
                 )?;
                 writeln!(y, "  positive: [{}]", v.join(", "))?;
+            }
+            ClassRule::Negative(values) if values.is_empty() => {
+                writeln!(y, "  # no normal class: every class is an attack")?;
             }
             ClassRule::Negative(values) => {
                 let v: Vec<String> = values.iter().map(|v| label_value(l, v)).collect();
@@ -1062,6 +1108,19 @@ mod tests {
         ];
         let (rule, _) = guess_classes(&values);
         assert_eq!(rule, ClassRule::Negative(vec!["normal".into()]));
+        let (rule, why) = guess_normal(&[
+            ("dos".to_owned(), 70),
+            ("BENIGN".to_owned(), 20),
+            ("probe".to_owned(), 10),
+        ]);
+        assert_eq!(rule, ClassRule::Negative(vec!["BENIGN".into()]), "{why}");
+        let (rule, why) = guess_normal(&[
+            ("dos".to_owned(), 70),
+            ("probe".to_owned(), 10),
+            ("u2r".to_owned(), 1),
+        ]);
+        assert_eq!(rule, ClassRule::Negative(vec![]));
+        assert!(why.contains("no class is normal"), "{why}");
         let binary = vec![("0".to_owned(), 70), ("1".to_owned(), 30)];
         assert_eq!(
             guess_classes(&binary).0,

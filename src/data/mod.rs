@@ -3,6 +3,7 @@
 pub mod dataset;
 pub mod drift;
 pub mod infer;
+pub mod labels;
 pub mod load;
 pub mod schema;
 pub mod split;

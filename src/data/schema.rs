@@ -10,6 +10,24 @@
 //!   positive: [-1]           # attack values; or `negative: [normal]` = everything else is attack
 //! columns:
 //!   - { name: URL_Length, type: integer, values: [-1, 0, 1] }
+//! ```
+//!
+//! A multi-class label (one class per label value) says `task: multiclass`; the default,
+//! `binary`, folds every value onto attack / normal as above. Its classes are the `values`
+//! when listed, else the distinct values in the data, sorted by name (numerically for
+//! integer labels), as scikit-learn's `LabelEncoder` sorts them. `negative` lists the normal
+//! values (or `positive` the attack ones); giving neither means no value is normal, and then
+//! attack-level figures (detection rate, false-positive rate, attack F1) do not exist. A
+//! multi-class label whose data has only two values, one normal and one attack, is binary.
+//!
+//! ```yaml
+//! label:
+//!   column: label
+//!   type: string
+//!   task: multiclass         # binary (default) | multiclass
+//!   negative: [normal]       # the normal classes; every other class is an attack
+//! columns:
+//!   - { name: URL_Length, type: integer, values: [-1, 0, 1] }
 //!   - { name: duration, type: float, min: 0 }
 //!   - { name: protocol_type, type: categorical, values: [tcp, udp, icmp] }
 //!   - { name: row_id, type: integer, exclude: "unique per row" }
@@ -141,6 +159,33 @@ pub enum LabelType {
     Boolean,
 }
 
+/// Whether the label is folded onto attack / normal or keeps one class per value.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Task {
+    /// Two classes, normal and attack (the default).
+    #[default]
+    Binary,
+    /// One class per label value.
+    Multiclass,
+}
+
+impl Task {
+    /// Whether this is the binary task (the default, left out of serialized schemas so
+    /// that binary schema hashes stay as they were).
+    pub fn is_binary(&self) -> bool {
+        *self == Task::Binary
+    }
+
+    /// The task's name as written in files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Task::Binary => "binary",
+            Task::Multiclass => "multiclass",
+        }
+    }
+}
+
 /// Display names of the two classes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -166,6 +211,8 @@ struct LabelFile {
     column: String,
     #[serde(rename = "type")]
     label_type: LabelType,
+    #[serde(default, skip_serializing_if = "Task::is_binary")]
+    task: Task,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     values: Option<Vec<SchemaValue>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -203,6 +250,10 @@ pub struct LabelSpec {
     pub column: String,
     /// Value type.
     pub label_type: LabelType,
+    /// Binary (attack / normal) or one class per value. Left out of the serialized form
+    /// when binary, so binary schema hashes (and model files) are as before.
+    #[serde(default, skip_serializing_if = "Task::is_binary")]
+    pub task: Task,
     /// Allowed values (canonical text), if restricted.
     pub values: Option<BTreeSet<String>>,
     /// Which values are attacks.
@@ -250,6 +301,11 @@ impl LabelSpec {
                 self.names.negative.clone()
             }
         })
+    }
+
+    /// Whether the label keeps one class per value.
+    pub fn is_multiclass(&self) -> bool {
+        self.task == Task::Multiclass
     }
 
     /// Whether the canonical label text denotes the attack class.
@@ -396,6 +452,11 @@ fn label_spec(file: LabelFile) -> Result<LabelSpec, String> {
         (Some(p), None) if !p.is_empty() => AttackRule::Positive(canonical_set(p)),
         (None, Some(n)) if !n.is_empty() => AttackRule::Negative(canonical_set(n)),
         (Some(_), Some(_)) => return Err("give either `positive` or `negative`, not both".into()),
+        // A multi-class label may have no normal class at all.
+        (None, None) if file.task == Task::Multiclass => AttackRule::Negative(BTreeSet::new()),
+        (Some(p), None) | (None, Some(p)) if file.task == Task::Multiclass && p.is_empty() => {
+            AttackRule::Negative(BTreeSet::new())
+        }
         _ => {
             return Err(
                 "say which values are attacks with `positive: [..]` (or `negative: [..]` for the normal ones)"
@@ -411,9 +472,13 @@ fn label_spec(file: LabelFile) -> Result<LabelSpec, String> {
             return Err(format!("class value `{missing}` is not among `values`"));
         }
     }
+    if file.task == Task::Multiclass && file.label_type == LabelType::Boolean {
+        return Err("a boolean label has two values: it cannot be `task: multiclass`".into());
+    }
     Ok(LabelSpec {
         column: file.column,
         label_type: file.label_type,
+        task: file.task,
         values,
         attack,
         names: file.names,

@@ -60,27 +60,39 @@ pub struct Split {
     pub test: Vec<usize>,
 }
 
-/// Splits `data`. With `dedup`, rows sharing a feature vector stay together (stratified by
-/// the group's majority class).
+/// Splits `data`, stratified by class id. With `dedup`, rows sharing a feature vector stay
+/// together (stratified by the group's most frequent class, ties to the highest id, so a
+/// binary group with as many attacks as normal rows counts as attack, as it always did).
 pub fn train_test_split(data: &Dataset, spec: &SplitSpec) -> Split {
     let groups = if spec.dedup {
         feature_groups(data)
     } else {
         (0..data.len()).map(|r| vec![r]).collect()
     };
-    let group_labels: Vec<bool> = groups
+    let n_classes = data.classes.len().max(2);
+    let group_classes: Vec<u32> = groups
         .iter()
         .map(|rows| {
-            let attacks = rows.iter().filter(|&&r| data.labels[r]).count();
-            attacks * 2 >= rows.len()
+            let mut counts = vec![0usize; n_classes];
+            for &r in rows {
+                if let Some(c) = counts.get_mut(data.class_ids[r] as usize) {
+                    *c += 1;
+                }
+            }
+            let mut best = 0;
+            for (k, &c) in counts.iter().enumerate() {
+                if c >= counts[best] {
+                    best = k;
+                }
+            }
+            best as u32
         })
         .collect();
     let strata: Vec<Vec<usize>> = if spec.stratify {
-        [false, true]
-            .iter()
+        (0..n_classes as u32)
             .map(|class| {
                 (0..groups.len())
-                    .filter(|&g| group_labels[g] == *class)
+                    .filter(|&g| group_classes[g] == class)
                     .collect()
             })
             .collect()
@@ -117,11 +129,26 @@ fn feature_groups(data: &Dataset) -> Vec<Vec<usize>> {
     groups
 }
 
-/// Stratified k-fold over `rows` (indices into `labels`): returns, per fold, the positions
-/// in `rows` that form its validation part. Each class is shuffled with `seed` and dealt
-/// round-robin, so fold sizes differ by at most one per class.
+/// Stratified k-fold over `rows` (indices into `labels`) of a binary label: returns, per
+/// fold, the positions in `rows` that form its validation part. The same folds as
+/// [`stratified_kfold_ids`] with class ids 0 (false) and 1 (true).
 pub fn stratified_kfold(
     labels: &[bool],
+    rows: &[usize],
+    folds: usize,
+    seed: u64,
+) -> Vec<Vec<usize>> {
+    let ids: Vec<u32> = labels.iter().map(|&l| u32::from(l)).collect();
+    stratified_kfold_ids(&ids, rows, folds, seed)
+}
+
+/// Stratified k-fold over `rows` (indices into `class_ids`): returns, per fold, the
+/// positions in `rows` that form its validation part. Each class, in id order, is shuffled
+/// with `seed` and dealt round-robin (continuing where the previous class stopped), so fold
+/// sizes differ by at most one per class. For a binary label (ids 0 and 1) these are the
+/// folds netsec always made.
+pub fn stratified_kfold_ids(
+    class_ids: &[u32],
     rows: &[usize],
     folds: usize,
     seed: u64,
@@ -130,9 +157,15 @@ pub fn stratified_kfold(
     let mut rng = StdRng::seed_from_u64(seed ^ 0x6b66_6f6c_6473);
     let mut out = vec![Vec::new(); folds];
     let mut dealt = 0usize;
-    for class in [false, true] {
+    let n_classes = rows
+        .iter()
+        .map(|&r| class_ids[r] + 1)
+        .max()
+        .unwrap_or(0)
+        .max(2);
+    for class in 0..n_classes {
         let mut members: Vec<usize> = (0..rows.len())
-            .filter(|&p| labels[rows[p]] == class)
+            .filter(|&p| class_ids[rows[p]] == class)
             .collect();
         members.shuffle(&mut rng);
         for p in members {
@@ -161,6 +194,7 @@ mod tests {
     use super::*;
     use crate::data::dataset::{FeatureEncoding, fingerprint};
     use ndarray::Array2;
+    use std::path::Path;
 
     fn toy(n: usize) -> Dataset {
         // Feature = row % 7 so that vectors repeat; every third row is an attack.
@@ -207,6 +241,131 @@ mod tests {
         );
         assert_eq!(leaked_rows(&data, &dedup), 0);
         assert_eq!(dedup.train.len() + dedup.test.len(), 1000);
+    }
+
+    /// The split and fold code as it was before class ids (commit 01f8b8b), kept verbatim
+    /// as the reference binary splits must still match.
+    fn old_split(data: &Dataset, spec: &SplitSpec) -> Split {
+        let groups = if spec.dedup {
+            feature_groups(data)
+        } else {
+            (0..data.len()).map(|r| vec![r]).collect()
+        };
+        let group_labels: Vec<bool> = groups
+            .iter()
+            .map(|rows| {
+                let attacks = rows.iter().filter(|&&r| data.labels[r]).count();
+                attacks * 2 >= rows.len()
+            })
+            .collect();
+        let strata: Vec<Vec<usize>> = if spec.stratify {
+            [false, true]
+                .iter()
+                .map(|class| {
+                    (0..groups.len())
+                        .filter(|&g| group_labels[g] == *class)
+                        .collect()
+                })
+                .collect()
+        } else {
+            vec![(0..groups.len()).collect()]
+        };
+        let mut rng = StdRng::seed_from_u64(spec.seed);
+        let (mut train, mut test) = (Vec::new(), Vec::new());
+        for mut stratum in strata {
+            stratum.shuffle(&mut rng);
+            let n_test = (stratum.len() as f64 * spec.test_fraction).round() as usize;
+            for (i, g) in stratum.into_iter().enumerate() {
+                let target = if i < n_test { &mut test } else { &mut train };
+                target.extend_from_slice(&groups[g]);
+            }
+        }
+        train.sort_unstable();
+        test.sort_unstable();
+        Split { train, test }
+    }
+
+    fn old_kfold(labels: &[bool], rows: &[usize], folds: usize, seed: u64) -> Vec<Vec<usize>> {
+        let folds = folds.max(2);
+        let mut rng = StdRng::seed_from_u64(seed ^ 0x6b66_6f6c_6473);
+        let mut out = vec![Vec::new(); folds];
+        let mut dealt = 0usize;
+        for class in [false, true] {
+            let mut members: Vec<usize> = (0..rows.len())
+                .filter(|&p| labels[rows[p]] == class)
+                .collect();
+            members.shuffle(&mut rng);
+            for p in members {
+                out[dealt % folds].push(p);
+                dealt += 1;
+            }
+        }
+        for fold in &mut out {
+            fold.sort_unstable();
+        }
+        out
+    }
+
+    #[test]
+    fn binary_splits_and_folds_are_unchanged_on_phishing_like_data() {
+        use crate::data::synthetic::{Profile, generate};
+        let schema = Schema::from_file(Path::new("data_schema/phishing.yaml")).unwrap();
+        let table = generate(Profile::Phishing, 3000, 11);
+        let data = dataset_from_table(&table, &schema).unwrap();
+        assert!(data.classes.is_binary());
+        for seed in [42, 7] {
+            for dedup in [false, true] {
+                for stratify in [true, false] {
+                    let spec = SplitSpec {
+                        test_fraction: 0.2,
+                        stratify,
+                        seed,
+                        dedup,
+                    };
+                    let split = train_test_split(&data, &spec);
+                    assert_eq!(split, old_split(&data, &spec), "{spec:?}");
+                    for k in [3, 5] {
+                        assert_eq!(
+                            stratified_kfold_ids(&data.class_ids, &split.train, k, seed),
+                            old_kfold(&data.labels, &split.train, k, seed)
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn multiclass_split_and_folds_stratify_every_class() {
+        let mut data = toy(1200);
+        // Classes 0..4 with 600, 300, 240, 60 rows.
+        data.class_ids = (0..1200u32)
+            .map(|r| match r % 20 {
+                0..=9 => 0,
+                10..=14 => 1,
+                15..=18 => 2,
+                _ => 3,
+            })
+            .collect();
+        data.classes = crate::shared::Classes {
+            names: vec!["a".into(), "b".into(), "c".into(), "d".into()],
+            normal: vec![true, false, false, false],
+        };
+        let split = train_test_split(&data, &SplitSpec::default());
+        let count =
+            |rows: &[usize], k: u32| rows.iter().filter(|&&r| data.class_ids[r] == k).count();
+        for (k, n) in [(0, 600.0), (1, 300.0), (2, 240.0), (3, 60.0)] {
+            assert_eq!(
+                count(&split.test, k),
+                (n * 0.2f64).round() as usize,
+                "class {k}"
+            );
+        }
+        let folds = stratified_kfold_ids(&data.class_ids, &split.train, 4, 42);
+        for fold in &folds {
+            let rows: Vec<usize> = fold.iter().map(|&p| split.train[p]).collect();
+            assert_eq!(count(&rows, 3), 12, "48 rows of class 3 over 4 folds");
+        }
     }
 
     #[test]
@@ -322,7 +481,7 @@ pub async fn write_split(
     let split = train_test_split(&data, &spec);
     // Folds are positions into `train`; the file records them as data rows.
     let folds: Vec<Vec<usize>> = match folds {
-        Some(k) => stratified_kfold(&data.labels, &split.train, k, spec.seed)
+        Some(k) => stratified_kfold_ids(&data.class_ids, &split.train, k, spec.seed)
             .into_iter()
             .map(|fold| fold.into_iter().map(|p| split.train[p]).collect())
             .collect(),

@@ -6,8 +6,9 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use crate::config::grid::{GridFile, SourceKind, expand_env};
-use crate::data::split::{stratified_kfold, train_test_split};
+use crate::config::grid::{GridError, GridFile, SelectMetric, SourceKind, expand_env};
+use crate::data::labels::class_counts;
+use crate::data::split::{stratified_kfold_ids, train_test_split};
 use crate::data::synthetic::Profile;
 use crate::data::validate::{ValidationReport, validate};
 use crate::data::{DataSource, Dataset, MongoSource, Schema, Table, dataset_from_table};
@@ -23,7 +24,11 @@ pub use crate::sweep::run::{model_file, refit};
 use crate::tracking::{MlflowClient, TrackingConfig};
 
 /// Loads a grid file's rows: where they came from (for MongoDB the URI as written, without
-/// credentials), the encoded data set, and its validation report.
+/// credentials), the encoded data set with the classes the grid asks for (the schema's
+/// label under the grid's `data.task` / `data.group`: `Dataset::classes`, `class_ids` and
+/// the fingerprint are the effective ones), and its validation report. Labels the sweep
+/// cannot learn as asked are bad input here, before anything is planned, fitted or
+/// written: see [`check_classes`].
 pub async fn load_data(
     grid: &GridFile,
     path: &Path,
@@ -31,8 +36,112 @@ pub async fn load_data(
 ) -> anyhow::Result<(DataSource, Dataset, ValidationReport)> {
     let (source, table) = load_table(grid, path, schema).await?;
     let dataset = dataset_from_table(&table, schema)?;
+    let dataset = effective_dataset(grid, path, schema, dataset)?;
     let report = validate(&table, schema);
     Ok((source, dataset, report))
+}
+
+/// The data set learned as the grid asks (`data.task`, `data.group`), checked by
+/// [`check_classes`].
+pub fn effective_dataset(
+    grid: &GridFile,
+    path: &Path,
+    schema: &Schema,
+    dataset: Dataset,
+) -> anyhow::Result<Dataset> {
+    let choice = grid.data.label_choice();
+    let dataset = if choice.is_default() {
+        dataset
+    } else {
+        dataset.with_label(&schema.label, &choice).map_err(|e| {
+            let message = format!("data: {e}");
+            match (&grid.data.group, &grid.data.task) {
+                (Some(span), _) => GridError::at(path, span, message),
+                (None, Some(span)) => GridError::at(path, span, message),
+                (None, None) => GridError::at(path, &grid.data.source, message),
+            }
+        })?
+    };
+    check_classes(grid, path, &dataset)?;
+    Ok(dataset)
+}
+
+/// Refuses, as bad input naming the grid file, a sweep that cannot be run on the classes of
+/// `data`: a ranking metric naming a class the label does not have, an attack-level
+/// ranking metric (detection rate, attack F1, ...) on a label with no normal class, and, for
+/// a multi-class label, a class with fewer rows in the training part than `cv.folds` (some
+/// fold would not see it; the message names it and suggests `group`). On a multi-class
+/// label with a normal class, ranking by `f1` (attack-level F1) is allowed with a warning
+/// that suggests `macro_f1`.
+pub fn check_classes(grid: &GridFile, path: &Path, data: &Dataset) -> Result<(), UsageError> {
+    let classes = &data.classes;
+    let metric = grid.select.metric;
+    let file = path.display();
+    if let SelectMetric::Class(c) = metric
+        && classes.id(c.class()).is_none()
+    {
+        return Err(UsageError(format!(
+            "{file}: select.metric `{}` names class `{}`, which the label does not have \
+             (classes: {})",
+            metric.name(),
+            c.class(),
+            classes.names.join(", ")
+        )));
+    }
+    if metric.is_attack_level() && !classes.has_normal() {
+        return Err(UsageError(format!(
+            "{file}: select.metric `{}` is an attack-level figure (any attack vs normal), but \
+             the label has no normal class (classes: {}); rank by `macro_f1`, \
+             `weighted_f1` or `balanced_accuracy`, or name the normal values with \
+             `negative: [..]` in the schema",
+            metric.name(),
+            classes.names.join(", ")
+        )));
+    }
+    if classes.is_binary() {
+        return Ok(());
+    }
+    if metric == SelectMetric::F1 {
+        tracing::warn!(
+            "{file}: select.metric `f1` on a multi-class label is the attack-level F1 (any \
+             attack vs normal); `macro_f1` ranks by how well every class is found"
+        );
+    }
+    let split = train_test_split(data, &grid.split);
+    let train_counts = class_counts(
+        &split
+            .train
+            .iter()
+            .map(|&r| data.class_ids[r])
+            .collect::<Vec<_>>(),
+        classes.len(),
+    );
+    let counts = data.class_counts();
+    let folds = grid.cv.folds;
+    let rare: Vec<usize> = (0..classes.len())
+        .filter(|&k| train_counts[k] < folds)
+        .collect();
+    if let Some(&k) = rare.first() {
+        let others = if rare.len() > 1 {
+            format!(
+                " (also: {})",
+                rare[1..]
+                    .iter()
+                    .map(|&j| format!("`{}` {}", classes.names[j], counts[j]))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        } else {
+            String::new()
+        };
+        return Err(UsageError(format!(
+            "{file}: class `{}` has {} rows ({} in the training part), fewer than cv.folds = \
+             {folds}, so some fold would not see it{others}; merge rare classes with \
+             `group: {{ NAME: [{}, ...] }}` under `data:`, or use fewer folds",
+            classes.names[k], counts[k], train_counts[k], classes.names[k]
+        )));
+    }
+    Ok(())
 }
 
 /// Reads the rows of a grid file's data section, and says where they came from (for
@@ -138,7 +247,12 @@ pub async fn refit_trial(
         .into());
     }
     let split = train_test_split(&data, &grid.split);
-    let folds = stratified_kfold(&data.labels, &split.train, grid.cv.folds, grid.split.seed);
+    let folds = stratified_kfold_ids(
+        &data.class_ids,
+        &split.train,
+        grid.cv.folds,
+        grid.split.seed,
+    );
     let context = KeyContext {
         data_fingerprint: &data.fingerprint,
         split: &grid.split,

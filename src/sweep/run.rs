@@ -21,7 +21,7 @@ use super::record::{TrialRecord, TrialStatus, compare, rank};
 use super::report::{BestModel, SweepFinished, SweepReporter, SweepStarted};
 use super::store::{NewSweep, RunStore, SweepStatus};
 use crate::config::grid::{GridFile, SelectMetric};
-use crate::data::split::{stratified_kfold, train_test_split};
+use crate::data::split::{stratified_kfold_ids, train_test_split};
 use crate::data::validate::ValidationReport;
 use crate::data::{DataSource, Dataset, Schema};
 use crate::model_file::{FORMAT, FORMAT_VERSION, ModelFile, ModelMetrics};
@@ -132,7 +132,12 @@ pub async fn run(
         grid, data, store, ..
     } = *input;
     let split = train_test_split(data, &grid.split);
-    let folds = stratified_kfold(&data.labels, &split.train, grid.cv.folds, grid.split.seed);
+    let folds = stratified_kfold_ids(
+        &data.class_ids,
+        &split.train,
+        grid.cv.folds,
+        grid.split.seed,
+    );
     let context = KeyContext {
         data_fingerprint: &data.fingerprint,
         split: &grid.split,

@@ -46,7 +46,10 @@ fn every_shipped_config_file_parses_and_names_files_that_exist() {
         }
         grids += 1;
     }
-    assert_eq!(grids, 3, "experiments/: phishing, intrusion, quick");
+    assert_eq!(
+        grids, 4,
+        "experiments/: phishing, intrusion, nsl-kdd, quick"
+    );
 
     for path in yaml_files("data_schema") {
         Schema::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
