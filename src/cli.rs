@@ -753,8 +753,10 @@ pub struct SplitArgs {
 /// Arguments of `netsec data synth`.
 #[derive(Debug, Args)]
 pub struct SynthArgs {
-    /// Data set shape: `phishing` (UCI phishing look-alike) or `intrusion` (NSL-KDD
-    /// look-alike with string categorical columns and a multi-valued string label).
+    /// Data set shape: `phishing` (UCI phishing look-alike), `intrusion` (NSL-KDD
+    /// look-alike with string categorical columns, label folded to attack / normal) or
+    /// `nsl-kdd` (NSL-KDD's 41 columns and 15 of its classes in their training shares, for
+    /// multi-class models).
     #[arg(long, default_value = "phishing")]
     pub profile: Profile,
     /// Number of rows (default: 11055 for phishing, the real set's size; 10000 for

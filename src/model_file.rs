@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::data::DataSource;
 use crate::data::dataset::FeatureEncoding;
+use crate::data::labels::LabelChoice;
 use crate::data::schema::Schema;
 use crate::data::split::SplitSpec;
 use crate::fsutil::write_atomic;
@@ -107,6 +108,10 @@ pub struct ModelFile {
     pub metrics: ModelMetrics,
     /// netsec version that wrote it.
     pub netsec_version: String,
+    /// How the grid reshaped the schema's label (`task`, `group`); absent when it did not.
+    /// Rebuilding the model's holdout applies it again.
+    #[serde(default, skip_serializing_if = "LabelChoice::is_default")]
+    pub label_choice: LabelChoice,
     /// The classes the model answers, in class-id order. Absent for a binary model: its
     /// classes are normal (id 0) and attack (id 1), named by the schema.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -526,11 +526,7 @@ async fn plan_of(path: &Path, from_mlflow: bool) -> anyhow::Result<Plan> {
     let candidates = expand(&grid, path)?;
     let schema = Schema::from_file(&grid.data.schema.value)?;
     let (_, data, _) = load_data(&grid, path, &schema).await?;
-    let context = KeyContext {
-        data_fingerprint: &data.fingerprint,
-        split: &grid.split,
-        folds: grid.cv.folds,
-    };
+    let context = KeyContext::for_grid(&grid, &data.fingerprint);
     let keys = candidates.iter().map(|c| trial_key(c, &context)).collect();
     let client = if from_mlflow {
         tracking_client(&grid)?

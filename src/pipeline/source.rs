@@ -253,11 +253,7 @@ pub async fn refit_trial(
         grid.cv.folds,
         grid.split.seed,
     );
-    let context = KeyContext {
-        data_fingerprint: &data.fingerprint,
-        split: &grid.split,
-        folds: grid.cv.folds,
-    };
+    let context = KeyContext::for_grid(&grid, &data.fingerprint);
     let keys: Vec<String> = candidates.iter().map(|c| trial_key(c, &context)).collect();
     let executor = Executor::new(&grid.name, &data, &split, &folds, grid.split.seed);
     // A fit is CPU work of seconds to minutes: keep it off the runtime's workers.

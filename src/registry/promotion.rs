@@ -33,6 +33,9 @@ pub enum HoldoutError {
     /// The data no longer fits the model's schema.
     #[error("the holdout data does not fit the model's schema")]
     Invalid(#[from] InvalidData),
+    /// The data's label values no longer make the model's classes (a `group` member gone).
+    #[error("the holdout data no longer has the model's classes")]
+    Classes(#[from] crate::data::labels::ClassError),
     /// The data changed since training.
     #[error(
         "the data at {source_name} changed since the model was trained (fingerprint {actual}, model says {expected}): the holdout cannot be pinned"
@@ -54,6 +57,7 @@ impl HoldoutError {
             HoldoutError::NoDataSource { .. } => crate::exit::BAD_INPUT,
             HoldoutError::Load(_) => crate::exit::BAD_INPUT,
             HoldoutError::Invalid(_) => crate::exit::BAD_INPUT,
+            HoldoutError::Classes(_) => crate::exit::BAD_INPUT,
             HoldoutError::Changed { .. } => crate::exit::BAD_INPUT,
         }
     }
@@ -96,7 +100,10 @@ impl Holdout {
         file: &ModelFile,
         table: crate::data::Table,
     ) -> Result<Holdout, HoldoutError> {
-        let data = dataset_from_table(&table, &file.schema)?;
+        let mut data = dataset_from_table(&table, &file.schema)?;
+        if !file.label_choice.is_default() {
+            data = data.with_label(&file.schema.label, &file.label_choice)?;
+        }
         if data.fingerprint != file.data_fingerprint {
             return Err(HoldoutError::Changed {
                 source_name: table.source.clone(),

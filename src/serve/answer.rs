@@ -386,6 +386,7 @@ mod tests {
             values: values.map(|v| v.iter().map(|s| s.to_string()).collect()),
             attack,
             names: ClassNames::default(),
+            task: Default::default(),
         }
     }
 

@@ -105,6 +105,22 @@ pub struct KeyContext<'a> {
     pub split: &'a SplitSpec,
     /// Cross-validation folds.
     pub folds: usize,
+    /// How the grid reshapes the label (`task`, `group`); absent when it does not, so the
+    /// keys of every grid written before it existed stay the same.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+}
+
+impl<'a> KeyContext<'a> {
+    /// The context of `grid`'s trials on data with fingerprint `data_fingerprint`.
+    pub fn for_grid(grid: &'a GridFile, data_fingerprint: &'a str) -> KeyContext<'a> {
+        KeyContext {
+            data_fingerprint,
+            split: &grid.split,
+            folds: grid.cv.folds,
+            label: grid.data.label_key(),
+        }
+    }
 }
 
 /// Bumped when the way trials are computed changes, so old results are not reused.
@@ -316,6 +332,7 @@ mod tests {
             data_fingerprint: "a",
             split: &split,
             folds: 3,
+            label: None,
         };
         let k0 = trial_key(&c[0], &ctx);
         assert_eq!(k0, trial_key(&c[0], &ctx));
@@ -325,5 +342,10 @@ mod tests {
             ..ctx.clone()
         };
         assert_ne!(k0, trial_key(&c[0], &other));
+        let grouped = KeyContext {
+            label: Some("group".into()),
+            ..ctx.clone()
+        };
+        assert_ne!(k0, trial_key(&c[0], &grouped));
     }
 }

@@ -138,11 +138,7 @@ pub async fn run(
         grid.cv.folds,
         grid.split.seed,
     );
-    let context = KeyContext {
-        data_fingerprint: &data.fingerprint,
-        split: &grid.split,
-        folds: grid.cv.folds,
-    };
+    let context = KeyContext::for_grid(grid, &data.fingerprint);
     let keys: Vec<String> = input
         .candidates
         .iter()
@@ -496,6 +492,7 @@ pub fn model_file(
             test: top.test.clone(),
         },
         netsec_version: env!("CARGO_PKG_VERSION").into(),
+        label_choice: grid.data.label_choice(),
         classes: ModelFile::classes_field(&data.classes),
         model,
     }

@@ -21,6 +21,7 @@ mod harden_cli;
 mod mirror_cli;
 mod mlflow_client;
 mod mongo_cli;
+mod multiclass_parity;
 mod publish_s3;
 mod registry_cli;
 mod retrain_cli;

@@ -1297,11 +1297,7 @@ fn three_class_csv(rows: usize) -> String {
 /// The row answer of a multi-class model, end to end: a 3-class decision tree trained by
 /// `experiment run`, then `predict --probabilities`, `/predict/csv?probabilities=true`
 /// (fast and general path) and `/predict?probabilities=true` agree, and name the classes.
-/// Ignored until decision trees learn K classes and a schema's label may be multi-class
-/// (issue 17, items 1 and 2): then remove the `ignore` (and adjust the schema's label
-/// lines to however a multi-class label ends up being declared).
 #[test]
-#[ignore = "needs K-class decision trees and multi-class labels (issue 17 items 1-2)"]
 fn multiclass_model_names_the_attack_in_predict_and_serve() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("three.csv");
@@ -1309,7 +1305,7 @@ fn multiclass_model_names_the_attack_in_predict_and_serve() {
     let schema = dir.path().join("three.yaml");
     std::fs::write(
         &schema,
-        "name: three\nlabel:\n  column: label\n  type: string\n  \
+        "name: three\nlabel:\n  column: label\n  type: string\n  task: multiclass\n  \
          values: [\"dos, smurf\", normal, \"port sweep\"]\n  negative: [normal]\n\
          columns:\n  - { name: x, type: float }\n  - { name: proto, type: categorical, values: [tcp, udp] }\n",
     )
