@@ -148,14 +148,15 @@ fn no_secret_reaches_a_log_a_file_mlflow_or_s3() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let addr = serve_address(&mut serve).expect("netsec serve prints its address");
-    // Trace logging fills a pipe fast: read it as it comes, or serve blocks on a write.
+    // Trace logging fills a pipe fast (64 KiB before the address is even printed): read it
+    // as it comes, or serve blocks on a write.
     let mut stderr = serve.stderr.take().unwrap();
     let serve_log = std::thread::spawn(move || {
         let mut log = Vec::new();
         let _ = stderr.read_to_end(&mut log);
         log
     });
+    let addr = serve_address(&mut serve).expect("netsec serve prints its address");
     let sample = std::fs::read(repo_file("../shared/data/predict_sample_12rows.csv")).unwrap();
     let bearer = format!("Bearer {}", CANARIES[2]);
     let answer = post(
