@@ -21,6 +21,9 @@ pub(crate) struct BinnedMatrix {
     /// `thresholds[f][b]`: bins `0..=b` hold exactly the values `<= thresholds[f][b]`.
     /// Feature `f` has `thresholds[f].len() + 1` bins.
     pub thresholds: Vec<Vec<f64>>,
+    /// `bin_bounds[f][b]`: the smallest and largest value in bin `b` of feature `f` (NaN when
+    /// the bin is empty), so a split can cut midway between the values a node actually holds.
+    pub bin_bounds: Vec<Vec<(f64, f64)>>,
     /// Offset of feature `f`'s first bin in a histogram over all features.
     pub offsets: Vec<usize>,
     /// Total bins over all features.
@@ -35,10 +38,18 @@ impl BinnedMatrix {
             .map(|f| feature_thresholds(x.column(f).iter().copied().collect()))
             .collect();
         let mut bins = vec![0u8; n_rows * n_features];
+        let mut bin_bounds = Vec::with_capacity(n_features);
         for (f, thr) in thresholds.iter().enumerate() {
+            let mut bounds = vec![(f64::NAN, f64::NAN); thr.len() + 1];
             for (i, &v) in x.column(f).iter().enumerate() {
-                bins[i * n_features + f] = thr.partition_point(|&t| t < v) as u8;
+                let b = thr.partition_point(|&t| t < v);
+                bins[i * n_features + f] = b as u8;
+                let (lo, hi) = &mut bounds[b];
+                // NaN-aware: f64::min/max return the other operand when one is NaN.
+                *lo = lo.min(v);
+                *hi = hi.max(v);
             }
+            bin_bounds.push(bounds);
         }
         let mut offsets = Vec::with_capacity(n_features);
         let mut total_bins = 0;
@@ -50,6 +61,7 @@ impl BinnedMatrix {
             n_features,
             bins,
             thresholds,
+            bin_bounds,
             offsets,
             total_bins,
         }
@@ -58,6 +70,19 @@ impl BinnedMatrix {
     /// Number of bins of feature `f`.
     pub fn n_bins(&self, f: usize) -> usize {
         self.thresholds[f].len() + 1
+    }
+
+    /// The threshold that sends bins `..=below` left and bins `above..` right, cutting midway
+    /// between the largest value of bin `below` and the smallest of bin `above`, as
+    /// scikit-learn's exact splitter cuts between a node's neighbouring values (the bins
+    /// between are empty in the node). Held-out values in that gap go the same way as there.
+    pub fn split_threshold(&self, f: usize, below: usize, above: usize) -> f64 {
+        let lo = self.bin_bounds[f][below].1;
+        let hi = self.bin_bounds[f][above].0;
+        if lo.is_nan() || hi.is_nan() {
+            return self.thresholds[f][below];
+        }
+        midpoint(lo, hi)
     }
 
     /// Bin ids of row `i`.
@@ -126,6 +151,17 @@ mod tests {
         assert_eq!(b.bins, vec![0, 0, 1, 0, 2, 0, 2, 0]);
         assert_eq!(b.offsets, vec![0, 3]);
         assert_eq!(b.total_bins, 4);
+    }
+
+    #[test]
+    fn split_threshold_cuts_between_the_values_a_node_holds() {
+        let x = array![[-1.0], [0.0], [1.0], [3.0]];
+        let b = BinnedMatrix::new(x.view());
+        // Adjacent bins: the column's own midpoint.
+        assert_eq!(b.split_threshold(0, 0, 1), -0.5);
+        // A node holding -1 and 3 only (bins 1 and 2 empty in it): midway, as scikit-learn.
+        assert_eq!(b.split_threshold(0, 0, 3), 1.0);
+        assert_eq!(b.split_threshold(0, 1, 3), 1.5);
     }
 
     #[test]

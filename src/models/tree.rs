@@ -487,6 +487,8 @@ struct Task<S> {
 struct Split<S> {
     feature: usize,
     bin: usize,
+    /// The node's first non-empty bin right of `bin` (where the right side's values start).
+    next_bin: usize,
     left: S,
     score: f64,
 }
@@ -614,7 +616,7 @@ pub(crate) fn grow_recording<T: Target>(
         nodes[task.node] = Node {
             feature: split.feature as u32,
             left: left as u32,
-            value: data.thresholds[split.feature][split.bin],
+            value: data.split_threshold(split.feature, split.bin, split.next_bin),
         };
         let leaf = Node {
             feature: LEAF,
@@ -753,9 +755,13 @@ fn best_split<T: Target>(
                 }
                 let score = target.score(&left) + target.score(&right);
                 if best.as_ref().is_none_or(|bs| score > bs.score) {
+                    // Some bin right of `b` is non-empty: the right side is.
+                    let next_bin =
+                        b + 1 + h[b + 1..].iter().position(|s| s.count() > 0).unwrap_or(0);
                     best = Some(Split {
                         feature: f,
                         bin: b,
+                        next_bin,
                         left,
                         score,
                     });
