@@ -492,6 +492,11 @@ pub struct ServeArgs {
     /// Requests taking longer are answered 408.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub request_timeout: std::time::Duration,
+    /// After SIGTERM/SIGINT, keep serving this long with `/readyz` answering 503 before
+    /// closing the listener, so a load balancer stops sending first (e.g. 5s behind
+    /// Kubernetes). Requests in flight are always finished.
+    #[arg(long, default_value = "0s", value_parser = parse_duration_or_zero)]
+    pub drain_delay: std::time::Duration,
     /// Async worker threads (default: all cores).
     #[arg(long)]
     pub workers: Option<usize>,
@@ -528,6 +533,15 @@ pub struct ServeArgs {
 }
 
 /// Parses `500ms`, `10s`, `2m` or a bare number of seconds.
+/// A duration that may be zero (`0s`: no delay), else as [`parse_duration`].
+fn parse_duration_or_zero(text: &str) -> Result<std::time::Duration, String> {
+    let zero = text.trim().trim_end_matches(['m', 's']);
+    if zero.parse::<f64>().is_ok_and(|v| v == 0.0) {
+        return Ok(std::time::Duration::ZERO);
+    }
+    parse_duration(text)
+}
+
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let text = text.trim();
     let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
@@ -773,7 +787,7 @@ pub struct SynthArgs {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_duration;
+    use super::{parse_duration, parse_duration_or_zero};
     use std::time::Duration;
 
     #[test]
@@ -784,5 +798,10 @@ mod tests {
         for bad in ["0s", "-1s", "1e-12s", "1e20m", "NaNs", "infs", "ten"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
+        for zero in ["0s", "0", "0ms", "0.0m"] {
+            assert_eq!(parse_duration_or_zero(zero), Ok(Duration::ZERO), "{zero}");
+        }
+        assert_eq!(parse_duration_or_zero("5s"), Ok(Duration::from_secs(5)));
+        assert!(parse_duration_or_zero("-1s").is_err());
     }
 }

@@ -25,6 +25,7 @@ pub async fn run(args: ServeArgs, out: &mut dyn Write) -> anyhow::Result<Outcome
         options: ServeOptions {
             max_body_bytes: args.max_body_bytes,
             request_timeout: args.request_timeout,
+            drain_delay: args.drain_delay,
             token: token.map(Into::into),
             ..ServeOptions::default()
         },

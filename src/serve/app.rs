@@ -36,6 +36,9 @@ pub struct ServeOptions {
     /// Bodies up to this size are predicted on the async worker; larger ones on the
     /// blocking pool so that they never stall other requests.
     pub inline_body_bytes: usize,
+    /// After SIGTERM, how long `/readyz` answers 503 while every route still serves, before
+    /// the listener closes: a load balancer needs a few probe periods to stop sending.
+    pub drain_delay: Duration,
 }
 
 impl Default for ServeOptions {
@@ -45,6 +48,7 @@ impl Default for ServeOptions {
             request_timeout: Duration::from_secs(60),
             token: None,
             inline_body_bytes: 16 * 1024,
+            drain_delay: Duration::ZERO,
         }
     }
 }
@@ -187,6 +191,7 @@ pub async fn serve(
     });
     let app = router(Arc::clone(&state), options);
     let draining = Arc::clone(&state);
+    let drain_delay = options.drain_delay;
     // Answers go out as soon as they are written (no Nagle delay behind a client's
     // delayed ACK), which matters for the tail latency of small answers.
     let listener = listener.tap_io(|tcp| {
@@ -198,6 +203,13 @@ pub async fn serve(
         .with_graceful_shutdown(async move {
             shutdown.await;
             draining.draining.store(true, Ordering::SeqCst);
+            if !drain_delay.is_zero() {
+                tracing::info!(
+                    delay = ?drain_delay,
+                    "shutting down: /readyz answers 503, still serving until the delay ends"
+                );
+                tokio::time::sleep(drain_delay).await;
+            }
             tracing::info!("shutting down: finishing requests in flight");
         })
         .await;

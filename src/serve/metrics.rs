@@ -8,6 +8,7 @@
 //! * `netsec_model_info{name,version,sha256,algorithm,schema_hash}` (always 1) and
 //!   `netsec_model_loaded_timestamp_seconds`
 //! * `netsec_model_reloads_total{result="ok"|"failed"}`
+//! * `netsec_model_pointer_polls_total`: polls of a store's pointer (a stalled watcher shows)
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -87,6 +88,7 @@ pub struct Metrics {
     predictions: Mutex<BTreeMap<String, u64>>,
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
+    pointer_polls: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -99,6 +101,7 @@ impl Default for Metrics {
             predictions: Mutex::default(),
             reloads_ok: AtomicU64::default(),
             reloads_failed: AtomicU64::default(),
+            pointer_polls: AtomicU64::default(),
         }
     }
 }
@@ -193,6 +196,11 @@ impl Metrics {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts a poll of the store's pointer.
+    pub fn observe_pointer_poll(&self) {
+        self.pointer_polls.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Renders every series in the Prometheus text format.
     pub fn render(&self, model: &LoadedModel) -> String {
         let mut out = String::with_capacity(4096);
@@ -283,6 +291,15 @@ impl Metrics {
                 counter.load(Ordering::Relaxed)
             );
         }
+        out.push_str(
+            "# HELP netsec_model_pointer_polls_total Polls of the model store's pointer.\n",
+        );
+        out.push_str("# TYPE netsec_model_pointer_polls_total counter\n");
+        let _ = writeln!(
+            out,
+            "netsec_model_pointer_polls_total {}",
+            self.pointer_polls.load(Ordering::Relaxed)
+        );
         out
     }
 }

@@ -58,6 +58,7 @@ pub async fn poll_once(
     store: &ModelStore,
     refused: &mut Option<Vec<u8>>,
 ) -> PollOutcome {
+    state.metrics.observe_pointer_poll();
     let url = store.url(POINTER_FILE);
     let read = store.get(POINTER_FILE).await;
     let seen = match &read {

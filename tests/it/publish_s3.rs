@@ -560,7 +560,22 @@ fn serve_from_s3_reloads_after_publish_and_rollback() {
         assert!(Instant::now() < deadline, "the bad pointer was not refused");
         std::thread::sleep(Duration::from_millis(100));
     }
-    std::thread::sleep(Duration::from_millis(600));
+    let polls = || {
+        get(serve.addr, "/metrics", &[])
+            .text()
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("netsec_model_pointer_polls_total ")?
+                    .parse::<f64>()
+                    .ok()
+            })
+            .unwrap()
+    };
+    let refused_at = polls();
+    while polls() < refused_at + 3.0 {
+        assert!(Instant::now() < deadline, "the pointer is not polled again");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert_eq!(failed(), Some(1.0), "a refused pointer is tried once");
     assert_eq!(serve.version(), "1");
 

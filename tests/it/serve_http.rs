@@ -633,7 +633,8 @@ fn hot_reload_under_load_swaps_good_models_and_refuses_corrupt_ones() {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
+    let seen = |version: &str| versions.lock().unwrap().contains(version);
+    wait_for("clients answered by version 1", || seen("1"));
 
     // A good new model: verified and swapped in.
     publish(store.path(), 2, &std::fs::read(tree).unwrap(), tree_sha);
@@ -645,7 +646,7 @@ fn hot_reload_under_load_swaps_good_models_and_refuses_corrupt_ones() {
         (model["sha256"].as_str(), model["algorithm"].as_str()),
         (Some(tree_sha.as_str()), Some("decision_tree"))
     );
-    std::thread::sleep(Duration::from_millis(300));
+    wait_for("clients answered by version 2", || seen("2"));
 
     // A corrupt one (bytes do not match the pointer's sha256): refused, counted once.
     let mut corrupt = std::fs::read(forest).unwrap();
@@ -671,7 +672,14 @@ fn hot_reload_under_load_swaps_good_models_and_refuses_corrupt_ones() {
     };
     publish(store.path(), 4, &junk, &junk_sha);
     wait_for("the junk model to be refused", || failed_reloads() == 2.0);
-    std::thread::sleep(Duration::from_millis(500));
+    let polls = || {
+        let m = get(addr, "/metrics", &[]).text();
+        metric(&m, "netsec_model_pointer_polls_total").unwrap()
+    };
+    let refused_at = polls();
+    wait_for("three more polls of the refused pointer", || {
+        polls() >= refused_at + 3.0
+    });
     assert_eq!(failed_reloads(), 2.0, "a refused pointer is tried once");
     let model = get(addr, "/model", &[]).json();
     assert_eq!(model["version"], "2", "the old model keeps serving");
@@ -703,6 +711,99 @@ fn hot_reload_under_load_swaps_good_models_and_refuses_corrupt_ones() {
         server.stderr().contains("refused new model"),
         "{}",
         server.stderr()
+    );
+}
+
+/// Sends SIGTERM to a server without waiting for it.
+fn signal_term(server: &Server) {
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+#[test]
+fn shutdown_answers_readyz_503_and_finishes_the_request_in_flight() {
+    let (forest, _) = &models().forest;
+    let mut server = Server::start(s(forest), &["--drain-delay", "3s"], None);
+    let addr = server.addr;
+    assert_eq!(get(addr, "/readyz", &[]).status, 200);
+
+    // A request in flight: its head and half its body are sent before the signal.
+    let body = Value::Array(records(7)).to_string().into_bytes();
+    let (first, rest) = body.split_at(body.len() / 2);
+    let mut in_flight =
+        crate::common::http::begin(addr, "POST", "/predict", &[JSON], body.len()).unwrap();
+    std::io::Write::write_all(&mut in_flight, first).unwrap();
+    // Connections are accepted in order: once a later one is answered, this one is in.
+    assert_eq!(get(addr, "/healthz", &[]).status, 200);
+    signal_term(&server);
+
+    // While draining: /readyz answers 503 on a new connection, other routes still serve.
+    wait_for("/readyz to answer 503", || {
+        request(addr, "GET", "/readyz", &[], b"").is_ok_and(|a| a.status == 503)
+    });
+    assert_eq!(
+        get(addr, "/readyz", &[]).json()["error"],
+        "draining",
+        "the 503 says why"
+    );
+    assert_eq!(post_json(addr, &Value::Array(records(2))).status, 200);
+
+    // The request in flight finishes with its full answer.
+    std::io::Write::write_all(&mut in_flight, rest).unwrap();
+    let answer = crate::common::http::read_answer(in_flight).unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.json()["predictions"].as_array().unwrap().len(), 7);
+
+    // Then the listener closes and the process exits 0.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running after the drain delay"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0), "{}", server.stderr());
+    assert!(request(addr, "GET", "/healthz", &[], b"").is_err());
+}
+
+#[test]
+fn a_request_slower_than_the_timeout_gets_408() {
+    let (forest, _) = &models().forest;
+    let server = Server::start(s(forest), &["--request-timeout", "300ms"], None);
+    let addr = server.addr;
+    // The body never comes: the request outlives its timeout.
+    let body = Value::Array(records(3)).to_string().into_bytes();
+    let mut slow =
+        crate::common::http::begin(addr, "POST", "/predict", &[JSON], body.len()).unwrap();
+    std::io::Write::write_all(&mut slow, &body[..10]).unwrap();
+    let started = Instant::now();
+    let answer = crate::common::http::read_answer(slow).unwrap();
+    assert_eq!(answer.status, 408, "{}", answer.text());
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        started.elapsed()
+    );
+    // A request within the limit is answered, and the 408 is counted.
+    assert_eq!(post_json(addr, &Value::Array(records(3))).status, 200);
+    let m = get(addr, "/metrics", &[]).text();
+    assert_eq!(
+        metric(
+            &m,
+            r#"netsec_http_requests_total{route="/predict",status="408"}"#
+        ),
+        Some(1.0),
+        "{m}"
     );
 }
 

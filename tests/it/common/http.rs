@@ -39,19 +39,37 @@ pub fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> std::io::Result<Answer> {
+    let mut stream = begin(addr, method, path, headers, body.len())?;
+    // A server may answer (e.g. 413) before reading the whole body and close.
+    let _ = stream.write_all(body);
+    read_answer(stream)
+}
+
+/// Opens a connection and sends a request's head announcing a body of `body_len` bytes,
+/// and nothing of the body: the request is in flight until the caller writes it and calls
+/// [`read_answer`] (how tests hold a request open across a shutdown or a timeout).
+pub fn begin(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body_len: usize,
+) -> std::io::Result<TcpStream> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {body_len}\r\n"
     );
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str("\r\n");
     stream.write_all(head.as_bytes())?;
-    // A server may answer (e.g. 413) before reading the whole body and close.
-    let _ = stream.write_all(body);
+    Ok(stream)
+}
+
+/// Reads the answer to a request sent on `stream`, to the end of the connection.
+pub fn read_answer(mut stream: TcpStream) -> std::io::Result<Answer> {
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
     parse(&raw).ok_or_else(|| std::io::Error::other(format!("bad answer: {raw:?}")))
