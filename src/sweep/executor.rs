@@ -100,6 +100,10 @@ impl Executor {
             if cancel.load(Ordering::Relaxed) {
                 return;
             }
+            // With -v: which trials are in flight (an interrupted sweep finishes them).
+            for &i in &unit.members {
+                tracing::debug!(trial = %keys[i], "trial started");
+            }
             done(self.run_unit(unit, candidates, keys));
         });
     }

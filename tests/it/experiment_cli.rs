@@ -240,10 +240,17 @@ fn wait_for_trials(state: &Path, n: usize, child: &mut std::process::Child) {
 }
 
 fn count_via_show(state: &Path) -> usize {
+    count_via_show_named(state, "resume")
+}
+
+fn count_via_show_named(state: &Path, experiment: &str) -> usize {
+    if !state.join("netsec.db").exists() {
+        return 0;
+    }
     let run = netsec(&[
         "experiment",
         "show",
-        "resume",
+        experiment,
         "--state-dir",
         s(state),
         "--format",
@@ -349,6 +356,104 @@ fn sigterm_finishes_running_trials_and_marks_the_sweep_killed() {
     assert_eq!(sweeps[0]["status"], "killed");
     let resumed = run_json(&grid, &state, &[]);
     assert!(resumed["trials_reused"].as_u64().unwrap() >= 2);
+}
+
+/// Slow trials (an SVM fit takes long enough to be caught running), one at a time.
+const SLOW_MODELS: &str = "  - algorithm: svm\n    grid: { c: [0.5, 1.0, 2.0, 4.0, 8.0, 16.0] }\n";
+
+#[test]
+fn sigterm_lets_the_trial_in_flight_finish_and_stores_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let grid = grid_file(dir.path(), "inflight", 3000, SLOW_MODELS);
+    let state = dir.path().join("state");
+    let mut child = crate::common::netsec_command()
+        .args(["experiment", "run", s(&grid), "--state-dir", s(&state)])
+        .args(["--jobs", "1", "-v"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // stderr is read on a thread: the "trial started" lines arrive while the sweep runs.
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            all.push_str(&line);
+            all.push('\n');
+            let _ = lines_tx.send(line);
+        }
+        all
+    });
+    let started = |line: &str| {
+        line.contains("trial started").then(|| {
+            let key = line.split("trial=").nth(1).unwrap_or_default();
+            key.split_whitespace().next().unwrap_or_default().to_owned()
+        })
+    };
+    let first = loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(120))
+            .expect("no trial started");
+        if let Some(key) = started(&line) {
+            break key;
+        }
+    };
+    assert!(!first.is_empty());
+    // Nothing is stored yet: the first trial is in flight when the signal arrives.
+    assert_eq!(
+        count_via_show_named(&state, "inflight"),
+        0,
+        "the first trial ended too soon"
+    );
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    let stderr = reader.join().unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("interrupted after"), "{stderr}");
+    let started_keys: Vec<String> = stderr.lines().filter_map(started).collect();
+
+    // The trial in flight finished and was stored, scored; no trial started after the signal
+    // was left unstored.
+    let show = netsec(&[
+        "experiment",
+        "show",
+        "inflight",
+        "--state-dir",
+        s(&state),
+        "--format",
+        "json",
+    ])
+    .expect_code(0);
+    let shown: Value = serde_json::from_str(&show.stdout).unwrap();
+    let stored: Vec<(String, String)> = shown["leaderboard"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["key"].as_str().unwrap().to_owned(),
+                t["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        stored.contains(&(first.clone(), "finished".to_owned())),
+        "{first} not stored as finished: {stored:?}"
+    );
+    let mut stored_keys: Vec<&str> = stored.iter().map(|(k, _)| k.as_str()).collect();
+    let mut started_sorted: Vec<&str> = started_keys.iter().map(String::as_str).collect();
+    stored_keys.sort_unstable();
+    started_sorted.sort_unstable();
+    assert_eq!(stored_keys, started_sorted, "every started trial is stored");
+    assert!(stored.len() < 6, "the sweep stopped early: {stored:?}");
 }
 
 #[test]
