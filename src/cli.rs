@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::data::synthetic::Profile;
 use crate::logging::LogFormat;
+use crate::secret::Secret;
 
 /// netsec takes a network-security classifier (phishing sites, intrusion records) from raw
 /// rows to a served model: validate the data, sweep hyperparameters, track, register,
@@ -102,8 +103,8 @@ pub struct SyncArgs {
     /// MLflow server; default: MLFLOW_TRACKING_URI, else the server the waiting records
     /// were meant for. Credentials come from MLFLOW_TRACKING_USERNAME/PASSWORD or
     /// MLFLOW_TRACKING_TOKEN.
-    #[arg(long, value_name = "URL")]
-    pub uri: Option<String>,
+    #[arg(long, value_name = "URL", value_parser = secret_arg)]
+    pub uri: Option<Secret<String>>,
     /// Also send again the records the server refused before.
     #[arg(long)]
     pub retry_failed: bool,
@@ -533,6 +534,12 @@ pub struct ServeArgs {
 }
 
 /// Parses `500ms`, `10s`, `2m` or a bare number of seconds.
+/// An argument that may hold credentials (a URI with a password): kept in [`Secret`], so the
+/// derived `Debug` of the arguments never shows it.
+fn secret_arg(text: &str) -> Result<Secret<String>, std::convert::Infallible> {
+    Ok(Secret::new(text.to_owned()))
+}
+
 /// A duration that may be zero (`0s`: no delay), else as [`parse_duration`].
 fn parse_duration_or_zero(text: &str) -> Result<std::time::Duration, String> {
     let zero = text.trim().trim_end_matches(['m', 's']);
@@ -598,8 +605,8 @@ pub enum DataCommand {
 #[derive(Debug, Clone, Args)]
 pub struct MongoArgs {
     /// Connection string (may hold credentials; never printed).
-    #[arg(long, env = "MONGODB_URI", hide_env_values = true)]
-    pub mongo_uri: String,
+    #[arg(long, env = "MONGODB_URI", hide_env_values = true, value_parser = secret_arg)]
+    pub mongo_uri: Secret<String>,
     /// Database name.
     #[arg(long)]
     pub db: String,
@@ -803,5 +810,37 @@ mod tests {
         }
         assert_eq!(parse_duration_or_zero("5s"), Ok(Duration::from_secs(5)));
         assert!(parse_duration_or_zero("-1s").is_err());
+    }
+
+    #[test]
+    fn arguments_holding_credentials_never_show_in_debug() {
+        use clap::Parser;
+        for args in [
+            vec![
+                "netsec",
+                "sync",
+                "--uri",
+                "https://user:pw-canary@mlflow.example",
+            ],
+            vec![
+                "netsec",
+                "data",
+                "pull",
+                "--schema",
+                "s.yaml",
+                "--mongo-uri",
+                "mongodb://user:pw-canary@db.example/?authSource=admin",
+                "--db",
+                "d",
+                "--collection",
+                "c",
+                "-o",
+                "out.csv",
+            ],
+        ] {
+            let cli = super::Cli::try_parse_from(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            let debug = format!("{cli:?}");
+            assert!(!debug.contains("pw-canary"), "{debug}");
+        }
     }
 }

@@ -14,7 +14,7 @@ use crate::ingest::mongo::{MongoTarget, pull as pull_rows, push as push_rows};
 
 fn target(args: &MongoArgs) -> MongoTarget {
     MongoTarget {
-        uri: args.mongo_uri.clone().into(),
+        uri: args.mongo_uri.clone(),
         db: args.db.clone(),
         collection: args.collection.clone(),
     }

@@ -21,7 +21,7 @@ pub struct SyncInput {
     /// The state directory holding the outbox.
     pub state: StateDir,
     /// The server (default: `MLFLOW_TRACKING_URI`, else the one the records were written for).
-    pub uri: Option<String>,
+    pub uri: Option<crate::secret::Secret<String>>,
     /// Queue the records the server refused before again.
     pub retry_failed: bool,
 }
@@ -88,7 +88,7 @@ async fn send(
     let env_uri = std::env::var("MLFLOW_TRACKING_URI")
         .ok()
         .filter(|u| !u.trim().is_empty());
-    let uri = match input.uri.clone().or(env_uri) {
+    let uri = match input.uri.as_ref().map(|u| u.expose().clone()).or(env_uri) {
         Some(uri) => uri,
         None => outbox.pending_server().await?.ok_or_else(|| {
             UsageError("no tracking server: set MLFLOW_TRACKING_URI or pass --uri".into())
