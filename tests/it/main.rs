@@ -15,6 +15,7 @@ mod classes_cli;
 mod dashboards;
 mod data_cli;
 mod deploy;
+mod exactly_once;
 mod experiment_cli;
 mod flags_cli;
 mod harden_cli;

@@ -14,15 +14,15 @@ use crate::common::netsec_command;
 use netsec::tracking::{MlflowClient, Run, RunSearch, RunStatus, TrackingConfig, system_tags};
 
 /// A scratch directory with a grid file on generated data and a state directory.
-struct Sweep {
+pub(crate) struct Sweep {
     dir: tempfile::TempDir,
-    experiment: String,
+    pub(crate) experiment: String,
 }
 
 impl Sweep {
     /// A sweep of `models` (YAML list items) on `rows` generated rows, tracked in a fresh
     /// MLflow experiment.
-    fn new(prefix: &str, rows: usize, models: &str) -> Sweep {
+    pub(crate) fn new(prefix: &str, rows: usize, models: &str) -> Sweep {
         let dir = tempfile::tempdir().unwrap();
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -48,7 +48,7 @@ impl Sweep {
         self.dir.path().join("grid.yaml")
     }
 
-    fn state(&self) -> PathBuf {
+    pub(crate) fn state(&self) -> PathBuf {
         self.dir.path().join("state")
     }
 
@@ -65,7 +65,7 @@ impl Sweep {
     }
 
     /// `netsec experiment run grid.yaml --format json`; returns the run and its summary.
-    fn run(&self, uri: Option<&str>) -> (crate::common::Run, serde_json::Value) {
+    pub(crate) fn run(&self, uri: Option<&str>) -> (crate::common::Run, serde_json::Value) {
         let grid = self.grid();
         let args = [
             "experiment",
@@ -80,7 +80,7 @@ impl Sweep {
     }
 
     /// The same, as a child process with one worker thread (to stop it mid-way).
-    fn spawn(&self, uri: Option<&str>) -> Child {
+    pub(crate) fn spawn(&self, uri: Option<&str>) -> Child {
         let grid = self.grid();
         let args = ["experiment", "run", grid.to_str().unwrap(), "-j", "1"];
         self.command(uri, &args)
@@ -90,7 +90,7 @@ impl Sweep {
             .unwrap()
     }
 
-    fn sync(&self, uri: &str) -> crate::common::Run {
+    pub(crate) fn sync(&self, uri: &str) -> crate::common::Run {
         output(self.command(None, &["sync", "--uri", uri]))
     }
 }
@@ -99,12 +99,12 @@ fn output(mut command: Command) -> crate::common::Run {
     crate::common::Run::of(&mut command)
 }
 
-fn client(url: &str) -> MlflowClient {
+pub(crate) fn client(url: &str) -> MlflowClient {
     MlflowClient::new(TrackingConfig::new(url).unwrap()).unwrap()
 }
 
 /// Every run of the experiment, split into parents and children.
-async fn runs_of(c: &MlflowClient, experiment: &str) -> (Vec<Run>, Vec<Run>) {
+pub(crate) async fn runs_of(c: &MlflowClient, experiment: &str) -> (Vec<Run>, Vec<Run>) {
     let Some(exp) = c.get_experiment_by_name(experiment).await.unwrap() else {
         return (Vec::new(), Vec::new());
     };
@@ -118,7 +118,7 @@ async fn runs_of(c: &MlflowClient, experiment: &str) -> (Vec<Run>, Vec<Run>) {
 
 /// Asserts one parent with `status` and exactly one child per planned trial, each pointing
 /// at the parent, with distinct trial keys; returns (parent, children).
-async fn assert_complete(
+pub(crate) async fn assert_complete(
     c: &MlflowClient,
     experiment: &str,
     trials: usize,
@@ -142,7 +142,7 @@ async fn assert_complete(
     (parent, children)
 }
 
-const SMALL: &str = "  - algorithm: decision_tree\n    grid: { max_depth: [2, 4] }\n  \
+pub(crate) const SMALL: &str = "  - algorithm: decision_tree\n    grid: { max_depth: [2, 4] }\n  \
                      - algorithm: logistic_regression\n    grid: { c: [1.0] }\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
