@@ -54,6 +54,7 @@ impl fmt::Debug for MlflowClient {
 }
 
 /// What a request carries.
+#[derive(Clone)]
 pub(crate) enum Payload {
     /// No body.
     Empty,
@@ -307,9 +308,6 @@ impl MlflowClient {
             tags.push(Tag::new(system_tags::PARENT_RUN_ID, parent));
         }
         if let Some(key) = &spec.idempotency_key {
-            if let Some(run) = self.find_run_by_key(&spec.experiment_id, key).await? {
-                return Ok(run);
-            }
             tags.push(Tag::new(system_tags::IDEMPOTENCY_KEY, key));
         }
         let body = json!({
@@ -318,10 +316,63 @@ impl MlflowClient {
             "start_time": spec.start_time_ms.unwrap_or_else(now_ms),
             "tags": tags,
         });
-        let run: RunEnvelope = self
-            .call(Method::POST, "runs/create", &[], Payload::json(&body)?)
-            .await?;
-        Ok(run.run)
+        let payload = Payload::json(&body)?;
+        let Some(key) = &spec.idempotency_key else {
+            let run: RunEnvelope = self
+                .call(Method::POST, "runs/create", &[], payload)
+                .await?;
+            return Ok(run.run);
+        };
+        self.create_once(
+            "POST runs/create",
+            |once| async move { once.find_run_by_key(&spec.experiment_id, key).await },
+            |once| {
+                let payload = payload.clone();
+                async move {
+                    let run: RunEnvelope = once
+                        .call(Method::POST, "runs/create", &[], payload)
+                        .await?;
+                    Ok(run.run)
+                }
+            },
+        )
+        .await
+    }
+
+    /// Creates something that a retry must not create twice: each attempt looks it up
+    /// first (`find`) and creates it (`create`) only when absent, both without retries of
+    /// their own. A create whose answer was lost (the server acted, the client never heard)
+    /// is then found by the next attempt instead of made again.
+    pub(crate) async fn create_once<T, Find, FindFut, Create, CreateFut>(
+        &self,
+        endpoint: &str,
+        find: Find,
+        create: Create,
+    ) -> Result<T>
+    where
+        Find: Fn(MlflowClient) -> FindFut,
+        FindFut: std::future::Future<Output = Result<Option<T>>>,
+        Create: Fn(MlflowClient) -> CreateFut,
+        CreateFut: std::future::Future<Output = Result<T>>,
+    {
+        let once = self
+            .clone()
+            .with_retry(super::retry::RetryPolicy::never());
+        self.config
+            .retry
+            .run(endpoint, || {
+                let once = once.clone();
+                let (find, create) = (&find, &create);
+                async move {
+                    let result = match find(once.clone()).await {
+                        Ok(Some(found)) => Ok(found),
+                        Ok(None) => create(once).await,
+                        Err(err) => Err(err),
+                    };
+                    (result, None)
+                }
+            })
+            .await
     }
 
     /// The run of `experiment_id` created with idempotency key `key`, if any.

@@ -132,8 +132,8 @@ impl MlflowClient {
     }
 
     /// Registers `source` (e.g. `runs:/<run_id>/model/<sha256>.json`) of run `run_id` as a
-    /// new version of model `name`, with `tags`. Not idempotent by itself: callers look the
-    /// version up by a tag first (see [`MlflowClient::find_model_versions_by_tag`]).
+    /// new version of model `name`, with `tags`. Not idempotent by itself and never
+    /// retried: see [`MlflowClient::create_model_version_once`].
     pub async fn create_model_version(
         &self,
         name: &str,
@@ -143,6 +143,8 @@ impl MlflowClient {
     ) -> Result<ModelVersion> {
         let body = json!({ "name": name, "source": source, "run_id": run_id, "tags": tags });
         let created: VersionEnvelope = self
+            .clone()
+            .with_retry(super::retry::RetryPolicy::never())
             .registry_call(
                 Method::POST,
                 "model-versions/create",
@@ -151,6 +153,31 @@ impl MlflowClient {
             )
             .await?;
         Ok(created.model_version)
+    }
+
+    /// The version of model `name` tagged `key` = `value` (the lowest if several), created
+    /// from `source` of run `run_id` with `tags` when there is none. Every retry looks it
+    /// up again first, so an answer lost after the server created the version does not
+    /// make a second one.
+    pub async fn create_model_version_once(
+        &self,
+        name: &str,
+        (key, value): (&str, &str),
+        source: &str,
+        run_id: &str,
+        tags: &[Tag],
+    ) -> Result<ModelVersion> {
+        self.create_once(
+            "POST model-versions/create",
+            |once| async move {
+                let found = once.find_model_versions_by_tag(name, key, value).await?;
+                Ok(found
+                    .into_iter()
+                    .min_by_key(|v| v.version.parse::<u64>().unwrap_or(u64::MAX)))
+            },
+            |once| async move { once.create_model_version(name, source, run_id, tags).await },
+        )
+        .await
     }
 
     /// Points alias `alias` of model `name` at `version` (moving it if it pointed elsewhere).

@@ -417,7 +417,13 @@ impl Sender {
                     Tag::new(VERSION_TAG, r.version.to_string()),
                 ];
                 let v = client
-                    .create_model_version(&r.model, &source, &run.run_id, &tags)
+                    .create_model_version_once(
+                        &r.model,
+                        (SHA256_TAG, &r.sha256),
+                        &source,
+                        &run.run_id,
+                        &tags,
+                    )
                     .await?;
                 (v.version, true)
             }
