@@ -8,6 +8,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use crate::common::fault_proxy::{Fault, FaultProxy, Rule};
 use crate::common::fault_server::{FaultServer, Reply};
 use crate::common::mlflow_server::MlflowServer;
 use crate::common::{Run, netsec_command, repo_file, s};
@@ -383,4 +384,48 @@ fn an_offline_sweep_and_promotion_reach_mlflow_with_sync_in_order() {
     let v = champion(&c, &setup.model).expect("champion after sync");
     let trial = stump["best_model"]["trial"].as_str().unwrap();
     assert_eq!(v.run_id, run_of_trial(&c, &setup.experiment, trial));
+}
+
+/// Answers lost after MLflow acted (the model's creation, the version's, the alias move):
+/// the test proxy throws them away, since a real server cannot be made to. One version,
+/// the alias on it, nothing twice.
+#[test]
+fn lost_registry_answers_make_one_version_and_one_alias_move() {
+    let server = MlflowServer::shared();
+    let c = client(&server.url);
+    let setup = Setup::new("mirror-lost");
+    setup.sweep(Some(&server.url), "stump", STUMP);
+    let proxy = FaultProxy::with_rules(
+        &server.url,
+        vec![
+            Rule::mlflow("registered-models/create", Fault::LoseResponse).calls(1..=1),
+            Rule::mlflow("model-versions/create", Fault::LoseResponse).calls(1..=1),
+            Rule::mlflow("registered-models/alias", Fault::LoseResponse).calls(1..=1),
+        ],
+    );
+    let promoted = setup.promote(Some(&proxy.endpoint), &[]).expect_code(0);
+    assert!(promoted.stdout.contains("PROMOTED"), "{}", promoted.stdout);
+    // The promotion mirrors with one attempt per request: what failed waits in the outbox,
+    // and each `netsec sync` carries it further (more answers are lost on the way).
+    let mut syncs = 0;
+    loop {
+        let sync = setup
+            .netsec(None, &["sync", "--uri", &proxy.endpoint], &[])
+            .expect_code(0);
+        syncs += 1;
+        if sync.stdout.contains("0 waiting") {
+            break;
+        }
+        assert!(syncs < 5, "still waiting after {syncs} syncs: {}", sync.stdout);
+    }
+    assert_eq!(proxy.faults(), 3, "every answer was lost once");
+    let all = versions(server, &setup.model);
+    assert_eq!(all.len(), 1, "one version: {all:#?}");
+    let champion = champion(&c, &setup.model).expect("champion alias set");
+    assert_eq!(champion.version, "1");
+    let again = setup
+        .netsec(None, &["sync", "--uri", &server.url], &[])
+        .expect_code(0);
+    assert!(again.stdout.contains("sent 0 records"), "{}", again.stdout);
+    assert_eq!(versions(server, &setup.model).len(), 1);
 }
