@@ -318,9 +318,7 @@ impl MlflowClient {
         });
         let payload = Payload::json(&body)?;
         let Some(key) = &spec.idempotency_key else {
-            let run: RunEnvelope = self
-                .call(Method::POST, "runs/create", &[], payload)
-                .await?;
+            let run: RunEnvelope = self.call(Method::POST, "runs/create", &[], payload).await?;
             return Ok(run.run);
         };
         self.create_once(
@@ -329,9 +327,8 @@ impl MlflowClient {
             |once| {
                 let payload = payload.clone();
                 async move {
-                    let run: RunEnvelope = once
-                        .call(Method::POST, "runs/create", &[], payload)
-                        .await?;
+                    let run: RunEnvelope =
+                        once.call(Method::POST, "runs/create", &[], payload).await?;
                     Ok(run.run)
                 }
             },
@@ -355,9 +352,7 @@ impl MlflowClient {
         Create: Fn(MlflowClient) -> CreateFut,
         CreateFut: std::future::Future<Output = Result<T>>,
     {
-        let once = self
-            .clone()
-            .with_retry(super::retry::RetryPolicy::never());
+        let once = self.clone().with_retry(super::retry::RetryPolicy::never());
         self.config
             .retry
             .run(endpoint, || {

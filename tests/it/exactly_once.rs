@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 
 use crate::common::fault_proxy::{Fault, FaultProxy, Rule};
 use crate::common::mlflow_server::MlflowServer;
-use crate::tracking_cli::{SMALL, Sweep, assert_complete, client, runs_of};
+use crate::tracking_cli::{
+    SLOW, SLOW_TRIALS, SMALL, Sweep, assert_complete, client, runs_of, wait_for_children,
+};
 use netsec::tracking::{MlflowClient, Run, RunStatus};
 
 /// What MLflow holds for one trial run, without ids and times: params, metric values (not
@@ -32,7 +34,11 @@ async fn content(c: &MlflowClient, run: &Run) -> RunContent {
     for m in &run.data.metrics {
         let history = c.get_metric_history(run.id(), &m.key).await.unwrap();
         // Timings differ from run to run; that they are there, once, is what counts.
-        let value = if m.key.ends_with("_seconds") { 0.0 } else { m.value };
+        let value = if m.key.ends_with("_seconds") {
+            0.0
+        } else {
+            m.value
+        };
         metrics.insert(m.key.clone(), (value, history.len()));
     }
     let mut artifacts = Vec::new();
@@ -102,10 +108,147 @@ async fn lost_answers_cut_bodies_and_503_bursts_leave_exactly_one_of_everything(
 
     assert_complete(&c, &faulty.experiment, 3, RunStatus::Finished).await;
     let got = trials(&c, &faulty.experiment).await;
-    assert_eq!(got, expected, "the faulty sweep's runs hold what the clean one's do");
+    assert_eq!(
+        got, expected,
+        "the faulty sweep's runs hold what the clean one's do"
+    );
     for (key, trial) in &got {
         for (metric, (_, history)) in &trial.metrics {
             assert_eq!(*history, 1, "{key}: {metric} logged once");
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_killed_with_sigkill_is_closed_killed_by_sync_and_loses_nothing() {
+    let server = MlflowServer::shared();
+    let c = client(&server.url);
+    let sweep = Sweep::new("sigkill", 4000, SLOW);
+    let mut child = sweep.spawn(Some(&server.url));
+    wait_for_children(&c, &sweep.experiment, 2, &mut child).await;
+    child.kill().unwrap(); // SIGKILL: no chance to close anything
+    child.wait().unwrap();
+    // A request the dead process had in flight may still land on the server; a sync racing
+    // it could not know of that run (see the README's note on `kill -9`). Wait until the
+    // server's runs stop changing, as they have long before anyone runs sync by hand.
+    let mut seen = runs_of(&c, &sweep.experiment).await.1.len();
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let now = runs_of(&c, &sweep.experiment).await.1.len();
+        if now == seen {
+            break;
+        }
+        seen = now;
+    }
+    let (parents, _) = runs_of(&c, &sweep.experiment).await;
+    assert_eq!(parents.len(), 1);
+    assert_eq!(
+        parents[0].info.status,
+        RunStatus::Running,
+        "nobody closed it yet"
+    );
+
+    // sync finds the sweep's process gone: the parent ends KILLED; every trial that was
+    // stored is on the server once, each child run closed.
+    let synced = tokio::task::block_in_place(|| sweep.sync(&server.url)).expect_code(0);
+    assert!(synced.stdout.contains("0 waiting"), "{}", synced.stdout);
+    let (parents, children) = runs_of(&c, &sweep.experiment).await;
+    assert_eq!(parents.len(), 1, "{parents:#?}");
+    assert_eq!(parents[0].info.status, RunStatus::Killed);
+    let stored = stored_trials(&sweep).await;
+    assert!(
+        stored.len() < SLOW_TRIALS,
+        "the sweep ended before the kill"
+    );
+    let mut keys: Vec<&str> = children
+        .iter()
+        .map(|r| {
+            r.tag("netsec.trial_key")
+                .unwrap_or_else(|| panic!("{r:#?}\nsync: {}\n{}", synced.stdout, synced.stderr))
+        })
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(keys, stored.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        children
+            .iter()
+            .all(|r| r.info.status == RunStatus::Finished)
+    );
+
+    // The rerun resumes into the same parent and completes it.
+    let (run, _) = tokio::task::block_in_place(|| sweep.run(Some(&server.url)));
+    run.expect_code(0);
+    assert_complete(&c, &sweep.experiment, SLOW_TRIALS, RunStatus::Finished).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_killed_mid_way_then_run_again_sends_everything_once() {
+    let server = MlflowServer::shared();
+    let c = client(&server.url);
+    let clean = Sweep::new("resync", 900, SMALL);
+    let (run, _) = tokio::task::block_in_place(|| clean.run(Some(&server.url)));
+    run.expect_code(0);
+    let expected = trials(&c, &clean.experiment).await;
+
+    // Offline, then a sync through a proxy that slows every log-batch down, killed once
+    // two of them have gone through.
+    let offline = Sweep::new("resync", 900, SMALL);
+    let (run, _) = tokio::task::block_in_place(|| offline.run(None));
+    run.expect_code(0);
+    let proxy = FaultProxy::with_rules(
+        &server.url,
+        vec![Rule::mlflow(
+            "runs/log-batch",
+            Fault::Delay(std::time::Duration::from_millis(400)),
+        )],
+    );
+    let mut sync = offline
+        .command(None, &["sync", "--uri", &proxy.endpoint])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while proxy.faults() < 3 {
+        assert!(
+            sync.try_wait().unwrap().is_none(),
+            "sync ended before it was killed"
+        );
+        assert!(std::time::Instant::now() < deadline, "sync never got going");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    sync.kill().unwrap();
+    sync.wait().unwrap();
+
+    let again = tokio::task::block_in_place(|| offline.sync(&server.url)).expect_code(0);
+    assert!(again.stdout.contains("0 waiting"), "{}", again.stdout);
+    assert_complete(&c, &offline.experiment, 3, RunStatus::Finished).await;
+    assert_eq!(trials(&c, &offline.experiment).await, expected);
+}
+
+/// Keys of the trials stored in the sweep's run store, sorted.
+async fn stored_trials(sweep: &Sweep) -> Vec<String> {
+    let show = sweep
+        .command(None, &["experiment", "show", "sigkill", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        show.status.success(),
+        "{}",
+        String::from_utf8_lossy(&show.stderr)
+    );
+    let shown: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    let mut keys: Vec<String> = shown["leaderboard"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no leaderboard: {shown}"))
+        .iter()
+        .map(|t| {
+            t["key"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{t}"))
+                .to_owned()
+        })
+        .collect();
+    keys.sort_unstable();
+    keys
 }

@@ -416,7 +416,11 @@ fn lost_registry_answers_make_one_version_and_one_alias_move() {
         if sync.stdout.contains("0 waiting") {
             break;
         }
-        assert!(syncs < 5, "still waiting after {syncs} syncs: {}", sync.stdout);
+        assert!(
+            syncs < 5,
+            "still waiting after {syncs} syncs: {}",
+            sync.stdout
+        );
     }
     assert_eq!(proxy.faults(), 3, "every answer was lost once");
     let all = versions(server, &setup.model);

@@ -52,7 +52,7 @@ impl Sweep {
         self.dir.path().join("state")
     }
 
-    fn command(&self, uri: Option<&str>, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, uri: Option<&str>, args: &[&str]) -> Command {
         let mut command = netsec_command();
         command
             .args(args)
@@ -327,15 +327,20 @@ async fn offline_sweep_then_sync_sends_exactly_once() {
 }
 
 /// Enough trials, one at a time, that the server can be stopped while they run.
-const SLOW: &str = "  - algorithm: decision_tree\n    \
+pub(crate) const SLOW: &str = "  - algorithm: decision_tree\n    \
                     grid: { criterion: [gini, entropy], max_depth: [2, 3, 4, 6, 8, 12] }\n  \
                     - algorithm: svm\n    grid: { c: [0.5, 1.0, 2.0], gamma: [scale, 0.01, 0.1] }\n";
-const SLOW_TRIALS: usize = 21;
+pub(crate) const SLOW_TRIALS: usize = 21;
 // The SVM trials come last in the plan and take seconds each, so a sweep stopped after the
 // first children reached the server is still running then, however fast the trees are.
 
 /// Waits until the server shows at least `n` child runs of the experiment.
-async fn wait_for_children(c: &MlflowClient, experiment: &str, n: usize, child: &mut Child) {
+pub(crate) async fn wait_for_children(
+    c: &MlflowClient,
+    experiment: &str,
+    n: usize,
+    child: &mut Child,
+) {
     let started = Instant::now();
     loop {
         if runs_of(c, experiment).await.1.len() >= n {
@@ -352,7 +357,7 @@ async fn wait_for_children(c: &MlflowClient, experiment: &str, n: usize, child: 
     }
 }
 
-fn finish(child: Child) -> crate::common::Run {
+pub(crate) fn finish(child: Child) -> crate::common::Run {
     let out = child.wait_with_output().unwrap();
     crate::common::Run {
         code: out.status.code().unwrap_or(-1),
