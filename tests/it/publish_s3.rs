@@ -55,7 +55,7 @@ fn template() -> &'static Path {
 }
 
 /// A fresh copy of the template: `<dir>/state` and `<dir>/policy.yaml`.
-fn workspace() -> tempfile::TempDir {
+pub(crate) fn workspace() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     copy_dir(template(), dir.path());
     dir
@@ -75,11 +75,11 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// Runs `netsec` with `env` (and, as always, none of the caller's AWS or store settings).
-fn netsec(args: &[&str], env: &[(&str, String)]) -> Run {
+pub(crate) fn netsec(args: &[&str], env: &[(&str, String)]) -> Run {
     crate::common::netsec_env(args, env.iter().map(|(k, v)| (k, v)))
 }
 
-fn promote(ws: &Path, best: &str, extra: &[&str], env: &[(&str, String)]) -> Run {
+pub(crate) fn promote(ws: &Path, best: &str, extra: &[&str], env: &[(&str, String)]) -> Run {
     let (state, policy) = (ws.join("state"), ws.join("policy.yaml"));
     let mut args = vec![
         "promote",
@@ -100,7 +100,7 @@ fn sha256(bytes: &[u8]) -> String {
 
 /// The pointer in `bucket` at `prefix/phish/current.json`, after checking that the model
 /// and metadata it names exist and that the model's bytes have its sha256.
-fn pointer(server: &S3Server, bucket: &str, prefix: &str) -> Value {
+pub(crate) fn pointer(server: &S3Server, bucket: &str, prefix: &str) -> Value {
     let bytes = server
         .get(bucket, &format!("{prefix}/phish/current.json"))
         .expect("a pointer");
@@ -428,13 +428,13 @@ fn failed_uploads_never_move_the_pointer() {
 }
 
 /// A running `netsec serve`, killed when dropped.
-struct Serve {
+pub(crate) struct Serve {
     child: Child,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
 }
 
 impl Serve {
-    fn start(model: &str, env: &[(&str, String)]) -> Serve {
+    pub(crate) fn start(model: &str, env: &[(&str, String)]) -> Serve {
         let mut command = netsec_command();
         command
             .args([
@@ -456,7 +456,7 @@ impl Serve {
         Serve { child, addr }
     }
 
-    fn version(&self) -> Value {
+    pub(crate) fn version(&self) -> Value {
         get(self.addr, "/model", &[]).json()["version"].clone()
     }
 
