@@ -30,6 +30,7 @@ mod retrain_cli;
 mod s3_multipart;
 mod secret_canaries;
 mod serve_http;
+mod serve_soak;
 mod shard_cli;
 mod shipped_files;
 mod tracking_cli;

@@ -22,12 +22,12 @@ use serde_json::{Map, Value, json};
 use tower::ServiceExt;
 
 /// Two trained model files (random forest, decision tree) and their sha256, made once.
-struct Models {
-    forest: (PathBuf, String),
-    tree: (PathBuf, String),
+pub(crate) struct Models {
+    pub(crate) forest: (PathBuf, String),
+    pub(crate) tree: (PathBuf, String),
 }
 
-fn models() -> &'static Models {
+pub(crate) fn models() -> &'static Models {
     static MODELS: OnceLock<Models> = OnceLock::new();
     MODELS.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap().keep();
@@ -60,15 +60,15 @@ fn models() -> &'static Models {
 }
 
 /// A running `netsec serve`, killed when dropped.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) addr: SocketAddr,
     stderr: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl Server {
-    fn start(model: &str, args: &[&str], token: Option<&str>) -> Server {
+    pub(crate) fn start(model: &str, args: &[&str], token: Option<&str>) -> Server {
         let env: Vec<(&str, &str)> = token
             .map(|t| ("NETSEC_SERVE_TOKEN", t))
             .into_iter()
@@ -196,7 +196,7 @@ impl App {
 }
 
 /// The first `n` phishing rows as JSON records (features only, integers).
-fn records(n: usize) -> Vec<Value> {
+pub(crate) fn records(n: usize) -> Vec<Value> {
     let lines = phishing_lines(n + 1);
     let header: Vec<&str> = lines[0].split(',').map(|h| h.trim_matches('"')).collect();
     lines[1..]
@@ -216,14 +216,14 @@ fn records(n: usize) -> Vec<Value> {
         .collect()
 }
 
-const JSON: (&str, &str) = ("Content-Type", "application/json");
+pub(crate) const JSON: (&str, &str) = ("Content-Type", "application/json");
 
 fn post_json(addr: SocketAddr, body: &Value) -> crate::common::http::Answer {
     post(addr, "/predict", &[JSON], body.to_string().as_bytes())
 }
 
 /// The value of a metric line with exactly these labels.
-fn metric(text: &str, series: &str) -> Option<f64> {
+pub(crate) fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
@@ -560,7 +560,7 @@ fn unusable_model_is_bad_input() {
 }
 
 /// Puts a model into a store as `<sha>/model.json` (bytes as given) and points at it.
-fn publish(store: &Path, version: u64, bytes: &[u8], sha: &str) {
+pub(crate) fn publish(store: &Path, version: u64, bytes: &[u8], sha: &str) {
     let dir = store.join(sha);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("model.json"), bytes).unwrap();
