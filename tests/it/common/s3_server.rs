@@ -201,6 +201,13 @@ impl S3Server {
         })
     }
 
+    /// Deletes an object (absent is fine).
+    pub fn delete(&self, bucket: &str, key: &str) {
+        let client = self.client();
+        block_on(async { client.delete_object().bucket(bucket).key(key).send().await })
+            .unwrap_or_else(|e| panic!("delete {bucket}/{key}: {e:?}"));
+    }
+
     /// Environment for a `netsec` child process talking to this server: the test
     /// credentials, no AWS config files of the user running the tests, no EC2 metadata.
     pub fn env(&self) -> Vec<(&'static str, String)> {
