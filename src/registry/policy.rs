@@ -5,6 +5,8 @@
 //! model: netsec-phishing          # registered model name
 //! alias: champion                 # the alias a promotion moves
 //! floors: { f1: 0.95, recall: 0.95, roc_auc: 0.98 }   # on the holdout, attack class
+//! class_recall: { neptune: 0.95, u2r: 0.5 }            # per-class recall floors
+//! max_fpr: 0.01                                         # ceiling on the false-positive rate
 //! challenge: { metric: f1, min_gain: 0.0, test: mcnemar, alpha: 0.05 }
 //! guards: { same_holdout: true, schema_match: true, max_p99_predict_us: 1000 }
 //! ```
@@ -16,6 +18,8 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use crate::config::grid::SelectMetric;
+use crate::shared::Classes;
+use crate::shared::metric::ClassStat;
 use crate::shared::yaml::{YamlError, read_yaml};
 
 /// A policy file's problem at a known place.
@@ -150,6 +154,14 @@ pub struct Policy {
     /// Metric floors.
     #[serde(default)]
     pub floors: Floors,
+    /// Recall floors of single classes, by class name (a rare class the global metrics
+    /// would hide).
+    #[serde(default)]
+    pub class_recall: BTreeMap<String, Spanned<f64>>,
+    /// Ceiling on the false-positive rate (normal rows flagged as attacks) at the
+    /// candidate's own decision rule.
+    #[serde(default)]
+    pub max_fpr: Option<Spanned<f64>>,
     /// The challenge against the current holder of the alias (none: floors decide).
     #[serde(default)]
     pub challenge: Option<Spanned<Challenge>>,
@@ -163,6 +175,49 @@ fn default_alias() -> String {
 }
 
 impl Policy {
+    /// Every metric rule — `floors`, `class_recall` and `max_fpr` — with its bound, in
+    /// report order (for `log_loss` and `fpr` the bound is a ceiling).
+    pub fn bounds(&self) -> Vec<(SelectMetric, f64)> {
+        let mut out: Vec<(SelectMetric, f64)> = self
+            .floors
+            .set()
+            .into_iter()
+            .map(|(m, v)| (m, v.value))
+            .collect();
+        for (class, floor) in &self.class_recall {
+            out.push((SelectMetric::class(ClassStat::Recall, class), floor.value));
+        }
+        if let Some(max) = &self.max_fpr {
+            out.push((SelectMetric::Fpr, max.value));
+        }
+        out
+    }
+
+    /// Checks the rules that depend on the candidate's label: every class a rule names is
+    /// one of its classes, and attack-level rules need a normal class. The message names
+    /// the rule and the classes there are.
+    pub fn check_classes(&self, classes: &Classes) -> Result<(), String> {
+        for (metric, _) in self.bounds() {
+            if let SelectMetric::Class(m) = metric
+                && !classes.names.iter().any(|n| n == m.class())
+            {
+                return Err(format!(
+                    "the policy's `{}` names no class of the candidate's label (classes: {})",
+                    metric.name(),
+                    classes.names.join(", ")
+                ));
+            }
+            if metric.is_attack_level() && !classes.has_normal() {
+                return Err(format!(
+                    "the policy's `{}` is an attack-level metric, but the candidate's label has                      no normal class (classes: {}); use macro_f1, balanced_accuracy or                      class_recall",
+                    metric.name(),
+                    classes.names.join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Reads and checks a policy file.
     pub fn from_file(path: &Path) -> Result<Policy, PolicyError> {
         let policy: Policy = read_yaml(path)?;
@@ -203,6 +258,27 @@ impl Policy {
                     ),
                 ));
             }
+        }
+        for (class, floor) in &self.class_recall {
+            if !(0.0..=1.0).contains(&floor.value) {
+                return Err(at(
+                    floor.referenced.line(),
+                    floor.referenced.column(),
+                    format!(
+                        "class_recall.{class} must be within 0..=1 (got {})",
+                        floor.value
+                    ),
+                ));
+            }
+        }
+        if let Some(max) = &self.max_fpr
+            && !(max.value > 0.0 && max.value <= 1.0)
+        {
+            return Err(at(
+                max.referenced.line(),
+                max.referenced.column(),
+                format!("max_fpr must be within (0, 1] (got {})", max.value),
+            ));
         }
         if let Some(challenge) = &self.challenge {
             let (line, column) = (challenge.referenced.line(), challenge.referenced.column());

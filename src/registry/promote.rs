@@ -282,6 +282,7 @@ pub async fn promote(registry: &Registry, request: &Request<'_>) -> anyhow::Resu
         ..
     } = *request;
     let alias = policy.alias.as_str();
+    policy.check_classes(&holdout.classes).map_err(UsageError)?;
     let file = &candidate.file;
     let sha256 = candidate.sha256.as_str();
     let scores = Scores::of(

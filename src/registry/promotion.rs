@@ -291,21 +291,19 @@ pub fn evaluate(
     champion: Option<&ChampionView<'_>>,
 ) -> Evaluation {
     let mut rules = Vec::new();
-    for (metric, floor) in policy.floors.set() {
+    for (metric, bound) in policy.bounds() {
         let value = metric_value(&candidate.scores.metrics, metric);
         let lower_better = !metric.higher_is_better();
-        let op = if lower_better { "<=" } else { ">=" };
+        let (kind, op) = if lower_better {
+            ("ceiling", "<=")
+        } else {
+            ("floor", ">=")
+        };
         rules.push(Rule {
-            rule: format!("floor {}", metric.name()),
+            rule: format!("{kind} {}", metric.name()),
             value,
-            threshold: format!("{op} {}", floor.value),
-            pass: value.is_some_and(|v| {
-                if lower_better {
-                    v <= floor.value
-                } else {
-                    v >= floor.value
-                }
-            }),
+            threshold: format!("{op} {bound}"),
+            pass: value.is_some_and(|v| if lower_better { v <= bound } else { v >= bound }),
             detail: if value.is_some() {
                 String::new()
             } else {
@@ -562,7 +560,7 @@ mod tests {
         assert!(!e.promote);
         assert!(!rule(&e, "floor recall").pass);
         assert!(rule(&e, "floor accuracy").pass);
-        assert!(rule(&e, "floor log_loss").pass);
+        assert!(rule(&e, "ceiling log_loss").pass);
         assert!(
             e.reason().contains("floor recall = 0.8000 (needs >= 0.9)"),
             "{}",

@@ -196,3 +196,91 @@ fn task_binary_folds_a_multiclass_label_and_sweeps() {
     let summary: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(summary["trials_failed"], 0, "{}", run.stdout);
 }
+
+/// A policy `class_recall` floor on a multi-class candidate: a floor it misses rejects it
+/// (exit 3) naming the class and its recall, a floor it meets promotes it, and a class the
+/// label does not have is bad input (exit 2) with nothing recorded.
+#[test]
+fn class_recall_floors_judge_each_class_and_refuse_unknown_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = schema_file(dir.path(), "negative: [normal]");
+    let grid = grid_file(
+        dir.path(),
+        "perclass",
+        &schema,
+        ", group: { other: [probe, rare] }",
+        "macro_f1",
+    );
+    let state = dir.path().join("state");
+    netsec(&[
+        "experiment",
+        "run",
+        s(&grid),
+        "--state-dir",
+        s(&state),
+        "-q",
+    ])
+    .expect_code(0);
+    let policy = |name: &str, rules: &str| {
+        let path = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(
+            &path,
+            format!("model: multi\nalias: champion\nfloors: {{ macro_f1: 0.1 }}\n{rules}\n"),
+        )
+        .unwrap();
+        path
+    };
+    let promote = |policy: &Path| {
+        netsec(&[
+            "promote",
+            "--best",
+            "perclass",
+            "--policy",
+            s(policy),
+            "--state-dir",
+            s(&state),
+        ])
+    };
+    let versions = || {
+        let list = netsec(&[
+            "registry",
+            "list",
+            "--state-dir",
+            s(&state),
+            "--format",
+            "json",
+        ])
+        .expect_code(0);
+        list.stdout.matches("\"version\"").count()
+    };
+
+    // A class the label does not have: exit 2 before any decision, nothing recorded.
+    let unknown = policy("unknown", "class_recall: { u2r: 0.5 }");
+    let run = promote(&unknown).expect_code(2);
+    for text in ["class_recall.u2r", "classes: dos, normal, other"] {
+        assert!(run.stderr.contains(text), "`{text}` in: {}", run.stderr);
+    }
+    assert_eq!(versions(), 0);
+
+    // A floor no model reaches on these rows (perfect recall of `dos`): rejected, exit 3,
+    // the report naming the class and the recall it had.
+    let strict = policy("strict", "class_recall: { dos: 1.0 }\nmax_fpr: 1.0");
+    let run = promote(&strict).expect_code(3);
+    let line = run
+        .stdout
+        .lines()
+        .find(|l| l.contains("class_recall.dos"))
+        .unwrap_or_else(|| panic!("no class_recall.dos rule: {}", run.stdout));
+    assert!(line.contains("0."), "the recall is shown: {line}");
+    assert!(
+        run.stdout.contains("floor class_recall.dos ="),
+        "the decision names the failed floor: {}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("ceiling fpr"), "{}", run.stdout);
+
+    // A floor it meets: promoted.
+    let loose = policy("loose", "class_recall: { dos: 0.0, other: 0.0 }");
+    let run = promote(&loose).expect_code(0);
+    assert!(run.stdout.contains("PROMOTED"), "{}", run.stdout);
+}
