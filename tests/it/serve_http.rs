@@ -430,23 +430,7 @@ fn every_route_answers_and_every_error_is_json() {
 
     // SIGTERM: a graceful stop with exit code 0 (a process: signals are its business).
     let mut server = Server::start(s(model_path), &[], None);
-    let pid = server.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = server.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "still running after SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(status.code(), Some(0), "{}", server.stderr());
+    assert_eq!(terminate(&mut server), Some(0), "{}", server.stderr());
 }
 
 #[test]
@@ -761,18 +745,7 @@ fn shutdown_answers_readyz_503_and_finishes_the_request_in_flight() {
     assert_eq!(answer.json()["predictions"].as_array().unwrap().len(), 7);
 
     // Then the listener closes and the process exits 0.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = server.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "still running after the drain delay"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(status.code(), Some(0), "{}", server.stderr());
+    assert_eq!(wait_exit(&mut server), Some(0), "{}", server.stderr());
     assert!(request(addr, "GET", "/healthz", &[], b"").is_err());
 }
 
@@ -809,14 +782,12 @@ fn a_request_slower_than_the_timeout_gets_408() {
 
 /// Stops a server with SIGTERM and returns its exit code.
 fn terminate(server: &mut Server) -> Option<i32> {
-    let pid = server.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    signal_term(server);
+    wait_exit(server)
+}
+
+/// Waits (at most 20 s) for a server that was told to stop; returns its exit code.
+fn wait_exit(server: &mut Server) -> Option<i32> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Some(status) = server.child.try_wait().unwrap() {
