@@ -24,6 +24,7 @@ use super::{Policy, Registry};
 use crate::exit::UsageError;
 use crate::fsutil::write_atomic;
 use crate::model_file::ModelFile;
+use crate::shared::Classes;
 
 /// How often a promotion evaluates again when another promotion moved the alias meanwhile.
 pub const MAX_ATTEMPTS: usize = 5;
@@ -316,16 +317,18 @@ pub async fn promote(registry: &Registry, request: &Request<'_>) -> anyhow::Resu
             .as_ref()
             .map(|c| score_champion(c, file, holdout))
             .transpose()?;
-        let champion_view = champion
-            .as_ref()
-            .zip(champion_scores.as_ref())
-            .map(|(c, s)| ChampionView {
-                version: c.version,
-                scores: s.as_ref().map_err(Clone::clone),
-                schema_hash: &c.info.schema_hash,
-                data_fingerprint: &c.info.data_fingerprint,
-                split: c.info.split,
-            });
+        let champion_view =
+            champion
+                .as_ref()
+                .zip(champion_scores.as_ref())
+                .map(|(c, (s, classes))| ChampionView {
+                    version: c.version,
+                    scores: s.as_ref().map_err(Clone::clone),
+                    classes,
+                    schema_hash: &c.info.schema_hash,
+                    data_fingerprint: &c.info.data_fingerprint,
+                    split: c.info.split,
+                });
         let evaluation = evaluate(
             policy,
             &holdout.labels,
@@ -417,29 +420,29 @@ fn score_champion(
     champion: &VersionRow,
     candidate: &ModelFile,
     holdout: &Holdout,
-) -> anyhow::Result<Result<Scores, String>> {
+) -> anyhow::Result<(Result<Scores, String>, Classes)> {
     verify_file(&champion.info.path, &champion.info.sha256)
         .with_context(|| format!("checking champion version {}", champion.version))?;
     let (file, _) = ModelFile::load(&champion.info.path)?;
+    let classes = file.classes();
     let features = if file.schema.hash == candidate.schema.hash {
         holdout.features.clone()
     } else {
         match holdout.features_for(&file.schema) {
             Ok(f) => f,
-            Err(e) => return Ok(Err(e.to_string())),
+            Err(e) => return Ok((Err(e.to_string()), classes)),
         }
     };
-    let classes = file.classes();
     if classes != holdout.classes {
-        return Ok(Err(format!(
+        let why = format!(
             "it answers the classes {:?}, the candidate's holdout has {:?}",
             classes.names, holdout.classes.names
-        )));
+        );
+        return Ok((Err(why), classes));
     }
-    Ok(
-        Scores::of(&file.model, &features, &holdout.labels, &holdout.classes)
-            .map_err(|e| e.to_string()),
-    )
+    let scores = Scores::of(&file.model, &features, &holdout.labels, &holdout.classes)
+        .map_err(|e| e.to_string());
+    Ok((scores, classes))
 }
 
 /// A test-only rendezvous that makes concurrent promotions overlap for certain. With

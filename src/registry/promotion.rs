@@ -215,6 +215,8 @@ pub struct ChampionView<'a> {
     pub version: i64,
     /// Scores on the candidate's holdout, or why it could not be scored there.
     pub scores: Result<&'a Scores, String>,
+    /// The classes it answers.
+    pub classes: &'a Classes,
     /// Schema hash.
     pub schema_hash: &'a str,
     /// Data fingerprint.
@@ -356,11 +358,12 @@ pub fn evaluate(
     }
     if policy.guards.same_holdout {
         let same = champion.data_fingerprint == candidate.data_fingerprint
-            && champion.split == candidate.split;
+            && champion.split == candidate.split
+            && champion.classes == classes;
         rules.push(Rule {
             rule: "guard same_holdout".into(),
             value: None,
-            threshold: "same data fingerprint and split".into(),
+            threshold: "same data fingerprint, split and classes".into(),
             pass: same,
             detail: if same {
                 format!(
@@ -370,7 +373,7 @@ pub fn evaluate(
                 )
             } else {
                 format!(
-                    "candidate {} vs champion v{} {}{}",
+                    "candidate {} vs champion v{} {}{}{}",
                     short_hash(candidate.data_fingerprint),
                     champion.version,
                     short_hash(champion.data_fingerprint),
@@ -378,6 +381,15 @@ pub fn evaluate(
                         ""
                     } else {
                         ", different split"
+                    },
+                    if champion.classes == classes {
+                        String::new()
+                    } else {
+                        format!(
+                            ", classes [{}] vs champion's [{}]",
+                            classes.names.join(", "),
+                            champion.classes.names.join(", ")
+                        )
                     }
                 )
             },
@@ -534,10 +546,13 @@ mod tests {
         }
     }
 
+    static BINARY: std::sync::LazyLock<Classes> = std::sync::LazyLock::new(binary);
+
     fn champ(scores: &Scores) -> ChampionView<'_> {
         ChampionView {
             version: 1,
             scores: Ok(scores),
+            classes: &BINARY,
             schema_hash: "s1",
             data_fingerprint: "d1",
             split: SplitSpec::default(),
@@ -593,6 +608,24 @@ mod tests {
         assert!(!rule(&e, "guard same_holdout").pass && !e.promote);
         let p = policy("model: m\nguards: { same_holdout: false, schema_match: false }\n");
         assert!(evaluate(&p, &labels, &binary(), &view(&good), Some(&c)).promote);
+        // A champion of another class set (multi-class vs binary): not the same holdout,
+        // and the reason names both.
+        let p = policy("model: m\n");
+        let three = Classes {
+            names: vec!["dos".into(), "normal".into(), "probe".into()],
+            normal: vec![false, true, false],
+        };
+        let mut c = champ(&good);
+        c.classes = &three;
+        let e = evaluate(&p, &labels, &binary(), &view(&good), Some(&c));
+        let same = rule(&e, "guard same_holdout");
+        assert!(!same.pass && !e.promote);
+        assert!(
+            same.detail
+                .contains("classes [normal, attack] vs champion's [dos, normal, probe]"),
+            "{}",
+            same.detail
+        );
     }
 
     #[test]
