@@ -12,11 +12,20 @@
 //! * K > 2: `softmax(d / (K - 1))` with `d_k = sum(alpha * (h == k ? 1 : -1 / (K - 1))) / W`
 //!   (stump leaves hold the predicted class id). K counts every class of the label, also one
 //!   without training rows (scikit-learn would count only the classes it saw).
+//!
+//! K > 2 stumps are scikit-learn's exact ones, which the multi-class parity test needs: a
+//! column with more than 256 distinct values, which the histogram splitter sees through
+//! quantile bins, is also scanned cut by cut ([`ExactColumns`]; the better split wins), and
+//! the two leaf classes are counted row by row ([`side_totals`]) so that classes of exactly
+//! equal weight tie and the lowest id wins, as numpy's `argmax`. Both matter most in the first
+//! rounds, when many classes have equal weight and the best cut of a wide column falls
+//! between quantiles. Two-class stumps keep the histogram splitter alone (their models are as
+//! they were).
 
 use ndarray::ArrayView2;
 use serde::{Deserialize, Serialize};
 
-use crate::models::binning::BinnedMatrix;
+use crate::models::binning::{BinnedMatrix, midpoint};
 use crate::models::decision_tree::check_class_count;
 use crate::models::params::Reader;
 use crate::models::random_forest::n_estimators;
@@ -24,6 +33,7 @@ use crate::models::tree::{self, ClassTarget, Criterion, GrowOptions, Tree};
 use crate::models::{
     Algorithm, FittedModel, Labels, ModelError, ParamKind, ParamSpec, ParamValue, Predictor,
 };
+use crate::shared::classes::argmax;
 
 const SPECS: &[ParamSpec] = &[
     n_estimators(50),
@@ -98,7 +108,7 @@ impl Algorithm for AdaBoost {
         let (stumps, alphas) = if labels.is_binary() {
             fit_binary(&data, &labels.attack_bits(), &opts, rounds, lr, seed)
         } else {
-            fit_classes(&data, labels, &opts, rounds, lr, seed)
+            fit_classes(x, &data, labels, &opts, rounds, lr, seed)
         };
         if stumps.is_empty() {
             return Err(ModelError::Solver {
@@ -188,8 +198,12 @@ fn fit_binary(
 /// K-class SAMME (K > 2), step for step as scikit-learn's `BaseWeightBoosting.fit` and
 /// `AdaBoostClassifier._boost`: weights clipped below at machine epsilon before each round
 /// (rows that started at weight 0 stay 0), updated as `exp(ln w + alpha * wrong * (w > 0))`,
-/// and renormalized.
+/// and renormalized. Each stump's split is the histogram splitter's or, when better, an exact
+/// cut of a quantile-binned column ([`ExactColumns`]); its two leaf classes are then counted
+/// row by row ([`side_totals`]).
+#[allow(clippy::too_many_arguments)]
 fn fit_classes(
+    x: ArrayView2<f64>,
     data: &BinnedMatrix,
     labels: &Labels<'_>,
     opts: &GrowOptions,
@@ -205,13 +219,14 @@ fn fit_classes(
     let mut alphas = Vec::new();
     let mut wrong = vec![false; n];
     let mut leaves = Vec::new();
+    let exact = ExactColumns::new(x, data);
     for m in 0..rounds {
         for v in w.iter_mut() {
             *v = v.max(f64::EPSILON);
         }
         let mut samples: Vec<u32> = (0..n as u32).collect();
         let mut rng = crate::models::rng_for(seed, m as u64);
-        let stump = tree::grow_classes(
+        let grown = tree::grow_classes(
             data,
             y,
             Some(&w),
@@ -223,11 +238,25 @@ fn fit_classes(
             &mut leaves,
         )
         .into_class_ids();
-        for leaf in &leaves {
-            for &i in &samples[leaf.start..leaf.end] {
-                wrong[i as usize] = leaf.value != f64::from(y[i as usize]);
+        let stump = match grown.root_split() {
+            Some(binned) => {
+                let (feature, threshold) = exact.improve(x, y, &w, labels.n_classes, binned);
+                let (left, right) = side_totals(x, feature, threshold, y, &w, labels.n_classes);
+                let (left, right) = (argmax(&left), argmax(&right));
+                for ((bad, v), &c) in wrong.iter_mut().zip(x.column(feature)).zip(y) {
+                    *bad = c != if *v <= threshold { left } else { right };
+                }
+                Tree::stump(x.ncols(), feature, threshold, left.into(), right.into())
             }
-        }
+            // a pure root (or no splittable column): one leaf of the majority class
+            None => {
+                let class = grown.leaf_outputs().next().unwrap_or(0.0);
+                for (bad, &c) in wrong.iter_mut().zip(y) {
+                    *bad = f64::from(c) != class;
+                }
+                grown
+            }
+        };
         let total: f64 = w.iter().sum();
         let err: f64 = w
             .iter()
@@ -259,6 +288,132 @@ fn fit_classes(
         w.iter_mut().for_each(|v| *v /= sum);
     }
     (stumps, alphas)
+}
+
+/// The columns the histogram splitter sees through quantile bins (more than
+/// [`MAX_BINS`](crate::models::binning::MAX_BINS) distinct values), each with its rows sorted
+/// by value, so that a K-class stump can try every midpoint of them as scikit-learn's exact
+/// splitter does. On reweighted rows the best cut of such a column often lies between two
+/// quantile cuts. The sort is done once per fit (and the order kept: 4 bytes per row and
+/// column); each round then costs one pass over each such column plus `O(K)` per distinct
+/// value, on the order of filling its histogram, and nothing when no column has that many
+/// values. Random forest and gradient boosting do not use it.
+struct ExactColumns(Vec<(usize, Vec<u32>)>);
+
+impl ExactColumns {
+    fn new(x: ArrayView2<f64>, data: &BinnedMatrix) -> ExactColumns {
+        let columns = (0..x.ncols())
+            .filter(|&f| data.quantiled[f])
+            .map(|f| {
+                let col = x.column(f);
+                let mut order: Vec<u32> = (0..x.nrows() as u32).collect();
+                order.sort_by(|&a, &b| col[a as usize].total_cmp(&col[b as usize]));
+                (f, order)
+            })
+            .collect();
+        ExactColumns(columns)
+    }
+
+    /// The better of the histogram splitter's `binned` split and the best exact cut of these
+    /// columns, by scikit-learn's gini proxy. Both candidates are scored again from row-order
+    /// totals ([`side_totals`]) so that one partition reached both ways scores the same; the
+    /// exact cut must win by more than rounding to replace the binned one.
+    fn improve(
+        &self,
+        x: ArrayView2<f64>,
+        y: &[u32],
+        w: &[f64],
+        k: usize,
+        binned: (usize, f64),
+    ) -> (usize, f64) {
+        let Some((feature, threshold)) = self.best(x, y, w, k) else {
+            return binned;
+        };
+        let score = |(f, t): (usize, f64)| {
+            let (l, r) = side_totals(x, f, t, y, w, k);
+            gini_proxy(&l, &r)
+        };
+        let (old, new) = (score(binned), score((feature, threshold)));
+        if new > old + 1e-12 * old.abs() {
+            (feature, threshold)
+        } else {
+            binned
+        }
+    }
+
+    /// The best cut over these columns: scikit-learn's `BestSplitter` scan of the sorted rows,
+    /// a candidate between each two neighbouring distinct values, the first best one kept.
+    fn best(&self, x: ArrayView2<f64>, y: &[u32], w: &[f64], k: usize) -> Option<(usize, f64)> {
+        let mut total = vec![0.0; k];
+        for (&c, wi) in y.iter().zip(w) {
+            total[c as usize] += wi;
+        }
+        let mut best: Option<(f64, usize, f64)> = None;
+        let mut left = vec![0.0; k];
+        let mut right = vec![0.0; k];
+        for (f, order) in &self.0 {
+            let col = x.column(*f);
+            left.fill(0.0);
+            for (pair, next) in order.iter().zip(&order[1..]) {
+                let i = *pair as usize;
+                left[y[i] as usize] += w[i];
+                let (v, v_next) = (col[i], col[*next as usize]);
+                if v_next <= v {
+                    continue;
+                }
+                for ((r, t), l) in right.iter_mut().zip(&total).zip(&left) {
+                    *r = t - l;
+                }
+                let proxy = gini_proxy(&left, &right);
+                if best.is_none_or(|b| proxy > b.0) {
+                    best = Some((proxy, *f, midpoint(v, v_next)));
+                }
+            }
+        }
+        best.map(|(_, f, t)| (f, t))
+    }
+}
+
+/// scikit-learn's gini `proxy_impurity_improvement` up to a constant: `Σ l_c² / Σ l +
+/// Σ r_c² / Σ r` for the class totals of the two sides.
+fn gini_proxy(left: &[f64], right: &[f64]) -> f64 {
+    [left, right]
+        .iter()
+        .map(|side| {
+            let total: f64 = side.iter().sum();
+            if total > 0.0 {
+                side.iter().map(|c| c * c).sum::<f64>() / total
+            } else {
+                0.0
+            }
+        })
+        .sum()
+}
+
+/// Weighted class totals of the rows with `x[·, feature] <= threshold` and of the others,
+/// added row by row in row order. The histogram splitter's node totals are sums of bin sums
+/// and differences of those, so classes with exactly equal weight (every class has before
+/// the first reweighting, on balanced data) come out a rounding hair apart and the hair picks
+/// the leaf class; scikit-learn adds a node's weights one row at a time, so such classes tie
+/// exactly and the lowest id wins. Counting again the same way gives its leaf classes.
+fn side_totals(
+    x: ArrayView2<f64>,
+    feature: usize,
+    threshold: f64,
+    y: &[u32],
+    w: &[f64],
+    k: usize,
+) -> (Vec<f64>, Vec<f64>) {
+    let (mut left, mut right) = (vec![0.0; k], vec![0.0; k]);
+    for ((v, &c), wi) in x.column(feature).iter().zip(y).zip(w) {
+        let side = if *v <= threshold {
+            &mut left
+        } else {
+            &mut right
+        };
+        side[c as usize] += wi;
+    }
+    (left, right)
 }
 
 /// Serialized form, checked before use so a corrupt model file cannot cause a panic.
@@ -628,6 +783,54 @@ mod tests {
         let p = m.predict_proba(x.slice(ndarray::s![600.., ..])).unwrap();
         let acc = k3::accuracy(&p, &y[600..]);
         assert!(acc > 0.75, "{acc}");
+    }
+
+    fn first_stump(x: ndarray::ArrayView2<f64>, y: &[u32], k: usize) -> (usize, f64, Vec<f64>) {
+        let mut p = Params::new();
+        p.insert("n_estimators".into(), ParamValue::Int(1));
+        let FittedModel::Adaboost(f) = AdaBoost.fit(&p, x, y, k, 0).unwrap() else {
+            panic!()
+        };
+        let (feature, threshold) = f.stumps[0].root_split().unwrap();
+        (feature, threshold, f.stumps[0].leaf_outputs().collect())
+    }
+
+    #[test]
+    fn k_class_stump_cuts_between_quantile_bins() {
+        // 2000 distinct values: the splitter sees 255 quantile cuts, about one per 8 rows,
+        // none of them at 1003.5 where class 0 ends; scikit-learn's exact splitter cuts there
+        let x = ndarray::Array2::from_shape_fn((2000, 1), |(i, _)| i as f64);
+        let y: Vec<u32> = (0..2000u32)
+            .map(|i| if i <= 1003 { 0 } else { 1 + i % 2 })
+            .collect();
+        let binned = BinnedMatrix::new(x.view());
+        assert!(binned.quantiled[0] && !binned.thresholds[0].contains(&1003.5));
+        let (feature, threshold, leaves) = first_stump(x.view(), &y, 3);
+        assert_eq!((feature, threshold), (0, 1003.5));
+        assert_eq!(leaves[0], 0.0);
+    }
+
+    #[test]
+    fn k_class_stump_leaf_ties_go_to_the_lowest_class() {
+        // Classes 0, 1, 2 (10 rows each, weight 1/40) lie left of 3.5, class 3 right of it.
+        // Their rows spread over the values 0..=3 as below, so the splitter's left totals,
+        // sums of per-value sums, are 0.24999999999999997, 0.25 and 0.25; scikit-learn adds
+        // the rows one by one, they tie, and its argmax takes class 0.
+        let per_value: [[usize; 4]; 3] = [[1, 1, 7, 1], [1, 3, 3, 3], [6, 1, 3, 0]];
+        let mut values = Vec::new();
+        let mut y = Vec::new();
+        for (class, counts) in per_value.iter().enumerate() {
+            for (v, &count) in counts.iter().enumerate() {
+                values.extend(std::iter::repeat_n(v as f64, count));
+                y.extend(std::iter::repeat_n(class as u32, count));
+            }
+        }
+        values.extend([4.0; 10]);
+        y.extend([3; 10]);
+        let x = ndarray::Array2::from_shape_vec((40, 1), values).unwrap();
+        let (_, threshold, leaves) = first_stump(x.view(), &y, 4);
+        assert_eq!(threshold, 3.5);
+        assert_eq!(leaves, vec![0.0, 3.0]);
     }
 
     #[test]

@@ -24,6 +24,9 @@ pub(crate) struct BinnedMatrix {
     /// `bin_bounds[f][b]`: the smallest and largest value in bin `b` of feature `f` (NaN when
     /// the bin is empty), so a split can cut midway between the values a node actually holds.
     pub bin_bounds: Vec<Vec<(f64, f64)>>,
+    /// `quantiled[f]`: feature `f` has more than [`MAX_BINS`] distinct values, so its bins
+    /// are quantiles and its splits a subset of an exact splitter's.
+    pub quantiled: Vec<bool>,
     /// Offset of feature `f`'s first bin in a histogram over all features.
     pub offsets: Vec<usize>,
     /// Total bins over all features.
@@ -34,9 +37,9 @@ impl BinnedMatrix {
     /// Bin `x`. Values must be finite (callers check first).
     pub fn new(x: ArrayView2<f64>) -> Self {
         let (n_rows, n_features) = x.dim();
-        let thresholds: Vec<Vec<f64>> = (0..n_features)
+        let (thresholds, quantiled): (Vec<Vec<f64>>, Vec<bool>) = (0..n_features)
             .map(|f| feature_thresholds(x.column(f).iter().copied().collect()))
-            .collect();
+            .unzip();
         let mut bins = vec![0u8; n_rows * n_features];
         let mut bin_bounds = Vec::with_capacity(n_features);
         for (f, thr) in thresholds.iter().enumerate() {
@@ -62,6 +65,7 @@ impl BinnedMatrix {
             bins,
             thresholds,
             bin_bounds,
+            quantiled,
             offsets,
             total_bins,
         }
@@ -93,8 +97,8 @@ impl BinnedMatrix {
 }
 
 /// Split thresholds of one feature: midpoints between neighbouring distinct values, thinned to
-/// quantiles when there are more than `MAX_BINS` values.
-fn feature_thresholds(mut values: Vec<f64>) -> Vec<f64> {
+/// quantiles when there are more than `MAX_BINS` values (then `true`).
+fn feature_thresholds(mut values: Vec<f64>) -> (Vec<f64>, bool) {
     values.sort_by(f64::total_cmp);
     let n = values.len();
     let mut distinct: Vec<(f64, usize)> = Vec::new(); // (value, rows with a value <= it)
@@ -105,10 +109,11 @@ fn feature_thresholds(mut values: Vec<f64>) -> Vec<f64> {
         }
     }
     if distinct.len() <= MAX_BINS {
-        return distinct
+        let exact = distinct
             .windows(2)
             .map(|w| midpoint(w[0].0, w[1].0))
             .collect();
+        return (exact, false);
     }
     // Quantile bins: cut after the distinct value where the cumulative count first reaches each
     // of the MAX_BINS - 1 quantile ranks.
@@ -127,12 +132,12 @@ fn feature_thresholds(mut values: Vec<f64>) -> Vec<f64> {
             thr.push(t);
         }
     }
-    thr
+    (thr, true)
 }
 
 /// Midpoint as scikit-learn computes it, falling back to the lower value if rounding lands on
 /// the upper one (so `lo <= t < hi` holds).
-fn midpoint(lo: f64, hi: f64) -> f64 {
+pub(crate) fn midpoint(lo: f64, hi: f64) -> f64 {
     let t = lo / 2.0 + hi / 2.0;
     if t >= hi || !t.is_finite() { lo } else { t }
 }
@@ -151,6 +156,7 @@ mod tests {
         assert_eq!(b.bins, vec![0, 0, 1, 0, 2, 0, 2, 0]);
         assert_eq!(b.offsets, vec![0, 3]);
         assert_eq!(b.total_bins, 4);
+        assert_eq!(b.quantiled, vec![false, false]);
     }
 
     #[test]
@@ -170,6 +176,7 @@ mod tests {
         let x = ndarray::Array2::from_shape_fn((n, 1), |(i, _)| ((i * 7919) % 1000) as f64 * 0.1);
         let b = BinnedMatrix::new(x.view());
         assert!(b.n_bins(0) <= MAX_BINS && b.n_bins(0) > 200);
+        assert_eq!(b.quantiled, vec![true]);
         for i in 0..n {
             let bin = b.bins[i] as usize;
             let v = x[[i, 0]];

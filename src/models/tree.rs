@@ -253,6 +253,42 @@ impl Tree {
         self
     }
 
+    /// A depth-1 scalar tree: `row[feature] <= threshold` outputs `left`, anything else
+    /// `right` (AdaBoost's K-class stumps, whose outputs are class ids).
+    pub(crate) fn stump(
+        n_features: usize,
+        feature: usize,
+        threshold: f64,
+        left: f64,
+        right: f64,
+    ) -> Tree {
+        let leaf = |value| Node {
+            feature: LEAF,
+            left: 0,
+            value,
+        };
+        Tree {
+            n_features,
+            nodes: vec![
+                Node {
+                    feature: feature as u32,
+                    left: 1,
+                    value: threshold,
+                },
+                leaf(left),
+                leaf(right),
+            ],
+            n_classes: 0,
+            leaf_values: Vec::new(),
+        }
+    }
+
+    /// The root's split as `(feature, threshold)`, or `None` when the root is a leaf.
+    pub(crate) fn root_split(&self) -> Option<(usize, f64)> {
+        let root = self.nodes[0];
+        (root.feature != LEAF).then_some((root.feature as usize, root.value))
+    }
+
     /// Leaf values (scalar outputs) of every leaf, in node order.
     pub(crate) fn leaf_outputs(&self) -> impl Iterator<Item = f64> + '_ {
         self.nodes
