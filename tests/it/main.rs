@@ -22,6 +22,7 @@ mod mirror_cli;
 mod mlflow_client;
 mod mongo_cli;
 mod multiclass_parity;
+mod props;
 mod publish_s3;
 mod registry_cli;
 mod retrain_cli;
