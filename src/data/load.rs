@@ -210,12 +210,27 @@ pub fn load_parquet(path: &Path) -> Result<Table, LoadError> {
 
 /// Parses Parquet bytes; `path` names them in messages.
 pub fn parquet_from_bytes(path: &Path, bytes: Vec<u8>) -> Result<Table, LoadError> {
-    let frame = ParquetReader::new(std::io::Cursor::new(bytes))
-        .finish()
-        .map_err(|e| LoadError::Parse {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
+    let parse_error = |message: String| LoadError::Parse {
+        path: path.to_owned(),
+        message,
+    };
+    // polars' Parquet reader panics on some corrupt files (an `expect` on malformed thrift
+    // metadata, found by fuzzing): a bad file is bad input, never a crash.
+    let read =
+        std::panic::catch_unwind(move || ParquetReader::new(std::io::Cursor::new(bytes)).finish());
+    let frame = match read {
+        Ok(frame) => frame.map_err(|e| parse_error(e.to_string()))?,
+        Err(panic) => {
+            let reason = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "the reader failed".into());
+            return Err(parse_error(format!(
+                "not a readable Parquet file ({reason})"
+            )));
+        }
+    };
     if frame.height() == 0 {
         return Err(LoadError::NoRows {
             path: path.to_owned(),

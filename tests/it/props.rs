@@ -507,3 +507,17 @@ fn quoted_header_names_are_unescaped() {
     let first = table.frame.columns()[0].str().unwrap().get(0);
     assert_eq!(first, Some("x \"y\""));
 }
+
+/// Regression (found by `fuzz/parquet_load`): polars' Parquet reader panicked on malformed
+/// thrift metadata; loading it is a typed error.
+#[test]
+fn a_corrupt_parquet_file_is_an_error_not_a_panic() {
+    let bytes = std::fs::read(repo_file("tests/it/fixtures/parquet_bad_thrift.parquet")).unwrap();
+    let err = netsec::data::load::parquet_from_bytes(Path::new("bad.parquet"), bytes)
+        .expect_err("a corrupt file is refused");
+    assert!(
+        matches!(err, netsec::data::LoadError::Parse { .. }),
+        "{err}"
+    );
+    assert_eq!(err.exit_code(), 2);
+}
