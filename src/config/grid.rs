@@ -27,7 +27,7 @@ use crate::data::schema::Task;
 use crate::data::split::SplitSpec;
 use crate::data::synthetic::Profile;
 use crate::models::ParamValue;
-use crate::shared::yaml::{YamlError, read_yaml};
+use crate::shared::yaml::{YamlError, parse_yaml, read_yaml};
 
 /// Where a sweep's rows come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -301,6 +301,13 @@ impl GridFile {
     /// Reads a grid file and checks what can be checked without the data and the models.
     pub fn from_file(path: &Path) -> Result<GridFile, GridError> {
         let grid: GridFile = read_yaml(path)?;
+        grid.check(path)?;
+        Ok(grid)
+    }
+
+    /// Parses and checks grid text; `path` names it in messages.
+    pub fn from_yaml_str(path: &Path, text: &str) -> Result<GridFile, GridError> {
+        let grid: GridFile = parse_yaml(path, text)?;
         grid.check(path)?;
         Ok(grid)
     }

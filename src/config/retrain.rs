@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::data::drift::DriftThresholds;
-use crate::shared::yaml::{YamlError, read_yaml};
+use crate::shared::yaml::{YamlError, parse_yaml, read_yaml};
 
 /// What to do when the fresh data drifted from the champion's training data.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -131,6 +131,31 @@ impl RetrainFile {
     /// Reads and checks a retrain file.
     pub fn from_file(path: &Path) -> Result<RetrainFile, RetrainConfigError> {
         let file: RetrainFile = read_yaml(path)?;
+        file.check(path)?;
+        for (field, file_path) in [("grid", &file.grid), ("policy", &file.policy)] {
+            if !file_path.is_file() {
+                return Err(RetrainConfigError::Invalid {
+                    path: path.to_owned(),
+                    message: format!(
+                        "{field}: {} does not exist (relative paths are relative to the working directory)",
+                        file_path.display()
+                    ),
+                });
+            }
+        }
+        Ok(file)
+    }
+
+    /// Parses retrain text and checks its thresholds (not that the files it names exist,
+    /// which [`RetrainFile::from_file`] adds); `path` names it in messages.
+    pub fn from_yaml_str(path: &Path, text: &str) -> Result<RetrainFile, RetrainConfigError> {
+        let file: RetrainFile = parse_yaml(path, text)?;
+        file.check(path)?;
+        Ok(file)
+    }
+
+    fn check(&self, path: &Path) -> Result<(), RetrainConfigError> {
+        let file = self;
         let invalid = |message: String| RetrainConfigError::Invalid {
             path: path.to_owned(),
             message,
@@ -147,15 +172,7 @@ impl RetrainFile {
                 file.drift.psi
             )));
         }
-        for (field, file_path) in [("grid", &file.grid), ("policy", &file.policy)] {
-            if !file_path.is_file() {
-                return Err(invalid(format!(
-                    "{field}: {} does not exist (relative paths are relative to the working directory)",
-                    file_path.display()
-                )));
-            }
-        }
-        Ok(file)
+        Ok(())
     }
 }
 

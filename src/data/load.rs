@@ -170,15 +170,27 @@ pub fn load_csv(path: &Path) -> Result<Table, LoadError> {
 pub fn csv_from_bytes(path: &Path, bytes: Vec<u8>) -> Result<Table, LoadError> {
     let shape = scan_csv(path, &bytes, b',')?;
     let cursor = std::io::Cursor::new(bytes);
-    let frame = CsvReadOptions::default()
+    let parse_error = |e: PolarsError| LoadError::Parse {
+        path: path.to_owned(),
+        message: e.to_string(),
+    };
+    let mut frame = CsvReadOptions::default()
         .with_has_header(true)
         .with_infer_schema_length(Some(0))
         .into_reader_with_file_handle(cursor)
         .finish()
-        .map_err(|e| LoadError::Parse {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
+        .map_err(parse_error)?;
+    // polars keeps a quoted header name's doubled quotes (`"a ""b"""` names `a ""b""`);
+    // the names are the header's fields, unquoted as the cells are.
+    if frame.width() == shape.header.len()
+        && frame
+            .get_column_names()
+            .iter()
+            .zip(&shape.header)
+            .any(|(read, name)| read.as_str() != name)
+    {
+        frame.set_column_names(&shape.header).map_err(parse_error)?;
+    }
     Ok(Table {
         source: path.display().to_string(),
         frame,
@@ -189,16 +201,36 @@ pub fn csv_from_bytes(path: &Path, bytes: Vec<u8>) -> Result<Table, LoadError> {
 
 /// Loads a Parquet file; its column types are kept and checked against the schema later.
 pub fn load_parquet(path: &Path) -> Result<Table, LoadError> {
-    let file = std::fs::File::open(path).map_err(|source| LoadError::Io {
+    let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
         path: path.to_owned(),
         source,
     })?;
-    let frame = ParquetReader::new(file)
-        .finish()
-        .map_err(|e| LoadError::Parse {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
+    parquet_from_bytes(path, bytes)
+}
+
+/// Parses Parquet bytes; `path` names them in messages.
+pub fn parquet_from_bytes(path: &Path, bytes: Vec<u8>) -> Result<Table, LoadError> {
+    let parse_error = |message: String| LoadError::Parse {
+        path: path.to_owned(),
+        message,
+    };
+    // polars' Parquet reader panics on some corrupt files (an `expect` on malformed thrift
+    // metadata, found by fuzzing): a bad file is bad input, never a crash.
+    let read =
+        std::panic::catch_unwind(move || ParquetReader::new(std::io::Cursor::new(bytes)).finish());
+    let frame = match read {
+        Ok(frame) => frame.map_err(|e| parse_error(e.to_string()))?,
+        Err(panic) => {
+            let reason = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "the reader failed".into());
+            return Err(parse_error(format!(
+                "not a readable Parquet file ({reason})"
+            )));
+        }
+    };
     if frame.height() == 0 {
         return Err(LoadError::NoRows {
             path: path.to_owned(),
@@ -208,6 +240,8 @@ pub fn load_parquet(path: &Path) -> Result<Table, LoadError> {
 }
 
 struct CsvShape {
+    /// The header's names, unquoted.
+    header: Vec<String>,
     record_lines: Vec<usize>,
 }
 
@@ -222,7 +256,7 @@ fn scan_csv(path: &Path, bytes: &[u8], separator: u8) -> Result<CsvShape, LoadEr
     };
     let names: Vec<String> = header
         .iter()
-        .map(|f| String::from_utf8_lossy(f).into_owned())
+        .map(|f| String::from_utf8_lossy(&unquote(f)).into_owned())
         .collect();
     let mut seen = std::collections::HashSet::new();
     if let Some(name) = names.iter().find(|n| !seen.insert(n.as_str())) {
@@ -255,11 +289,14 @@ fn scan_csv(path: &Path, bytes: &[u8], separator: u8) -> Result<CsvShape, LoadEr
     if !multiline {
         record_lines = Vec::new();
     }
-    Ok(CsvShape { record_lines })
+    Ok(CsvShape {
+        header: names,
+        record_lines,
+    })
 }
 
-/// Iterates over CSV records as (1-based start line, fields), honouring double quotes;
-/// blank lines are skipped as polars does.
+/// Iterates over CSV records as (1-based start line, fields as written, quotes included),
+/// honouring double quotes; blank lines are skipped as polars does.
 struct Records<'a> {
     bytes: &'a [u8],
     pos: usize,
@@ -301,17 +338,17 @@ impl<'a> Iterator for Records<'a> {
                     b'\n' if in_quotes => self.line += 1,
                     b'\n' => break i,
                     b if b == self.separator && !in_quotes => {
-                        fields.push(trim_field(&self.bytes[field_start..i]));
+                        fields.push(strip_cr(&self.bytes[field_start..i]));
                         field_start = i + 1;
                     }
                     _ => {}
                 }
                 i += 1;
             };
-            let last = trim_field(&self.bytes[field_start..end]);
+            let last = strip_cr(&self.bytes[field_start..end]);
             self.pos = end + 1;
             self.line += 1;
-            if fields.is_empty() && last.is_empty() {
+            if fields.is_empty() && trim_field(last).is_empty() {
                 continue; // blank line
             }
             fields.push(last);
@@ -320,8 +357,31 @@ impl<'a> Iterator for Records<'a> {
     }
 }
 
+/// A field's value: a quoted field without its quotes and with `""` read as `"`.
+fn unquote(field: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let quoted = field.len() >= 2 && field.starts_with(b"\"") && field.ends_with(b"\"");
+    if !quoted {
+        return std::borrow::Cow::Borrowed(field);
+    }
+    let inner = &field[1..field.len() - 1];
+    let mut out = Vec::with_capacity(inner.len());
+    let mut i = 0;
+    while i < inner.len() {
+        out.push(inner[i]);
+        i += if inner[i] == b'"' && inner.get(i + 1) == Some(&b'"') {
+            2
+        } else {
+            1
+        };
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+fn strip_cr(field: &[u8]) -> &[u8] {
+    field.strip_suffix(b"\r").unwrap_or(field)
+}
+
 fn trim_field(field: &[u8]) -> &[u8] {
-    let field = field.strip_suffix(b"\r").unwrap_or(field);
     field
         .strip_prefix(b"\"")
         .and_then(|f| f.strip_suffix(b"\""))

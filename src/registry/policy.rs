@@ -20,7 +20,7 @@ use serde_saphyr::Spanned;
 use crate::config::grid::SelectMetric;
 use crate::shared::Classes;
 use crate::shared::metric::ClassStat;
-use crate::shared::yaml::{YamlError, read_yaml};
+use crate::shared::yaml::{YamlError, parse_yaml, read_yaml};
 
 /// A policy file's problem at a known place.
 #[derive(Debug, thiserror::Error)]
@@ -221,6 +221,13 @@ impl Policy {
     /// Reads and checks a policy file.
     pub fn from_file(path: &Path) -> Result<Policy, PolicyError> {
         let policy: Policy = read_yaml(path)?;
+        policy.check(path)?;
+        Ok(policy)
+    }
+
+    /// Parses and checks policy text; `path` names it in messages.
+    pub fn from_yaml_str(path: &Path, text: &str) -> Result<Policy, PolicyError> {
+        let policy: Policy = parse_yaml(path, text)?;
         policy.check(path)?;
         Ok(policy)
     }

@@ -14,10 +14,10 @@ use super::answer::RowAnswer;
 use super::source::LoadedModel;
 use crate::data::dataset::{EncodedColumn, invalid};
 use crate::data::load::{LoadError, csv_from_bytes};
-use crate::data::schema::ColumnType;
+use crate::data::schema::{ColumnSpec, ColumnType, LabelSpec, LabelType};
 use crate::data::typed::{
-    ColumnSpecView, Issue, LabelPresence, Problem, RecordCell, TypedCell, allowed_text, type_cell,
-    type_table,
+    ColumnSpecView, Issue, LabelPresence, Problem, RecordCell, TypedCell, allowed_text, parse_int,
+    type_cell, type_table,
 };
 
 /// Issues listed in an error answer; the count says how many there were in all.
@@ -240,30 +240,25 @@ fn encode_record(
             problem,
         })
     };
-    let mut known = usize::from(record.contains_key(&schema.label.column));
+    let mut known = 0;
+    if let Some(value) = record.get(&schema.label.column) {
+        known += 1;
+        if let Err(problem) = check_label(&schema.label, value) {
+            issue(&schema.label.column, problem);
+        }
+    }
     let mut offset = 0;
-    let features = schema
-        .columns
-        .iter()
-        .zip(&model.allowed)
-        .filter(|(spec, _)| spec.exclude.is_none());
-    for ((spec, allowed), encoded) in features.zip(&model.file.encoding.columns) {
+    let mut encoding = model.file.encoding.columns.iter();
+    for (spec, allowed) in schema.columns.iter().zip(&model.allowed) {
         let value = record.get(&spec.name);
         known += usize::from(value.is_some());
-        let cell = match value {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Number(n)) => Ok(Some(match n.as_i64() {
-                Some(i) => RecordCell::Int(i),
-                None => RecordCell::Float(n.as_f64().unwrap_or(f64::NAN)),
-            })),
-            Some(Value::Bool(b)) => Ok(Some(RecordCell::Bool(*b))),
-            Some(Value::String(s)) => Ok(Some(RecordCell::Text(s))),
-            Some(other) => Err(Problem::WrongType {
-                expected: spec.column_type.to_string(),
-                value: other.to_string(),
-            }),
+        // An excluded column is checked as a CSV body's is (when present), never encoded.
+        let encoded = match spec.exclude {
+            None => encoding.next(),
+            Some(_) if value.is_none() => continue,
+            Some(_) => None,
         };
-        let typed = cell
+        let typed = json_cell(value, &spec.column_type)
             .and_then(|c| {
                 if value.is_none() && !spec.nullable {
                     Err(Problem::MissingColumn)
@@ -281,13 +276,14 @@ fn encode_record(
             });
         match (encoded, typed) {
             (_, Err(problem)) => issue(&spec.name, problem),
-            (EncodedColumn::Numeric { .. }, Ok(cell)) => {
+            (None, Ok(_)) => {}
+            (Some(EncodedColumn::Numeric { .. }), Ok(cell)) => {
                 out[offset] = match cell {
                     Some(TypedCell::Number(v)) => v,
                     _ => f64::NAN,
                 };
             }
-            (EncodedColumn::OneHot { categories, .. }, Ok(cell)) => {
+            (Some(EncodedColumn::OneHot { categories, .. }), Ok(cell)) => {
                 let slot = match cell {
                     Some(TypedCell::Category(text)) => categories.iter().position(|c| *c == text),
                     _ => None,
@@ -296,8 +292,9 @@ fn encode_record(
             }
         }
         offset += match encoded {
-            EncodedColumn::Numeric { .. } => 1,
-            EncodedColumn::OneHot { categories, .. } => categories.len() + 1,
+            None => 0,
+            Some(EncodedColumn::Numeric { .. }) => 1,
+            Some(EncodedColumn::OneHot { categories, .. }) => categories.len() + 1,
         };
     }
     if known < record.len() {
@@ -306,6 +303,64 @@ fn encode_record(
                 issue(key, Problem::ExtraColumn);
             }
         }
+    }
+}
+
+/// A JSON value as a record cell (`None`: null or absent); arrays and objects are the
+/// wrong type for any column.
+fn json_cell<'a>(
+    value: Option<&'a Value>,
+    column_type: &ColumnType,
+) -> Result<Option<RecordCell<'a>>, Problem> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => Ok(Some(match n.as_i64() {
+            Some(i) => RecordCell::Int(i),
+            None => RecordCell::Float(n.as_f64().unwrap_or(f64::NAN)),
+        })),
+        Some(Value::Bool(b)) => Ok(Some(RecordCell::Bool(*b))),
+        Some(Value::String(s)) => Ok(Some(RecordCell::Text(s))),
+        Some(other) => Err(Problem::WrongType {
+            expected: column_type.to_string(),
+            value: other.to_string(),
+        }),
+    }
+}
+
+/// Checks a record's label value as a CSV body's label column is checked (the label is
+/// optional in a request, but when given it must be a value of the label column).
+fn check_label(label: &LabelSpec, value: &Value) -> Result<(), Problem> {
+    let column_type = match label.label_type {
+        LabelType::Integer => ColumnType::Integer,
+        LabelType::Boolean => ColumnType::Boolean,
+        LabelType::String => ColumnType::Categorical,
+    };
+    let spec = ColumnSpec {
+        name: label.column.clone(),
+        column_type,
+        values: None,
+        min: None,
+        max: None,
+        nullable: false,
+        exclude: None,
+    };
+    let cell = json_cell(Some(value), &column_type)?;
+    // The canonical text as the CSV path writes it (integers exactly, not through f64).
+    let text = match (type_cell(&spec, None, cell)?, cell) {
+        (None, _) => return Err(Problem::Missing),
+        (Some(TypedCell::Category(text)), _) => text,
+        (Some(TypedCell::Number(v)), _) if column_type == ColumnType::Boolean => {
+            (v == 1.0).to_string()
+        }
+        (Some(_), Some(RecordCell::Int(i))) => i.to_string(),
+        (Some(TypedCell::Number(v)), Some(RecordCell::Text(t))) => {
+            parse_int(t).unwrap_or(v as i64).to_string()
+        }
+        (Some(TypedCell::Number(v)), _) => (v as i64).to_string(),
+    };
+    match &label.values {
+        Some(values) if !values.contains(&text) => Err(Problem::NotAllowed { value: text }),
+        _ => Ok(()),
     }
 }
 
@@ -341,6 +396,17 @@ pub fn predict_csv(
         return Ok(answer);
     }
     tracing::debug!(bytes = body.len(), "CSV body read through the general path");
+    predict_csv_general(model, body, keep_inputs, with_probabilities)
+}
+
+/// The general path of [`predict_csv`]: the body read like a file by `netsec predict`'s
+/// loader and typing. Public so that tests and fuzzing can check both paths answer alike.
+pub fn predict_csv_general(
+    model: &LoadedModel,
+    body: &[u8],
+    keep_inputs: bool,
+    with_probabilities: bool,
+) -> Result<CsvAnswer, InputError> {
     let table = csv_from_bytes(Path::new("request"), body.to_vec()).map_err(|e| {
         let mut error = InputError::simple("bad_csv", e.to_string());
         if let LoadError::Ragged { line, .. } = e {

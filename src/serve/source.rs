@@ -217,7 +217,9 @@ pub struct LoadedModel {
 }
 
 impl LoadedModel {
-    fn from_bytes(
+    /// Parses and checks model file bytes read from `path` (named in messages), with the
+    /// sha256 of the bytes and the pointer that named them, if any.
+    pub fn from_bytes(
         path: &Path,
         bytes: &[u8],
         sha256: String,
