@@ -260,7 +260,9 @@ fn encode_record(
         };
         let typed = json_cell(value, &spec.column_type)
             .and_then(|c| {
-                if value.is_none() && !spec.nullable {
+                // An absent field is a missing column, as in a CSV body, even where `null`
+                // (an empty cell) is allowed.
+                if value.is_none() {
                     Err(Problem::MissingColumn)
                 } else {
                     type_cell(spec, allowed.as_ref(), c)

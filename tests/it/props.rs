@@ -521,3 +521,25 @@ fn a_corrupt_parquet_file_is_an_error_not_a_panic() {
     );
     assert_eq!(err.exit_code(), 2);
 }
+
+/// Regression (found by `fuzz/serve_records`): a JSON record without a nullable column's
+/// field was predicted (as an empty cell) while a CSV body without that column is refused
+/// with "column `service` is missing"; the README promises the same rules for both.
+#[test]
+fn a_json_record_without_a_nullable_field_is_a_missing_column_as_in_csv() {
+    let model = served(false);
+    let mut names = column_names(&model);
+    let mut row: Vec<String> = ["0", "tcp", "http", "10", "1", "0", "3", "true", "normal"]
+        .iter()
+        .map(|c| (*c).to_owned())
+        .collect();
+    names.remove(2);
+    row.remove(2);
+    let rows = vec![row];
+    let csv = predict_csv(&model, &csv_body(&names, &rows), false, false).expect_err("CSV");
+    let json = predict_json(&model, &json_body(&names, &rows, false), false).expect_err("JSON");
+    assert_eq!(json.0.column.as_deref(), Some("service"));
+    assert_eq!(json.0.column, csv.0.column);
+    assert_eq!(json.0.issues[0].problem, Problem::MissingColumn);
+    assert_eq!(json.0.issues[0].problem, csv.0.issues[0].problem);
+}
