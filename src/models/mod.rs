@@ -33,6 +33,7 @@ pub mod decision_tree;
 pub mod gradient_boosting;
 pub mod logistic_regression;
 pub mod metrics;
+pub mod operating_point;
 pub mod params;
 pub mod random_forest;
 pub(crate) mod smo;
