@@ -50,6 +50,9 @@ pub enum Command {
     /// Predict a CSV/Parquet file with a model file; writes the rows with the predicted
     /// label, class and attack probability.
     Predict(PredictArgs),
+    /// Work on model files: move an operating point without a fit.
+    #[command(subcommand)]
+    Model(ModelCommand),
     /// Send the tracking outbox (records kept while no MLflow server was set or reachable)
     /// to the MLflow server, exactly once. Safe to repeat and to interrupt.
     Sync(SyncArgs),
@@ -470,6 +473,38 @@ pub struct PredictArgs {
     /// Also write each class's probability, one p_<class> column per class.
     #[arg(long)]
     pub probabilities: bool,
+}
+
+/// `netsec model ...`.
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Move a model's cut on P(attack) to a new false-alarm budget or detection rate, read
+    /// off the out-of-fold ROC curve its file keeps (no fit), and write a new model file
+    /// with it; `predict` and `serve` flag attacks at the new cut.
+    Threshold(ThresholdArgs),
+}
+
+/// Arguments of `netsec model threshold`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).multiple(true).args(["max_fpr", "min_detection_rate"])))]
+pub struct ThresholdArgs {
+    /// Model file written by a sweep with `operating_point:` in its grid file.
+    pub model: PathBuf,
+    /// The false-alarm budget: the largest share of normal flows flagged, in (0, 1).
+    #[arg(long)]
+    pub max_fpr: Option<f64>,
+    /// The share of attacks that must be flagged, in (0, 1].
+    #[arg(long)]
+    pub min_detection_rate: Option<f64>,
+    /// Also state the false alarms a day at this many flows a day.
+    #[arg(long, value_name = "N")]
+    pub flows_per_day: Option<u64>,
+    /// The new model file (default: <model>.cut.json beside it).
+    #[arg(long, short = 'o')]
+    pub output: Option<PathBuf>,
+    /// Do not reload the model's data to score the new cut on its pinned holdout.
+    #[arg(long)]
+    pub no_holdout: bool,
 }
 
 /// Arguments of `netsec serve`. The optional bearer token is read from the

@@ -17,6 +17,7 @@ use crate::data::schema::Schema;
 use crate::data::split::SplitSpec;
 use crate::fsutil::write_atomic;
 use crate::models::metrics::{MeanStd, Metrics};
+use crate::models::operating_point::{OperatingPoint, Roc};
 use crate::models::{FittedModel, Params};
 use crate::shared::Classes;
 use crate::shared::hash::hex;
@@ -116,11 +117,33 @@ pub struct ModelFile {
     /// classes are normal (id 0) and attack (id 1), named by the schema.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub classes: Option<Classes>,
+    /// The cut on P(attack) the model flags attacks at, chosen for the grid's
+    /// operating-point target, with the out-of-fold curve it was read from; absent: 0.5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operating_point: Option<ModelOperatingPoint>,
     /// The fitted model.
     pub model: FittedModel,
 }
 
+/// A model's operating point and the out-of-fold ROC curve (thinned, exact counts) that
+/// `netsec model threshold` moves it along without a fit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelOperatingPoint {
+    /// Target, cut and rates.
+    #[serde(flatten)]
+    pub point: OperatingPoint,
+    /// The pooled out-of-fold curve of the trial.
+    pub roc: Roc,
+}
+
 impl ModelFile {
+    /// The cut on P(attack): the operating point's, else 0.5.
+    pub fn threshold(&self) -> f64 {
+        self.operating_point
+            .as_ref()
+            .map_or(crate::models::metrics::THRESHOLD, |o| o.point.threshold)
+    }
+
     /// The classes the model answers, in class-id order.
     pub fn classes(&self) -> Classes {
         self.classes.clone().unwrap_or_else(|| {

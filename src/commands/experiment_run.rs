@@ -123,14 +123,16 @@ pub(super) fn render(
         grid_keys: &sweep.grid_keys,
     };
     leaderboard::print(out, &board, top)?;
-    if let Some(test) = sweep
+    let best = sweep
         .records
         .first()
-        .filter(|r| r.status == TrialStatus::Finished)
-        .and_then(|r| r.test.as_ref())
-    {
+        .filter(|r| r.status == TrialStatus::Finished);
+    if let Some(test) = best.and_then(|r| r.test.as_ref()) {
         writeln!(out, "\nbest trial on the held-out rows:")?;
         leaderboard::class_report(out, test)?;
+    }
+    if let Some(point) = best.and_then(|r| r.operating_point.as_ref()) {
+        leaderboard::operating_point(out, point)?;
     }
     match &sweep.best {
         Some(s) => writeln!(

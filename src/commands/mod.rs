@@ -10,6 +10,7 @@ mod data_validate;
 mod experiment_collect;
 mod experiment_run;
 mod experiment_show;
+mod model_threshold;
 mod predict;
 mod promote;
 mod publish;
@@ -26,8 +27,8 @@ use polars::prelude::{CsvWriter, DataFrame, ParquetWriter, SerWriter};
 use serde::Serialize;
 
 use crate::cli::{
-    Command, DataCommand, ExperimentCommand, OutputArgs, OutputFormat, RegistryCommand,
-    ReportFormat, SchemaCommand,
+    Command, DataCommand, ExperimentCommand, ModelCommand, OutputArgs, OutputFormat,
+    RegistryCommand, ReportFormat, SchemaCommand,
 };
 use crate::exit::{Outcome, UsageError};
 use crate::fsutil::write_atomic;
@@ -102,6 +103,7 @@ async fn dispatch(command: Command, out: &mut dyn Write) -> anyhow::Result<Outco
             experiment_collect::run(args, out).await
         }
         Command::Predict(args) => predict::run(args, out).await,
+        Command::Model(ModelCommand::Threshold(args)) => model_threshold::run(args, out).await,
         Command::Sync(args) => sync::run(args, out).await,
         Command::Promote(args) => promote::run(args, out).await,
         Command::Registry(RegistryCommand::List(args)) => registry::list(args, out).await,

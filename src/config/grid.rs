@@ -11,6 +11,7 @@
 //! split: { test_fraction: 0.2, stratify: true, seed: 42 }
 //! cv: { folds: 3 }
 //! select: { metric: f1 }              # ranked on cross-validation, never on test
+//! # operating_point: { max_fpr: 0.001 } # cut P(attack) for a false-alarm budget
 //! models:
 //!   - algorithm: decision_tree
 //!     grid: { criterion: [gini, entropy], max_depth: [null, 8, 16] }
@@ -27,6 +28,7 @@ use crate::data::schema::Task;
 use crate::data::split::SplitSpec;
 use crate::data::synthetic::Profile;
 use crate::models::ParamValue;
+use crate::models::operating_point::Target;
 use crate::shared::yaml::{YamlError, parse_yaml, read_yaml};
 
 /// Where a sweep's rows come from.
@@ -251,6 +253,11 @@ pub struct GridFile {
     /// Experiment tracking.
     #[serde(default)]
     pub tracking: TrackingConfig,
+    /// Where each trial's detector cuts P(attack): `{ max_fpr: 0.001 }` and/or
+    /// `{ min_detection_rate: 0.99 }`, chosen on the trial's pooled out-of-fold predictions.
+    /// Absent: the cut is 0.5.
+    #[serde(default)]
+    pub operating_point: Option<Spanned<Target>>,
     /// The algorithms and their grids.
     pub models: Vec<ModelGrid>,
 }
@@ -335,6 +342,15 @@ impl GridFile {
                 "cv.folds must be at least 2 (got {})",
                 self.cv.folds
             )));
+        }
+        if let Some(target) = &self.operating_point
+            && let Some(problem) = target.value.problem()
+        {
+            return Err(GridError::at(
+                path,
+                target,
+                format!("operating_point: {problem}"),
+            ));
         }
         let data = &self.data;
         match data.source.value {

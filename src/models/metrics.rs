@@ -65,11 +65,11 @@ pub struct Confusion {
 }
 
 impl Confusion {
-    /// Count predictions `proba >= THRESHOLD` against `y_true`.
-    pub fn from_proba(y_true: &[bool], proba: &[f64]) -> Self {
+    /// Count predictions `proba >= threshold` against `y_true`.
+    pub fn from_proba(y_true: &[bool], proba: &[f64], threshold: f64) -> Self {
         let mut c = Confusion::default();
         for (&y, &p) in y_true.iter().zip(proba) {
-            match (y, p >= THRESHOLD) {
+            match (y, p >= threshold) {
                 (false, false) => c.tn += 1,
                 (false, true) => c.fp += 1,
                 (true, false) => c.fn_ += 1,
@@ -202,6 +202,18 @@ impl Metrics {
     /// (one row per label, one column per class of `classes`). Extra rows of the longer
     /// input are ignored.
     pub fn compute(y_true: &[u32], proba: ArrayView2<f64>, classes: &Classes) -> Self {
+        Metrics::compute_at(y_true, proba, classes, THRESHOLD)
+    }
+
+    /// [`Metrics::compute`] with rows flagged as attacks at `P(attack) >= threshold` (a
+    /// model's operating point): the attack-level figures, and for a binary label its
+    /// predicted class, follow the cut; a multi-class label's classes stay the argmax.
+    pub fn compute_at(
+        y_true: &[u32],
+        proba: ArrayView2<f64>,
+        classes: &Classes,
+        threshold: f64,
+    ) -> Self {
         let n = y_true.len().min(proba.nrows());
         let y_true = &y_true[..n];
         let k = classes.len().max(proba.ncols());
@@ -210,9 +222,9 @@ impl Metrics {
             .collect();
         let attack_true: Vec<bool> = y_true.iter().map(|&c| classes.is_attack(c)).collect();
         let predicted: Vec<u32> = (0..n)
-            .map(|i| classes.predict(proba.row(i).as_slice().unwrap_or(&[])))
+            .map(|i| classes.predict_at(proba.row(i).as_slice().unwrap_or(&[]), threshold))
             .collect();
-        let c = Confusion::from_proba(&attack_true, &attack_score);
+        let c = Confusion::from_proba(&attack_true, &attack_score, threshold);
         let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
         let mut matrix = vec![vec![0u64; k]; k];
         for (&t, &p) in y_true.iter().zip(&predicted) {

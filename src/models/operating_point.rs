@@ -35,12 +35,12 @@ impl Target {
     pub fn problem(&self) -> Option<String> {
         match (self.max_fpr, self.min_detection_rate) {
             (None, None) => Some("set max_fpr or min_detection_rate (or both)".into()),
-            (Some(f), _) if !(f > 0.0 && f < 1.0) => {
-                Some(format!("max_fpr must be between 0 and 1, exclusive (got {f})"))
-            }
-            (_, Some(d)) if !(d > 0.0 && d <= 1.0) => Some(format!(
-                "min_detection_rate must be in (0, 1] (got {d})"
+            (Some(f), _) if !(f > 0.0 && f < 1.0) => Some(format!(
+                "max_fpr must be between 0 and 1, exclusive (got {f})"
             )),
+            (_, Some(d)) if !(d > 0.0 && d <= 1.0) => {
+                Some(format!("min_detection_rate must be in (0, 1] (got {d})"))
+            }
             _ => None,
         }
     }
@@ -196,7 +196,8 @@ impl Roc {
     }
 
     /// The operating point for `target` (see the module docs). When no cut keeps the FPR
-    /// within the budget, the cut is above every score: nothing is flagged.
+    /// within the budget, the cut is above every score: nothing is flagged, and the target
+    /// is not met.
     pub fn choose(&self, target: &Target) -> Choice {
         let rates = |p: &RocPoint| Rates {
             fp: p.fp,
@@ -230,16 +231,15 @@ impl Roc {
         } else {
             None
         };
-        let mut choice = match point {
+        match point {
             Some(p) => Choice {
                 threshold: p.threshold,
                 rates: rates(p),
-                target_met: false,
+                target_met: rates(p).meets(target),
             },
+            // A detector that flags nothing keeps any budget and is of no use: not met.
             None => nothing,
-        };
-        choice.target_met = choice.rates.meets(target);
-        choice
+        }
     }
 
     /// At most about `budget` points of the curve, keeping its ends and every point where
@@ -270,6 +270,30 @@ impl Roc {
             attacks: self.attacks,
             points,
         }
+    }
+}
+
+/// A trial's or a model's operating point: the target, the cut chosen for it on the pooled
+/// out-of-fold predictions, and how it did there and on the held-out rows.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct OperatingPoint {
+    /// What the cut was chosen for.
+    pub target: Target,
+    /// Rows with `P(attack) >= threshold` are attacks.
+    pub threshold: f64,
+    /// Whether the target holds on the out-of-fold predictions the cut was chosen on.
+    pub target_met: bool,
+    /// Figures at the cut on the pooled out-of-fold predictions.
+    pub out_of_fold: Rates,
+    /// Figures at the cut on the held-out test rows (the final model's predictions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_out: Option<Rates>,
+}
+
+impl OperatingPoint {
+    /// Whether the target also held on the held-out rows (`None` without them).
+    pub fn held(&self) -> Option<bool> {
+        self.held_out.map(|r| r.meets(&self.target))
     }
 }
 
@@ -426,7 +450,11 @@ mod tests {
             let choice = roc.choose(&fpr_target(budget));
             let rates = Rates::at(&truth, &scores, choice.threshold);
             assert_eq!(rates, choice.rates, "budget {budget}");
-            assert!(rates.fpr() <= budget, "budget {budget}: fpr {}", rates.fpr());
+            assert!(
+                rates.fpr() <= budget,
+                "budget {budget}: fpr {}",
+                rates.fpr()
+            );
             assert!(choice.target_met);
             // The next lower score would break the budget.
             let lower = scores
@@ -434,7 +462,10 @@ mod tests {
                 .copied()
                 .filter(|&s| s < choice.threshold)
                 .fold(f64::NEG_INFINITY, f64::max);
-            assert!(Rates::at(&truth, &scores, lower).fpr() > budget, "budget {budget}");
+            assert!(
+                Rates::at(&truth, &scores, lower).fpr() > budget,
+                "budget {budget}"
+            );
         }
         // 0.01 of 1,000 normals = 10 false alarms: normals scored 0.990..0.999.
         let choice = roc.choose(&fpr_target(0.01));
@@ -479,13 +510,17 @@ mod tests {
         assert!(choice.threshold > 1.0);
         assert_eq!(Rates::at(&truth, &scores, choice.threshold).fp, 0);
         assert_eq!(choice.rates.tp, 0);
+        assert!(!choice.target_met, "flagging nothing is no operating point");
     }
 
     #[test]
     fn ties_form_one_cut() {
         let roc = Roc::from_scores(&[false, true, true, false], &[0.5, 0.5, 0.7, 0.1]);
-        let cuts: Vec<(f64, u64, u64)> =
-            roc.points.iter().map(|p| (p.threshold, p.fp, p.tp)).collect();
+        let cuts: Vec<(f64, u64, u64)> = roc
+            .points
+            .iter()
+            .map(|p| (p.threshold, p.fp, p.tp))
+            .collect();
         assert_eq!(cuts, vec![(0.7, 0, 1), (0.5, 1, 2), (0.1, 2, 2)]);
     }
 
@@ -493,9 +528,7 @@ mod tests {
     fn thinning_keeps_exact_counts_ends_and_small_false_alarm_counts() {
         let n = 200_000;
         let truth: Vec<bool> = (0..n).map(|i| i % 10 == 0).collect();
-        let scores: Vec<f64> = (0..n)
-            .map(|i| ((i * 7919) % n) as f64 / n as f64)
-            .collect();
+        let scores: Vec<f64> = (0..n).map(|i| ((i * 7919) % n) as f64 / n as f64).collect();
         let roc = Roc::from_scores(&truth, &scores);
         let thin = roc.thinned(1000);
         assert!(thin.points.len() < 3000, "{}", thin.points.len());

@@ -73,6 +73,11 @@ pub async fn run(
         "data loaded from {}",
         data.source
     );
+    if grid.operating_point.is_some() {
+        // An unmeasurable operating point stops here, before the run store is touched.
+        let split = crate::data::split::train_test_split(&data, &grid.split);
+        sweep::run::check_operating_point(&grid, &input.grid, &data, &split.train)?;
+    }
 
     let store = RunStore::open(&input.state.database()).await?;
     let tracker = open_tracker(&grid, &input.state, client, &store).await;

@@ -8,3 +8,4 @@ pub mod promote;
 pub mod publish;
 pub mod retrain;
 pub mod source;
+pub mod threshold;

@@ -255,13 +255,23 @@ pub async fn refit_trial(
     );
     let context = KeyContext::for_grid(&grid, &data.fingerprint);
     let keys: Vec<String> = candidates.iter().map(|c| trial_key(c, &context)).collect();
-    let executor = Executor::new(&grid.name, &data, &split, &folds, grid.split.seed);
+    let executor = Executor::new(
+        &grid.name,
+        &data,
+        &split,
+        &folds,
+        grid.split.seed,
+        grid.operating_point.as_ref().map(|t| t.value),
+    );
     // A fit is CPU work of seconds to minutes: keep it off the runtime's workers.
     let top = trial.clone();
-    let model = tokio::task::spawn_blocking(move || refit(&top, &candidates, &keys, &executor))
-        .await
-        .context("refitting a trial")??;
-    Ok(model_file(trial, model, &schema, &data, &source, &grid))
+    let (model, roc) =
+        tokio::task::spawn_blocking(move || refit(&top, &candidates, &keys, &executor))
+            .await
+            .context("refitting a trial")??;
+    Ok(model_file(
+        trial, model, roc, &schema, &data, &source, &grid,
+    ))
 }
 
 /// The MLflow client for the server in `MLFLOW_TRACKING_URI`, else in the grid's

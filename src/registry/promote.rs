@@ -291,6 +291,7 @@ pub async fn promote(registry: &Registry, request: &Request<'_>) -> anyhow::Resu
         &holdout.features,
         &holdout.labels,
         &holdout.classes,
+        file.threshold(),
     )
     .context("scoring the candidate on its holdout")?;
     let p99_us = p99_predict_us(&file.model, &holdout.features)?;
@@ -440,8 +441,14 @@ fn score_champion(
         );
         return Ok((Err(why), classes));
     }
-    let scores = Scores::of(&file.model, &features, &holdout.labels, &holdout.classes)
-        .map_err(|e| e.to_string());
+    let scores = Scores::of(
+        &file.model,
+        &features,
+        &holdout.labels,
+        &holdout.classes,
+        file.threshold(),
+    )
+    .map_err(|e| e.to_string());
     Ok((scores, classes))
 }
 

@@ -143,25 +143,32 @@ pub struct Scores {
 }
 
 impl Scores {
-    /// Scores `model` on held-out `features` with class ids `labels` of `classes`.
+    /// Scores `model` on held-out `features` with class ids `labels` of `classes`, flagging
+    /// attacks at the model's own cut `threshold` (its operating point, else 0.5).
     pub fn of(
         model: &FittedModel,
         features: &Array2<f64>,
         labels: &[u32],
         classes: &Classes,
+        threshold: f64,
     ) -> Result<Scores, ModelError> {
         let proba = model.predict_proba(features.view())?;
-        Ok(Scores::from_proba(proba, labels, classes))
+        Ok(Scores::from_proba(proba, labels, classes, threshold))
     }
 
     /// Scores class probabilities already computed.
-    pub fn from_proba(proba: Array2<f64>, labels: &[u32], classes: &Classes) -> Scores {
+    pub fn from_proba(
+        proba: Array2<f64>,
+        labels: &[u32],
+        classes: &Classes,
+        threshold: f64,
+    ) -> Scores {
         let predicted = proba
             .rows()
             .into_iter()
-            .map(|row| classes.predict(row.as_slice().unwrap_or(&[])))
+            .map(|row| classes.predict_at(row.as_slice().unwrap_or(&[]), threshold))
             .collect();
-        let metrics = Metrics::compute(labels, proba.view(), classes);
+        let metrics = Metrics::compute_at(labels, proba.view(), classes, threshold);
         Scores {
             proba,
             predicted,
@@ -512,7 +519,7 @@ mod tests {
         });
         (
             labels.clone(),
-            Scores::from_proba(proba, &labels, &binary()),
+            Scores::from_proba(proba, &labels, &binary(), 0.5),
         )
     }
 

@@ -6,16 +6,16 @@
 //! | `predicted_label` | the predicted class as a label value: the class name of a multi-class model (e.g. `neptune`), the schema's attack or normal value of a binary one (e.g. `-1`) |
 //! | `class_probability` | the predicted class's probability |
 //! | `attack_probability` | 1 − Σ P(normal classes) ([`Classes::attack_probability`]); a binary model's P(attack) as always |
-//! | `is_attack` | `attack_probability` ≥ [`THRESHOLD`] (see [`is_attack`]) |
+//! | `is_attack` | `attack_probability` ≥ the model's cut: its operating point's, else 0.5 |
 //! | `attack_class` | the most probable attack class when `is_attack`, else empty |
 //! | `p_<class>` | opt-in (`--probabilities`, `?probabilities=true`): each class's probability, in class-id order |
 //!
 //! A model whose label has no normal class has no attack level: `attack_probability`,
 //! `is_attack` and `attack_class` are empty (`null` in JSON) on every row.
 //!
-//! The predicted class is [`Classes::predict`]'s: the argmax of a multi-class model, the
-//! attack class when P(attack) ≥ 0.5 for a binary one, so binary answers are what they
-//! always were. `is_attack` is a separate decision on P(attack) and may say "attack" for a
+//! The predicted class is [`Classes::predict_at`]'s at the model's cut: the argmax of a
+//! multi-class model, the attack class when P(attack) ≥ the cut for a binary one (0.5 for a
+//! model without an operating point, so binary answers are what they always were). `is_attack` is a separate decision on P(attack) and may say "attack" for a
 //! row whose single most probable class is normal (normal 0.4, dos 0.3, probe 0.3): many
 //! attack classes together outweigh the normal one, and `attack_class` then names the most
 //! probable of them.
@@ -29,7 +29,6 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Value;
 
 use crate::data::schema::{LabelSpec, LabelType};
-use crate::models::metrics::THRESHOLD;
 use crate::shared::Classes;
 
 /// The answer columns, in the order they are appended; `p_<class>` columns follow.
@@ -44,12 +43,6 @@ pub const ANSWER_COLUMNS: [&str; 5] = [
 /// Prefix of the per-class probability columns: `p_<class name>`.
 pub const PROBABILITY_PREFIX: &str = "p_";
 
-/// Whether a row with this P(attack) is an attack: the one place the cut is made, until
-/// models carry an operating point.
-pub fn is_attack(attack_probability: f64) -> bool {
-    attack_probability >= THRESHOLD
-}
-
 /// The answer for one row (class ids index [`RowAnswers::classes`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RowAnswer {
@@ -61,12 +54,14 @@ pub struct RowAnswer {
     pub attack_probability: Option<f64>,
     /// The most probable attack class, when the row is an attack.
     pub attack_class: Option<u32>,
+    /// Whether P(attack) reaches the model's cut.
+    attack: bool,
 }
 
 impl RowAnswer {
     /// `is_attack`; `None` when the model has no normal class.
     pub fn is_attack(&self) -> Option<bool> {
-        self.attack_probability.map(is_attack)
+        self.attack_probability.map(|_| self.attack)
     }
 }
 
@@ -75,6 +70,8 @@ impl RowAnswer {
 #[derive(Debug, Clone)]
 pub struct RowAnswers {
     classes: Classes,
+    /// The cut on P(attack).
+    threshold: f64,
     /// Whether some class is normal (else there is no attack level).
     has_normal: bool,
     /// `predicted_label` text per class.
@@ -96,8 +93,9 @@ pub struct RowAnswers {
 impl RowAnswers {
     /// The answers of a model of `classes` trained on a label described by `label`. A
     /// binary model's labels are the schema's attack and normal values
-    /// ([`LabelSpec::value_for`]); a multi-class model's are its class names.
-    pub fn new(label: &LabelSpec, classes: Classes) -> RowAnswers {
+    /// ([`LabelSpec::value_for`]); a multi-class model's are its class names. Rows are
+    /// attacks at `P(attack) >= threshold` ([`crate::ModelFile::threshold`]).
+    pub fn new(label: &LabelSpec, classes: Classes, threshold: f64) -> RowAnswers {
         let labels: Vec<String> = if classes.is_binary() {
             vec![label.value_for(false), label.value_for(true)]
         } else {
@@ -130,6 +128,7 @@ impl RowAnswers {
             push_field(&mut probability_header, name);
         }
         RowAnswers {
+            threshold,
             has_normal: classes.has_normal(),
             classes,
             labels,
@@ -159,12 +158,13 @@ impl RowAnswers {
 
     /// The answer for one row's K class probabilities.
     pub fn answer(&self, proba: &[f64]) -> RowAnswer {
-        let class = self.classes.predict(proba);
+        let class = self.classes.predict_at(proba, self.threshold);
         let class_probability = proba.get(class as usize).copied().unwrap_or(0.0);
         let attack_probability = self
             .has_normal
             .then(|| self.classes.attack_probability(proba));
-        let attack_class = if attack_probability.is_some_and(is_attack) {
+        let attack = attack_probability.is_some_and(|p| p >= self.threshold);
+        let attack_class = if attack {
             // The most probable attack class; ties go to the lowest id, as argmax.
             let mut best: Option<u32> = None;
             for (k, p) in proba.iter().enumerate() {
@@ -182,6 +182,7 @@ impl RowAnswers {
             class_probability,
             attack_probability,
             attack_class,
+            attack,
         }
     }
 
@@ -411,6 +412,7 @@ mod tests {
                 None,
             ),
             classes,
+            0.5,
         )
     }
 
@@ -444,6 +446,7 @@ mod tests {
                     class_probability: class_p,
                     attack_probability: Some(attack_p),
                     attack_class,
+                    attack: attack_class.is_some(),
                 }
             );
             assert_eq!(a.is_attack(), Some(attack_class.is_some()));
@@ -456,9 +459,29 @@ mod tests {
     }
 
     #[test]
-    fn is_attack_is_cut_at_the_threshold() {
-        assert!(is_attack(THRESHOLD));
-        assert!(!is_attack(THRESHOLD - 1e-12));
+    fn the_model_cut_decides_is_attack_and_a_binary_class() {
+        let binary = RowAnswers::new(
+            &label(
+                LabelType::Integer,
+                AttackRule::Positive(set(&["-1"])),
+                Some(&["-1", "1"]),
+            ),
+            Classes::binary("legitimate", "phishing"),
+            0.3,
+        );
+        let at_cut = binary.answer(&[0.7, 0.3]);
+        assert_eq!((at_cut.class, at_cut.is_attack()), (1, Some(true)));
+        assert_eq!(at_cut.attack_class, Some(1));
+        let below = binary.answer(&[0.7 + 1e-12, 0.3 - 1e-12]);
+        assert_eq!((below.class, below.is_attack()), (0, Some(false)));
+        // Multi-class: the cut moves the attack flag, never the argmax class.
+        let mut strict = three();
+        strict.threshold = 0.9;
+        let row = strict.answer(&ROWS[1]);
+        assert_eq!(
+            (row.class, row.is_attack(), row.attack_class),
+            (0, Some(false), None)
+        );
     }
 
     #[test]
@@ -470,6 +493,7 @@ mod tests {
         let answers = RowAnswers::new(
             &label(LabelType::String, AttackRule::Positive(set(&["a"])), None),
             classes,
+            0.5,
         );
         let a = answers.answer(&[0.1, 0.2, 0.7]);
         assert_eq!(
@@ -479,6 +503,7 @@ mod tests {
                 class_probability: 0.7,
                 attack_probability: None,
                 attack_class: None,
+                attack: false,
             }
         );
         assert_eq!(a.is_attack(), None);
@@ -501,6 +526,7 @@ mod tests {
                 Some(&["-1", "1"]),
             ),
             Classes::binary("legitimate", "phishing"),
+            0.5,
         );
         let attack = answers.answer(&[0.5, 0.5]);
         assert_eq!(
@@ -510,6 +536,7 @@ mod tests {
                 class_probability: 0.5,
                 attack_probability: Some(0.5),
                 attack_class: Some(1),
+                attack: true,
             }
         );
         let normal = answers.answer(&[1.0 - 0.25, 0.25]);

@@ -118,7 +118,7 @@ pub async fn predict_file(
     let proba = proba.as_standard_layout();
     let proba = proba.as_slice().unwrap_or_default();
     let classes = file.classes();
-    let answers = RowAnswers::new(&schema.label, classes.clone());
+    let answers = RowAnswers::new(&schema.label, classes.clone(), file.threshold());
     let rows = answers.answer_all(proba);
     let mut frame = table.frame.clone();
     answers.add_columns(&mut frame, &rows, with_probabilities.then_some(proba))?;

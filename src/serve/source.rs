@@ -261,7 +261,7 @@ impl LoadedModel {
             .map(|d| d.as_secs())
             .unwrap_or(0);
         let classes = file.classes();
-        let answers = RowAnswers::new(&file.schema.label, classes.clone());
+        let answers = RowAnswers::new(&file.schema.label, classes.clone(), file.threshold());
         Ok(LoadedModel {
             classes,
             answers,

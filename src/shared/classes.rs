@@ -96,8 +96,14 @@ impl Classes {
     /// class when P(attack) >= 0.5 (netsec's rule from the start), else the most probable
     /// class.
     pub fn predict(&self, proba: &[f64]) -> u32 {
+        self.predict_at(proba, 0.5)
+    }
+
+    /// [`Classes::predict`] at a model's operating point: a binary label's attack class when
+    /// P(attack) >= `threshold`; a multi-class label's argmax (its attack flag is separate).
+    pub fn predict_at(&self, proba: &[f64], threshold: f64) -> u32 {
         if self.is_binary() {
-            u32::from(self.attack_probability(proba) >= 0.5)
+            u32::from(self.attack_probability(proba) >= threshold)
         } else {
             argmax(proba)
         }

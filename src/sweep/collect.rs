@@ -338,6 +338,7 @@ mod tests {
             error: None,
             data_fingerprint: "fp".into(),
             finished_at_ms: 0,
+            operating_point: None,
         }
     }
 

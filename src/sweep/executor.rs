@@ -14,6 +14,8 @@ use crate::data::Dataset;
 use crate::data::split::Split;
 use crate::models::metrics::MeanStd;
 use crate::models::metrics::Metrics;
+use crate::models::metrics::THRESHOLD;
+use crate::models::operating_point::{Choice, OperatingPoint, Rates, Roc, Target};
 use crate::models::{FittedModel, ModelError};
 use crate::shared::{Classes, now_ms};
 
@@ -27,7 +29,10 @@ pub struct Executor {
     y_train: Vec<u32>,
     x_test: Array2<f64>,
     y_test: Vec<u32>,
+    /// Whether each test row is an attack (for the held-out rates at a cut).
+    test_attack: Vec<bool>,
     folds: Vec<Fold>,
+    target: Option<Target>,
 }
 
 struct Fold {
@@ -44,16 +49,25 @@ pub struct UnitResult {
     pub records: Vec<TrialRecord>,
     /// The fitted model of the unit's largest member.
     pub model: Option<FittedModel>,
+    /// Per member, the thinned out-of-fold ROC curve its operating point was chosen on
+    /// (kept in the model file, so the cut can move without a fit); empty without a target.
+    pub rocs: Vec<Roc>,
 }
 
+/// Most points of the out-of-fold ROC curve a model file keeps.
+const ROC_POINTS: usize = 2000;
+
 impl Executor {
-    /// Prepares the matrices. `folds` are the validation positions within `split.train`.
+    /// Prepares the matrices. `folds` are the validation positions within `split.train`;
+    /// with a `target`, each trial's cut on P(attack) is chosen for it on its pooled
+    /// out-of-fold predictions, and its attack-level scores are taken at that cut.
     pub fn new(
         experiment: &str,
         data: &Dataset,
         split: &Split,
         folds: &[Vec<usize>],
         seed: u64,
+        target: Option<Target>,
     ) -> Executor {
         let x_train = data.features.select(Axis(0), &split.train);
         let y_train: Vec<u32> = split.train.iter().map(|&r| data.class_ids[r]).collect();
@@ -79,10 +93,16 @@ impl Executor {
             seed,
             classes: data.classes.clone(),
             x_test: data.features.select(Axis(0), &split.test),
+            test_attack: split
+                .test
+                .iter()
+                .map(|&r| data.classes.is_attack(data.class_ids[r]))
+                .collect(),
             y_test: split.test.iter().map(|&r| data.class_ids[r]).collect(),
             x_train,
             y_train,
             folds,
+            target,
         }
     }
 
@@ -141,6 +161,7 @@ impl Executor {
                 })
                 .collect(),
             model: None,
+            rocs: Vec::new(),
         }
     }
 
@@ -164,6 +185,7 @@ impl Executor {
             error: None,
             data_fingerprint: self.fingerprint.clone(),
             finished_at_ms: now_ms(),
+            operating_point: None,
         };
         fill(&mut record);
         record
@@ -179,9 +201,8 @@ impl Executor {
         let algorithm = largest.algorithm;
         let stages: Option<Vec<usize>> = unit.stages.iter().copied().collect();
 
-        // Cross-validation: per member, per metric, the values over folds.
-        let mut per_fold: Vec<BTreeMap<&'static str, Vec<f64>>> =
-            vec![BTreeMap::new(); unit.members.len()];
+        // Cross-validation: per member, the validation probabilities of each fold.
+        let mut fold_probas: Vec<Vec<Array2<f64>>> = vec![Vec::new(); unit.members.len()];
         for fold in &self.folds {
             let model = algorithm.fit(
                 &largest.params,
@@ -194,13 +215,15 @@ impl Executor {
                 Some(stages) if stages.len() > 1 => staged_probas(&model, &fold.x_val, stages)?,
                 _ => vec![model.predict_proba(fold.x_val.view())?],
             };
-            for (member, proba) in per_fold.iter_mut().zip(&probas) {
-                let metrics = Metrics::compute(&fold.y_val, proba.view(), &self.classes);
-                for (name, value) in metric_values(&metrics) {
-                    member.entry(name).or_default().push(value);
-                }
+            for (member, proba) in fold_probas.iter_mut().zip(probas) {
+                member.push(proba);
             }
         }
+        // Each member's cut: chosen on its pooled out-of-fold predictions, or 0.5.
+        let cuts: Vec<Option<(Choice, Roc)>> = fold_probas
+            .iter()
+            .map(|probas| self.target.map(|target| self.choose_cut(probas, &target)))
+            .collect();
 
         // One fit on the whole training part, scored once on the test part.
         let started = Instant::now();
@@ -213,16 +236,40 @@ impl Executor {
         )?;
         let fit_seconds = started.elapsed().as_secs_f64();
         let mut records = Vec::with_capacity(unit.members.len());
+        let mut rocs = Vec::new();
         for (m, &i) in unit.members.iter().enumerate() {
             let member = match unit.stages[m] {
                 Some(n) if Some(n) != model.n_stages() => truncated(&model, n)?,
                 _ => model.clone(),
             };
+            let threshold = cuts[m].as_ref().map_or(THRESHOLD, |(c, _)| c.threshold);
+            let mut cv_values: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
+            for (fold, proba) in self.folds.iter().zip(&fold_probas[m]) {
+                let metrics =
+                    Metrics::compute_at(&fold.y_val, proba.view(), &self.classes, threshold);
+                for (name, value) in metric_values(&metrics) {
+                    cv_values.entry(name).or_default().push(value);
+                }
+            }
             let started = Instant::now();
             let proba = member.predict_proba(self.x_test.view())?;
             let predict_seconds = started.elapsed().as_secs_f64();
-            let test = Metrics::compute(&self.y_test, proba.view(), &self.classes);
-            let cv = per_fold[m]
+            let test = Metrics::compute_at(&self.y_test, proba.view(), &self.classes, threshold);
+            let operating_point = match (&cuts[m], self.target) {
+                (Some((choice, roc)), Some(target)) => {
+                    rocs.push(roc.clone());
+                    let scores = self.classes.attack_probabilities(proba.view());
+                    Some(OperatingPoint {
+                        target,
+                        threshold,
+                        target_met: choice.target_met,
+                        out_of_fold: choice.rates,
+                        held_out: Some(Rates::at(&self.test_attack, &scores, threshold)),
+                    })
+                }
+                _ => None,
+            };
+            let cv = cv_values
                 .iter()
                 .map(|(name, values)| ((*name).to_owned(), MeanStd::of(values)))
                 .collect();
@@ -232,13 +279,28 @@ impl Executor {
                     r.test = Some(test);
                     r.fit_seconds = fit_seconds;
                     r.predict_seconds = predict_seconds;
+                    r.operating_point = operating_point;
                 }),
             );
         }
         Ok(UnitResult {
             records,
             model: Some(model),
+            rocs,
         })
+    }
+
+    /// The cut for `target` on the pooled out-of-fold P(attack) of one member (`probas`
+    /// in fold order), with the thinned curve it was read from.
+    fn choose_cut(&self, probas: &[Array2<f64>], target: &Target) -> (Choice, Roc) {
+        let mut truth = Vec::with_capacity(self.y_train.len());
+        let mut scores = Vec::with_capacity(self.y_train.len());
+        for (fold, proba) in self.folds.iter().zip(probas) {
+            truth.extend(fold.y_val.iter().map(|&c| self.classes.is_attack(c)));
+            scores.extend(self.classes.attack_probabilities(proba.view()));
+        }
+        let roc = Roc::from_scores(&truth, &scores);
+        (roc.choose(target), roc.thinned(ROC_POINTS))
     }
 }
 

@@ -248,3 +248,46 @@ pub fn class_report(out: &mut dyn Write, test: &crate::models::metrics::Metrics)
     }
     Ok(())
 }
+
+/// The operating point of a trial or model: its target and cut, the rates out of fold (where
+/// the cut was chosen) and on the held-out rows with the 95 % Clopper-Pearson upper bound on
+/// the FPR, and whether the target held.
+pub fn operating_point(
+    out: &mut dyn Write,
+    point: &crate::models::operating_point::OperatingPoint,
+) -> io::Result<()> {
+    use crate::models::operating_point::Rates;
+    let rates = |r: &Rates| {
+        format!(
+            "detection rate {:.4} ({} of {} attacks), FPR {:.5} ({} false alarms in {} normal rows)",
+            r.detection_rate(),
+            r.tp,
+            r.attacks,
+            r.fpr(),
+            r.fp,
+            r.normal
+        )
+    };
+    writeln!(
+        out,
+        "\noperating point ({}): attack when P(attack) >= {}",
+        point.target.describe(),
+        point.threshold
+    )?;
+    writeln!(out, "  out of fold: {}", rates(&point.out_of_fold))?;
+    if let Some(held) = &point.held_out {
+        writeln!(
+            out,
+            "  held out:    {}; FPR 95% upper bound {:.5}",
+            rates(held),
+            held.fpr_upper_95()
+        )?;
+    }
+    let verdict = match (point.target_met, point.held()) {
+        (false, _) => "NOT MET: no cut meets it on the out-of-fold predictions".to_owned(),
+        (true, Some(true)) => "met out of fold and held on the held-out rows".to_owned(),
+        (true, Some(false)) => "met out of fold, but did NOT hold on the held-out rows".to_owned(),
+        (true, None) => "met out of fold".to_owned(),
+    };
+    writeln!(out, "  target: {verdict}")
+}

@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::grid::{GridError, GridFile};
 use crate::data::split::SplitSpec;
+use crate::models::operating_point::Target;
 use crate::models::{Algorithm, ParamError, ParamValue, Params, algorithm, algorithms};
 use crate::shared::hash::hex;
 
@@ -109,6 +110,10 @@ pub struct KeyContext<'a> {
     /// keys of every grid written before it existed stay the same.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
+    /// The operating-point target (it changes the cut, so the attack-level scores); absent
+    /// when the grid sets none, so existing keys stay the same.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operating_point: Option<Target>,
 }
 
 impl<'a> KeyContext<'a> {
@@ -119,6 +124,7 @@ impl<'a> KeyContext<'a> {
             split: &grid.split,
             folds: grid.cv.folds,
             label: grid.data.label_key(),
+            operating_point: grid.operating_point.as_ref().map(|t| t.value),
         }
     }
 }
@@ -333,8 +339,17 @@ mod tests {
             split: &split,
             folds: 3,
             label: None,
+            operating_point: None,
         };
         let k0 = trial_key(&c[0], &ctx);
+        let at_budget = KeyContext {
+            operating_point: Some(Target {
+                max_fpr: Some(0.001),
+                min_detection_rate: None,
+            }),
+            ..ctx.clone()
+        };
+        assert_ne!(k0, trial_key(&c[0], &at_budget));
         assert_eq!(k0, trial_key(&c[0], &ctx));
         assert_ne!(k0, trial_key(&c[1], &ctx));
         let other = KeyContext {

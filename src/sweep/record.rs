@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::grid::SelectMetric;
 use crate::models::Params;
 use crate::models::metrics::{MeanStd, Metrics};
+use crate::models::operating_point::OperatingPoint;
 
 /// How a trial ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,6 +57,10 @@ pub struct TrialRecord {
     pub data_fingerprint: String,
     /// When it finished (Unix milliseconds).
     pub finished_at_ms: i64,
+    /// The cut on P(attack) chosen for the grid's operating-point target, with its rates;
+    /// `None` without a target (the cut is 0.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operating_point: Option<OperatingPoint>,
 }
 
 impl TrialRecord {
@@ -107,17 +112,24 @@ pub fn metric_values(m: &Metrics) -> BTreeMap<&'static str, f64> {
     values
 }
 
-/// Orders two records best first by the CV metric; failed and unscored trials go last,
-/// ties are broken by key so the order is stable.
+/// Orders two records best first: trials that meet their operating-point target before those
+/// that miss it, then by the CV metric; failed and unscored trials go last, ties are broken
+/// by key so the order is stable.
 pub fn compare(a: &TrialRecord, b: &TrialRecord, metric: SelectMetric) -> std::cmp::Ordering {
     match (a.cv_score(metric), b.cv_score(metric)) {
         (Some(x), Some(y)) => {
+            // A trial whose operating point misses its target ranks below every one that
+            // meets it: the target is what the detector is for.
+            let met = |r: &TrialRecord| r.operating_point.is_none_or(|o| o.target_met);
             let order = if metric.higher_is_better() {
                 y.total_cmp(&x)
             } else {
                 x.total_cmp(&y)
             };
-            order.then_with(|| a.key.cmp(&b.key))
+            met(b)
+                .cmp(&met(a))
+                .then(order)
+                .then_with(|| a.key.cmp(&b.key))
         }
         (Some(_), None) => std::cmp::Ordering::Less,
         (None, Some(_)) => std::cmp::Ordering::Greater,

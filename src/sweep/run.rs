@@ -20,12 +20,13 @@ use super::plan::{Candidate, KeyContext, Shard, WorkUnit, trial_key, work_units}
 use super::record::{TrialRecord, TrialStatus, compare, rank};
 use super::report::{BestModel, SweepFinished, SweepReporter, SweepStarted};
 use super::store::{NewSweep, RunStore, SweepStatus};
-use crate::config::grid::{GridFile, SelectMetric};
+use crate::config::grid::{GridError, GridFile, SelectMetric};
 use crate::data::split::{stratified_kfold_ids, train_test_split};
 use crate::data::validate::ValidationReport;
 use crate::data::{DataSource, Dataset, Schema};
-use crate::model_file::{FORMAT, FORMAT_VERSION, ModelFile, ModelMetrics};
+use crate::model_file::{FORMAT, FORMAT_VERSION, ModelFile, ModelMetrics, ModelOperatingPoint};
 use crate::models::FittedModel;
+use crate::models::operating_point::Roc;
 use crate::shared::now_ms;
 use crate::state::StateDir;
 
@@ -132,6 +133,7 @@ pub async fn run(
         grid, data, store, ..
     } = *input;
     let split = train_test_split(data, &grid.split);
+    check_operating_point(grid, input.grid_path, data, &split.train)?;
     let folds = stratified_kfold_ids(
         &data.class_ids,
         &split.train,
@@ -219,6 +221,7 @@ pub async fn run(
         &split,
         &folds,
         grid.split.seed,
+        grid.operating_point.as_ref().map(|t| t.value),
     ));
     let candidates: Arc<[Candidate]> = input.candidates.into();
     let keys: Arc<[String]> = keys.into();
@@ -243,7 +246,7 @@ pub async fn run(
         })
     };
 
-    let mut best: Option<(TrialRecord, FittedModel)> = None;
+    let mut best: Option<(TrialRecord, FittedModel, Option<Roc>)> = None;
     let mut run_count = 0usize;
     let mut store_error = None;
     while let Some(result) = rx.recv().await {
@@ -259,7 +262,7 @@ pub async fn run(
             reporter.trial_ran(record);
         }
         if let Some(model) = &result.model {
-            keep_best(&mut best, &result.records, model, metric);
+            keep_best(&mut best, &result, model, metric);
         }
     }
     workers.await.context("the sweep's worker threads")?;
@@ -324,8 +327,8 @@ pub async fn run(
         .first()
         .filter(|r| r.status == TrialStatus::Finished);
     if let Some(top) = top {
-        let model = match best.take() {
-            Some((record, model)) if record.key == top.key => model,
+        let (model, roc) = match best.take() {
+            Some((record, model, roc)) if record.key == top.key => (model, roc),
             _ => {
                 // A fit is seconds to minutes of CPU: keep it off the runtime's workers.
                 let top = top.clone();
@@ -351,7 +354,7 @@ pub async fn run(
                 }
             }
         }
-        let file = model_file(top, model, input.schema, data, input.source, grid);
+        let file = model_file(top, model, roc, input.schema, data, input.source, grid);
         let (path, sha256) = file.save_content_addressed(&input.state.models())?;
         if let Some(copy) = input.model_out {
             file.save(copy)?;
@@ -398,6 +401,49 @@ pub async fn run(
     Ok(outcome)
 }
 
+/// Refuses, before anything is fitted or recorded, an operating-point target that cannot be
+/// measured on this data: a label without a normal class, or fewer normal rows in the
+/// training part (each is out-of-fold once) than `max_fpr` needs (3 / max_fpr).
+pub fn check_operating_point(
+    grid: &GridFile,
+    grid_path: &Path,
+    data: &Dataset,
+    train: &[usize],
+) -> Result<(), GridError> {
+    let Some(target) = &grid.operating_point else {
+        return Ok(());
+    };
+    let classes = &data.classes;
+    if !classes.has_normal() {
+        return Err(GridError::at(
+            grid_path,
+            target,
+            format!(
+                "operating_point needs a normal class to count false alarms, and the label's \
+                 classes ({}) have none",
+                classes.names.join(", ")
+            ),
+        ));
+    }
+    let normal = train
+        .iter()
+        .filter(|&&r| !classes.is_attack(data.class_ids[r]))
+        .count();
+    let needed = target.value.min_normal_rows();
+    if normal < needed {
+        return Err(GridError::at(
+            grid_path,
+            target,
+            format!(
+                "operating_point max_fpr {} cannot be measured: it needs at least {needed} \
+                 normal rows out of fold (3 / max_fpr), and the training part has {normal}",
+                target.value.max_fpr.unwrap_or_default()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Per algorithm, the parameters the grid varies.
 fn grid_keys_by_algorithm(candidates: &[Candidate]) -> HashMap<String, Vec<String>> {
     candidates
@@ -406,24 +452,27 @@ fn grid_keys_by_algorithm(candidates: &[Candidate]) -> HashMap<String, Vec<Strin
         .collect()
 }
 
-/// Keeps the fitted model of the best finished record seen so far.
+/// Keeps the fitted model (and out-of-fold curve) of the best finished record seen so far.
 fn keep_best(
-    best: &mut Option<(TrialRecord, FittedModel)>,
-    records: &[TrialRecord],
+    best: &mut Option<(TrialRecord, FittedModel, Option<Roc>)>,
+    result: &UnitResult,
     model: &FittedModel,
     metric: SelectMetric,
 ) {
-    for record in records.iter().filter(|r| r.status == TrialStatus::Finished) {
+    for (m, record) in result.records.iter().enumerate() {
+        if record.status != TrialStatus::Finished {
+            continue;
+        }
         let better = best
             .as_ref()
-            .is_none_or(|(current, _)| compare(record, current, metric).is_lt());
+            .is_none_or(|(current, _, _)| compare(record, current, metric).is_lt());
         if better {
             let member = match model_stage(record) {
                 Some(n) if Some(n) != model.n_stages() => truncated(model, n).ok(),
                 _ => Some(model.clone()),
             };
             if let Some(member) = member {
-                *best = Some((record.clone(), member));
+                *best = Some((record.clone(), member, result.rocs.get(m).cloned()));
             }
         }
     }
@@ -439,13 +488,14 @@ fn model_stage(record: &TrialRecord) -> Option<usize> {
 }
 
 /// Fits the best trial again on the whole training part (when it came from an earlier,
-/// resumed run); fits are deterministic, so this is the same model.
+/// resumed run); fits are deterministic, so this is the same model, with the same
+/// out-of-fold curve when the grid has an operating point.
 pub fn refit(
     top: &TrialRecord,
     candidates: &[Candidate],
     keys: &[String],
     executor: &Executor,
-) -> anyhow::Result<FittedModel> {
+) -> anyhow::Result<(FittedModel, Option<Roc>)> {
     let index = keys
         .iter()
         .position(|k| *k == top.key)
@@ -455,13 +505,15 @@ pub fn refit(
         stages: vec![None],
     };
     let result = executor.run_unit(&unit, candidates, keys);
-    result.model.with_context(|| {
+    let roc = result.rocs.first().cloned();
+    let model = result.model.with_context(|| {
         format!(
             "refitting trial {}: {}",
             top.key,
             result.records[0].error.clone().unwrap_or_default()
         )
-    })
+    })?;
+    Ok((model, roc))
 }
 
 /// The model file of a trial's fitted model, with everything needed to serve it and to
@@ -469,6 +521,7 @@ pub fn refit(
 pub fn model_file(
     top: &TrialRecord,
     model: FittedModel,
+    roc: Option<Roc>,
     schema: &Schema,
     data: &Dataset,
     source: &DataSource,
@@ -494,6 +547,10 @@ pub fn model_file(
         netsec_version: env!("CARGO_PKG_VERSION").into(),
         label_choice: grid.data.label_choice(),
         classes: ModelFile::classes_field(&data.classes),
+        operating_point: top
+            .operating_point
+            .zip(roc)
+            .map(|(point, roc)| ModelOperatingPoint { point, roc }),
         model,
     }
 }

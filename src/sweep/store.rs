@@ -178,8 +178,8 @@ impl RunStore {
     pub async fn record_trial(&self, t: &TrialRecord) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT OR REPLACE INTO trials (key, experiment, algorithm, params, status, cv, test, \
-             fit_seconds, predict_seconds, error, data_fingerprint, finished_at_ms) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             fit_seconds, predict_seconds, error, data_fingerprint, finished_at_ms, \
+             operating_point) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&t.key)
         .bind(&t.experiment)
@@ -193,6 +193,7 @@ impl RunStore {
         .bind(&t.error)
         .bind(&t.data_fingerprint)
         .bind(t.finished_at_ms)
+        .bind(t.operating_point.as_ref().map(json))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -388,6 +389,10 @@ fn decode_trial(row: &SqliteRow) -> Result<TrialRecord, StoreError> {
         error: row.get("error"),
         data_fingerprint: row.get("data_fingerprint"),
         finished_at_ms: row.get("finished_at_ms"),
+        operating_point: match row.get::<Option<String>, _>("operating_point") {
+            Some(text) => Some(serde_json::from_str(&text).map_err(corrupt)?),
+            None => None,
+        },
         key,
     })
 }

@@ -13,6 +13,7 @@ const BLACK: Rgb = [30, 30, 30];
 const GREY: Rgb = [170, 170, 170];
 const LIGHT: Rgb = [230, 230, 230];
 const BLUE: Rgb = [31, 119, 180];
+const RED: Rgb = [214, 39, 40];
 
 /// A picture being drawn.
 struct Canvas {
@@ -217,7 +218,7 @@ pub fn roc_points(labels: &[bool], scores: &[f64]) -> Vec<(f64, f64)> {
 }
 
 /// A PNG of the ROC curve with its area in the title.
-pub fn roc_curve_png(labels: &[bool], scores: &[f64]) -> Vec<u8> {
+pub fn roc_curve_png(labels: &[bool], scores: &[f64], cut: Option<f64>) -> Vec<u8> {
     let points = roc_points(labels, scores);
     let auc: f64 = points
         .windows(2)
@@ -264,6 +265,23 @@ pub fn roc_curve_png(labels: &[bool], scores: &[f64]) -> Vec<u8> {
         "FALSE POSITIVE RATE",
     );
     canvas.text(8, 40, 1, BLACK, "TRUE POSITIVE RATE");
+    if let Some(threshold) = cut {
+        // The operating point: a red square where the model's cut sits on this curve.
+        let rates = crate::models::operating_point::Rates::at(labels, scores, threshold);
+        let (x, y) = at(rates.fpr(), rates.detection_rate());
+        canvas.rect(x as i64 - 5, y as i64 - 5, 11, 11, RED);
+        canvas.text(
+            (left + 12.0) as i64,
+            (top + side) as i64 - 14,
+            1,
+            RED,
+            &format!(
+                "OPERATING POINT P >= {threshold:.4}  FPR {:.5}  TPR {:.4}",
+                rates.fpr(),
+                rates.detection_rate()
+            ),
+        );
+    }
     canvas.encode()
 }
 
@@ -342,7 +360,7 @@ mod tests {
         };
         let png = confusion_matrix_png(&c, "phishing", "legitimate");
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
-        let png = roc_curve_png(&[true, false], &[0.8, 0.3]);
+        let png = roc_curve_png(&[true, false], &[0.8, 0.3], None);
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     }
 }

@@ -171,6 +171,9 @@ fn trial_from_run(run: &Run, experiment: &str) -> Option<TrialRecord> {
             .unwrap_or_default()
             .to_owned(),
         finished_at_ms: run.info.end_time.unwrap_or(0),
+        operating_point: run
+            .tag("netsec.operating_point")
+            .and_then(|text| serde_json::from_str(text).ok()),
     })
 }
 

@@ -30,6 +30,7 @@ use super::outbox::{ArtifactFile, NewRecord, Outbox, OutboxError, RecordKind, Ru
 use super::send::Sender;
 use super::types::{Metric, Param, RunStatus, Tag};
 use crate::config::grid::SelectMetric;
+use crate::models::operating_point::OperatingPoint;
 use crate::shared::hash::hex;
 use crate::sweep::record::{METRIC_NAMES, TrialRecord, TrialStatus, metric_values};
 use crate::sweep::report::{SweepFinished, SweepReporter, SweepStarted};
@@ -438,7 +439,8 @@ impl SweepReporter for MlflowTracker {
                     Some(report) => class_confusion_png(&report.names, &report.confusion),
                     None => confusion_matrix_png(&test.confusion, &names.positive, &names.negative),
                 };
-                let roc = roc_curve_png(best.test_labels, best.test_scores);
+                let cut = trial.operating_point.map(|o| o.threshold);
+                let roc = roc_curve_png(best.test_labels, best.test_scores, cut);
                 let cm = self.write_file(
                     "confusion_matrix.png",
                     &confusion,
@@ -561,6 +563,9 @@ fn trial_run(record: &TrialRecord, name: String, mut tags: Vec<Tag>, keys: RunKe
             }
         }
     }
+    if let Some(point) = &record.operating_point {
+        operating_point_run_data(point, &mut params, &mut metrics, &mut tags, ts);
+    }
     if record.status == TrialStatus::Finished {
         metrics.push(Metric::new("fit_seconds", record.fit_seconds, ts));
         metrics.push(Metric::new("predict_seconds", record.predict_seconds, ts));
@@ -588,6 +593,57 @@ fn trial_run(record: &TrialRecord, name: String, mut tags: Vec<Tag>, keys: RunKe
         }),
         end_ms: Some(ts),
     }
+}
+
+/// A trial's operating point on its run: the target as params, the cut and the rates out of
+/// fold and on the held-out rows as metrics (with the counts behind them and the 95 %
+/// upper bound on the held-out FPR), and the whole point as a tag that `experiment collect
+/// --from-mlflow` reads back.
+fn operating_point_run_data(
+    point: &OperatingPoint,
+    params: &mut Vec<Param>,
+    metrics: &mut Vec<Metric>,
+    tags: &mut Vec<Tag>,
+    ts: i64,
+) {
+    if let Some(f) = point.target.max_fpr {
+        params.push(Param::new("operating_point.max_fpr", f.to_string()));
+    }
+    if let Some(d) = point.target.min_detection_rate {
+        params.push(Param::new(
+            "operating_point.min_detection_rate",
+            d.to_string(),
+        ));
+    }
+    let flag = |b: bool| if b { 1.0 } else { 0.0 };
+    metrics.push(Metric::new("op_threshold", point.threshold, ts));
+    metrics.push(Metric::new("op_target_met", flag(point.target_met), ts));
+    let mut rates = vec![("oof", point.out_of_fold)];
+    rates.extend(point.held_out.map(|r| ("test", r)));
+    for (part, r) in rates {
+        metrics.push(Metric::new(format!("op_{part}_fpr"), r.fpr(), ts));
+        metrics.push(Metric::new(
+            format!("op_{part}_detection_rate"),
+            r.detection_rate(),
+            ts,
+        ));
+        metrics.push(Metric::new(format!("op_{part}_fp"), r.fp as f64, ts));
+        metrics.push(Metric::new(
+            format!("op_{part}_normal"),
+            r.normal as f64,
+            ts,
+        ));
+    }
+    if let Some(held) = &point.held_out {
+        metrics.push(Metric::new("op_test_fpr_upper_95", held.fpr_upper_95(), ts));
+    }
+    if let Some(held) = point.held() {
+        metrics.push(Metric::new("op_test_target_held", flag(held), ts));
+    }
+    tags.push(Tag::new(
+        "netsec.operating_point",
+        serde_json::to_string(point).unwrap_or_default(),
+    ));
 }
 
 /// Inserts queued reports into the outbox in the order they were made, waking the sender
@@ -874,6 +930,7 @@ mod tests {
             error: (status == TrialStatus::Failed).then(|| "diverged".to_owned()),
             data_fingerprint: "fp".into(),
             finished_at_ms: 10_000,
+            operating_point: None,
         }
     }
 
