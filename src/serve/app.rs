@@ -1,7 +1,7 @@
 //! The axum application: shared state, the router with its layers (body limit, timeout,
 //! bearer token, metrics), and the server loop with graceful shutdown and hot reload.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -22,6 +22,7 @@ use super::metrics::Metrics;
 use super::prediction_log::PredictionLog;
 use super::routes::{self, ApiError};
 use super::source::LoadedModel;
+use crate::shared::guard::Guard;
 use crate::storage::ModelStore;
 
 /// How the server behaves; built by `netsec serve` from its flags.
@@ -199,6 +200,18 @@ pub async fn serve(
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
     });
+    // Only a test's twin stops at once on the signal: no 503 phase, requests in flight
+    // cut off (see `Guard::Drain`).
+    if Guard::Drain.disabled() {
+        let result = tokio::select! {
+            result = axum::serve(listener, app).into_future() => result,
+            () = shutdown => Ok(()),
+        };
+        if let Some(watcher) = watcher {
+            watcher.abort();
+        }
+        return result;
+    }
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;

@@ -14,6 +14,7 @@ use super::answer::RowAnswers;
 use crate::data::dataset::FeatureEncoding;
 use crate::model_file::{ModelFile, ModelFileError};
 use crate::shared::Classes;
+use crate::shared::guard::Guard;
 use crate::shared::hash::hex;
 use crate::storage::{
     ModelStore, ObjectStore, POINTER_FILE, Pointer, PointerError, S3Options, StorageError, StoreUrl,
@@ -165,7 +166,8 @@ pub async fn load_pointed(
             url: location.clone(),
         })?;
     let actual = hex(&Sha256::digest(&bytes));
-    if actual != pointer.sha256 {
+    // Only a test's twin loads unverified bytes (see `Guard::ServeVerify`).
+    if actual != pointer.sha256 && !Guard::ServeVerify.disabled() {
         return Err(SourceError::Checksum {
             location,
             expected: pointer.sha256,

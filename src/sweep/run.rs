@@ -27,6 +27,7 @@ use crate::data::{DataSource, Dataset, Schema};
 use crate::model_file::{FORMAT, FORMAT_VERSION, ModelFile, ModelMetrics, ModelOperatingPoint};
 use crate::models::FittedModel;
 use crate::models::operating_point::Roc;
+use crate::shared::guard::Guard;
 use crate::shared::now_ms;
 use crate::state::StateDir;
 
@@ -250,6 +251,11 @@ pub async fn run(
     let mut run_count = 0usize;
     let mut store_error = None;
     while let Some(result) = rx.recv().await {
+        // Only a test's twin drops what finishes after the cancel (see
+        // `Guard::CancelKeepsResults`); the workers still run to the end of their trials.
+        if cancel.is_cancelled() && Guard::CancelKeepsResults.disabled() {
+            continue;
+        }
         for record in &result.records {
             if let Err(err) = store.record_trial(record).await {
                 // Without the store nothing is resumable: stop starting new work.

@@ -1,5 +1,6 @@
 //! The HTTP core of the client plus experiments and runs.
 
+use crate::shared::guard::Guard;
 use crate::shared::now_ms;
 use std::fmt;
 use std::time::Duration;
@@ -323,6 +324,7 @@ impl MlflowClient {
         };
         self.create_once(
             "POST runs/create",
+            Guard::CreateOnce,
             |once| async move { once.find_run_by_key(&spec.experiment_id, key).await },
             |once| {
                 let payload = payload.clone();
@@ -339,10 +341,12 @@ impl MlflowClient {
     /// Creates something that a retry must not create twice: each attempt looks it up
     /// first (`find`) and creates it (`create`) only when absent, both without retries of
     /// their own. A create whose answer was lost (the server acted, the client never heard)
-    /// is then found by the next attempt instead of made again.
+    /// is then found by the next attempt instead of made again. With `guard` disabled (a
+    /// test's twin, see [`Guard`]) the lookup is skipped and every attempt creates.
     pub(crate) async fn create_once<T, Find, FindFut, Create, CreateFut>(
         &self,
         endpoint: &str,
+        guard: Guard,
         find: Find,
         create: Create,
     ) -> Result<T>
@@ -359,7 +363,12 @@ impl MlflowClient {
                 let once = once.clone();
                 let (find, create) = (&find, &create);
                 async move {
-                    let result = match find(once.clone()).await {
+                    let found = if guard.disabled() {
+                        Ok(None)
+                    } else {
+                        find(once.clone()).await
+                    };
+                    let result = match found {
                         Ok(Some(found)) => Ok(found),
                         Ok(None) => create(once).await,
                         Err(err) => Err(err),

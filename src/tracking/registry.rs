@@ -11,6 +11,7 @@ use serde_json::json;
 use super::client::{MlflowClient, Payload};
 use super::error::{Result, TrackingError};
 use super::types::{ModelVersion, RegisteredModel, Tag};
+use crate::shared::guard::Guard;
 
 #[derive(Deserialize)]
 struct VersionEnvelope {
@@ -169,6 +170,7 @@ impl MlflowClient {
     ) -> Result<ModelVersion> {
         self.create_once(
             "POST model-versions/create",
+            Guard::RegistryOnce,
             |once| async move {
                 let found = once.find_model_versions_by_tag(name, key, value).await?;
                 Ok(found

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crate::common::fault_proxy::{Fault, FaultProxy};
 use crate::common::http::{get, serve_address};
 use crate::common::s3_server::{Kind, S3Server, SECRET_KEY};
-use crate::common::{Run, netsec_command, repo_file, s};
+use crate::common::{Guard, Run, guard_env, netsec_command, repo_file, s};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -72,6 +72,15 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), target).unwrap();
         }
     }
+}
+
+/// `env` plus the variable that turns `guard` off (a guard twin's run).
+pub(crate) fn with_guard_env(
+    mut env: Vec<(&'static str, String)>,
+    guard: Option<Guard>,
+) -> Vec<(&'static str, String)> {
+    env.extend(guard_env(guard).map(|(k, v)| (k, v.to_owned())));
+    env
 }
 
 /// Runs `netsec` with `env` (and, as always, none of the caller's AWS or store settings).
@@ -331,9 +340,21 @@ fn promote_publish_republish_rollback_and_refusals_on_seaweedfs() {
 /// connection that dies in the middle of a request — come from a proxy in front of moto.
 #[test]
 fn failed_uploads_never_move_the_pointer() {
+    failed_uploads(None);
+}
+
+/// The same with publications that write the pointer first: a failed upload leaves it
+/// moved, naming a model that is not there.
+#[test]
+#[ignore = "guard twin: fails by design, see NETSEC_TEST_DISABLE_GUARD"]
+fn guard_twin_publish_order() {
+    failed_uploads(Some(Guard::PublishOrder));
+}
+
+fn failed_uploads(guard: Option<Guard>) {
     let server = S3Server::start(Kind::Moto);
     server.create_bucket("netsec-models");
-    let env = server.env();
+    let env = with_guard_env(server.env(), guard);
     let ws = workspace();
     let state = ws.path().join("state");
     let to = "s3://netsec-models/p";
@@ -373,9 +394,12 @@ fn failed_uploads_never_move_the_pointer() {
         "the SDK retries a 503 ({} tries)",
         proxy.faults()
     );
+    // Compared as text, so that a moved pointer shows as JSON.
+    let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
     assert_eq!(
-        server.get("netsec-models", "p/phish/current.json").unwrap(),
-        v1
+        text(server.get("netsec-models", "p/phish/current.json").unwrap()),
+        text(v1.clone()),
+        "a failed upload moved the pointer"
     );
     assert_eq!(
         server.keys("netsec-models").len(),

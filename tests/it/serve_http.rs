@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::http::{Answer, get, post, request, serve_address};
 use crate::common::mongo_server::MongoServer;
-use crate::common::{netsec, netsec_command, phishing_lines, repo_file, s};
+use crate::common::{Guard, guard_env, netsec, netsec_command, phishing_lines, repo_file, s};
 use mongodb::bson::{Bson, Document, doc};
 use netsec::serve::{AppState, ModelSource, ServeOptions};
 use netsec::storage::{Pointer, S3Options};
@@ -563,13 +563,26 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 
 #[test]
 fn hot_reload_under_load_swaps_good_models_and_refuses_corrupt_ones() {
+    hot_reload_under_load(None);
+}
+
+/// The same with a server that loads what the pointer names without checking its sha256:
+/// the model whose bytes are not the pointer's is served.
+#[test]
+#[ignore = "guard twin: fails by design, see NETSEC_TEST_DISABLE_GUARD"]
+fn guard_twin_serve_verify() {
+    hot_reload_under_load(Some(Guard::ServeVerify));
+}
+
+fn hot_reload_under_load(guard: Option<Guard>) {
     let models = models();
     let store = tempfile::tempdir().unwrap();
     let (forest, forest_sha) = &models.forest;
     let (tree, tree_sha) = &models.tree;
     publish(store.path(), 1, &std::fs::read(forest).unwrap(), forest_sha);
     let source = format!("file://{}", s(store.path()));
-    let server = Server::start(&source, &["--reload-interval", "100ms"], None);
+    let env: Vec<_> = guard_env(guard).into_iter().collect();
+    let server = Server::start_with_env(&source, &["--reload-interval", "100ms"], &env);
     let addr = server.addr;
     assert_eq!(get(addr, "/model", &[]).json()["version"], "1");
 
@@ -632,9 +645,10 @@ fn hot_reload_under_load_swaps_good_models_and_refuses_corrupt_ones() {
     );
     wait_for("clients answered by version 2", || seen("2"));
 
-    // A corrupt one (bytes do not match the pointer's sha256): refused, counted once.
-    let mut corrupt = std::fs::read(forest).unwrap();
-    corrupt.truncate(corrupt.len() / 2);
+    // A corrupt one (bytes do not match the pointer's sha256): refused, counted once. The
+    // bytes are a whole model (the forest's), so that only the sha256 check can refuse
+    // them; a file that is not a model is the junk case below.
+    let corrupt = std::fs::read(forest).unwrap();
     publish(
         store.path(),
         3,
@@ -712,8 +726,21 @@ fn signal_term(server: &Server) {
 
 #[test]
 fn shutdown_answers_readyz_503_and_finishes_the_request_in_flight() {
+    shutdown_drains(None);
+}
+
+/// The same with a server that stops at once on SIGTERM: no 503 phase, the request in
+/// flight cut off.
+#[test]
+#[ignore = "guard twin: fails by design, see NETSEC_TEST_DISABLE_GUARD"]
+fn guard_twin_drain() {
+    shutdown_drains(Some(Guard::Drain));
+}
+
+fn shutdown_drains(guard: Option<Guard>) {
     let (forest, _) = &models().forest;
-    let mut server = Server::start(s(forest), &["--drain-delay", "3s"], None);
+    let env: Vec<_> = guard_env(guard).into_iter().collect();
+    let mut server = Server::start_with_env(s(forest), &["--drain-delay", "3s"], &env);
     let addr = server.addr;
     assert_eq!(get(addr, "/readyz", &[]).status, 200);
 
@@ -890,9 +917,21 @@ fn documents(uri: &str, db: &str, collection: &str) -> Vec<Document> {
 
 #[test]
 fn prediction_log_writes_every_prediction_and_drains_on_shutdown() {
+    prediction_log_drains(None);
+}
+
+/// The same with a server that drops what is queued for the log at shutdown.
+#[test]
+#[ignore = "guard twin: fails by design, see NETSEC_TEST_DISABLE_GUARD"]
+fn guard_twin_log_drain() {
+    prediction_log_drains(Some(Guard::LogDrain));
+}
+
+fn prediction_log_drains(guard: Option<Guard>) {
     let (model_path, sha) = &models().forest;
     let mongo = MongoServer::start();
-    let server = Server::start(
+    let env: Vec<_> = guard_env(guard).into_iter().collect();
+    let server = Server::start_with_env(
         s(model_path),
         &[
             "--prediction-log",
@@ -902,7 +941,7 @@ fn prediction_log_writes_every_prediction_and_drains_on_shutdown() {
             "--prediction-log-flush",
             "100ms",
         ],
-        None,
+        &env,
     );
     let addr = server.addr;
     let rows = records(5);
@@ -993,7 +1032,7 @@ fn prediction_log_writes_every_prediction_and_drains_on_shutdown() {
     drop(server);
 
     // Nothing is flushed by time here: what is queued at SIGTERM is written before exit.
-    let mut server = Server::start(
+    let mut server = Server::start_with_env(
         s(model_path),
         &[
             "--prediction-log",
@@ -1005,7 +1044,7 @@ fn prediction_log_writes_every_prediction_and_drains_on_shutdown() {
             "--prediction-log-batch",
             "1000",
         ],
-        None,
+        &env,
     );
     for row in &rows {
         assert_eq!(post_json(server.addr, row).status, 200);
@@ -1015,7 +1054,11 @@ fn prediction_log_writes_every_prediction_and_drains_on_shutdown() {
         200
     );
     assert_eq!(terminate(&mut server), Some(0), "{}", server.stderr());
-    assert_eq!(documents(&mongo.uri, "netsec", "drained").len(), 5 + 20);
+    assert_eq!(
+        documents(&mongo.uri, "netsec", "drained").len(),
+        5 + 20,
+        "what was queued at SIGTERM is written"
+    );
 }
 
 /// Sends `n` single-record requests; every one must answer 200 within `slowest`.

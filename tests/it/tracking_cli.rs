@@ -10,13 +10,15 @@ use std::time::{Duration, Instant};
 
 use crate::common::fault_server::{FaultServer, Reply};
 use crate::common::mlflow_server::MlflowServer;
-use crate::common::netsec_command;
+use crate::common::{Guard, netsec_command, without_guard};
 use netsec::tracking::{MlflowClient, Run, RunSearch, RunStatus, TrackingConfig, system_tags};
 
 /// A scratch directory with a grid file on generated data and a state directory.
 pub(crate) struct Sweep {
     dir: tempfile::TempDir,
     pub(crate) experiment: String,
+    /// A guard turned off in every `netsec` this sweep runs (a guard twin).
+    guard: Option<Guard>,
 }
 
 impl Sweep {
@@ -41,7 +43,17 @@ impl Sweep {
             schema.display()
         );
         std::fs::write(dir.path().join("grid.yaml"), grid).unwrap();
-        Sweep { dir, experiment }
+        Sweep {
+            dir,
+            experiment,
+            guard: None,
+        }
+    }
+
+    /// The same sweep with `guard` turned off in its `netsec` processes (`None`: all on).
+    pub(crate) fn without_guard(mut self, guard: Option<Guard>) -> Sweep {
+        self.guard = guard;
+        self
     }
 
     fn grid(&self) -> PathBuf {
@@ -61,6 +73,7 @@ impl Sweep {
             .current_dir(self.dir.path())
             .envs(uri.map(|uri| ("MLFLOW_TRACKING_URI", uri)))
             .stdin(Stdio::null());
+        without_guard(&mut command, self.guard);
         command
     }
 
@@ -131,7 +144,10 @@ pub(crate) async fn assert_complete(
     assert_eq!(children.len(), trials, "one child run per trial");
     let keys: HashSet<&str> = children
         .iter()
-        .map(|r| r.tag("netsec.trial_key").unwrap())
+        .map(|r| {
+            r.tag("netsec.trial_key")
+                .unwrap_or_else(|| panic!("a child run without its trial key tag: {r:#?}"))
+        })
         .collect();
     assert_eq!(keys.len(), trials, "no duplicate trial runs");
     for child in &children {

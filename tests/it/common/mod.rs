@@ -12,6 +12,8 @@ pub mod s3_server;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub use netsec::shared::guard::Guard;
+
 /// The real phishing data set, kept outside the repository in ../shared/data.
 pub fn phishing_csv() -> PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/phishing.csv");
@@ -86,6 +88,18 @@ pub fn netsec_command() -> Command {
         }
     }
     command
+}
+
+/// Turns `guard` off in the `netsec` child `command` starts — a guard twin's run (see
+/// `netsec::shared::guard`): the same test body, expected to fail. `None` leaves every
+/// guard on, as the normal test does.
+pub fn without_guard(command: &mut Command, guard: Option<Guard>) -> &mut Command {
+    command.envs(guard_env(guard))
+}
+
+/// The variable [`without_guard`] sets, for helpers that take a list of variables.
+pub fn guard_env(guard: Option<Guard>) -> Option<(&'static str, &'static str)> {
+    guard.map(|g| (netsec::shared::guard::ENV, g.name()))
 }
 
 /// Runs `netsec ARGS` in `dir` (the repository root when `None`).
