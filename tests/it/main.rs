@@ -23,6 +23,7 @@ mod mirror_cli;
 mod mlflow_client;
 mod mongo_cli;
 mod multiclass_parity;
+mod operating_point_cli;
 mod props;
 mod publish_crash;
 mod publish_s3;
