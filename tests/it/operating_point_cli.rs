@@ -300,3 +300,37 @@ fn a_label_without_a_normal_class_has_no_false_alarms_to_budget() {
     );
     assert!(!state.join("netsec.db").exists());
 }
+
+#[test]
+fn a_false_alarm_ceiling_is_judged_at_the_candidate_s_own_cut() {
+    // The same logistic regression, swept once at the 0.5 cut and once with a budget: the
+    // policy's FPR ceiling rejects the first and promotes the second, so promotion scores
+    // each candidate at its own operating point.
+    let policy_dir = tempfile::tempdir().unwrap();
+    let policy = policy_dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        "model: phishing\nalias: champion\nfloors: { f1: 0.5 }\nmax_fpr: 0.02\n",
+    )
+    .unwrap();
+    let promote = |dir: &Path| {
+        netsec(&[
+            "promote",
+            "--best",
+            "budget",
+            "--policy",
+            s(&policy),
+            "--state-dir",
+            s(&dir.join("state")),
+        ])
+    };
+    let at_half = tempfile::tempdir().unwrap();
+    sweep(at_half.path(), "");
+    let run = promote(at_half.path()).expect_code(3);
+    assert!(run.stdout.contains("ceiling fpr"), "{}", run.stdout);
+
+    let budgeted = tempfile::tempdir().unwrap();
+    sweep(budgeted.path(), "{ max_fpr: 0.005 }");
+    let run = promote(budgeted.path()).expect_code(0);
+    assert!(run.stdout.contains("ceiling fpr"), "{}", run.stdout);
+}
