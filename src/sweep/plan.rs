@@ -1,6 +1,7 @@
 //! From a grid file to the list of trials: expand each algorithm's grid, check every
-//! parameter against the algorithm before any training, give each trial its deterministic
-//! key, group staged ensembles, and take a shard's slice.
+//! parameter against the algorithm before any training (and, once the data is loaded, the
+//! class names of `class_weight` maps against its classes), give each trial its
+//! deterministic key, group staged ensembles, and take a shard's slice.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -10,7 +11,9 @@ use sha2::{Digest, Sha256};
 
 use crate::config::grid::{GridError, GridFile};
 use crate::data::split::SplitSpec;
+use crate::models::params::CLASS_WEIGHT;
 use crate::models::{Algorithm, ParamError, ParamValue, Params, algorithm, algorithms};
+use crate::shared::Classes;
 use crate::shared::hash::hex;
 
 /// One grid point, checked.
@@ -79,6 +82,39 @@ pub fn expand(grid: &GridFile, path: &Path) -> Result<Vec<Candidate>, GridError>
     Ok(out)
 }
 
+/// Checks every class name of the grid's `class_weight` maps against the data's classes
+/// (after the label is folded or grouped), before anything is fitted or written; the error
+/// names the file, line and column of the map, the unknown class and the known ones.
+pub fn check_class_weights(
+    grid: &GridFile,
+    path: &Path,
+    classes: &Classes,
+) -> Result<(), GridError> {
+    for model in &grid.models {
+        let Some(span) = model.grid.get(CLASS_WEIGHT.name) else {
+            continue;
+        };
+        for value in span.value.values() {
+            let ParamValue::Map(map) = value else {
+                continue;
+            };
+            if let Some(unknown) = map.keys().find(|name| !classes.names.contains(name)) {
+                return Err(GridError::at(
+                    path,
+                    span,
+                    format!(
+                        "models.{}.grid.class_weight: unknown class `{unknown}` (the classes of \
+                         the data are: {})",
+                        model.algorithm.value,
+                        classes.names.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn cartesian(axes: &[(&String, Vec<ParamValue>)]) -> Vec<Params> {
     let mut points = vec![Params::new()];
     for (key, values) in axes {
@@ -127,7 +163,9 @@ impl<'a> KeyContext<'a> {
 const KEY_VERSION: u32 = 1;
 
 /// The deterministic key of a trial: 20 hex digits of a sha256 over the algorithm, the
-/// complete parameters, the data fingerprint, the split, the folds and the seed.
+/// complete parameters, the data fingerprint, the split, the folds and the seed. A null
+/// `class_weight` (the default) is left out of the key input, so the trials of grid files
+/// written before class weights existed keep their keys and their stored results.
 pub fn trial_key(candidate: &Candidate, context: &KeyContext<'_>) -> String {
     #[derive(Serialize)]
     struct KeyInput<'a> {
@@ -136,10 +174,22 @@ pub fn trial_key(candidate: &Candidate, context: &KeyContext<'_>) -> String {
         params: &'a Params,
         context: &'a KeyContext<'a>,
     }
+    let unweighted;
+    let params = match candidate.params.get(CLASS_WEIGHT.name) {
+        Some(ParamValue::Null) => {
+            unweighted = {
+                let mut p = candidate.params.clone();
+                p.remove(CLASS_WEIGHT.name);
+                p
+            };
+            &unweighted
+        }
+        _ => &candidate.params,
+    };
     let input = KeyInput {
         version: KEY_VERSION,
         algorithm: candidate.algorithm.name(),
-        params: &candidate.params,
+        params,
         context,
     };
     let bytes = serde_json::to_vec(&input).unwrap_or_default();
