@@ -77,7 +77,148 @@ pub fn per_row(class_weights: &[f64], ids: &[u32]) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::Params;
+    use crate::models::testutil::{ids, toy, toy3};
+    use crate::models::{Params, algorithm, algorithms};
+    use ndarray::{Array2, Axis};
+
+    fn with(value: ParamValue) -> Params {
+        [("class_weight".to_string(), value)].into()
+    }
+
+    /// A 95/5 problem: every normal row of the toy data, and every 19th attack row.
+    fn rare_attacks(n: usize) -> (Array2<f64>, Vec<u32>) {
+        let (x, y) = toy(n, 6, 3);
+        let mut seen = 0;
+        let keep: Vec<usize> = (0..n)
+            .filter(|&i| {
+                if !y[i] {
+                    return true;
+                }
+                seen += 1;
+                seen % 19 == 0
+            })
+            .collect();
+        let y: Vec<bool> = keep.iter().map(|&i| y[i]).collect();
+        (x.select(Axis(0), &keep), ids(&y))
+    }
+
+    #[test]
+    fn a_weight_of_two_equals_duplicated_rows_for_the_decision_tree() {
+        let (x, y) = toy(300, 5, 8);
+        let y = ids(&y);
+        let dt = algorithm("decision_tree").unwrap();
+        let weighted = dt
+            .fit(
+                &with(ParamValue::Map([("1".to_string(), 2.0)].into())),
+                x.view(),
+                &y,
+                2,
+                0,
+            )
+            .unwrap();
+        let twice: Vec<usize> = (0..y.len())
+            .flat_map(|i| if y[i] == 1 { vec![i, i] } else { vec![i] })
+            .collect();
+        let y2: Vec<u32> = twice.iter().map(|&i| y[i]).collect();
+        let duplicated = dt
+            .fit(&Params::new(), x.select(Axis(0), &twice).view(), &y2, 2, 0)
+            .unwrap();
+        assert_eq!(
+            weighted.predict_proba(x.view()).unwrap(),
+            duplicated.predict_proba(x.view()).unwrap()
+        );
+        // and the weight changed something
+        let plain = dt.fit(&Params::new(), x.view(), &y, 2, 0).unwrap();
+        assert_ne!(
+            weighted.predict_proba(x.view()).unwrap(),
+            plain.predict_proba(x.view()).unwrap()
+        );
+    }
+
+    #[test]
+    fn balanced_moves_every_algorithm_toward_the_rare_class() {
+        let (x, y) = rare_attacks(1200);
+        let attacks = y.iter().filter(|&&c| c == 1).count();
+        assert!(attacks * 100 < y.len() * 7, "{attacks} of {}", y.len());
+        for a in algorithms() {
+            let mut plain = Params::new();
+            if a.name() == "svm" {
+                plain.insert("kernel".into(), ParamValue::str("linear"));
+            }
+            let mut balanced = plain.clone();
+            balanced.insert("class_weight".into(), ParamValue::str("balanced"));
+            let share = |p: &Params| {
+                let m = a.fit(p, x.view(), &y, 2, 1).unwrap();
+                let proba = m.predict_proba(x.view()).unwrap();
+                let flagged = proba.column(1).iter().filter(|&&p| p >= 0.5).count();
+                let recall = y
+                    .iter()
+                    .zip(proba.column(1))
+                    .filter(|&(&c, &p)| c == 1 && p >= 0.5)
+                    .count();
+                (proba.column(1).mean().unwrap(), flagged, recall)
+            };
+            let (p0, flagged0, recall0) = share(&plain);
+            let (p1, flagged1, recall1) = share(&balanced);
+            assert!(p1 > p0, "{}: mean P(attack) {p0} -> {p1}", a.name());
+            assert!(
+                flagged1 > flagged0,
+                "{}: {flagged0} -> {flagged1}",
+                a.name()
+            );
+            assert!(recall1 >= recall0, "{}: {recall0} -> {recall1}", a.name());
+        }
+    }
+
+    #[test]
+    fn balanced_raises_a_rare_class_among_three() {
+        let (x, y) = toy3(900, 4, 5);
+        // keep one row in 15 of class 2
+        let mut seen = 0;
+        let keep: Vec<usize> = (0..y.len())
+            .filter(|&i| {
+                if y[i] != 2 {
+                    return true;
+                }
+                seen += 1;
+                seen % 15 == 0
+            })
+            .collect();
+        let (x, y): (Array2<f64>, Vec<u32>) = (
+            x.select(Axis(0), &keep),
+            keep.iter().map(|&i| y[i]).collect(),
+        );
+        for a in algorithms() {
+            let p_rare = |p: &Params| {
+                let m = a.fit(p, x.view(), &y, 3, 1).unwrap();
+                m.predict_proba(x.view()).unwrap().column(2).mean().unwrap()
+            };
+            let p0 = p_rare(&Params::new());
+            let p1 = p_rare(&with(ParamValue::str("balanced")));
+            assert!(p1 > p0, "{}: mean P(rare) {p0} -> {p1}", a.name());
+        }
+    }
+
+    #[test]
+    fn explicit_weights_reach_the_fit_by_name() {
+        let (x, y) = rare_attacks(600);
+        let names = ["normal".to_string(), "attack".into()];
+        let lr = algorithm("logistic_regression").unwrap();
+        let map = with(ParamValue::Map([("attack".to_string(), 10.0)].into()));
+        let named = lr.fit_named(&map, x.view(), &y, &names, 0).unwrap();
+        let by_id = lr
+            .fit(
+                &with(ParamValue::Map([("1".to_string(), 10.0)].into())),
+                x.view(),
+                &y,
+                2,
+                0,
+            )
+            .unwrap();
+        assert_eq!(named, by_id);
+        let e = lr.fit(&map, x.view(), &y, 2, 0).unwrap_err().to_string();
+        assert!(e.contains("known classes (0, 1)"), "{e}");
+    }
 
     fn resolved(value: ParamValue, labels: &Labels<'_>) -> Result<Option<Vec<f64>>, ModelError> {
         let params: Params = [("class_weight".to_string(), value)].into();

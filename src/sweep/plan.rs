@@ -398,4 +398,74 @@ mod tests {
         };
         assert_ne!(k0, trial_key(&c[0], &grouped));
     }
+
+    #[test]
+    fn class_weight_keys_keep_todays_keys_without_weights() {
+        let split = SplitSpec::default();
+        let ctx = KeyContext {
+            data_fingerprint: "a",
+            split: &split,
+            folds: 3,
+            label: None,
+        };
+        let plain = grid("  - algorithm: decision_tree\n    grid: { max_depth: [4] }\n").unwrap();
+        // the key this grid point had before class weights existed (KEY_VERSION 1)
+        assert_eq!(trial_key(&plain[0], &ctx), "fcc7b0e785334ef885ab");
+        assert_eq!(plain[0].params["class_weight"], ParamValue::Null);
+        let swept = grid(
+            "  - algorithm: decision_tree\n    grid: { max_depth: [4], class_weight: [null, balanced, { \"1\": 5 }] }\n",
+        )
+        .unwrap();
+        assert_eq!(swept.len(), 3);
+        let keys: Vec<String> = swept.iter().map(|c| trial_key(c, &ctx)).collect();
+        assert_eq!(keys[0], trial_key(&plain[0], &ctx));
+        assert_ne!(keys[1], keys[0]);
+        assert_ne!(keys[2], keys[0]);
+        assert_ne!(keys[2], keys[1]);
+        let heavier = grid(
+            "  - algorithm: decision_tree\n    grid: { max_depth: [4], class_weight: { \"1\": 6 } }\n",
+        )
+        .unwrap();
+        assert_ne!(trial_key(&heavier[0], &ctx), keys[2]);
+    }
+
+    #[test]
+    fn bad_class_weights_name_line_and_value() {
+        for (value, expect) in [
+            ("[balance]", "\"balanced\""),
+            ("{ u2r: -1 }", "-1"),
+            ("{ u2r: 0 }", "0"),
+            // the YAML reader refuses non-finite numbers itself, at the value
+            ("{ u2r: .nan }", "non-finite"),
+            ("{ u2r: .inf }", "non-finite"),
+        ] {
+            let err = grid(&format!(
+                "  - algorithm: svm\n    grid:\n      class_weight: {value}\n"
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(err.starts_with("g.yaml:6:"), "{value}: {err}");
+            assert!(err.contains(expect), "{value}: {err}");
+            assert!(
+                expect == "non-finite" || err.contains("models.svm.grid.class_weight"),
+                "{err}"
+            );
+        }
+        let path = Path::new("g.yaml");
+        let text = "name: t\ndata: { source: synthetic, schema: s.yaml }\nmodels:\n  - algorithm: svm\n  - algorithm: adaboost\n    grid: { class_weight: [null, { normal: 1, u2l: 9 }] }\n";
+        let file: GridFile = parse_yaml(path, text).unwrap();
+        expand(&file, path).unwrap();
+        let classes = Classes {
+            names: vec!["normal".into(), "u2r".into()],
+            normal: vec![true, false],
+        };
+        let err = check_class_weights(&file, path, &classes)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("g.yaml:6:"), "{err}");
+        assert!(
+            err.contains("unknown class `u2l`") && err.contains("normal, u2r"),
+            "{err}"
+        );
+    }
 }
