@@ -136,6 +136,44 @@ mod tests {
     }
 
     #[test]
+    fn a_weight_of_three_equals_tripled_rows_for_a_three_class_tree() {
+        let (x, y) = toy3(300, 4, 2);
+        let dt = algorithm("decision_tree").unwrap();
+        let names = ["a".to_string(), "b".into(), "c".into()];
+        let weighted = dt
+            .fit_named(
+                &with(ParamValue::Map([("c".to_string(), 3.0)].into())),
+                x.view(),
+                &y,
+                &names,
+                0,
+            )
+            .unwrap();
+        let tripled: Vec<usize> = (0..y.len())
+            .flat_map(|i| if y[i] == 2 { vec![i; 3] } else { vec![i] })
+            .collect();
+        let y3: Vec<u32> = tripled.iter().map(|&i| y[i]).collect();
+        let copies = dt
+            .fit(
+                &Params::new(),
+                x.select(Axis(0), &tripled).view(),
+                &y3,
+                3,
+                0,
+            )
+            .unwrap();
+        assert_eq!(
+            weighted.predict_proba(x.view()).unwrap(),
+            copies.predict_proba(x.view()).unwrap()
+        );
+        let plain = dt.fit(&Params::new(), x.view(), &y, 3, 0).unwrap();
+        assert_ne!(
+            weighted.predict_proba(x.view()).unwrap(),
+            plain.predict_proba(x.view()).unwrap()
+        );
+    }
+
+    #[test]
     fn balanced_moves_every_algorithm_toward_the_rare_class() {
         let (x, y) = rare_attacks(1200);
         let attacks = y.iter().filter(|&&c| c == 1).count();

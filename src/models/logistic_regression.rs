@@ -611,6 +611,68 @@ mod tests {
     }
 
     #[test]
+    fn class_weights_match_scikit_learn() {
+        // scikit-learn 1.9.1, LogisticRegression(C=1, max_iter=10000, tol=1e-12) on
+        // `three_class`: class_weight={0: 1, 1: 1, 2: 4} (multinomial), and
+        // class_weight="balanced" on y == 1 (binary, our own L-BFGS path).
+        let (x, y) = three_class();
+        let multinomial = [
+            [0.8208446618, 0.1641842886, 0.0149710497],
+            [0.6726424353, 0.1466300854, 0.1807274793],
+            [0.8673462297, 0.0478803859, 0.0847733844],
+            [0.1555284122, 0.5286836982, 0.3157878896],
+            [0.0499877120, 0.6710009234, 0.2790113647],
+            [0.0730166293, 0.8993183016, 0.0276650691],
+            [0.0207015364, 0.0130128034, 0.9662856602],
+            [0.0075874396, 0.0188337679, 0.9735787925],
+            [0.0551301837, 0.0087757461, 0.9360940702],
+            [0.3381069162, 0.6483229557, 0.0135701280],
+            [0.5732967155, 0.3033970321, 0.1233062524],
+            [0.0288884175, 0.1070232514, 0.8640883311],
+        ];
+        let mut p = Params::new();
+        p.insert("max_iter".into(), ParamValue::Int(1000));
+        let mut weighted = p.clone();
+        weighted.insert(
+            "class_weight".into(),
+            ParamValue::Map([("2".to_string(), 4.0)].into()),
+        );
+        let m = LogisticRegression
+            .fit(&weighted, x.view(), &y, 3, 0)
+            .unwrap();
+        let probs = m.predict_proba(x.view()).unwrap();
+        for (got, want) in probs.rows().into_iter().zip(&multinomial) {
+            for (g, w) in got.iter().zip(want) {
+                assert!((g - w).abs() < 1e-6, "{got} vs {want:?}");
+            }
+        }
+        let binary = [
+            0.3850394969,
+            0.2218970171,
+            0.1098237858,
+            0.6037579511,
+            0.7788616525,
+            0.8854899275,
+            0.1184939550,
+            0.2370587359,
+            0.0549576569,
+            0.7668174258,
+            0.3931946771,
+            0.4096807591,
+        ];
+        let yb: Vec<u32> = y.iter().map(|&c| u32::from(c == 1)).collect();
+        let mut balanced = p.clone();
+        balanced.insert("class_weight".into(), ParamValue::str("balanced"));
+        let m = LogisticRegression
+            .fit(&balanced, x.view(), &yb, 2, 0)
+            .unwrap();
+        let probs = m.predict_proba(x.view()).unwrap();
+        for (got, want) in probs.column(1).iter().zip(binary) {
+            assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+        }
+    }
+
+    #[test]
     fn multinomial_json_roundtrip_and_validation() {
         let (x, y) = three_class();
         let m = LogisticRegression
