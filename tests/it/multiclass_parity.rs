@@ -57,7 +57,9 @@ const TOLERANCE: f64 = 0.01;
 ///   unweighted tree is 0.6 points below). The tree is netsec's binned splitter (a threshold is
 ///   the midpoint to the next value in the whole training set, not in the node; a column of
 ///   more than 256 values is cut at quantiles): the weights change which of those near-equal
-///   splits win, and a fully grown tree keeps every such difference. Not examined further.
+///   splits win, and a fully grown tree keeps every such difference. scikit-learn's own
+///   balanced tree moves over 0.845–0.855 macro-F1 across `random_state` 0–7 (`pod` recall
+///   0.893–0.913, where netsec's stays at the unweighted 0.874). Not examined further.
 const KNOWN_GAPS: &[(&str, f64)] = &[
     ("svm_rbf", 0.045),
     ("svm_rbf_bal", 0.04),
