@@ -1048,6 +1048,49 @@ mod tests {
     }
 
     #[test]
+    fn weighted_c_agrees_between_solvers_and_moves_the_boundary() {
+        // C per class (class_weight) through both solvers: linfa's pos_neg_weights and the
+        // smo's per-variable bounds must agree, and a heavier attack class flags more rows.
+        let (x, y) = toy(300, 5, 21);
+        for kernel in ["rbf", "linear"] {
+            let mut p = Params::new();
+            p.insert("kernel".into(), ParamValue::str(kernel));
+            let flagged = |m: &Binary| {
+                x.rows()
+                    .into_iter()
+                    .filter(|r| m.decision(5, r.as_slice().unwrap()) >= 0.0)
+                    .count()
+            };
+            let plain = binary(Svm.fit(&p, x.view(), &ids(&y), 2, 0).unwrap());
+            p.insert(
+                "class_weight".into(),
+                ParamValue::Map([("1".to_string(), 5.0)].into()),
+            );
+            let own = binary(Svm.fit(&p, x.view(), &ids(&y), 2, 0).unwrap());
+            p.insert("solver".into(), ParamValue::str("linfa"));
+            let m = binary(Svm.fit(&p, x.view(), &ids(&y), 2, 0).unwrap());
+            let disagree = x
+                .rows()
+                .into_iter()
+                .filter(|r| {
+                    let r = r.as_slice().unwrap();
+                    (m.decision(5, r) >= 0.0) != (own.decision(5, r) >= 0.0)
+                })
+                .count();
+            assert!(
+                disagree <= 2,
+                "{kernel}: solvers disagree on {disagree} rows"
+            );
+            assert!(
+                flagged(&own) > flagged(&plain),
+                "{kernel}: {} -> {}",
+                flagged(&plain),
+                flagged(&own)
+            );
+        }
+    }
+
+    #[test]
     fn own_decision_matches_linfa_labels() {
         let (x, y) = toy(300, 5, 21);
         for kernel in ["rbf", "linear"] {
