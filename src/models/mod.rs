@@ -29,6 +29,7 @@
 
 pub mod adaboost;
 pub(crate) mod binning;
+pub mod class_weight;
 pub mod decision_tree;
 pub mod gradient_boosting;
 pub mod logistic_regression;
@@ -98,13 +99,44 @@ pub trait Algorithm: Sync {
         n_classes: usize,
         seed: u64,
     ) -> Result<FittedModel, ModelError> {
+        self.fit_labels(params, x, y, n_classes, None, seed)
+    }
+
+    /// [`Algorithm::fit`] with the class names (id order), which an explicit `class_weight`
+    /// map is resolved against; K is `class_names.len()`.
+    fn fit_named(
+        &self,
+        params: &Params,
+        x: ArrayView2<f64>,
+        y: &[u32],
+        class_names: &[String],
+        seed: u64,
+    ) -> Result<FittedModel, ModelError> {
+        self.fit_labels(params, x, y, class_names.len(), Some(class_names), seed)
+    }
+
+    /// The shared body of [`Algorithm::fit`] and [`Algorithm::fit_named`].
+    #[doc(hidden)]
+    fn fit_labels(
+        &self,
+        params: &Params,
+        x: ArrayView2<f64>,
+        y: &[u32],
+        n_classes: usize,
+        names: Option<&[String]>,
+        seed: u64,
+    ) -> Result<FittedModel, ModelError> {
         let params = self.validate(params)?;
         check_training_data(x, y, n_classes)?;
         let reader = Reader {
             algorithm: self.name(),
             params: &params,
         };
-        let labels = Labels { ids: y, n_classes };
+        let labels = Labels {
+            ids: y,
+            n_classes,
+            names,
+        };
         if handles_missing(self.name()) || !x.iter().any(|v| v.is_nan()) {
             return self.fit_checked(&reader, x, &labels, seed);
         }
@@ -187,12 +219,22 @@ pub struct Labels<'a> {
     pub ids: &'a [u32],
     /// K, the number of classes the model answers (a class may have no training row).
     pub n_classes: usize,
+    /// Class names in id order, when the caller knows them (for `class_weight` maps).
+    pub names: Option<&'a [String]>,
 }
 
 impl Labels<'_> {
     /// Whether this is a two-class problem.
     pub fn is_binary(&self) -> bool {
         self.n_classes == 2
+    }
+
+    /// The name of class `c`: its label value, or its id as text when names are unknown.
+    pub fn name(&self, c: usize) -> String {
+        match self.names.and_then(|n| n.get(c)) {
+            Some(name) => name.clone(),
+            None => c.to_string(),
+        }
     }
 
     /// Class 1 as `true`, for learners written for two classes.
