@@ -271,7 +271,14 @@ pub async fn refit_trial(
             .await
             .context("refitting a trial")??;
     Ok(model_file(
-        trial, model, roc, &schema, &data, &source, &grid,
+        trial,
+        model,
+        roc,
+        &schema,
+        &data,
+        &split.train,
+        &source,
+        &grid,
     ))
 }
 
