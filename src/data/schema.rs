@@ -145,6 +145,32 @@ pub struct ColumnSpec {
     /// When set, the column is checked but not used as a feature; the text says why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exclude: Option<String>,
+    /// Cell texts that mean "missing" here besides an empty cell, e.g. `NaN`, `Infinity`
+    /// (compared ignoring case; `inf` and `Infinity` are the same value). The schema's
+    /// top-level `missing:` applies to every column that sets none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<String>,
+}
+
+impl ColumnSpec {
+    /// Whether a cell's text means a missing value in this column.
+    pub fn means_missing(&self, text: &str) -> bool {
+        means_missing(&self.missing, text)
+    }
+}
+
+/// Whether `text` is one of the `missing` texts: equal ignoring case, or the same
+/// non-finite number (`inf` = `Infinity`, `nan` = `NaN`).
+pub fn means_missing(missing: &[String], text: &str) -> bool {
+    let text = text.trim();
+    let non_finite = |t: &str| t.parse::<f64>().ok().filter(|v| !v.is_finite());
+    missing.iter().any(|m| {
+        m.eq_ignore_ascii_case(text)
+            || match (non_finite(m), non_finite(text)) {
+                (Some(a), Some(b)) => a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+                _ => false,
+            }
+    })
 }
 
 /// The type of the label column.
@@ -229,6 +255,9 @@ struct SchemaFile {
     name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     description: Option<String>,
+    /// Cell texts that mean "missing" in every column without its own `missing:`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    missing: Vec<String>,
     label: LabelFile,
     columns: Vec<ColumnSpec>,
 }
@@ -372,11 +401,17 @@ impl Schema {
             return Err(invalid("every column is excluded: no features left".into()));
         }
         let label = label_spec(file.label).map_err(|m| invalid(format!("label: {m}")))?;
-        let hash = hash_of(&file.columns, &label);
+        let mut columns = file.columns;
+        for column in &mut columns {
+            if column.missing.is_empty() {
+                column.missing.clone_from(&file.missing);
+            }
+        }
+        let hash = hash_of(&columns, &label);
         Ok(Schema {
             name: file.name,
             description: file.description,
-            columns: file.columns,
+            columns,
             label,
             hash,
         })

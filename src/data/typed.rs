@@ -7,7 +7,7 @@ use polars::prelude::*;
 use serde::Serialize;
 
 use super::load::Table;
-use super::schema::{ColumnSpec, ColumnType, LabelType, Schema};
+use super::schema::{ColumnSpec, ColumnType, LabelSpec, LabelType, Schema};
 
 /// The parsed cells of one column (`None` = empty cell).
 #[derive(Debug, Clone, PartialEq)]
@@ -252,7 +252,7 @@ pub fn type_table(table: &Table, schema: &Schema, presence: LabelPresence) -> Ty
         match frame.column(&spec.name) {
             Ok(column) => {
                 let series = column.as_materialized_series();
-                let values = parse_column(series, spec.column_type, &spec.name, &mut issues);
+                let values = parse_column(series, spec, &mut issues);
                 check_values(spec, &values, &mut issues);
                 columns.push((spec.clone(), values));
             }
@@ -275,7 +275,7 @@ pub fn type_table(table: &Table, schema: &Schema, presence: LabelPresence) -> Ty
                 LabelType::String => ColumnType::Categorical,
             };
             let series = column.as_materialized_series();
-            let values = parse_column(series, column_type, &label.column, &mut issues);
+            let values = parse_column(series, &label_spec_column(label, column_type), &mut issues);
             let texts: Vec<Option<String>> = (0..rows).map(|r| values.text(r)).collect();
             let unparsable: BTreeSet<usize> = issues
                 .iter()
@@ -359,12 +359,22 @@ pub fn allowed_text(schema: &Schema, column: &str) -> String {
     }
 }
 
-fn parse_column(
-    series: &Series,
-    column_type: ColumnType,
-    name: &str,
-    issues: &mut Vec<Issue>,
-) -> TypedValues {
+/// The label column typed as a feature column of `column_type` (no missing texts).
+fn label_spec_column(label: &LabelSpec, column_type: ColumnType) -> ColumnSpec {
+    ColumnSpec {
+        name: label.column.clone(),
+        column_type,
+        values: None,
+        min: None,
+        max: None,
+        nullable: false,
+        exclude: None,
+        missing: Vec::new(),
+    }
+}
+
+fn parse_column(series: &Series, spec: &ColumnSpec, issues: &mut Vec<Issue>) -> TypedValues {
+    let (column_type, name) = (spec.column_type, spec.name.as_str());
     let mut bad = |row: usize, value: String| {
         issues.push(Issue {
             column: name.to_owned(),
@@ -375,7 +385,20 @@ fn parse_column(
             },
         })
     };
-    let cells = cells_of(series);
+    let mut cells = cells_of(series);
+    if !spec.missing.is_empty() {
+        // The schema's missing texts (`NaN`, `Infinity`, ...) are empty cells.
+        for cell in &mut cells {
+            let missing = match cell {
+                Some(Cell::Text(t)) => spec.means_missing(t),
+                Some(Cell::Float(v)) if !v.is_finite() => spec.means_missing(&v.to_string()),
+                _ => false,
+            };
+            if missing {
+                *cell = None;
+            }
+        }
+    }
     match column_type {
         ColumnType::Integer => TypedValues::Int(
             cells
@@ -602,7 +625,7 @@ pub fn type_cell(
     cell: Option<RecordCell<'_>>,
 ) -> Result<Option<TypedCell>, Problem> {
     let cell = match cell {
-        Some(RecordCell::Text(t)) if t.trim().is_empty() => None,
+        Some(RecordCell::Text(t)) if t.trim().is_empty() || spec.means_missing(t) => None,
         Some(RecordCell::Text(t)) => Some(RecordCell::Text(t.trim())),
         other => other,
     };
@@ -723,6 +746,7 @@ mod tests {
             max: None,
             nullable: false,
             exclude: None,
+            missing: Vec::new(),
         }
     }
 

@@ -213,6 +213,7 @@ mod tests {
             max,
             nullable: false,
             exclude: None,
+            missing: Vec::new(),
         };
         let listed = spec(
             ColumnType::Categorical,

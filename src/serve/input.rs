@@ -380,6 +380,7 @@ fn check_label(label: &LabelSpec, value: &Value) -> Result<(), Problem> {
         max: None,
         nullable: false,
         exclude: None,
+        missing: Vec::new(),
     };
     let cell = json_cell(Some(value), &column_type)?;
     // The canonical text as the CSV path writes it (integers exactly, not through f64).

@@ -189,3 +189,82 @@ fn ci_fetches_and_checks_every_shared_data_file_the_tests_read() {
         assert!(ci_run.contains(name), ".ci/run does not check {name}");
     }
 }
+
+#[test]
+fn a_schema_names_the_cell_texts_that_mean_missing() {
+    // CIC-IDS2017's rate columns hold `NaN` and `Infinity`: with `missing:` in the schema
+    // they are missing values and the file trains and predicts as it is; without, each such
+    // cell is a wrong-typed value named by line.
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("a,rate,y\n");
+    for row in 0..80 {
+        let rate = match row % 10 {
+            3 => "NaN".to_owned(),
+            7 => "Infinity".to_owned(),
+            5 => String::new(),
+            _ => format!("{}.5", row % 7),
+        };
+        csv.push_str(&format!("{row},{rate},{}\n", row % 2));
+    }
+    let data = dir.path().join("flows.csv");
+    std::fs::write(&data, &csv).unwrap();
+    let grid_for = |schema_extra: &str| {
+        let schema = dir
+            .path()
+            .join(format!("schema{}.yaml", schema_extra.len()));
+        std::fs::write(
+            &schema,
+            format!(
+                "name: flows\n{schema_extra}label: {{ column: y, type: integer, positive: [1] }}\n\
+                 columns:\n  - {{ name: a, type: integer }}\n  - {{ name: rate, type: float, nullable: true }}\n"
+            ),
+        )
+        .unwrap();
+        let grid = dir.path().join(format!("grid{}.yaml", schema_extra.len()));
+        std::fs::write(
+            &grid,
+            format!(
+                "name: flows\ndata: {{ source: csv, path: {}, schema: {} }}\ncv: {{ folds: 2 }}\n\
+                 models:\n  - algorithm: gradient_boosting\n    grid: {{ n_estimators: [5] }}\n  \
+                 - algorithm: logistic_regression\n",
+                s(&data),
+                s(&schema)
+            ),
+        )
+        .unwrap();
+        grid
+    };
+    let refused = netsec(&[
+        "experiment",
+        "run",
+        s(&grid_for("")),
+        "--state-dir",
+        s(&dir.path().join("state0")),
+    ])
+    .expect_code(2);
+    assert!(refused.stderr.contains("rate"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("NaN") || refused.stderr.contains("Infinity"),
+        "{}",
+        refused.stderr
+    );
+
+    let model = dir.path().join("model.json");
+    let run = netsec(&[
+        "experiment",
+        "run",
+        s(&grid_for("missing: [NaN, Infinity]\n")),
+        "--state-dir",
+        s(&dir.path().join("state1")),
+        "--model-out",
+        s(&model),
+        "--format",
+        "json",
+    ])
+    .expect_code(0);
+    let summary: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(summary["trials_failed"], 0, "{}", run.stdout);
+    let out = dir.path().join("predicted.csv");
+    netsec(&["predict", "-m", s(&model), "-i", s(&data), "-o", s(&out)]).expect_code(0);
+    assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 81);
+}
