@@ -80,6 +80,11 @@ use crate::models::{
 /// Largest dense kernel matrix a fit may allocate, in bytes.
 pub const MAX_KERNEL_BYTES: u64 = 1 << 30;
 
+/// Most training rows a sweep gives the SVM. The exact kernel solvers' time grows with the
+/// square of the rows (and more), so a sweep over more rows than this is refused before any
+/// training, naming the cap: subsample, or use a histogram learner.
+pub const MAX_TRAIN_ROWS: usize = 50_000;
+
 const POSITIVE: ParamKind = ParamKind::Float {
     above: 0.0,
     max: f64::INFINITY,

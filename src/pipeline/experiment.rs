@@ -76,10 +76,12 @@ pub async fn run(
         "data loaded from {}",
         data.source
     );
-    if grid.operating_point.is_some() {
-        // An unmeasurable operating point stops here, before the run store is touched.
+    {
+        // An unmeasurable operating point or an SVM over too many rows stops here, before
+        // the run store is touched.
         let split = crate::data::split::train_test_split(&data, &grid.split);
         sweep::run::check_operating_point(&grid, &input.grid, &data, &split.train)?;
+        sweep::run::check_svm_rows(&grid, &input.grid, split.train.len())?;
     }
 
     let store = RunStore::open(&input.state.database()).await?;

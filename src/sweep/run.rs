@@ -136,6 +136,7 @@ pub async fn run(
     } = *input;
     let split = train_test_split(data, &grid.split);
     check_operating_point(grid, input.grid_path, data, &split.train)?;
+    check_svm_rows(grid, input.grid_path, split.train.len())?;
     let folds = stratified_kfold_ids(
         &data.class_ids,
         &split.train,
@@ -458,6 +459,28 @@ pub fn check_operating_point(
         ));
     }
     Ok(())
+}
+
+/// Refuses, before anything is fitted or recorded, an `svm` entry over more training rows
+/// than [`crate::models::svm::MAX_TRAIN_ROWS`].
+pub fn check_svm_rows(
+    grid: &GridFile,
+    grid_path: &Path,
+    train_rows: usize,
+) -> Result<(), GridError> {
+    let cap = crate::models::svm::MAX_TRAIN_ROWS;
+    match grid.models.iter().find(|m| m.algorithm.value == "svm") {
+        Some(entry) if train_rows > cap => Err(GridError::at(
+            grid_path,
+            &entry.algorithm,
+            format!(
+                "svm over {train_rows} training rows: the exact kernel solver is quadratic in \
+                 rows and netsec caps it at {cap}; subsample the data (e.g. `data.rows` of a \
+                 synthetic source, or a sample of the file) or drop svm from this grid"
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Per algorithm, the parameters the grid varies.

@@ -268,3 +268,29 @@ fn a_schema_names_the_cell_texts_that_mean_missing() {
     netsec(&["predict", "-m", s(&model), "-i", s(&data), "-o", s(&out)]).expect_code(0);
     assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 81);
 }
+
+#[test]
+fn an_svm_over_more_rows_than_its_cap_is_refused_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let grid = dir.path().join("grid.yaml");
+    // 70,000 rows: 56,000 training rows, above the cap of 50,000.
+    std::fs::write(
+        &grid,
+        format!(
+            "name: big\ndata: {{ source: synthetic, profile: phishing, rows: 70000, seed: 1, schema: {} }}\n\
+             models:\n  - algorithm: decision_tree\n  - algorithm: svm\n",
+            s(&crate::common::repo_file("data_schema/phishing.yaml"))
+        ),
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let run = netsec(&["experiment", "run", s(&grid), "--state-dir", s(&state)]).expect_code(2);
+    assert!(
+        run.stderr.contains("grid.yaml:5:16:")
+            && run.stderr.contains("svm over 56000 training rows")
+            && run.stderr.contains("caps it at 50000"),
+        "{}",
+        run.stderr
+    );
+    assert!(!state.join("netsec.db").exists(), "nothing written");
+}
