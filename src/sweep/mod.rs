@@ -10,6 +10,7 @@ pub mod query;
 pub mod record;
 pub mod report;
 pub mod run;
+pub mod search;
 pub mod store;
 
 pub use run::{CancelToken, SweepInput, SweepOutcome, run};

@@ -8,10 +8,11 @@ use std::path::Path;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::config::grid::{GridError, GridFile};
+use super::search::draw_points;
+use crate::config::grid::{Distribution, GridError, GridFile, ModelGrid};
 use crate::data::split::SplitSpec;
 use crate::models::operating_point::Target;
-use crate::models::{Algorithm, ParamError, ParamValue, Params, algorithm, algorithms};
+use crate::models::{Algorithm, ParamError, ParamKind, ParamValue, Params, algorithm, algorithms};
 use crate::shared::hash::hex;
 
 /// One grid point, checked.
@@ -35,9 +36,14 @@ impl std::fmt::Debug for Candidate {
 }
 
 /// Expands and checks every model grid of the file; errors name file, line and key.
+///
+/// Every strategy plans here: a grid takes each model entry's cartesian product, a random
+/// search (and a halving search with `trials`) its draws ([`super::search`]); the points
+/// then go through the same checks, the same duplicate collapse and later the same keys.
 pub fn expand(grid: &GridFile, path: &Path) -> Result<Vec<Candidate>, GridError> {
+    let search = grid.search();
     let mut out: Vec<Candidate> = Vec::new();
-    for model in &grid.models {
+    for (entry, model) in grid.models.iter().enumerate() {
         let name = &model.algorithm.value;
         let Some(algo) = algorithm(name) else {
             let known: Vec<&str> = algorithms().iter().map(|a| a.name()).collect();
@@ -47,24 +53,25 @@ pub fn expand(grid: &GridFile, path: &Path) -> Result<Vec<Candidate>, GridError>
                 format!("unknown algorithm `{name}` (known: {})", known.join(", ")),
             ));
         };
-        let axes: Vec<(&String, Vec<ParamValue>)> = model
-            .grid
-            .iter()
-            .map(|(key, values)| (key, values.value.values()))
-            .collect();
-        let grid_keys: Vec<String> = axes.iter().map(|(k, _)| (*k).clone()).collect();
-        for point in cartesian(&axes) {
-            let params = algo.validate(&point).map_err(|err| {
-                let key = match &err {
-                    ParamError::Unknown { key, .. } | ParamError::Invalid { key, .. } => key,
-                };
-                match model.grid.get(key) {
-                    Some(span) => {
-                        GridError::at(path, span, format!("models.{name}.grid.{key}: {err}"))
-                    }
-                    None => GridError::at(path, &model.algorithm, err.to_string()),
-                }
-            })?;
+        let grid_keys: Vec<String> = model.grid.keys().cloned().collect();
+        let points = match search.trials {
+            Some(trials) => {
+                let axes = distributions(algo, model, path)?;
+                draw_points(&axes, trials, search.seed, entry)
+            }
+            _ => {
+                let axes: Vec<(&String, Vec<ParamValue>)> = model
+                    .grid
+                    .iter()
+                    .map(|(key, values)| (key, values.value.values()))
+                    .collect();
+                cartesian(&axes)
+            }
+        };
+        for point in points {
+            let params = algo
+                .validate(&point)
+                .map_err(|err| param_error(path, model, err))?;
             let duplicate = out
                 .iter()
                 .any(|c| c.algorithm.name() == algo.name() && c.params == params);
@@ -78,6 +85,81 @@ pub fn expand(grid: &GridFile, path: &Path) -> Result<Vec<Candidate>, GridError>
         }
     }
     Ok(out)
+}
+
+/// A parameter error at the grid key it names (or at the algorithm).
+fn param_error(path: &Path, model: &ModelGrid, err: ParamError) -> GridError {
+    let name = &model.algorithm.value;
+    let key = match &err {
+        ParamError::Unknown { key, .. } | ParamError::Invalid { key, .. } => key,
+    };
+    match model.grid.get(key) {
+        Some(span) => GridError::at(path, span, format!("models.{name}.grid.{key}: {err}")),
+        None => GridError::at(path, &model.algorithm, err.to_string()),
+    }
+}
+
+/// The model entry's distributions, each checked against its parameter: `uniform` and
+/// `loguniform` only where fractional numbers are accepted, `int` only where integers
+/// are, and both bounds valid values of the parameter (so every draw is).
+fn distributions(
+    algo: &'static dyn Algorithm,
+    model: &ModelGrid,
+    path: &Path,
+) -> Result<Vec<(String, Distribution)>, GridError> {
+    let name = &model.algorithm.value;
+    let mut axes = Vec::with_capacity(model.grid.len());
+    for (key, span) in &model.grid {
+        let at = |message: String| {
+            GridError::at(path, span, format!("models.{name}.grid.{key}: {message}"))
+        };
+        let dist = span.value.distribution().map_err(at)?;
+        let bounds = match dist {
+            Distribution::Uniform(lo, hi) | Distribution::LogUniform(lo, hi) => {
+                Some((ParamValue::Float(lo), ParamValue::Float(hi), true))
+            }
+            Distribution::Int(lo, hi) => Some((ParamValue::Int(lo), ParamValue::Int(hi), false)),
+            Distribution::Choice(_) => None,
+        };
+        if let Some((lo, hi, fractional)) = bounds {
+            // An unknown key is reported by `validate` with the list of known ones.
+            if let Some(spec) = algo.params().iter().find(|s| s.name == key.as_str()) {
+                if !takes(&spec.kind, fractional) {
+                    return Err(at(format!(
+                        "`{}` draws {}, and `{key}` of {name} takes {}",
+                        dist.name(),
+                        if fractional {
+                            "fractional numbers"
+                        } else {
+                            "integers"
+                        },
+                        spec.kind
+                    )));
+                }
+                for bound in [lo, hi] {
+                    let point = Params::from([(key.clone(), bound)]);
+                    algo.validate(&point).map_err(|err| {
+                        at(format!(
+                            "a bound of `{}` is not a valid value: {err}",
+                            dist.name()
+                        ))
+                    })?;
+                }
+            }
+        }
+        axes.push((key.clone(), dist));
+    }
+    Ok(axes)
+}
+
+/// Whether a parameter of `kind` takes fractional numbers (`fractional`) or integers.
+fn takes(kind: &ParamKind, fractional: bool) -> bool {
+    match kind {
+        ParamKind::Float { .. } => true,
+        ParamKind::Int { .. } => !fractional,
+        ParamKind::OneOf(kinds) => kinds.iter().any(|k| takes(k, fractional)),
+        ParamKind::Null | ParamKind::Bool | ParamKind::Choice(_) => false,
+    }
 }
 
 fn cartesian(axes: &[(&String, Vec<ParamValue>)]) -> Vec<Params> {
@@ -328,6 +410,56 @@ mod tests {
             "1/3".parse::<Shard>().unwrap(),
             Shard { index: 1, count: 3 }
         );
+    }
+
+    fn random(models: &str) -> Result<Vec<Candidate>, GridError> {
+        let text = format!(
+            "name: t\ndata: {{ source: synthetic, schema: data_schema/phishing.yaml }}\nsearch: {{ strategy: random, trials: 8, seed: 1 }}\nmodels:\n{models}"
+        );
+        let path = Path::new("g.yaml");
+        let file = GridFile::from_yaml_str(path, &text)?;
+        expand(&file, path)
+    }
+
+    #[test]
+    fn random_search_draws_trials_per_entry_mixed_with_fixed_values() {
+        let c = random("  - algorithm: gradient_boosting\n    grid: { learning_rate: { loguniform: [0.001, 0.3] }, n_estimators: { int: [8, 64] }, max_depth: [2, 3], subsample: 0.8 }\n  - algorithm: logistic_regression\n    grid: { c: [0.1, 1.0] }\n").unwrap();
+        assert_eq!(c.len(), 8 + 2, "8 draws, then the whole 2-point space");
+        assert!(
+            c[..8]
+                .iter()
+                .all(|c| c.params["subsample"] == ParamValue::Float(0.8))
+        );
+        assert_eq!(
+            c[0].grid_keys,
+            ["learning_rate", "max_depth", "n_estimators", "subsample"]
+        );
+    }
+
+    #[test]
+    fn distributions_of_the_wrong_kind_name_the_line() {
+        let cases = [
+            ("grid: { max_depth: { uniform: [2, 8] } }", "takes"),
+            ("grid: { criterion: { uniform: [0, 1] } }", "takes"),
+            ("grid: { max_depth: { int: [0, 8] } }", "bound"),
+            (
+                "grid: { min_samples_leaf: { loguniform: [1, 8] } }",
+                "takes",
+            ),
+        ];
+        for (grid, expected) in cases {
+            let err = random(&format!("  - algorithm: decision_tree\n    {grid}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("g.yaml:6:"), "{grid}: {err}");
+            assert!(err.contains(expected), "{grid}: {err}");
+        }
+        let err = random(
+            "  - algorithm: gradient_boosting\n    grid: { subsample: { uniform: [0, 1] } }\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("subsample") && err.contains("bound"), "{err}");
     }
 
     #[test]

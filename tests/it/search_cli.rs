@@ -1,0 +1,246 @@
+//! Search strategies end to end through the real binary: a random search resumes after
+//! `kill -9` with no trial run twice, shards into slices that together run exactly its
+//! trials, plans the same keys for the same seed; bad search specs exit 2 naming the line.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::common::{netsec, netsec_command, repo_file, s};
+use serde_json::Value;
+
+/// A grid over generated data with `search` on line 6 and `models` from line 8 on.
+fn grid_file(dir: &Path, name: &str, rows: usize, search: &str, models: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.yaml"));
+    let text = format!(
+        "name: {name}\ndata: {{ source: synthetic, profile: phishing, rows: {rows}, seed: 5, schema: {} }}\n\
+         split: {{ test_fraction: 0.25, seed: 3 }}\ncv: {{ folds: 3 }}\nselect: {{ metric: f1 }}\n\
+         search: {search}\nmodels:\n{models}",
+        s(&repo_file("data_schema/phishing.yaml"))
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn run_json(grid: &Path, state: &Path, extra: &[&str]) -> Value {
+    let mut args = vec![
+        "experiment",
+        "run",
+        s(grid),
+        "--state-dir",
+        s(state),
+        "--format",
+        "json",
+        "-q",
+    ];
+    args.extend_from_slice(extra);
+    let run = netsec(&args).expect_code(0);
+    serde_json::from_str(&run.stdout).unwrap()
+}
+
+fn keys(summary: &Value) -> BTreeSet<String> {
+    summary["leaderboard"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["key"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Trials of `experiment` in the run store of `state`, as `experiment show` lists them.
+fn stored_trials(state: &Path, experiment: &str) -> usize {
+    if !state.join("netsec.db").exists() {
+        return 0;
+    }
+    let run = netsec(&[
+        "experiment",
+        "show",
+        experiment,
+        "--state-dir",
+        s(state),
+        "--format",
+        "json",
+    ]);
+    serde_json::from_str::<Value>(&run.stdout)
+        .map(|v| v["leaderboard"].as_array().map_or(0, Vec::len))
+        .unwrap_or(0)
+}
+
+const RANDOM: &str = "{ strategy: random, trials: 12, seed: 1 }";
+
+/// Two model entries of 12 draws each (24 trials), with fixed values mixed in.
+const DRAWN: &str = "  - algorithm: decision_tree\n    grid: { max_depth: { int: [2, 20] }, criterion: [gini, entropy], min_samples_leaf: { int: [1, 40] } }\n  - algorithm: logistic_regression\n    grid: { c: { loguniform: [0.001, 100] }, max_iter: 200 }\n";
+
+#[test]
+fn killed_random_search_resumes_with_exactly_the_planned_trials() {
+    let dir = tempfile::tempdir().unwrap();
+    let grid = grid_file(dir.path(), "resume", 4000, RANDOM, DRAWN);
+    let state = dir.path().join("state");
+    let mut child = netsec_command()
+        .args([
+            "experiment",
+            "run",
+            s(&grid),
+            "--state-dir",
+            s(&state),
+            "-j",
+            "1",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while stored_trials(&state, "resume") < 3 {
+        assert!(Instant::now() < deadline, "no trial finished in time");
+        assert!(child.try_wait().unwrap().is_none(), "ended before the kill");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.kill().unwrap(); // SIGKILL: no chance to clean up
+    child.wait().unwrap();
+    let before = stored_trials(&state, "resume");
+    assert!(before < 24, "the kill came mid-sweep ({before} of 24)");
+
+    let resumed = run_json(&grid, &state, &[]);
+    assert_eq!(resumed["trials_planned"], 24);
+    assert_eq!(
+        resumed["trials_reused"], before,
+        "every stored trial reused"
+    );
+    assert_eq!(resumed["trials_run"], 24 - before, "no trial ran twice");
+    assert_eq!(stored_trials(&state, "resume"), 24);
+
+    // A fresh store plans and runs the same trials: the draws did not move.
+    let fresh = run_json(&grid, &dir.path().join("fresh"), &[]);
+    assert_eq!(keys(&fresh), keys(&resumed));
+    assert_eq!(
+        fresh["best_model"]["sha256"],
+        resumed["best_model"]["sha256"]
+    );
+}
+
+#[test]
+fn sharded_random_search_runs_exactly_the_unsharded_trials() {
+    let dir = tempfile::tempdir().unwrap();
+    let grid = grid_file(dir.path(), "sharded", 1200, RANDOM, DRAWN);
+    let state = dir.path().join("state");
+    let shards: Vec<BTreeSet<String>> = (0..3)
+        .map(|i| keys(&run_json(&grid, &state, &["--shard", &format!("{i}/3")])))
+        .collect();
+    let mut union = BTreeSet::new();
+    for slice in &shards {
+        assert!(!slice.is_empty());
+        assert!(
+            slice.iter().all(|k| union.insert(k.clone())),
+            "no trial in two shards"
+        );
+    }
+    let whole = run_json(&grid, &state, &[]);
+    assert_eq!(whole["trials_run"], 0, "the shards ran every trial");
+    assert_eq!(keys(&whole), union);
+    let alone = run_json(&grid, &dir.path().join("alone"), &[]);
+    assert_eq!(
+        keys(&alone),
+        union,
+        "an unsharded search plans the same keys"
+    );
+}
+
+#[test]
+fn the_seed_decides_the_planned_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = "  - algorithm: decision_tree\n    grid: { max_depth: { int: [2, 30] }, min_samples_leaf: { int: [1, 60] } }\n";
+    let plan = |name: &str, seed: u64| {
+        let search = format!("{{ strategy: random, trials: 5, seed: {seed} }}");
+        let grid = grid_file(dir.path(), name, 600, &search, models);
+        let summary = run_json(&grid, &dir.path().join(name), &[]);
+        assert_eq!(summary["trials_planned"], 5);
+        keys(&summary)
+    };
+    let first = plan("a", 1);
+    assert_eq!(first, plan("b", 1), "same seed, same trials");
+    assert_ne!(first, plan("c", 2), "another seed, other trials");
+}
+
+#[test]
+fn bad_search_specs_exit_2_naming_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let tree = |grid: &str| format!("  - algorithm: decision_tree\n    grid: {grid}\n");
+    let cases = [
+        (
+            "distribution",
+            RANDOM,
+            tree("{ max_depth: { gaussian: [2, 8] } }"),
+            "unknown distribution `gaussian`",
+            9,
+        ),
+        (
+            "zero",
+            "{ strategy: random, trials: 0 }",
+            tree("{ max_depth: [2] }"),
+            "search.trials must be at least 1",
+            6,
+        ),
+        (
+            "factor",
+            "{ strategy: halving, factor: 1, min_rows: 100 }",
+            tree("{ max_depth: [2] }"),
+            "search.factor must be at least 2",
+            6,
+        ),
+        (
+            "log",
+            RANDOM,
+            tree(
+                "{ max_depth: [2], min_samples_leaf: 1 }\n  - algorithm: svm\n    grid: { c: { loguniform: [0, 10] } }",
+            ),
+            "bounds > 0",
+            11,
+        ),
+        (
+            "order",
+            RANDOM,
+            tree("{ max_depth: { int: [9, 3] } }"),
+            "lo > hi",
+            9,
+        ),
+        (
+            "kind_int",
+            RANDOM,
+            tree("{ max_depth: { uniform: [2, 8] } }"),
+            "`uniform` draws fractional numbers",
+            9,
+        ),
+        (
+            "kind_choice",
+            RANDOM,
+            tree("{ criterion: { uniform: [0, 1] } }"),
+            "`criterion` of decision_tree takes one of",
+            9,
+        ),
+        (
+            "strategy",
+            "{ strategy: bayes }",
+            tree("{ max_depth: [2] }"),
+            "bayes",
+            6,
+        ),
+        (
+            "no_search",
+            "{ strategy: grid }",
+            tree("{ max_depth: { int: [2, 8] } }"),
+            "strategy: random",
+            9,
+        ),
+    ];
+    for (name, search, models, expected, line) in cases {
+        let grid = grid_file(dir.path(), name, 500, search, &models);
+        let run = netsec(&["experiment", "run", s(&grid), "--state-dir", s(&state)]).expect_code(2);
+        let prefix = format!("{}:{line}:", grid.display());
+        assert!(run.stderr.contains(&prefix), "{name}: {}", run.stderr);
+        assert!(run.stderr.contains(expected), "{name}: {}", run.stderr);
+    }
+    assert!(!state.exists(), "nothing was written");
+}
