@@ -4,6 +4,7 @@
 
 pub mod collect;
 pub mod executor;
+pub mod halving;
 pub mod leaderboard;
 pub mod plan;
 pub mod query;

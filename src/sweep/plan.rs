@@ -196,6 +196,23 @@ pub struct KeyContext<'a> {
     /// when the grid sets none, so existing keys stay the same.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub operating_point: Option<Target>,
+    /// The rung of a halving search whose trials train on a subset of the training part;
+    /// absent for the whole training part, so a rung on every row shares the grid's keys
+    /// (it is the same computation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rung: Option<Rung>,
+}
+
+/// A rung of a halving search: its trials cross-validate and fit on `rows` rows of the
+/// training part, a stratified subset drawn from `seed` and `index`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Rung {
+    /// The rung, from 0.
+    pub index: usize,
+    /// Training rows of the rung.
+    pub rows: usize,
+    /// The search seed its subset is drawn from.
+    pub seed: u64,
 }
 
 impl<'a> KeyContext<'a> {
@@ -207,6 +224,7 @@ impl<'a> KeyContext<'a> {
             folds: grid.cv.folds,
             label: grid.data.label_key(),
             operating_point: grid.operating_point.as_ref().map(|t| t.value),
+            rung: None,
         }
     }
 }
@@ -472,6 +490,7 @@ mod tests {
             folds: 3,
             label: None,
             operating_point: None,
+            rung: None,
         };
         let k0 = trial_key(&c[0], &ctx);
         let at_budget = KeyContext {
@@ -494,5 +513,14 @@ mod tests {
             ..ctx.clone()
         };
         assert_ne!(k0, trial_key(&c[0], &grouped));
+        let rung = KeyContext {
+            rung: Some(Rung {
+                index: 0,
+                rows: 100,
+                seed: 1,
+            }),
+            ..ctx.clone()
+        };
+        assert_ne!(k0, trial_key(&c[0], &rung));
     }
 }
