@@ -1,6 +1,7 @@
-//! Search strategies end to end through the real binary: a random search resumes after
-//! `kill -9` with no trial run twice, shards into slices that together run exactly its
-//! trials, plans the same keys for the same seed; bad search specs exit 2 naming the line.
+//! Search strategies end to end through the real binary: random and halving searches
+//! resume after `kill -9` with no trial run twice; a random search shards into slices that
+//! together run exactly its trials and plans the same keys for the same seed; bad search
+//! specs exit 2 naming the line, before anything is written.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -72,18 +73,46 @@ const RANDOM: &str = "{ strategy: random, trials: 12, seed: 1 }";
 /// Two model entries of 12 draws each (24 trials), with fixed values mixed in.
 const DRAWN: &str = "  - algorithm: decision_tree\n    grid: { max_depth: { int: [2, 20] }, criterion: [gini, entropy], min_samples_leaf: { int: [1, 40] } }\n  - algorithm: logistic_regression\n    grid: { c: { loguniform: [0.001, 100] }, max_iter: 200 }\n";
 
-#[test]
-fn killed_random_search_resumes_with_exactly_the_planned_trials() {
-    let dir = tempfile::tempdir().unwrap();
-    let grid = grid_file(dir.path(), "resume", 4000, RANDOM, DRAWN);
-    let state = dir.path().join("state");
+/// Every trial key of every sweep in the run store of `state` (a halving search keeps one
+/// sweep per rung).
+fn all_stored_keys(state: &Path) -> BTreeSet<String> {
+    let list = netsec(&[
+        "experiment",
+        "list",
+        "--state-dir",
+        s(state),
+        "--format",
+        "json",
+    ])
+    .expect_code(0);
+    let sweeps: Value = serde_json::from_str(&list.stdout).unwrap();
+    let mut all = BTreeSet::new();
+    for sweep in sweeps.as_array().unwrap() {
+        let id = sweep["id"].to_string();
+        let show = netsec(&[
+            "experiment",
+            "show",
+            &id,
+            "--state-dir",
+            s(state),
+            "--format",
+            "json",
+        ])
+        .expect_code(0);
+        all.extend(keys(&serde_json::from_str(&show.stdout).unwrap()));
+    }
+    all
+}
+
+/// Starts the sweep of `grid` on one thread and SIGKILLs it once 3 trials are stored.
+fn kill_after_three_trials(grid: &Path, state: &Path, experiment: &str) {
     let mut child = netsec_command()
         .args([
             "experiment",
             "run",
-            s(&grid),
+            s(grid),
             "--state-dir",
-            s(&state),
+            s(state),
             "-j",
             "1",
         ])
@@ -92,13 +121,21 @@ fn killed_random_search_resumes_with_exactly_the_planned_trials() {
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
-    while stored_trials(&state, "resume") < 3 {
+    while stored_trials(state, experiment) < 3 {
         assert!(Instant::now() < deadline, "no trial finished in time");
         assert!(child.try_wait().unwrap().is_none(), "ended before the kill");
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(50));
     }
     child.kill().unwrap(); // SIGKILL: no chance to clean up
     child.wait().unwrap();
+}
+
+#[test]
+fn killed_random_search_resumes_with_exactly_the_planned_trials() {
+    let dir = tempfile::tempdir().unwrap();
+    let grid = grid_file(dir.path(), "resume", 4000, RANDOM, DRAWN);
+    let state = dir.path().join("state");
+    kill_after_three_trials(&grid, &state, "resume");
     let before = stored_trials(&state, "resume");
     assert!(before < 24, "the kill came mid-sweep ({before} of 24)");
 
@@ -118,6 +155,63 @@ fn killed_random_search_resumes_with_exactly_the_planned_trials() {
         fresh["best_model"]["sha256"],
         resumed["best_model"]["sha256"]
     );
+}
+
+#[test]
+fn killed_halving_search_resumes_with_no_trial_run_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    // 18 candidates; 30000 training rows: 18 on 2000 rows, 6 on 6000, 2 on 18000, and the
+    // survivor on all 30000 (27 trials).
+    let models = "  - algorithm: gradient_boosting\n    grid: { learning_rate: [0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0], max_depth: [2, 3], n_estimators: 100 }\n";
+    let search = "{ strategy: halving, factor: 3, min_rows: 2000, seed: 4 }";
+    let grid = grid_file(dir.path(), "halving", 40000, search, models);
+    let state = dir.path().join("state");
+    kill_after_three_trials(&grid, &state, "halving");
+    let stored = all_stored_keys(&state);
+    assert!(
+        stored.len() < 27,
+        "the kill came mid-search ({})",
+        stored.len()
+    );
+
+    let resumed = run_json(&grid, &state, &[]);
+    assert_eq!(resumed["trials_planned"], 27);
+    assert_eq!(
+        resumed["trials_reused"],
+        stored.len(),
+        "every stored trial reused"
+    );
+    assert_eq!(
+        resumed["trials_run"],
+        27 - stored.len(),
+        "no trial ran twice"
+    );
+    let planned = keys(&resumed);
+    assert_eq!(
+        planned.len(),
+        27,
+        "rung and rows set each rung's keys apart"
+    );
+    assert!(stored.is_subset(&planned));
+    assert_eq!(all_stored_keys(&state), planned);
+
+    // The survivors came from the store as they would have from memory.
+    let fresh = run_json(&grid, &dir.path().join("fresh"), &[]);
+    assert_eq!(keys(&fresh), planned);
+    let board = fresh["leaderboard"].as_array().unwrap();
+    assert_eq!(board[0]["key"], resumed["leaderboard"][0]["key"]);
+    assert_eq!(
+        fresh["best_model"]["sha256"],
+        resumed["best_model"]["sha256"]
+    );
+
+    // The last rung is the whole training part: its trial is the grid's own.
+    let alone = "  - algorithm: gradient_boosting\n    grid: { learning_rate: [LR], max_depth: [DEPTH], n_estimators: 100 }\n"
+        .replace("LR", &board[0]["params"]["learning_rate"].to_string())
+        .replace("DEPTH", &board[0]["params"]["max_depth"].to_string());
+    let full = grid_file(dir.path(), "full", 40000, "{ strategy: grid }", &alone);
+    let full = run_json(&full, &dir.path().join("full"), &[]);
+    assert_eq!(full["leaderboard"][0]["key"], board[0]["key"]);
 }
 
 #[test]
@@ -228,6 +322,13 @@ fn bad_search_specs_exit_2_naming_the_line() {
             6,
         ),
         (
+            "min_rows",
+            "{ strategy: halving, min_rows: 100000 }",
+            tree("{ max_depth: [2, 3] }"),
+            "search.min_rows 100000 is above the 375 rows of the training part",
+            6,
+        ),
+        (
             "no_search",
             "{ strategy: grid }",
             tree("{ max_depth: { int: [2, 8] } }"),
@@ -242,5 +343,27 @@ fn bad_search_specs_exit_2_naming_the_line() {
         assert!(run.stderr.contains(&prefix), "{name}: {}", run.stderr);
         assert!(run.stderr.contains(expected), "{name}: {}", run.stderr);
     }
+    let halving = grid_file(
+        dir.path(),
+        "sharded_halving",
+        500,
+        "{ strategy: halving, min_rows: 50 }",
+        &tree("{ max_depth: [2, 3] }"),
+    );
+    let run = netsec(&[
+        "experiment",
+        "run",
+        s(&halving),
+        "--state-dir",
+        s(&state),
+        "--shard",
+        "0/2",
+    ])
+    .expect_code(2);
+    assert!(
+        run.stderr.contains(":6:") && run.stderr.contains("sharded"),
+        "{}",
+        run.stderr
+    );
     assert!(!state.exists(), "nothing was written");
 }
