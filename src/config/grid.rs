@@ -12,6 +12,7 @@
 //! cv: { folds: 3 }
 //! select: { metric: f1 }              # ranked on cross-validation, never on test
 //! # operating_point: { max_fpr: 0.001 } # cut P(attack) for a false-alarm budget
+//! # search: { strategy: random, trials: 60, seed: 1 }  # or halving; see [`super::search`]
 //! models:
 //!   - algorithm: decision_tree
 //!     grid: { criterion: [gini, entropy], max_depth: [null, 8, 16] }
