@@ -1,7 +1,8 @@
 //! Search strategies end to end through the real binary: random and halving searches
 //! resume after `kill -9` with no trial run twice; a random search shards into slices that
 //! together run exactly its trials and plans the same keys for the same seed; bad search
-//! specs exit 2 naming the line, before anything is written.
+//! specs exit 2 naming the line, before anything is written; each halving rung reaches
+//! MLflow with its rung and rows.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -366,4 +367,57 @@ fn bad_search_specs_exit_2_naming_the_line() {
         run.stderr
     );
     assert!(!state.exists(), "nothing was written");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn halving_logs_each_rung_to_mlflow_with_rung_and_rows() {
+    use crate::common::mlflow_server::MlflowServer;
+    use crate::tracking_cli::{client, runs_of};
+    let server = MlflowServer::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let experiment = format!("halving-{nanos}");
+    // 6 candidates on 899 training rows (the stratified split of 1200 at 0.25): 6 on 100
+    // rows, 2 on 300, 1 on all 899.
+    let models = format!(
+        "  - algorithm: decision_tree\n    grid: {{ max_depth: [2, 3, 4, 5, 6, null] }}\ntracking: {{ experiment: {experiment} }}\n"
+    );
+    let search = "{ strategy: halving, factor: 3, min_rows: 100 }";
+    let grid = grid_file(dir.path(), "tracked", 1200, search, &models);
+    let state = dir.path().join("state");
+    let run = tokio::task::block_in_place(|| {
+        crate::common::Run::of(
+            netsec_command()
+                .args(["experiment", "run", s(&grid), "--state-dir", s(&state)])
+                .args(["--format", "json", "-q"])
+                .env("MLFLOW_TRACKING_URI", &server.url),
+        )
+    })
+    .expect_code(0);
+    let summary: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(summary["trials_planned"], 9);
+    assert_eq!(summary["tracking"]["pending"], 0, "{}", run.stderr);
+
+    let (parents, children) = runs_of(&client(&server.url), &experiment).await;
+    let mut rungs: Vec<(String, String)> = parents
+        .iter()
+        .map(|p| {
+            let param = |k| p.param(k).unwrap_or_default().to_owned();
+            (param("rung"), param("rows"))
+        })
+        .collect();
+    rungs.sort();
+    let expected = [("0", "100"), ("1", "300"), ("2", "899")];
+    assert_eq!(rungs, expected.map(|(r, n)| (r.to_owned(), n.to_owned())));
+    assert_eq!(children.len(), 9);
+    for (rows, count) in [("100", 6), ("300", 2), ("899", 1)] {
+        let n = children
+            .iter()
+            .filter(|c| c.param("rows") == Some(rows) && c.param("rung").is_some())
+            .count();
+        assert_eq!(n, count, "trials on {rows} rows");
+    }
 }
