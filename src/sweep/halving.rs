@@ -83,7 +83,8 @@ pub async fn run(
     // The first rung has every algorithm; later ones may not (labels need them all).
     let mut grid_keys = None;
     let (mut planned, mut ran, mut reused, mut failed) = (0, 0, 0, 0);
-    for index in 0.. {
+    // Ends at the rung on the whole training part: rows grow by `factor` >= 2 and are capped.
+    for index in 0usize.. {
         let rows = if candidates.len() <= 1 {
             train
         } else {
@@ -134,7 +135,7 @@ pub async fn run(
             anyhow::bail!("halving: every trial of rung {index} failed");
         }
     }
-    unreachable!("the rungs end when one trains on the whole training part")
+    anyhow::bail!("halving: more rungs than a usize counts")
 }
 
 /// Training rows of rung `index` before the cap: `min_rows · factor^index`, saturating.
