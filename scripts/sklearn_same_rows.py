@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from sklearn.ensemble import AdaBoostClassifier, GradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
@@ -52,6 +51,9 @@ CASES = [
 
 
 # Multi-class cases: the parameters are written out on both sides (tests/it/multiclass_parity.rs).
+# The `_bal` cases are netsec's `class_weight: balanced`: scikit-learn's class_weight="balanced"
+# where the estimator has it; GradientBoostingClassifier and AdaBoostClassifier have none, so
+# theirs is fit(sample_weight=compute_sample_weight("balanced", y)) on each fold's rows.
 MULTICLASS_CASES = [
     ("dt_gini", lambda: DecisionTreeClassifier(criterion="gini", random_state=42)),
     ("rf_64", lambda: RandomForestClassifier(n_estimators=64, random_state=42, n_jobs=-1)),
@@ -59,7 +61,15 @@ MULTICLASS_CASES = [
     ("ada_50", lambda: AdaBoostClassifier(n_estimators=50, random_state=42)),
     ("logreg", lambda: LogisticRegression(max_iter=1000)),
     ("svm_rbf", lambda: SVC(probability=True, random_state=42)),
+    ("dt_gini_bal", lambda: DecisionTreeClassifier(criterion="gini", class_weight="balanced", random_state=42)),
+    ("rf_64_bal", lambda: RandomForestClassifier(n_estimators=64, class_weight="balanced", random_state=42, n_jobs=-1)),
+    ("gb_50_bal", lambda: GradientBoostingClassifier(n_estimators=50, random_state=42)),
+    ("ada_50_bal", lambda: AdaBoostClassifier(n_estimators=50, random_state=42)),
+    ("logreg_bal", lambda: LogisticRegression(class_weight="balanced", max_iter=1000)),
+    ("svm_rbf_bal", lambda: SVC(probability=True, class_weight="balanced", random_state=42)),
 ]
+# Cases whose balanced weights go in as sample weights.
+SAMPLE_WEIGHTED = {"gb_50_bal", "ada_50_bal"}
 
 
 def multiclass(rows_json: Path, only: str) -> None:
@@ -80,7 +90,13 @@ def multiclass(rows_json: Path, only: str) -> None:
         start = time.perf_counter()
         for val in rows["folds"]:
             fit = np.setdiff1d(np.arange(len(y)), val)
-            model = make().fit(x[fit], y[fit])
+            if label in SAMPLE_WEIGHTED:
+                from sklearn.utils.class_weight import compute_sample_weight
+
+                weights = compute_sample_weight("balanced", y[fit])
+                model = make().fit(x[fit], y[fit], sample_weight=weights)
+            else:
+                model = make().fit(x[fit], y[fit])
             # A class absent from a fold's training rows has no column: it gets 0.
             proba[np.asarray(val)[:, None], model.classes_[None, :]] = model.predict_proba(x[val])
         secs = time.perf_counter() - start
@@ -102,6 +118,8 @@ def main() -> None:
     write_split = args[0] == "--write-sklearn-split"
     if write_split:
         args = args[1:]
+    import pandas as pd  # only the phishing forms need it
+
     default_csv = Path(__file__).resolve().parents[1] / "../shared/data/phishing.csv"
     csv = Path(args[1]) if len(args) > 1 else default_csv
     df = pd.read_csv(csv)

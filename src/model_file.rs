@@ -15,6 +15,7 @@ use crate::data::dataset::FeatureEncoding;
 use crate::data::labels::LabelChoice;
 use crate::data::schema::Schema;
 use crate::data::split::SplitSpec;
+use crate::data::typical::TypicalValue;
 use crate::fsutil::write_atomic;
 use crate::models::metrics::{MeanStd, Metrics};
 use crate::models::operating_point::{OperatingPoint, Roc};
@@ -121,6 +122,11 @@ pub struct ModelFile {
     /// operating-point target, with the out-of-fold curve it was read from; absent: 0.5.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operating_point: Option<ModelOperatingPoint>,
+    /// Per feature column, the most frequent value or the median of the training rows (the
+    /// serving page pre-fills its form with them); absent in files written before they were
+    /// kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub typical_values: Option<Vec<TypicalValue>>,
     /// The fitted model.
     pub model: FittedModel,
 }

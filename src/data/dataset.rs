@@ -239,7 +239,6 @@ pub fn dataset_from_table(table: &Table, schema: &Schema) -> Result<Dataset, Inv
     if !typed.issues.is_empty() {
         return Err(invalid(table, schema, &typed));
     }
-    missing_numbers(table, &typed)?;
     if schema.label.is_multiclass() {
         let values: Vec<String> = typed
             .labels
@@ -257,52 +256,6 @@ pub fn dataset_from_table(table: &Table, schema: &Schema) -> Result<Dataset, Inv
         }
     }
     Ok(encode_typed(table, schema, typed))
-}
-
-/// Refuses empty cells in a numeric feature column. A schema may mark such a column
-/// `nullable` (and `data validate` accepts it), but no model handles missing values yet: the
-/// cells would become NaN and every trial would fail late on "feature N of row M". Checking
-/// here, where every training, retraining and holdout path builds its data set, stops the
-/// run before anything is planned, fitted or written.
-fn missing_numbers(table: &Table, typed: &TypedTable) -> Result<(), InvalidData> {
-    let gaps: Vec<(&str, usize)> = typed
-        .columns
-        .iter()
-        .filter(|(spec, _)| spec.exclude.is_none() && spec.column_type != ColumnType::Categorical)
-        .map(|(spec, values)| {
-            let empty = (0..typed.rows)
-                .filter(|&row| values.numeric(row).is_none())
-                .count();
-            (spec.name.as_str(), empty)
-        })
-        .filter(|&(_, empty)| empty > 0)
-        .collect();
-    let Some(&(column, empty)) = gaps.first() else {
-        return Ok(());
-    };
-    let more = match gaps.len() {
-        1 => String::new(),
-        n => format!(
-            " ({} more numeric columns have empty cells: {})",
-            n - 1,
-            gaps[1..]
-                .iter()
-                .map(|(name, count)| format!("`{name}` {count}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    };
-    Err(InvalidData {
-        location: table.source.clone(),
-        message: format!(
-            "numeric column `{column}` has {empty} empty cells of {} rows, and models cannot use \
-             missing values yet: fill them (e.g. with 0 or the median) or drop those rows, or \
-             mark the column `type: categorical` in the schema",
-            typed.rows
-        ),
-        more,
-        count: gaps.len(),
-    })
 }
 
 /// Encodes a typed table whatever its issues (bad cells become NaN / `<other>`); used by
@@ -529,15 +482,13 @@ mod tests {
     }
 
     #[test]
-    fn empty_cells_of_a_nullable_numeric_column_are_refused_by_name() {
-        let err = dataset("a,rate,proto,y\n1,0.5,tcp,1\n2,,udp,0\n3,,,1\n4,0.1,,0\n")
-            .expect_err("models cannot train on missing numbers");
-        let text = err.to_string();
-        assert!(text.contains("`rate`"), "{text}");
-        assert!(text.contains("2 empty cells"), "{text}");
-        assert!(text.contains("categorical"), "{text}");
-        assert!(!text.contains("`proto`"), "{text}");
-        // Empty categorical cells are fine: they encode as `<other>`.
+    fn empty_cells_of_a_nullable_numeric_column_are_missing_values() {
+        let data = dataset("a,rate,proto,y\n1,0.5,tcp,1\n2,,udp,0\n3,,,1\n4,0.1,,0\n").unwrap();
+        let rate = data.feature_names.iter().position(|n| n == "rate").unwrap();
+        let column: Vec<f64> = data.features.column(rate).to_vec();
+        assert_eq!(column[0], 0.5);
+        assert!(column[1].is_nan() && column[2].is_nan(), "{column:?}");
+        // Empty categorical cells encode as `<other>`, never NaN.
         let data = dataset("a,rate,proto,y\n1,0.5,,1\n2,0.7,udp,0\n").unwrap();
         assert!(data.features.iter().all(|v| v.is_finite()));
     }

@@ -9,6 +9,7 @@ pub mod schema;
 pub mod split;
 pub mod synthetic;
 pub mod typed;
+pub mod typical;
 pub mod validate;
 
 use std::path::PathBuf;

@@ -7,6 +7,10 @@
 //! misclassified rows by `exp(alpha)`. As in scikit-learn, boosting stops early at a perfect
 //! stump (kept with weight 1) or one no better than chance, `e >= 1 - 1/K` (dropped).
 //!
+//! `class_weight` sets the starting row weights (normalized), as scikit-learn's
+//! `fit(sample_weight=...)` does (its `AdaBoostClassifier` has no `class_weight`); without it
+//! they start uniform, as before.
+//!
 //! Probabilities, as scikit-learn's `predict_proba`: with `W = sum(alpha)`,
 //! * K = 2: P(attack) = `sigmoid(d)`, `d = sum(alpha * h) / W`, `h = ±1` (stump leaves hold ±1);
 //! * K > 2: `softmax(d / (K - 1))` with `d_k = sum(alpha * (h == k ? 1 : -1 / (K - 1))) / W`
@@ -26,8 +30,9 @@ use ndarray::ArrayView2;
 use serde::{Deserialize, Serialize};
 
 use crate::models::binning::{BinnedMatrix, midpoint};
+use crate::models::class_weight;
 use crate::models::decision_tree::check_class_count;
-use crate::models::params::Reader;
+use crate::models::params::{CLASS_WEIGHT, Reader};
 use crate::models::random_forest::n_estimators;
 use crate::models::tree::{self, ClassTarget, Criterion, GrowOptions, Tree};
 use crate::models::{
@@ -46,6 +51,7 @@ const SPECS: &[ParamSpec] = &[
         default: ParamValue::Float(1.0),
         doc: "shrinks each stump's weight",
     },
+    CLASS_WEIGHT,
 ];
 
 /// The `adaboost` algorithm.
@@ -105,10 +111,20 @@ impl Algorithm for AdaBoost {
             min_samples_leaf: 1,
             max_features: x.ncols(),
         };
+        let n = labels.ids.len();
+        let start = match class_weight::resolve(r, labels)? {
+            None => vec![1.0 / n as f64; n],
+            Some(cw) => {
+                let mut w = class_weight::per_row(&cw, labels.ids);
+                let total: f64 = w.iter().sum();
+                w.iter_mut().for_each(|v| *v /= total);
+                w
+            }
+        };
         let (stumps, alphas) = if labels.is_binary() {
-            fit_binary(&data, &labels.attack_bits(), &opts, rounds, lr, seed)
+            fit_binary(&data, &labels.attack_bits(), start, &opts, rounds, lr, seed)
         } else {
-            fit_classes(x, &data, labels, &opts, rounds, lr, seed)
+            fit_classes(x, &data, labels, start, &opts, rounds, lr, seed)
         };
         if stumps.is_empty() {
             return Err(ModelError::Solver {
@@ -130,13 +146,13 @@ impl Algorithm for AdaBoost {
 fn fit_binary(
     data: &BinnedMatrix,
     y: &[bool],
+    mut w: Vec<f64>,
     opts: &GrowOptions,
     rounds: usize,
     lr: f64,
     seed: u64,
 ) -> (Vec<Tree>, Vec<f64>) {
     let n = y.len();
-    let mut w = vec![1.0 / n as f64; n];
     let mut stumps = Vec::new();
     let mut alphas = Vec::new();
     let mut wrong = vec![false; n];
@@ -206,6 +222,7 @@ fn fit_classes(
     x: ArrayView2<f64>,
     data: &BinnedMatrix,
     labels: &Labels<'_>,
+    mut w: Vec<f64>,
     opts: &GrowOptions,
     rounds: usize,
     lr: f64,
@@ -214,7 +231,6 @@ fn fit_classes(
     let y = labels.ids;
     let k = labels.n_classes as f64;
     let n = y.len();
-    let mut w = vec![1.0 / n as f64; n];
     let mut stumps = Vec::new();
     let mut alphas = Vec::new();
     let mut wrong = vec![false; n];

@@ -6,6 +6,10 @@
 //! thresholds are midpoints between neighbouring values), a feature with more gets quantile bins.
 //! Split search then works on per-bin statistics instead of sorting, and fitted trees store the
 //! threshold in the original feature units, so prediction never needs the bins.
+//!
+//! Missing values (NaN) of a feature get a bin of their own after its value bins (as
+//! LightGBM and scikit-learn's HistGradientBoosting keep them): split search tries them on
+//! either side of every cut and the tree remembers the side (see `tree.rs`).
 
 use ndarray::ArrayView2;
 
@@ -27,6 +31,9 @@ pub(crate) struct BinnedMatrix {
     /// `quantiled[f]`: feature `f` has more than [`MAX_BINS`] distinct values, so its bins
     /// are quantiles and its splits a subset of an exact splitter's.
     pub quantiled: Vec<bool>,
+    /// `missing[f]`: feature `f` has NaN values; they sit in its last bin, after its
+    /// `thresholds[f].len() + 1` value bins.
+    pub missing: Vec<bool>,
     /// Offset of feature `f`'s first bin in a histogram over all features.
     pub offsets: Vec<usize>,
     /// Total bins over all features.
@@ -34,17 +41,33 @@ pub(crate) struct BinnedMatrix {
 }
 
 impl BinnedMatrix {
-    /// Bin `x`. Values must be finite (callers check first).
+    /// Bin `x`. Values are finite or NaN (missing); callers refuse infinities first.
     pub fn new(x: ArrayView2<f64>) -> Self {
         let (n_rows, n_features) = x.dim();
+        let missing: Vec<bool> = (0..n_features)
+            .map(|f| x.column(f).iter().any(|v| v.is_nan()))
+            .collect();
         let (thresholds, quantiled): (Vec<Vec<f64>>, Vec<bool>) = (0..n_features)
-            .map(|f| feature_thresholds(x.column(f).iter().copied().collect()))
+            .map(|f| {
+                let values = x
+                    .column(f)
+                    .iter()
+                    .copied()
+                    .filter(|v| !v.is_nan())
+                    .collect();
+                // The missing bin takes one of the 256 bin ids.
+                feature_thresholds(values, MAX_BINS - usize::from(missing[f]))
+            })
             .unzip();
         let mut bins = vec![0u8; n_rows * n_features];
         let mut bin_bounds = Vec::with_capacity(n_features);
         for (f, thr) in thresholds.iter().enumerate() {
-            let mut bounds = vec![(f64::NAN, f64::NAN); thr.len() + 1];
+            let mut bounds = vec![(f64::NAN, f64::NAN); thr.len() + 1 + usize::from(missing[f])];
             for (i, &v) in x.column(f).iter().enumerate() {
+                if v.is_nan() {
+                    bins[i * n_features + f] = (thr.len() + 1) as u8;
+                    continue;
+                }
                 let b = thr.partition_point(|&t| t < v);
                 bins[i * n_features + f] = b as u8;
                 let (lo, hi) = &mut bounds[b];
@@ -56,9 +79,9 @@ impl BinnedMatrix {
         }
         let mut offsets = Vec::with_capacity(n_features);
         let mut total_bins = 0;
-        for thr in &thresholds {
+        for (thr, &m) in thresholds.iter().zip(&missing) {
             offsets.push(total_bins);
-            total_bins += thr.len() + 1;
+            total_bins += thr.len() + 1 + usize::from(m);
         }
         BinnedMatrix {
             n_features,
@@ -66,21 +89,32 @@ impl BinnedMatrix {
             thresholds,
             bin_bounds,
             quantiled,
+            missing,
             offsets,
             total_bins,
         }
     }
 
-    /// Number of bins of feature `f`.
-    pub fn n_bins(&self, f: usize) -> usize {
+    /// Number of value bins of feature `f` (its missing bin, if any, comes after them).
+    pub fn value_bins(&self, f: usize) -> usize {
         self.thresholds[f].len() + 1
+    }
+
+    /// Number of bins of feature `f`, its missing bin included.
+    pub fn n_bins(&self, f: usize) -> usize {
+        self.value_bins(f) + usize::from(self.missing[f])
     }
 
     /// The threshold that sends bins `..=below` left and bins `above..` right, cutting midway
     /// between the largest value of bin `below` and the smallest of bin `above`, as
     /// scikit-learn's exact splitter cuts between a node's neighbouring values (the bins
     /// between are empty in the node). Held-out values in that gap go the same way as there.
+    /// With no value bin `above` (a cut between the values and the missing bin), every
+    /// value goes left: `f64::MAX` (JSON has no infinity).
     pub fn split_threshold(&self, f: usize, below: usize, above: usize) -> f64 {
+        if above >= self.value_bins(f) {
+            return f64::MAX;
+        }
         let lo = self.bin_bounds[f][below].1;
         let hi = self.bin_bounds[f][above].0;
         if lo.is_nan() || hi.is_nan() {
@@ -97,8 +131,8 @@ impl BinnedMatrix {
 }
 
 /// Split thresholds of one feature: midpoints between neighbouring distinct values, thinned to
-/// quantiles when there are more than `MAX_BINS` values (then `true`).
-fn feature_thresholds(mut values: Vec<f64>) -> (Vec<f64>, bool) {
+/// quantiles when there are more than `max_bins` values (then `true`).
+fn feature_thresholds(mut values: Vec<f64>, max_bins: usize) -> (Vec<f64>, bool) {
     values.sort_by(f64::total_cmp);
     let n = values.len();
     let mut distinct: Vec<(f64, usize)> = Vec::new(); // (value, rows with a value <= it)
@@ -108,7 +142,7 @@ fn feature_thresholds(mut values: Vec<f64>) -> (Vec<f64>, bool) {
             _ => distinct.push((v, i + 1)),
         }
     }
-    if distinct.len() <= MAX_BINS {
+    if distinct.len() <= max_bins {
         let exact = distinct
             .windows(2)
             .map(|w| midpoint(w[0].0, w[1].0))
@@ -116,11 +150,11 @@ fn feature_thresholds(mut values: Vec<f64>) -> (Vec<f64>, bool) {
         return (exact, false);
     }
     // Quantile bins: cut after the distinct value where the cumulative count first reaches each
-    // of the MAX_BINS - 1 quantile ranks.
-    let mut thr = Vec::with_capacity(MAX_BINS - 1);
+    // of the max_bins - 1 quantile ranks.
+    let mut thr = Vec::with_capacity(max_bins - 1);
     let mut j = 0;
-    for q in 1..MAX_BINS {
-        let rank = (q * n).div_ceil(MAX_BINS);
+    for q in 1..max_bins {
+        let rank = (q * n).div_ceil(max_bins);
         while j + 1 < distinct.len() && distinct[j].1 < rank {
             j += 1;
         }

@@ -11,7 +11,8 @@ use ndarray::ArrayView2;
 use serde::{Deserialize, Serialize};
 
 use crate::models::binning::BinnedMatrix;
-use crate::models::params::Reader;
+use crate::models::class_weight;
+use crate::models::params::{CLASS_WEIGHT, Reader};
 use crate::models::tree::{self, ClassTarget, Criterion, GrowOptions, Tree};
 use crate::models::{
     Algorithm, FittedModel, Labels, ModelError, ParamKind, ParamSpec, ParamValue, Predictor,
@@ -86,6 +87,7 @@ const SPECS: &[ParamSpec] = &[
         default: ParamValue::Null,
         doc: "features tried per split: null (all), sqrt, log2, a fraction, or a count",
     },
+    CLASS_WEIGHT,
 ];
 
 /// Read the tree-growth parameters shared with `random_forest`.
@@ -170,11 +172,14 @@ impl Algorithm for DecisionTree {
         let data = BinnedMatrix::new(x);
         let mut samples: Vec<u32> = (0..x.nrows() as u32).collect();
         let mut rng = crate::models::rng_for(seed, 0);
+        // class weights become sample weights: they weight impurity and leaf fractions
+        let weights =
+            class_weight::resolve(r, labels)?.map(|w| class_weight::per_row(&w, labels.ids));
         let tree = if labels.is_binary() {
             let y = &labels.attack_bits()[..];
             let target = ClassTarget {
                 y,
-                weights: None,
+                weights: weights.as_deref(),
                 criterion,
             };
             tree::grow(&data, &target, &mut samples, &opts, &mut rng)
@@ -182,7 +187,7 @@ impl Algorithm for DecisionTree {
             tree::grow_classes(
                 &data,
                 labels.ids,
-                None,
+                weights.as_deref(),
                 criterion,
                 labels.n_classes,
                 &mut samples,

@@ -17,6 +17,12 @@
 //! P = softmax(raw scores). Trees are stored round-major: round `m`'s tree of class `k` is
 //! `trees[m·K + k]`.
 //!
+//! **`class_weight`** weights rows, as scikit-learn's `fit(sample_weight=...)` does (its
+//! `GradientBoostingClassifier` has no `class_weight`): the initial prior is the weighted class
+//! share, splits score `(Σ w r)² / Σ w` (weighted `friedman_mse`), leaves are the weighted
+//! Newton step (binary `Σ w r / Σ w p (1 − p)`; K > 2 the weighted means). Weighted fits grow
+//! on their own statistics type so unweighted fits stay as they were, bit for bit.
+//!
 //! On training rows (without subsampling) the probabilities equal scikit-learn's to rounding.
 //! A row whose value falls between two training values can take the other branch: the shared
 //! splitter's threshold is the midpoint to the next value in the whole training set, scikit-
@@ -33,8 +39,9 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
 use crate::models::binning::BinnedMatrix;
+use crate::models::class_weight;
 use crate::models::decision_tree::{MIN_SAMPLES_LEAF, MIN_SAMPLES_SPLIT};
-use crate::models::params::Reader;
+use crate::models::params::{CLASS_WEIGHT, Reader};
 use crate::models::random_forest::n_estimators;
 use crate::models::tree::{self, GrowOptions, LeafRange, Stats, Target, Tree};
 use crate::models::{
@@ -75,6 +82,7 @@ const SPECS: &[ParamSpec] = &[
     },
     MIN_SAMPLES_SPLIT,
     MIN_SAMPLES_LEAF,
+    CLASS_WEIGHT,
 ];
 
 /// The `gradient_boosting` algorithm.
@@ -174,11 +182,124 @@ impl Target for GradTarget<'_> {
             }
             // scikit-learn's order of operations: means, factor on the numerator, and
             // `_safe_divide`'s guard on the mean hessian.
-            Some(factor) => {
-                let n = f64::from(s.n.max(1));
-                let (num, den) = (s.g / n * factor, s.h / n);
-                if den.abs() < 1e-150 { 0.0 } else { num / den }
-            }
+            Some(factor) => multinomial_leaf(s.g, s.h, f64::from(s.n.max(1)), factor),
+        }
+    }
+}
+
+/// scikit-learn's multinomial leaf: `factor · mean(g) / mean(h)` over weight `w`.
+fn multinomial_leaf(g: f64, h: f64, w: f64, factor: f64) -> f64 {
+    let (num, den) = (g / w * factor, h / w);
+    if den.abs() < 1e-150 { 0.0 } else { num / den }
+}
+
+/// [`GradStats`] of weighted rows: weighted residual and hessian sums, the weight sum, and
+/// the row count (which `min_samples_leaf` counts, as in scikit-learn).
+#[derive(Clone, Copy, Debug, Default)]
+struct WeightedGradStats {
+    g: f64,
+    h: f64,
+    w: f64,
+    n: u32,
+}
+
+impl Stats for WeightedGradStats {
+    #[inline]
+    fn add(&mut self, o: &Self) {
+        self.g += o.g;
+        self.h += o.h;
+        self.w += o.w;
+        self.n += o.n;
+    }
+    #[inline]
+    fn sub(&self, o: &Self) -> Self {
+        WeightedGradStats {
+            g: self.g - o.g,
+            h: self.h - o.h,
+            w: self.w - o.w,
+            n: self.n - o.n,
+        }
+    }
+    #[inline]
+    fn count(&self) -> usize {
+        self.n as usize
+    }
+}
+
+/// [`GradTarget`] with a weight per row (`class_weight`).
+struct WeightedGradTarget<'a> {
+    g: &'a [f64],
+    h: &'a [f64],
+    w: &'a [f64],
+    multinomial: Option<f64>,
+}
+
+impl Target for WeightedGradTarget<'_> {
+    type S = WeightedGradStats;
+
+    #[inline]
+    fn sample(&self, i: usize) -> WeightedGradStats {
+        let w = self.w[i];
+        WeightedGradStats {
+            g: w * self.g[i],
+            h: w * self.h[i],
+            w,
+            n: 1,
+        }
+    }
+
+    #[inline]
+    fn score(&self, s: &WeightedGradStats) -> f64 {
+        if s.n == 0 || s.w <= 0.0 {
+            0.0
+        } else {
+            s.g * s.g / s.w
+        }
+    }
+
+    fn is_pure(&self, _s: &WeightedGradStats) -> bool {
+        false
+    }
+
+    fn leaf_value(&self, s: &WeightedGradStats) -> f64 {
+        if s.w <= 0.0 {
+            return 0.0;
+        }
+        match self.multinomial {
+            None if s.h.abs() < 1e-150 => 0.0,
+            None => s.g / s.h,
+            Some(factor) => multinomial_leaf(s.g, s.h, s.w, factor),
+        }
+    }
+}
+
+/// The tree of one round (and class) on residuals `g` and hessians `h`, weighted by `w`
+/// when the fit has class weights.
+#[allow(clippy::too_many_arguments)]
+fn grow_round(
+    grower: &mut Grower<'_>,
+    g: &[f64],
+    h: &[f64],
+    w: Option<&[f64]>,
+    multinomial: Option<f64>,
+    samples: &mut [u32],
+    oob: &[u32],
+    rng: &mut impl RngCore,
+    raw: &mut [f64],
+) -> Tree {
+    match w {
+        None => {
+            let target = GradTarget { g, h, multinomial };
+            grower.tree(&target, samples, oob, rng, raw)
+        }
+        Some(w) => {
+            let target = WeightedGradTarget {
+                g,
+                h,
+                w,
+                multinomial,
+            };
+            grower.tree(&target, samples, oob, rng, raw)
         }
     }
 }
@@ -247,9 +368,9 @@ impl Grower<'_> {
     /// Grow a tree on the in-bag rows `samples` (reordered), fold the learning rate into its
     /// leaves, and add its output to `raw` for every row: in-bag rows straight from their
     /// leaf, out-of-bag rows (`oob`) by traversal.
-    fn tree(
+    fn tree<T: Target>(
         &mut self,
-        target: &GradTarget<'_>,
+        target: &T,
         samples: &mut [u32],
         oob: &[u32],
         rng: &mut impl RngCore,
@@ -278,16 +399,26 @@ impl Grower<'_> {
 }
 
 /// Initial raw scores of K > 2 classes: scikit-learn's class priors clipped to
-/// `[eps, 1 − eps]`, through the symmetric multinomial logit `ln(p_k / gmean(p))`.
-fn class_init(ids: &[u32], n_classes: usize) -> Vec<f64> {
+/// `[eps, 1 − eps]`, through the symmetric multinomial logit `ln(p_k / gmean(p))`. With
+/// class weights the priors are the weighted class shares.
+fn class_init(ids: &[u32], n_classes: usize, class_weights: Option<&[f64]>) -> Vec<f64> {
     let mut counts = vec![0usize; n_classes];
     for &c in ids {
         counts[c as usize] += 1;
     }
-    let prior: Vec<f64> = counts
-        .iter()
-        .map(|&c| (c as f64 / ids.len() as f64).clamp(f64::EPSILON, 1.0 - f64::EPSILON))
-        .collect();
+    let prior: Vec<f64> = match class_weights {
+        None => counts
+            .iter()
+            .map(|&c| (c as f64 / ids.len() as f64).clamp(f64::EPSILON, 1.0 - f64::EPSILON))
+            .collect(),
+        Some(cw) => {
+            let mass: Vec<f64> = counts.iter().zip(cw).map(|(&c, w)| c as f64 * w).collect();
+            let total: f64 = mass.iter().sum();
+            mass.iter()
+                .map(|m| (m / total).clamp(f64::EPSILON, 1.0 - f64::EPSILON))
+                .collect()
+        }
+    };
     let gmean = (prior.iter().map(|p| p.ln()).sum::<f64>() / n_classes as f64).exp();
     prior.iter().map(|p| (p / gmean).ln()).collect()
 }
@@ -330,19 +461,44 @@ impl Algorithm for GradientBoosting {
             leaves: Vec::new(),
         };
         let n_inbag = ((subsample * n as f64) as usize).clamp(1, n);
+        let class_weights = class_weight::resolve(r, labels)?;
         let fitted = if labels.is_binary() {
-            fit_binary(&mut grower, &labels.attack_bits(), rounds, n_inbag, seed)
+            let w = class_weights
+                .as_ref()
+                .map(|cw| class_weight::per_row(cw, labels.ids));
+            let y = labels.attack_bits();
+            fit_binary(&mut grower, &y, w.as_deref(), rounds, n_inbag, seed)
         } else {
-            fit_multinomial(&mut grower, labels, rounds, n_inbag, seed)
+            fit_multinomial(
+                &mut grower,
+                labels,
+                class_weights.as_deref(),
+                rounds,
+                n_inbag,
+                seed,
+            )
         };
         Ok(FittedModel::GradientBoosting(fitted))
     }
 }
 
 /// Two classes: one tree per round on the binomial residuals.
-fn fit_binary(g: &mut Grower<'_>, y: &[bool], rounds: usize, n_inbag: usize, seed: u64) -> Fitted {
+fn fit_binary(
+    g: &mut Grower<'_>,
+    y: &[bool],
+    w: Option<&[f64]>,
+    rounds: usize,
+    n_inbag: usize,
+    seed: u64,
+) -> Fitted {
     let n = y.len();
-    let pos = y.iter().filter(|&&v| v).count() as f64 / n as f64;
+    let pos = match w {
+        None => y.iter().filter(|&&v| v).count() as f64 / n as f64,
+        Some(w) => {
+            let attack: f64 = w.iter().zip(y).filter(|(_, a)| **a).map(|(w, _)| w).sum();
+            attack / w.iter().sum::<f64>()
+        }
+    };
     let init = (pos / (1.0 - pos)).ln();
     let mut raw = vec![init; n];
     let mut grad = vec![0.0; n];
@@ -357,12 +513,17 @@ fn fit_binary(g: &mut Grower<'_>, y: &[bool], rounds: usize, n_inbag: usize, see
         let mut rng = crate::models::rng_for(seed, m as u64);
         let mut samples = in_bag(n, n_inbag, &mut rng);
         let oob = out_of_bag(n, &samples);
-        let target = GradTarget {
-            g: &grad,
-            h: &hess,
-            multinomial: None,
-        };
-        trees.push(g.tree(&target, &mut samples, &oob, &mut rng, &mut raw));
+        trees.push(grow_round(
+            g,
+            &grad,
+            &hess,
+            w,
+            None,
+            &mut samples,
+            &oob,
+            &mut rng,
+            &mut raw,
+        ));
     }
     Fitted {
         n_features: g.data.n_features,
@@ -377,13 +538,15 @@ fn fit_binary(g: &mut Grower<'_>, y: &[bool], rounds: usize, n_inbag: usize, see
 fn fit_multinomial(
     g: &mut Grower<'_>,
     labels: &Labels<'_>,
+    class_weights: Option<&[f64]>,
     rounds: usize,
     n_inbag: usize,
     seed: u64,
 ) -> Fitted {
     let (ids, k) = (labels.ids, labels.n_classes);
     let n = ids.len();
-    let class_init = class_init(ids, k);
+    let class_init = class_init(ids, k, class_weights);
+    let w = class_weights.map(|cw| class_weight::per_row(cw, ids));
     let mut raw: Vec<Vec<f64>> = class_init.iter().map(|&r| vec![r; n]).collect();
     let mut grad = vec![vec![0.0; n]; k];
     let mut hess = vec![vec![0.0; n]; k];
@@ -412,12 +575,17 @@ fn fit_multinomial(
         for c in 0..k {
             samples.clear();
             samples.extend_from_slice(&bag);
-            let target = GradTarget {
-                g: &grad[c],
-                h: &hess[c],
-                multinomial: Some(factor),
-            };
-            trees.push(g.tree(&target, &mut samples, &oob, &mut rng, &mut raw[c]));
+            trees.push(grow_round(
+                g,
+                &grad[c],
+                &hess[c],
+                w.as_deref(),
+                Some(factor),
+                &mut samples,
+                &oob,
+                &mut rng,
+                &mut raw[c],
+            ));
         }
     }
     Fitted {

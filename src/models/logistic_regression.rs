@@ -15,6 +15,11 @@
 //!   zero, as scikit-learn does, they stay centred. A class without training rows gets a
 //!   very negative intercept and a probability near 0.
 //!
+//! * **`class_weight`** weights each row's loss, as scikit-learn does: the objective becomes
+//!   `Σ w_i loss_i / Σ w + ||W||² / (2 C Σ w)` (scikit-learn scales by the weight sum). A
+//!   weighted two-class fit uses our own L-BFGS on the binary loss (linfa has no row
+//!   weights); an unweighted one stays on linfa, as before.
+//!
 //! The fitted form keeps only the weights and intercepts, so the model file is plain numbers.
 //! A binary model's file is `{"coef": [d], "intercept": b}` as it always was; a multinomial
 //! one is `{"coef": [K·d, class-major], "intercepts": [K]}`.
@@ -24,7 +29,8 @@ use linfa_logistic::LogisticRegression as LinfaLogistic;
 use ndarray::{Array1, ArrayView2};
 use serde::{Deserialize, Serialize};
 
-use crate::models::params::Reader;
+use crate::models::class_weight;
+use crate::models::params::{CLASS_WEIGHT, Reader};
 use crate::models::{
     Algorithm, FittedModel, Labels, ModelError, ParamKind, ParamSpec, ParamValue, Predictor,
 };
@@ -48,6 +54,7 @@ const SPECS: &[ParamSpec] = &[
         default: ParamValue::Int(100),
         doc: "maximum L-BFGS iterations",
     },
+    CLASS_WEIGHT,
 ];
 
 /// The `logistic_regression` algorithm.
@@ -140,10 +147,15 @@ impl Algorithm for LogisticRegression {
         _seed: u64,
     ) -> Result<FittedModel, ModelError> {
         let c = r.f64("c")?;
+        let weights =
+            class_weight::resolve(r, labels)?.map(|cw| class_weight::per_row(&cw, labels.ids));
         if !labels.is_binary() {
-            return self.fit_multinomial(x, labels, c, r.usize("max_iter")?);
+            return self.fit_multinomial(x, labels, weights.as_deref(), c, r.usize("max_iter")?);
         }
         let y = &labels.attack_bits()[..];
+        if let Some(w) = &weights {
+            return self.fit_weighted_binary(x, y, w, c, r.usize("max_iter")?);
+        }
         let max_iter = r.usize("max_iter")? as u64;
         let targets = Array1::from(y.to_vec());
         let dataset = DatasetBase::new(x, targets.view());
@@ -179,6 +191,7 @@ impl LogisticRegression {
         &self,
         x: ArrayView2<f64>,
         labels: &Labels<'_>,
+        weights: Option<&[f64]>,
         c: f64,
         max_iter: usize,
     ) -> Result<FittedModel, ModelError> {
@@ -186,12 +199,18 @@ impl LogisticRegression {
         let d = x.ncols();
         let xs = x.as_standard_layout();
         let flat = xs.as_slice().unwrap_or_default();
+        let total = match weights {
+            None => labels.ids.len() as f64,
+            Some(w) => w.iter().sum(),
+        };
         let problem = Multinomial {
             x: flat,
             d,
             k,
             y: labels.ids,
-            l2: 1.0 / (c * labels.ids.len() as f64),
+            weights,
+            total,
+            l2: 1.0 / (c * total),
         };
         let mut w = vec![0.0; k * (d + 1)];
         minimize_lbfgs(|w, g| problem.loss_grad(w, g), &mut w, max_iter);
@@ -208,6 +227,61 @@ impl LogisticRegression {
             intercept,
         }))
     }
+
+    /// Two classes with row weights: `Σ w_i logloss_i / Σ w + ||coef||² / (2 C Σ w)`, the
+    /// intercept unpenalized, minimized by [`minimize_lbfgs`] from zero.
+    fn fit_weighted_binary(
+        &self,
+        x: ArrayView2<f64>,
+        y: &[bool],
+        w: &[f64],
+        c: f64,
+        max_iter: usize,
+    ) -> Result<FittedModel, ModelError> {
+        let d = x.ncols();
+        let xs = x.as_standard_layout();
+        let flat = xs.as_slice().unwrap_or_default();
+        let total: f64 = w.iter().sum();
+        let l2 = 1.0 / (c * total);
+        let loss_grad = |p: &[f64], grad: &mut [f64]| -> f64 {
+            let (coef, b) = (&p[..d], p[d]);
+            grad.iter_mut().for_each(|g| *g = 0.0);
+            let mut loss = 0.0;
+            for ((row, &yi), &wi) in flat.chunks_exact(d.max(1)).zip(y).zip(w) {
+                let z = b + coef.iter().zip(row).map(|(a, v)| a * v).sum::<f64>();
+                // log(1 + e^z) − y z, computed without overflow
+                let softplus = z.max(0.0) + (-z.abs()).exp().ln_1p();
+                let t = f64::from(u8::from(yi));
+                loss += wi * (softplus - t * z);
+                let r = wi * (1.0 / (1.0 + (-z).exp()) - t);
+                grad[d] += r;
+                for (g, v) in grad[..d].iter_mut().zip(row) {
+                    *g += r * v;
+                }
+            }
+            let mut penalty = 0.0;
+            for (g, a) in grad[..d].iter_mut().zip(coef) {
+                *g = *g / total + l2 * a;
+                penalty += a * a;
+            }
+            grad[d] /= total;
+            loss / total + 0.5 * l2 * penalty
+        };
+        let mut p = vec![0.0; d + 1];
+        minimize_lbfgs(loss_grad, &mut p, max_iter);
+        if p.iter().any(|v| !v.is_finite()) {
+            return Err(ModelError::Solver {
+                algorithm: self.name(),
+                message: "weights diverged (try a smaller c)".into(),
+            });
+        }
+        let intercept = p.split_off(d);
+        Ok(FittedModel::LogisticRegression(Fitted {
+            n_classes: 2,
+            coef: p,
+            intercept,
+        }))
+    }
 }
 
 /// The multinomial objective scaled as scikit-learn's `LinearModelLoss`:
@@ -218,6 +292,10 @@ struct Multinomial<'a> {
     d: usize,
     k: usize,
     y: &'a [u32],
+    /// Row weights (`class_weight`); `None` = all 1.
+    weights: Option<&'a [f64]>,
+    /// Σ weights (n without weights), the scale of the objective.
+    total: f64,
     l2: f64,
 }
 
@@ -225,19 +303,21 @@ impl Multinomial<'_> {
     /// Objective at `w`, its gradient into `grad`.
     fn loss_grad(&self, w: &[f64], grad: &mut [f64]) -> f64 {
         let (d, k) = (self.d, self.k);
-        let n = self.y.len() as f64;
+        let n = self.total;
         let (coef, intercept) = w.split_at(k * d);
         grad.iter_mut().for_each(|g| *g = 0.0);
         let (g_coef, g_int) = grad.split_at_mut(k * d);
         let mut z = vec![0.0; k];
         let mut loss = 0.0;
-        for (row, &yi) in self.x.chunks_exact(d).zip(self.y) {
+        for (i, (row, &yi)) in self.x.chunks_exact(d).zip(self.y).enumerate() {
             logits(coef, intercept, row, &mut z);
             log_softmax_in_place(&mut z);
-            loss -= z[yi as usize];
+            // multiplying by 1.0 is exact, so unweighted fits are as before
+            let wi = self.weights.map_or(1.0, |w| w[i]);
+            loss -= wi * z[yi as usize];
             // z now holds log p; gradient of the cross-entropy wrt the logits is p − onehot
             for (class, lp) in z.iter().enumerate() {
-                let r = lp.exp() - f64::from(u8::from(class == yi as usize));
+                let r = wi * (lp.exp() - f64::from(u8::from(class == yi as usize)));
                 g_int[class] += r;
                 for (g, v) in g_coef[class * d..(class + 1) * d].iter_mut().zip(row) {
                     *g += r * v;
@@ -527,6 +607,68 @@ mod tests {
                     assert!((g - w).abs() < 1e-5, "{:?}", f.intercept);
                 }
             }
+        }
+    }
+
+    #[test]
+    fn class_weights_match_scikit_learn() {
+        // scikit-learn 1.9.1, LogisticRegression(C=1, max_iter=10000, tol=1e-12) on
+        // `three_class`: class_weight={0: 1, 1: 1, 2: 4} (multinomial), and
+        // class_weight="balanced" on y == 1 (binary, our own L-BFGS path).
+        let (x, y) = three_class();
+        let multinomial = [
+            [0.8208446618, 0.1641842886, 0.0149710497],
+            [0.6726424353, 0.1466300854, 0.1807274793],
+            [0.8673462297, 0.0478803859, 0.0847733844],
+            [0.1555284122, 0.5286836982, 0.3157878896],
+            [0.0499877120, 0.6710009234, 0.2790113647],
+            [0.0730166293, 0.8993183016, 0.0276650691],
+            [0.0207015364, 0.0130128034, 0.9662856602],
+            [0.0075874396, 0.0188337679, 0.9735787925],
+            [0.0551301837, 0.0087757461, 0.9360940702],
+            [0.3381069162, 0.6483229557, 0.0135701280],
+            [0.5732967155, 0.3033970321, 0.1233062524],
+            [0.0288884175, 0.1070232514, 0.8640883311],
+        ];
+        let mut p = Params::new();
+        p.insert("max_iter".into(), ParamValue::Int(1000));
+        let mut weighted = p.clone();
+        weighted.insert(
+            "class_weight".into(),
+            ParamValue::Map([("2".to_string(), 4.0)].into()),
+        );
+        let m = LogisticRegression
+            .fit(&weighted, x.view(), &y, 3, 0)
+            .unwrap();
+        let probs = m.predict_proba(x.view()).unwrap();
+        for (got, want) in probs.rows().into_iter().zip(&multinomial) {
+            for (g, w) in got.iter().zip(want) {
+                assert!((g - w).abs() < 1e-6, "{got} vs {want:?}");
+            }
+        }
+        let binary = [
+            0.3850394969,
+            0.2218970171,
+            0.1098237858,
+            0.6037579511,
+            0.7788616525,
+            0.8854899275,
+            0.1184939550,
+            0.2370587359,
+            0.0549576569,
+            0.7668174258,
+            0.3931946771,
+            0.4096807591,
+        ];
+        let yb: Vec<u32> = y.iter().map(|&c| u32::from(c == 1)).collect();
+        let mut balanced = p.clone();
+        balanced.insert("class_weight".into(), ParamValue::str("balanced"));
+        let m = LogisticRegression
+            .fit(&balanced, x.view(), &yb, 2, 0)
+            .unwrap();
+        let probs = m.predict_proba(x.view()).unwrap();
+        for (got, want) in probs.column(1).iter().zip(binary) {
+            assert!((got - want).abs() < 1e-6, "{got} vs {want}");
         }
     }
 

@@ -29,6 +29,7 @@
 
 pub mod adaboost;
 pub(crate) mod binning;
+pub mod class_weight;
 pub mod decision_tree;
 pub mod gradient_boosting;
 pub mod logistic_regression;
@@ -98,13 +99,54 @@ pub trait Algorithm: Sync {
         n_classes: usize,
         seed: u64,
     ) -> Result<FittedModel, ModelError> {
+        self.fit_labels(params, x, y, n_classes, None, seed)
+    }
+
+    /// [`Algorithm::fit`] with the class names (id order), which an explicit `class_weight`
+    /// map is resolved against; K is `class_names.len()`.
+    fn fit_named(
+        &self,
+        params: &Params,
+        x: ArrayView2<f64>,
+        y: &[u32],
+        class_names: &[String],
+        seed: u64,
+    ) -> Result<FittedModel, ModelError> {
+        self.fit_labels(params, x, y, class_names.len(), Some(class_names), seed)
+    }
+
+    /// The shared body of [`Algorithm::fit`] and [`Algorithm::fit_named`].
+    #[doc(hidden)]
+    fn fit_labels(
+        &self,
+        params: &Params,
+        x: ArrayView2<f64>,
+        y: &[u32],
+        n_classes: usize,
+        names: Option<&[String]>,
+        seed: u64,
+    ) -> Result<FittedModel, ModelError> {
         let params = self.validate(params)?;
         check_training_data(x, y, n_classes)?;
         let reader = Reader {
             algorithm: self.name(),
             params: &params,
         };
-        self.fit_checked(&reader, x, &Labels { ids: y, n_classes }, seed)
+        let labels = Labels {
+            ids: y,
+            n_classes,
+            names,
+        };
+        if handles_missing(self.name()) || !x.iter().any(|v| v.is_nan()) {
+            return self.fit_checked(&reader, x, &labels, seed);
+        }
+        // Missing values for a learner without a missing bin: each feature's median over
+        // these training rows fills them, here and at every prediction.
+        let fill = column_medians(x);
+        let mut filled = x.to_owned();
+        fill_missing(&mut filled, &fill);
+        let model = self.fit_checked(&reader, filled.view(), &labels, seed)?;
+        Ok(FittedModel::Imputed(Box::new(Imputed { fill, model })))
     }
 
     /// The algorithm's own fit, on parameters resolved against [`Algorithm::params`] (read
@@ -118,6 +160,58 @@ pub trait Algorithm: Sync {
     ) -> Result<FittedModel, ModelError>;
 }
 
+/// Whether `algorithm` learns from missing (NaN) features natively: the histogram trees keep
+/// them in a bin of their own and learn a side per split. The others are fitted and asked on
+/// features whose NaN values are filled with the training rows' medians ([`Imputed`]).
+pub fn handles_missing(algorithm: &str) -> bool {
+    matches!(
+        algorithm,
+        "decision_tree" | "random_forest" | "gradient_boosting"
+    )
+}
+
+/// The median of each column's non-NaN values (0 for a column without any).
+pub(crate) fn column_medians(x: ArrayView2<f64>) -> Vec<f64> {
+    x.columns()
+        .into_iter()
+        .map(|column| {
+            let mut values: Vec<f64> = column.iter().copied().filter(|v| !v.is_nan()).collect();
+            if values.is_empty() {
+                return 0.0;
+            }
+            values.sort_by(f64::total_cmp);
+            let n = values.len();
+            if n % 2 == 1 {
+                values[n / 2]
+            } else {
+                values[n / 2 - 1] / 2.0 + values[n / 2] / 2.0
+            }
+        })
+        .collect()
+}
+
+/// Replaces NaN in column `f` of `x` with `fill[f]`.
+fn fill_missing(x: &mut Array2<f64>, fill: &[f64]) {
+    for mut row in x.rows_mut() {
+        for (v, &f) in row.iter_mut().zip(fill) {
+            if v.is_nan() {
+                *v = f;
+            }
+        }
+    }
+}
+
+/// A model fitted on median-filled features, with the medians that fill a row's missing
+/// values before it is asked. Serialized as `{"algorithm": "imputed", "fill": [...],
+/// "model": {...}}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Imputed {
+    /// Per feature, the value that replaces NaN (the training rows' median).
+    pub fill: Vec<f64>,
+    /// The model fitted on the filled rows.
+    pub model: FittedModel,
+}
+
 /// Checked training labels: class ids below `n_classes`, at least two classes present.
 #[derive(Clone, Copy, Debug)]
 pub struct Labels<'a> {
@@ -125,12 +219,22 @@ pub struct Labels<'a> {
     pub ids: &'a [u32],
     /// K, the number of classes the model answers (a class may have no training row).
     pub n_classes: usize,
+    /// Class names in id order, when the caller knows them (for `class_weight` maps).
+    pub names: Option<&'a [String]>,
 }
 
 impl Labels<'_> {
     /// Whether this is a two-class problem.
     pub fn is_binary(&self) -> bool {
         self.n_classes == 2
+    }
+
+    /// The name of class `c`: its label value, or its id as text when names are unknown.
+    pub fn name(&self, c: usize) -> String {
+        match self.names.and_then(|n| n.get(c)) {
+            Some(name) => name.clone(),
+            None => c.to_string(),
+        }
     }
 
     /// Class 1 as `true`, for learners written for two classes.
@@ -270,7 +374,8 @@ pub(crate) fn check_training_data(
     if y.iter().all(|&v| v == y[0]) {
         return Err(ModelError::SingleClass { class: y[0] });
     }
-    if let Some(((row, feature), _)) = x.indexed_iter().find(|(_, v)| !v.is_finite()) {
+    // NaN is a missing value (learned or filled); an infinity is a number no model can use.
+    if let Some(((row, feature), _)) = x.indexed_iter().find(|(_, v)| v.is_infinite()) {
         return Err(ModelError::NonFinite { row, feature });
     }
     Ok(())
@@ -293,6 +398,8 @@ pub enum FittedModel {
     LogisticRegression(logistic_regression::Fitted),
     /// See [`svm`].
     Svm(svm::Fitted),
+    /// A model of another variant fitted on median-filled missing values.
+    Imputed(Box<Imputed>),
 }
 
 /// What every fitted form provides; [`FittedModel`] dispatches to it.
@@ -349,6 +456,46 @@ impl FittedModel {
             FittedModel::Adaboost(m) => m,
             FittedModel::LogisticRegression(m) => m,
             FittedModel::Svm(m) => m,
+            FittedModel::Imputed(m) => m.model.inner(),
+        }
+    }
+
+    /// The values that fill missing features before the model is asked, when it was fitted
+    /// on filled rows.
+    pub fn missing_fill(&self) -> Option<&[f64]> {
+        match self {
+            FittedModel::Imputed(m) => Some(&m.fill),
+            _ => None,
+        }
+    }
+
+    /// Whether rows may hold NaN (missing) features: the model learned where they go, or
+    /// fills them.
+    fn takes_missing(&self) -> bool {
+        matches!(
+            self,
+            FittedModel::DecisionTree(_)
+                | FittedModel::RandomForest(_)
+                | FittedModel::GradientBoosting(_)
+                | FittedModel::Imputed(_)
+        )
+    }
+
+    /// `x` in standard layout with its NaN values filled when this model fills them.
+    fn prepared<'a>(&self, x: ArrayView2<'a, f64>) -> std::borrow::Cow<'a, [f64]> {
+        let fill = self.missing_fill();
+        match (x.to_slice(), fill) {
+            (Some(flat), None) => std::borrow::Cow::Borrowed(flat),
+            (Some(flat), Some(_)) if !flat.iter().any(|v| v.is_nan()) => {
+                std::borrow::Cow::Borrowed(flat)
+            }
+            _ => {
+                let mut owned = x.as_standard_layout().into_owned();
+                if let Some(fill) = fill {
+                    fill_missing(&mut owned, fill);
+                }
+                std::borrow::Cow::Owned(owned.into_raw_vec_and_offset().0)
+            }
         }
     }
 
@@ -365,12 +512,10 @@ impl FittedModel {
     /// Class probabilities for each row of `x`: N rows, K columns.
     pub fn predict_proba(&self, x: ArrayView2<f64>) -> Result<Array2<f64>, ModelError> {
         self.check_input(x)?;
-        let xs = x.as_standard_layout();
+        let flat = self.prepared(x);
         let k = self.n_classes();
         let mut out = vec![0.0; x.nrows() * k];
-        if let Some(flat) = xs.as_slice() {
-            self.inner().proba_batch(flat, &mut out);
-        }
+        self.inner().proba_batch(&flat, &mut out);
         Ok(Array2::from_shape_vec((x.nrows(), k), out).expect("N x K values"))
     }
 
@@ -378,10 +523,21 @@ impl FittedModel {
     /// single requests.
     pub fn predict_proba_row(&self, row: &[f64], out: &mut [f64]) -> Result<(), ModelError> {
         self.check_width(row.len())?;
-        if let Some(feature) = row.iter().position(|v| !v.is_finite()) {
+        let bad = |v: &f64| v.is_infinite() || (v.is_nan() && !self.takes_missing());
+        if let Some(feature) = row.iter().position(bad) {
             return Err(ModelError::NonFinite { row: 0, feature });
         }
-        self.inner().proba_row(row, out);
+        match self.missing_fill() {
+            Some(fill) if row.iter().any(|v| v.is_nan()) => {
+                let filled: Vec<f64> = row
+                    .iter()
+                    .zip(fill)
+                    .map(|(&v, &f)| if v.is_nan() { f } else { v })
+                    .collect();
+                self.inner().proba_row(&filled, out);
+            }
+            _ => self.inner().proba_row(row, out),
+        }
         Ok(())
     }
 
@@ -390,7 +546,13 @@ impl FittedModel {
     /// out of range. AdaBoost may stop early (perfect stump); then `n` beyond its stage count
     /// is `None` too.
     pub fn truncated(&self, n: usize) -> Option<FittedModel> {
-        self.inner().truncated(n)
+        match self {
+            FittedModel::Imputed(m) => Some(FittedModel::Imputed(Box::new(Imputed {
+                fill: m.fill.clone(),
+                model: m.model.truncated(n)?,
+            }))),
+            _ => self.inner().truncated(n),
+        }
     }
 
     /// Class probabilities per row of `x` for several ensemble sizes at once: `result[j]` is
@@ -415,12 +577,10 @@ impl FittedModel {
                 n_stages,
             });
         }
-        let xs = x.as_standard_layout();
+        let flat = self.prepared(x);
         let k = self.n_classes();
         let mut result = vec![vec![0.0; x.nrows() * k]; stages.len()];
-        if let Some(flat) = xs.as_slice() {
-            self.inner().staged_proba_batch(flat, stages, &mut result);
-        }
+        self.inner().staged_proba_batch(&flat, stages, &mut result);
         Ok(result
             .into_iter()
             .map(|v| Array2::from_shape_vec((x.nrows(), k), v).expect("N x K values"))
@@ -441,10 +601,16 @@ impl FittedModel {
         }
     }
 
-    /// Width, then finiteness: NaN/inf features are an error at prediction as at fit time.
+    /// Width, then values: an infinity is an error at prediction as at fit time, and so is
+    /// NaN for a model that neither learned nor fills missing values (files written before
+    /// missing values were handled).
     fn check_input(&self, x: ArrayView2<f64>) -> Result<(), ModelError> {
         self.check_width(x.ncols())?;
-        match x.indexed_iter().find(|(_, v)| !v.is_finite()) {
+        let missing_ok = self.takes_missing();
+        match x
+            .indexed_iter()
+            .find(|(_, v)| v.is_infinite() || (v.is_nan() && !missing_ok))
+        {
             Some(((row, feature), _)) => Err(ModelError::NonFinite { row, feature }),
             None => Ok(()),
         }
@@ -551,7 +717,7 @@ mod tests {
             let e = a.fit(&p, x.view(), &[1, 1, 1], 2, 0);
             assert!(matches!(e, Err(ModelError::SingleClass { class: 1 })));
             let mut xn = x.clone();
-            xn[[1, 1]] = f64::NAN;
+            xn[[1, 1]] = f64::INFINITY;
             let e = a.fit(&p, xn.view(), &ids(&y), 2, 0);
             assert!(matches!(
                 e,
@@ -577,6 +743,112 @@ mod tests {
                 "{}",
                 a.name()
             );
+        }
+    }
+
+    /// 200 rows: feature 0 is `i` for normal rows 0..100 and `100 + i` for attack rows,
+    /// except that every fifth attack row has it missing; feature 1 is noise.
+    fn with_missing() -> (Array2<f64>, Vec<u32>) {
+        let mut x = Array2::zeros((200, 2));
+        let mut y = vec![0u32; 200];
+        for i in 0..200 {
+            let attack = i >= 100;
+            y[i] = u32::from(attack);
+            x[[i, 0]] = if attack && i % 5 == 0 {
+                f64::NAN
+            } else {
+                i as f64
+            };
+            x[[i, 1]] = ((i * 37) % 11) as f64;
+        }
+        (x, y)
+    }
+
+    #[test]
+    fn trees_learn_which_side_missing_values_go() {
+        // Missing rows are attacks, like the high values: NaN's default side (right) is
+        // right here. Flip the labels so that missing rows join the low values: only a
+        // learned missing-left split classifies them.
+        let (x, y) = with_missing();
+        let flipped: Vec<u32> = (0..200)
+            .map(|i| if x[[i, 0]].is_nan() { 1 } else { 1 - y[i] })
+            .collect();
+        let nan_row = array![[f64::NAN, 3.0]];
+        for name in ["decision_tree", "random_forest", "gradient_boosting"] {
+            let a = algorithm(name).unwrap();
+            assert!(handles_missing(name));
+            for (labels, nan_class) in [(&y, 1usize), (&flipped, 1)] {
+                let m = a.fit(&Params::new(), x.view(), labels, 2, 3).unwrap();
+                assert!(m.missing_fill().is_none(), "{name} keeps NaN native");
+                let p = m.predict_proba(nan_row.view()).unwrap();
+                assert!(p[[0, nan_class]] > 0.5, "{name}: P = {p}");
+                let proba = m.predict_proba(x.view()).unwrap();
+                let correct = (0..200)
+                    .filter(|&i| (proba[[i, 1]] >= 0.5) == (labels[i] == 1))
+                    .count();
+                assert_eq!(correct, 200, "{name} separates every row");
+                let mut row = [0.0; 2];
+                m.predict_proba_row(&[f64::NAN, 3.0], &mut row).unwrap();
+                assert_eq!(row.to_vec(), p.row(0).to_vec(), "{name}: row path");
+            }
+        }
+        // The flag survives a JSON round trip.
+        let m = algorithm("decision_tree")
+            .unwrap()
+            .fit(&Params::new(), x.view(), &flipped, 2, 3)
+            .unwrap();
+        let back: FittedModel = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
+        assert_eq!(
+            back.predict_proba(nan_row.view()).unwrap(),
+            m.predict_proba(nan_row.view()).unwrap()
+        );
+    }
+
+    #[test]
+    fn other_learners_fill_missing_values_with_the_training_medians() {
+        let (x, y) = with_missing();
+        let mut median_row = x
+            .column(0)
+            .iter()
+            .copied()
+            .filter(|v| !v.is_nan())
+            .collect::<Vec<_>>();
+        median_row.sort_by(f64::total_cmp);
+        let median =
+            (median_row[median_row.len() / 2 - 1] + median_row[median_row.len() / 2]) / 2.0;
+        for name in ["adaboost", "logistic_regression", "svm"] {
+            let a = algorithm(name).unwrap();
+            assert!(!handles_missing(name));
+            let m = a.fit(&Params::new(), x.view(), &y, 2, 3).unwrap();
+            assert_eq!(
+                m.missing_fill().unwrap(),
+                &[median, column_medians(x.view())[1]]
+            );
+            let with_nan = m.predict_proba(array![[f64::NAN, 4.0]].view()).unwrap();
+            let filled = m.predict_proba(array![[median, 4.0]].view()).unwrap();
+            assert_eq!(with_nan, filled, "{name}");
+            let json = serde_json::to_string(&m).unwrap();
+            assert!(json.starts_with(r#"{"algorithm":"imputed""#), "{json:.60}");
+            let back: FittedModel = serde_json::from_str(&json).unwrap();
+            assert_eq!(
+                back.predict_proba(x.view()).unwrap(),
+                m.predict_proba(x.view()).unwrap()
+            );
+            // Without missing training values nothing is filled, and a NaN is refused.
+            let complete = a
+                .fit(
+                    &Params::new(),
+                    x.slice(ndarray::s![..100, ..]).view(),
+                    &[0, 1].repeat(50),
+                    2,
+                    3,
+                )
+                .unwrap();
+            assert!(complete.missing_fill().is_none());
+            assert!(matches!(
+                complete.predict_proba(array![[f64::NAN, 1.0]].view()),
+                Err(ModelError::NonFinite { row: 0, feature: 0 })
+            ));
         }
     }
 

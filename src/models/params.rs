@@ -12,10 +12,11 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-/// One hyperparameter value as written in a grid file (JSON/YAML scalars).
+/// One hyperparameter value as written in a grid file (JSON/YAML scalars, and the one map
+/// parameter, `class_weight`).
 ///
-/// Deserialization is untagged: `null`, `true`, `3`, `0.1` and `"gini"` map to the variant of
-/// the same shape. An `Int` is accepted wherever a float is expected (`c: 1` means `1.0`), but
+/// Deserialization is untagged: `null`, `true`, `3`, `0.1`, `"gini"` and `{u2r: 50}` map to
+/// the variant of the same shape. An `Int` is accepted wherever a float is expected (`c: 1` means `1.0`), but
 /// not the other way round (`max_depth: 3.0` is rejected, as scikit-learn does).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -30,6 +31,8 @@ pub enum ParamValue {
     Float(f64),
     /// A string, e.g. a choice such as `"gini"` or `"sqrt"`.
     Str(Cow<'static, str>),
+    /// Class name to a number: `class_weight: { neptune: 1.0, u2r: 50 }`.
+    Map(BTreeMap<String, f64>),
 }
 
 impl ParamValue {
@@ -47,6 +50,12 @@ impl fmt::Display for ParamValue {
             ParamValue::Int(i) => write!(f, "{i}"),
             ParamValue::Float(x) => write!(f, "{x}"),
             ParamValue::Str(s) => write!(f, "{s:?}"),
+            // JSON for finite weights, so a tracked parameter reads back as the same map;
+            // written by hand so that a NaN in an error message shows as NaN, not null
+            ParamValue::Map(m) => {
+                let entries: Vec<String> = m.iter().map(|(k, v)| format!("{k:?}: {v}")).collect();
+                write!(f, "{{{}}}", entries.join(", "))
+            }
         }
     }
 }
@@ -79,6 +88,9 @@ pub enum ParamKind {
     Choice(&'static [&'static str]),
     /// Any of several kinds, tried in order, e.g. `null | int >= 1`.
     OneOf(&'static [ParamKind]),
+    /// A map of class name to a finite weight > 0 (the names are checked against the data's
+    /// classes when the plan meets the data, see `sweep::plan::check_class_weights`).
+    ClassWeights,
 }
 
 impl ParamKind {
@@ -96,6 +108,9 @@ impl ParamKind {
             }
             (ParamKind::Choice(cs), ParamValue::Str(s)) => cs.contains(&s.as_ref()),
             (ParamKind::OneOf(kinds), v) => kinds.iter().any(|k| k.accepts(v)),
+            (ParamKind::ClassWeights, ParamValue::Map(m)) => {
+                m.values().all(|w| w.is_finite() && *w > 0.0)
+            }
             _ => false,
         }
     }
@@ -120,6 +135,9 @@ impl fmt::Display for ParamKind {
                 let parts: Vec<String> = kinds.iter().map(|k| k.to_string()).collect();
                 write!(f, "{}", parts.join(" or "))
             }
+            ParamKind::ClassWeights => {
+                write!(f, "a map of class name to a finite weight > 0")
+            }
         }
     }
 }
@@ -136,6 +154,20 @@ pub struct ParamSpec {
     /// One line for `--help`-style listings.
     pub doc: &'static str,
 }
+
+/// `class_weight`, accepted by every algorithm: `null` (no weights), `"balanced"`
+/// (`n_rows / (K · count_k)` on each training fold, scikit-learn's) or a map of class name to
+/// weight (classes not named weigh 1). See [`crate::models::class_weight`].
+pub const CLASS_WEIGHT: ParamSpec = ParamSpec {
+    name: "class_weight",
+    kind: ParamKind::OneOf(&[
+        ParamKind::Null,
+        ParamKind::Choice(&["balanced"]),
+        ParamKind::ClassWeights,
+    ]),
+    default: ParamValue::Null,
+    doc: "class weights: null, balanced, or { class: weight } (others weigh 1)",
+};
 
 /// An invalid hyperparameter set.
 #[derive(Clone, Debug, PartialEq, Error)]

@@ -16,11 +16,12 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::models::binning::BinnedMatrix;
+use crate::models::class_weight;
 use crate::models::decision_tree::{
     CRITERION, MAX_DEPTH, MAX_FEATURES_KIND, MIN_SAMPLES_LEAF, MIN_SAMPLES_SPLIT,
     check_class_count, grow_options,
 };
-use crate::models::params::Reader;
+use crate::models::params::{CLASS_WEIGHT, Reader};
 use crate::models::tree::{self, ClassTarget, Tree};
 use crate::models::{
     Algorithm, FittedModel, Labels, ModelError, ParamKind, ParamSpec, ParamValue, Predictor,
@@ -57,6 +58,7 @@ const SPECS: &[ParamSpec] = &[
         default: ParamValue::Bool(true),
         doc: "fit each tree on a bootstrap sample (false: on all rows)",
     },
+    CLASS_WEIGHT,
 ];
 
 /// The `random_forest` algorithm.
@@ -105,6 +107,10 @@ impl Algorithm for RandomForest {
         let bootstrap = r.bool("bootstrap")?;
         let data = BinnedMatrix::new(x);
         let n = x.nrows();
+        // As scikit-learn's `class_weight="balanced"` (not `balanced_subsample`): weights from
+        // the forest's training labels, multiplying each tree's bootstrap counts.
+        let row_weights =
+            class_weight::resolve(r, labels)?.map(|w| class_weight::per_row(&w, labels.ids));
 
         let trees = (0..n_trees)
             .into_par_iter()
@@ -118,9 +124,12 @@ impl Algorithm for RandomForest {
                     let samples: Vec<u32> = (0..n as u32)
                         .filter(|&i| counts[i as usize] > 0.0)
                         .collect();
+                    if let Some(w) = &row_weights {
+                        counts.iter_mut().zip(w).for_each(|(c, w)| *c *= w);
+                    }
                     (samples, Some(counts))
                 } else {
-                    ((0..n as u32).collect(), None)
+                    ((0..n as u32).collect(), row_weights.clone())
                 };
                 if !binary {
                     return tree::grow_classes(

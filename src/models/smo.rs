@@ -99,7 +99,7 @@ impl Cache<'_> {
 fn reconstruct_gradient(
     cache: &mut Cache,
     alpha: &[f64],
-    c: f64,
+    cap: &[f64],
     g_bar: &[f64],
     grad: &mut [f64],
     active: &mut Vec<usize>,
@@ -114,7 +114,7 @@ fn reconstruct_gradient(
         grad[t] = g_bar[t] - 1.0;
     }
     for (j, &a) in alpha.iter().enumerate() {
-        if a > 0.0 && a < c {
+        if a > 0.0 && a < cap[j] {
             let slot = cache.fetch(j);
             let row = &cache.rows[slot];
             for &t in &inactive {
@@ -126,13 +126,14 @@ fn reconstruct_gradient(
     active.extend(0..n);
 }
 
-/// Solve the C-SVC dual for row-major `x` (`n × d`), labels `y`, penalty `c`.
-/// `cache_bytes` bounds the kernel row cache (at least two rows are always kept).
+/// Solve the C-SVC dual for row-major `x` (`n × d`), labels `y`, penalty `c = [C of the
+/// negative class, C of the positive class]` (libsvm's `Cn`, `Cp`: equal without class
+/// weights). `cache_bytes` bounds the kernel row cache (at least two rows are always kept).
 pub(crate) fn solve(
     x: &[f64],
     d: usize,
     y: &[bool],
-    c: f64,
+    c: [f64; 2],
     kernel: Kernel,
     tol: f64,
     cache_bytes: usize,
@@ -163,7 +164,9 @@ pub(crate) fn solve(
     let mut grad = vec![-1.0; n];
     let max_iter = (100 * n).max(10_000_000);
     let mut iterations = 0;
-    let upper = |a: f64| a >= c;
+    // each variable's upper bound: its class's C (libsvm's get_C)
+    let cap: Vec<f64> = y.iter().map(|&v| c[usize::from(v)]).collect();
+    let upper = |t: usize, a: f64| a >= cap[t];
     let lower = |a: f64| a <= 0.0;
     // Shrinking (libsvm's heuristic): every `min(n, 1000)` iterations, drop from the active set
     // the bounded variables that cannot move given the current violation; their gradients go
@@ -184,9 +187,9 @@ pub(crate) fn solve(
             for &t in &active {
                 let yg = sign[t] * grad[t];
                 let (in_up, in_low) = if sign[t] > 0.0 {
-                    (!upper(alpha[t]), !lower(alpha[t]))
+                    (!upper(t, alpha[t]), !lower(alpha[t]))
                 } else {
-                    (!lower(alpha[t]), !upper(alpha[t]))
+                    (!lower(alpha[t]), !upper(t, alpha[t]))
                 };
                 if in_up {
                     g1 = g1.max(-yg);
@@ -197,13 +200,13 @@ pub(crate) fn solve(
             }
             if !unshrunk && g1 + g2 <= tol * 10.0 {
                 unshrunk = true;
-                reconstruct_gradient(&mut cache, &alpha, c, &g_bar, &mut grad, &mut active);
+                reconstruct_gradient(&mut cache, &alpha, &cap, &g_bar, &mut grad, &mut active);
             }
             // Shrink a bounded variable whose score says it cannot enter a violating pair.
             active.retain(|&t| {
                 let yg = sign[t] * grad[t];
                 // -yg is the I_up score, yg the I_low score
-                let shrink = if upper(alpha[t]) {
+                let shrink = if upper(t, alpha[t]) {
                     if sign[t] > 0.0 { -yg > g1 } else { yg > g2 }
                 } else if lower(alpha[t]) {
                     if sign[t] > 0.0 { yg > g2 } else { -yg > g1 }
@@ -218,7 +221,7 @@ pub(crate) fn solve(
         let mut i = usize::MAX;
         for &t in &active {
             let in_up = if sign[t] > 0.0 {
-                !upper(alpha[t])
+                !upper(t, alpha[t])
             } else {
                 !lower(alpha[t])
             };
@@ -229,7 +232,7 @@ pub(crate) fn solve(
         }
         if i == usize::MAX {
             if active.len() < n {
-                reconstruct_gradient(&mut cache, &alpha, c, &g_bar, &mut grad, &mut active);
+                reconstruct_gradient(&mut cache, &alpha, &cap, &g_bar, &mut grad, &mut active);
                 counter = 2; // re-check optimality on the full set before shrinking again
                 continue;
             }
@@ -246,7 +249,7 @@ pub(crate) fn solve(
                 let in_low = if sign[t] > 0.0 {
                     !lower(alpha[t])
                 } else {
-                    !upper(alpha[t])
+                    !upper(t, alpha[t])
                 };
                 if !in_low {
                     continue;
@@ -267,7 +270,7 @@ pub(crate) fn solve(
         }
         if gmax + gmax2 < tol || j == usize::MAX {
             if active.len() < n {
-                reconstruct_gradient(&mut cache, &alpha, c, &g_bar, &mut grad, &mut active);
+                reconstruct_gradient(&mut cache, &alpha, &cap, &g_bar, &mut grad, &mut active);
                 counter = 2; // re-check optimality on the full set before shrinking again
                 continue;
             }
@@ -278,6 +281,7 @@ pub(crate) fn solve(
         let qi = &cache.rows[si];
         let qj = &cache.rows[sj];
         let (old_i, old_j) = (alpha[i], alpha[j]);
+        let (ci, cj) = (cap[i], cap[j]);
         let qij = f64::from(qi[j]);
         if sign[i] != sign[j] {
             let quad = (qd[i] + qd[j] + 2.0 * qij).max(TAU);
@@ -294,14 +298,15 @@ pub(crate) fn solve(
                 alpha[i] = 0.0;
                 alpha[j] = -diff;
             }
-            if diff > 0.0 {
-                if alpha[i] > c {
-                    alpha[i] = c;
-                    alpha[j] = c - diff;
+            // (libsvm's `diff > C_i − C_j`, which is `diff > 0` when the two C are equal)
+            if diff > ci - cj {
+                if alpha[i] > ci {
+                    alpha[i] = ci;
+                    alpha[j] = ci - diff;
                 }
-            } else if alpha[j] > c {
-                alpha[j] = c;
-                alpha[i] = c + diff;
+            } else if alpha[j] > cj {
+                alpha[j] = cj;
+                alpha[i] = cj + diff;
             }
         } else {
             let quad = (qd[i] + qd[j] - 2.0 * qij).max(TAU);
@@ -309,19 +314,19 @@ pub(crate) fn solve(
             let sum = alpha[i] + alpha[j];
             alpha[i] -= delta;
             alpha[j] += delta;
-            if sum > c {
-                if alpha[i] > c {
-                    alpha[i] = c;
-                    alpha[j] = sum - c;
+            if sum > ci {
+                if alpha[i] > ci {
+                    alpha[i] = ci;
+                    alpha[j] = sum - ci;
                 }
             } else if alpha[j] < 0.0 {
                 alpha[j] = 0.0;
                 alpha[i] = sum;
             }
-            if sum > c {
-                if alpha[j] > c {
-                    alpha[j] = c;
-                    alpha[i] = sum - c;
+            if sum > cj {
+                if alpha[j] > cj {
+                    alpha[j] = cj;
+                    alpha[i] = sum - cj;
                 }
             } else if alpha[i] < 0.0 {
                 alpha[i] = 0.0;
@@ -329,9 +334,9 @@ pub(crate) fn solve(
             }
         }
         let (di, dj) = (alpha[i] - old_i, alpha[j] - old_j);
-        for (row, was, now) in [(qi, old_i, alpha[i]), (qj, old_j, alpha[j])] {
-            if upper(was) != upper(now) {
-                let sgn = if upper(now) { c } else { -c };
+        for (row, t, was, now) in [(qi, i, old_i, alpha[i]), (qj, j, old_j, alpha[j])] {
+            if upper(t, was) != upper(t, now) {
+                let sgn = if upper(t, now) { cap[t] } else { -cap[t] };
                 for (gb, q) in g_bar.iter_mut().zip(row) {
                     *gb += sgn * f64::from(*q);
                 }
@@ -348,7 +353,7 @@ pub(crate) fn solve(
         }
     }
     if active.len() < n {
-        reconstruct_gradient(&mut cache, &alpha, c, &g_bar, &mut grad, &mut active);
+        reconstruct_gradient(&mut cache, &alpha, &cap, &g_bar, &mut grad, &mut active);
     }
 
     // rho: average over free vectors, else the middle of the feasible interval (libsvm).
@@ -356,7 +361,7 @@ pub(crate) fn solve(
     let (mut n_free, mut sum_free) = (0usize, 0.0);
     for t in 0..n {
         let yg = sign[t] * grad[t];
-        if upper(alpha[t]) {
+        if upper(t, alpha[t]) {
             if sign[t] < 0.0 {
                 ub = ub.min(yg);
             } else {
@@ -398,7 +403,7 @@ mod tests {
             &[0.0, 2.0],
             1,
             &[false, true],
-            100.0,
+            [100.0; 2],
             Kernel::Linear,
             1e-6,
             1 << 20,
@@ -417,7 +422,7 @@ mod tests {
         let tol = 1e-3;
         // 2 rows of cache: constant eviction must not change the answer
         for cache in [2 * 4 * 200, 64 << 20] {
-            let s = solve(flat, 4, &y, c, Kernel::Rbf { gamma: 0.3 }, tol, cache);
+            let s = solve(flat, 4, &y, [c; 2], Kernel::Rbf { gamma: 0.3 }, tol, cache);
             let eq: f64 = s
                 .alpha
                 .iter()

@@ -42,6 +42,11 @@
 //!   per fit on the multi-class parity sample, 2,480 rows × 11 classes), as with
 //!   scikit-learn's `probability=True`. A K-class model file written before `platt_b`
 //!   existed loads with `platt_b = 0` and answers as it did.
+//! * **`class_weight`** scales C per class, libsvm's `weight_label` / `weight` (scikit-learn's
+//!   `SVC(class_weight=...)`): the binary machine has `C_normal = c · w_0`, `C_attack = c · w_1`;
+//!   pair `(i, j)` has `c · w_i` and `c · w_j`, also in the fold fits of its Platt
+//!   cross-validation. `balanced` is computed on all training rows of the fit (every class),
+//!   as scikit-learn does before splitting into pairs.
 //! * **Coupling.** The pairwise probabilities `r_ij`, clipped to `[1e-7, 1 − 1e-7]` as libsvm
 //!   does, are coupled into K class probabilities by Wu, Lin & Weng's method 2 ([`couple`], a
 //!   transcription of libsvm's `multiclass_probability`), not by a softmax of votes.
@@ -65,7 +70,8 @@ use linfa_svm::Svm as LinfaSvm;
 use ndarray::{Array1, ArrayView2};
 use serde::{Deserialize, Serialize};
 
-use crate::models::params::Reader;
+use crate::models::class_weight;
+use crate::models::params::{CLASS_WEIGHT, Reader};
 use crate::models::smo;
 use crate::models::{
     Algorithm, FittedModel, Labels, ModelError, ParamKind, ParamSpec, ParamValue, Predictor,
@@ -119,6 +125,7 @@ const SPECS: &[ParamSpec] = &[
         default: ParamValue::Float(200.0),
         doc: "kernel row cache of the smo solver, in MB (scikit-learn's cache_size)",
     },
+    CLASS_WEIGHT,
 ];
 
 /// The `svm` algorithm.
@@ -319,10 +326,23 @@ struct Dual(Vec<f64>, f64, Option<Vec<f64>>);
 struct Setup {
     linear: bool,
     c: f64,
+    /// `class_weight` per class id: class `k`'s C is `c · w_k` (libsvm's `weight_label` /
+    /// `weight`); `None` = all `c`.
+    class_weights: Option<Vec<f64>>,
     tol: f64,
     gamma: f64,
     linfa: bool,
     cache_bytes: usize,
+}
+
+impl Setup {
+    /// `[C, C]` of a machine whose negative side is class `neg` and positive side `pos`.
+    fn c_of(&self, neg: usize, pos: usize) -> [f64; 2] {
+        match &self.class_weights {
+            None => [self.c; 2],
+            Some(w) => [self.c * w[neg], self.c * w[pos]],
+        }
+    }
 }
 
 impl Algorithm for Svm {
@@ -357,6 +377,7 @@ impl Algorithm for Svm {
         let setup = Setup {
             linear: r.str("kernel")? == "linear",
             c: r.f64("c")?,
+            class_weights: class_weight::resolve(r, labels)?,
             tol: r.f64("tol")?,
             gamma,
             linfa: r.str("solver")? == "linfa",
@@ -377,9 +398,16 @@ impl Algorithm for Svm {
 impl Svm {
     /// Signed dual coefficients `y_i α_i`, `ρ`, and the training decision values when the
     /// solver gives them for free.
-    fn solve(&self, x: ArrayView2<f64>, y: &[bool], s: &Setup) -> Result<Dual, ModelError> {
+    /// `c` is `[C of the negative side, C of the positive side]`.
+    fn solve(
+        &self,
+        x: ArrayView2<f64>,
+        y: &[bool],
+        s: &Setup,
+        c: [f64; 2],
+    ) -> Result<Dual, ModelError> {
         if s.linfa {
-            let (alpha, rho) = self.fit_linfa(x, y, s.linear, s.c, s.gamma, s.tol)?;
+            let (alpha, rho) = self.fit_linfa(x, y, s.linear, c, s.gamma, s.tol)?;
             return Ok(Dual(alpha, rho, None));
         }
         let xs = x.as_standard_layout();
@@ -389,7 +417,7 @@ impl Svm {
         } else {
             smo::Kernel::Rbf { gamma: s.gamma }
         };
-        let sol = smo::solve(flat, x.ncols(), y, s.c, kernel, s.tol, s.cache_bytes);
+        let sol = smo::solve(flat, x.ncols(), y, c, kernel, s.tol, s.cache_bytes);
         // signed coefficients y_i α_i, as linfa reports them
         let alpha = sol
             .alpha
@@ -403,7 +431,7 @@ impl Svm {
     /// One two-class machine with its Platt slope (the binary model, unchanged).
     fn fit_binary(&self, x: ArrayView2<f64>, y: &[bool], s: &Setup) -> Result<Binary, ModelError> {
         let d = x.ncols();
-        let Dual(alpha, rho, train_decision) = self.solve(x, y, s)?;
+        let Dual(alpha, rho, train_decision) = self.solve(x, y, s, s.c_of(0, 1))?;
         let kernel = if s.linear {
             let mut w = vec![0.0; d];
             for (row, a) in x.rows().into_iter().zip(&alpha).filter(|(_, a)| keep(a)) {
@@ -482,7 +510,8 @@ impl Svm {
             let rows: Vec<usize> = ri.iter().chain(rj).copied().collect();
             let sub = x.select(ndarray::Axis(0), &rows);
             let y: Vec<bool> = (0..rows.len()).map(|t| t >= ri.len()).collect();
-            let Dual(alpha, rho, _) = self.solve(sub.view(), &y, s)?;
+            let c = s.c_of(i, j);
+            let Dual(alpha, rho, _) = self.solve(sub.view(), &y, s, c)?;
             self.check_rho(rho)?;
             let mut m = PairMachine {
                 sv: Vec::new(),
@@ -510,7 +539,9 @@ impl Svm {
                 }
             }
             let mut rng = crate::models::rng_for(seed, pair as u64);
-            let f = self.cross_validated_decisions(sub.view(), &y, s, &mut rng)?;
+            // the pair's per-class C also inside its Platt cross-validation, as libsvm's
+            // svm_binary_svc_probability passes Cp and Cn to its fold fits
+            let f = self.cross_validated_decisions(sub.view(), &y, s, c, &mut rng)?;
             // libsvm's (A, B) give P(j) = 1 / (1 + exp(A f + B)); netsec's sigmoid is the mirror
             let (a, b) = sigmoid_train(&f, &y);
             m.platt_a = -a;
@@ -540,6 +571,7 @@ impl Svm {
         x: ArrayView2<f64>,
         y: &[bool],
         s: &Setup,
+        c: [f64; 2],
         rng: &mut impl rand::Rng,
     ) -> Result<Vec<f64>, ModelError> {
         const FOLDS: usize = 5;
@@ -566,7 +598,7 @@ impl Svm {
                 continue;
             }
             let sub = x.select(ndarray::Axis(0), &rest);
-            let Dual(alpha, rho, _) = self.solve(sub.view(), &y_rest, s)?;
+            let Dual(alpha, rho, _) = self.solve(sub.view(), &y_rest, s, c)?;
             self.check_rho(rho)?;
             let support: Vec<(ndarray::ArrayView1<f64>, f64)> = sub
                 .rows()
@@ -596,7 +628,7 @@ impl Svm {
         x: ArrayView2<f64>,
         y: &[bool],
         linear: bool,
-        c: f64,
+        c: [f64; 2],
         gamma: f64,
         tol: f64,
     ) -> Result<(Vec<f64>, f64), ModelError> {
@@ -614,7 +646,7 @@ impl Svm {
             });
         }
         let base = LinfaSvm::<f64, bool>::params()
-            .pos_neg_weights(c, c)
+            .pos_neg_weights(c[1], c[0])
             .eps(tol)
             .shrinking(false);
         let svm_params = if linear {
@@ -1012,6 +1044,49 @@ mod tests {
                 ..
             }) => b,
             _ => panic!("not a binary svm"),
+        }
+    }
+
+    #[test]
+    fn weighted_c_agrees_between_solvers_and_moves_the_boundary() {
+        // C per class (class_weight) through both solvers: linfa's pos_neg_weights and the
+        // smo's per-variable bounds must agree, and a heavier attack class flags more rows.
+        let (x, y) = toy(300, 5, 21);
+        for kernel in ["rbf", "linear"] {
+            let mut p = Params::new();
+            p.insert("kernel".into(), ParamValue::str(kernel));
+            let flagged = |m: &Binary| {
+                x.rows()
+                    .into_iter()
+                    .filter(|r| m.decision(5, r.as_slice().unwrap()) >= 0.0)
+                    .count()
+            };
+            let plain = binary(Svm.fit(&p, x.view(), &ids(&y), 2, 0).unwrap());
+            p.insert(
+                "class_weight".into(),
+                ParamValue::Map([("1".to_string(), 5.0)].into()),
+            );
+            let own = binary(Svm.fit(&p, x.view(), &ids(&y), 2, 0).unwrap());
+            p.insert("solver".into(), ParamValue::str("linfa"));
+            let m = binary(Svm.fit(&p, x.view(), &ids(&y), 2, 0).unwrap());
+            let disagree = x
+                .rows()
+                .into_iter()
+                .filter(|r| {
+                    let r = r.as_slice().unwrap();
+                    (m.decision(5, r) >= 0.0) != (own.decision(5, r) >= 0.0)
+                })
+                .count();
+            assert!(
+                disagree <= 2,
+                "{kernel}: solvers disagree on {disagree} rows"
+            );
+            assert!(
+                flagged(&own) > flagged(&plain),
+                "{kernel}: {} -> {}",
+                flagged(&plain),
+                flagged(&own)
+            );
         }
     }
 

@@ -22,13 +22,37 @@ const BLOCK: usize = 64;
 /// One node of a flat tree: 16 bytes.
 ///
 /// A split node sends a row to `left` when `row[feature] <= value` and to `left + 1`
-/// otherwise (NaN goes right). A leaf (`feature == u32::MAX`) outputs `value`.
+/// otherwise. A missing value (NaN) goes right, unless the split learned that missing rows
+/// belong left: then `feature` carries [`MISSING_LEFT`] (files written before missing values
+/// were learned never set it). A leaf (`feature == u32::MAX`) outputs `value`.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(from = "(u32, u32, f64)", into = "(u32, u32, f64)")]
 pub struct Node {
     feature: u32,
     left: u32,
     value: f64,
+}
+
+/// Flag bit of [`Node::feature`]: NaN goes to the left child.
+const MISSING_LEFT: u32 = 1 << 31;
+
+impl Node {
+    /// The feature a split node tests.
+    #[inline]
+    fn feature_index(&self) -> usize {
+        (self.feature & !MISSING_LEFT) as usize
+    }
+
+    /// Whether a row with value `v` goes to the right child. One comparison for values that
+    /// go left; the NaN check only on the way right.
+    #[inline]
+    fn goes_right(&self, v: f64) -> bool {
+        if v <= self.value {
+            false
+        } else {
+            !v.is_nan() || self.feature & MISSING_LEFT == 0
+        }
+    }
 }
 
 impl From<(u32, u32, f64)> for Node {
@@ -94,7 +118,7 @@ impl TryFrom<RawTree> for Tree {
                 continue;
             }
             let left = n.left as usize;
-            if n.feature as usize >= raw.n_features || left <= i || left + 1 >= raw.nodes.len() {
+            if n.feature_index() >= raw.n_features || left <= i || left + 1 >= raw.nodes.len() {
                 return Err(format!("tree node {i} is malformed"));
             }
         }
@@ -141,9 +165,7 @@ impl Tree {
             if n.feature == LEAF {
                 return n.value;
             }
-            // `!(x <= t)` sends NaN right with a single comparison.
-            #[allow(clippy::neg_cmp_op_on_partial_ord)]
-            let right = !(row[n.feature as usize] <= n.value);
+            let right = n.goes_right(row[n.feature_index()]);
             i = n.left as usize + usize::from(right);
         }
     }
@@ -179,8 +201,7 @@ impl Tree {
                 let n = self.nodes[*p as usize];
                 if n.feature != LEAF {
                     active = true;
-                    #[allow(clippy::neg_cmp_op_on_partial_ord)]
-                    let right = !(x[r * d + n.feature as usize] <= n.value);
+                    let right = n.goes_right(x[r * d + n.feature_index()]);
                     *p = n.left + u32::from(right);
                 }
             }
@@ -205,8 +226,7 @@ impl Tree {
                 let l = n.left as usize;
                 return &self.leaf_values[l * k..(l + 1) * k];
             }
-            #[allow(clippy::neg_cmp_op_on_partial_ord)]
-            let right = !(row[n.feature as usize] <= n.value);
+            let right = n.goes_right(row[n.feature_index()]);
             i = n.left as usize + usize::from(right);
         }
     }
@@ -222,8 +242,7 @@ impl Tree {
                 let n = self.nodes[*p as usize];
                 if n.feature != LEAF {
                     active = true;
-                    #[allow(clippy::neg_cmp_op_on_partial_ord)]
-                    let right = !(x[r * d + n.feature as usize] <= n.value);
+                    let right = n.goes_right(x[r * d + n.feature_index()]);
                     *p = n.left + u32::from(right);
                 }
             }
@@ -286,7 +305,7 @@ impl Tree {
     /// The root's split as `(feature, threshold)`, or `None` when the root is a leaf.
     pub(crate) fn root_split(&self) -> Option<(usize, f64)> {
         let root = self.nodes[0];
-        (root.feature != LEAF).then_some((root.feature as usize, root.value))
+        (root.feature != LEAF).then_some((root.feature_index(), root.value))
     }
 
     /// Leaf values (scalar outputs) of every leaf, in node order.
@@ -523,8 +542,11 @@ struct Task<S> {
 struct Split<S> {
     feature: usize,
     bin: usize,
-    /// The node's first non-empty bin right of `bin` (where the right side's values start).
+    /// The node's first non-empty value bin right of `bin` (where the right side's values
+    /// start); the feature's value-bin count when no value goes right.
     next_bin: usize,
+    /// The feature's missing values go left.
+    missing_left: bool,
     left: S,
     score: f64,
 }
@@ -641,16 +663,23 @@ pub(crate) fn grow_recording<T: Target>(
         };
         let node_samples = &mut samples[task.start..task.end];
         let mut mid = 0;
+        let missing_bin = data.value_bins(split.feature);
         for k in 0..node_samples.len() {
             let i = node_samples[k] as usize;
-            if (data.bins[i * d + split.feature] as usize) <= split.bin {
+            let bin = data.bins[i * d + split.feature] as usize;
+            let goes_left = if bin == missing_bin {
+                split.missing_left
+            } else {
+                bin <= split.bin
+            };
+            if goes_left {
                 node_samples.swap(k, mid);
                 mid += 1;
             }
         }
         let left = nodes.len();
         nodes[task.node] = Node {
-            feature: split.feature as u32,
+            feature: split.feature as u32 | if split.missing_left { MISSING_LEFT } else { 0 },
             left: left as u32,
             value: data.split_threshold(split.feature, split.bin, split.next_bin),
         };
@@ -775,32 +804,55 @@ fn best_split<T: Target>(
                 continue; // constant in this node
             }
             splittable += 1;
-            let mut left = T::S::default();
-            for (b, s) in h[..h.len() - 1].iter().enumerate() {
+            // The node's missing rows (NaN) and the value bins: every cut after a non-empty
+            // value bin is tried with the missing rows right, then left (the last value bin
+            // only splits values from missing ones). Without missing rows this is the plain
+            // scan, so complete data grows exactly the trees it always did.
+            let values = data.value_bins(f);
+            let missing = h.get(values).copied().filter(|m| m.count() > 0);
+            let cuts = if missing.is_some() {
+                values
+            } else {
+                values - 1
+            };
+            let mut left_values = T::S::default();
+            for b in 0..cuts {
+                let s = &h[b];
                 if s.count() == 0 {
                     continue;
                 }
-                left.add(s);
-                let nl = left.count();
-                if nl < min_leaf {
-                    continue;
-                }
-                let right = parent.sub(&left);
-                if right.count() < min_leaf {
-                    break;
-                }
-                let score = target.score(&left) + target.score(&right);
-                if best.as_ref().is_none_or(|bs| score > bs.score) {
-                    // Some bin right of `b` is non-empty: the right side is.
-                    let next_bin =
-                        b + 1 + h[b + 1..].iter().position(|s| s.count() > 0).unwrap_or(0);
-                    best = Some(Split {
-                        feature: f,
-                        bin: b,
-                        next_bin,
-                        left,
-                        score,
-                    });
+                left_values.add(s);
+                for missing_left in [false, true] {
+                    let left = match (missing_left, &missing) {
+                        (false, _) => left_values,
+                        (true, Some(m)) => {
+                            let mut l = left_values;
+                            l.add(m);
+                            l
+                        }
+                        (true, None) => break,
+                    };
+                    let right = parent.sub(&left);
+                    if left.count() < min_leaf || right.count() < min_leaf {
+                        continue;
+                    }
+                    let score = target.score(&left) + target.score(&right);
+                    if best.as_ref().is_none_or(|bs| score > bs.score) {
+                        let next_bin = b
+                            + 1
+                            + h[b + 1..values]
+                                .iter()
+                                .position(|s| s.count() > 0)
+                                .unwrap_or(values - b - 1);
+                        best = Some(Split {
+                            feature: f,
+                            bin: b,
+                            next_bin,
+                            missing_left,
+                            left,
+                            score,
+                        });
+                    }
                 }
             }
         }

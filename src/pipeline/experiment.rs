@@ -10,7 +10,7 @@ use super::source::{load_data, tracking_client};
 use crate::config::grid::{GridFile, SelectMetric, Strategy};
 use crate::data::Schema;
 use crate::state::StateDir;
-use crate::sweep::plan::{Shard, expand};
+use crate::sweep::plan::{Shard, check_class_weights, expand};
 use crate::sweep::report::{Reporters, SweepReporter};
 use crate::sweep::store::{RunStore, SweepStatus};
 use crate::sweep::{self, CancelToken, SweepInput, SweepOutcome};
@@ -66,6 +66,9 @@ pub async fn run(
     let schema = Schema::from_file(&grid.data.schema.value)?;
     let client = tracking_client(&grid)?;
     let (source, data, validation) = load_data(&grid, &input.grid, &schema).await?;
+    // The plan meets the data here: class names in `class_weight` maps are checked against
+    // the (folded / grouped) classes before the run store is opened or anything is fitted.
+    check_class_weights(&grid, &input.grid, &data.classes)?;
     tracing::info!(
         rows = data.len(),
         attacks = data.attacks(),

@@ -236,6 +236,7 @@ pub async fn refit_trial(
     let candidates = expand(&grid, grid_path)?;
     let schema = Schema::from_file(&grid.data.schema.value)?;
     let (source, data, _) = load_data(&grid, grid_path, &schema).await?;
+    crate::sweep::plan::check_class_weights(&grid, grid_path, &data.classes)?;
     if data.fingerprint != trial.data_fingerprint {
         return Err(crate::exit::UsageError(format!(
             "cannot refit trial {}: the data of {} changed since the sweep (fingerprint {} now, {} then)",
@@ -270,7 +271,14 @@ pub async fn refit_trial(
             .await
             .context("refitting a trial")??;
     Ok(model_file(
-        trial, model, roc, &schema, &data, &source, &grid,
+        trial,
+        model,
+        roc,
+        &schema,
+        &data,
+        &split.train,
+        &source,
+        &grid,
     ))
 }
 

@@ -113,6 +113,8 @@ impl AppState {
 fn route_label(path: &str) -> &'static str {
     match path {
         "/" => "/",
+        "/page.js" => "/page.js",
+        "/page.css" => "/page.css",
         "/predict" => "/predict",
         "/predict/csv" => "/predict/csv",
         "/healthz" => "/healthz",
@@ -123,9 +125,13 @@ fn route_label(path: &str) -> &'static str {
     }
 }
 
-/// Routes that answer without a token: the page (it asks for the token itself) and probes.
+/// Routes that answer without a token: the page and its assets (it asks for the token
+/// itself) and probes.
 fn is_open(route: &str) -> bool {
-    matches!(route, "/" | "/healthz" | "/readyz")
+    matches!(
+        route,
+        "/" | "/page.js" | "/page.css" | "/healthz" | "/readyz"
+    )
 }
 
 async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
@@ -162,6 +168,8 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
 pub fn router(state: Arc<AppState>, options: &ServeOptions) -> Router {
     Router::new()
         .route("/", get(routes::page))
+        .route("/page.js", get(routes::page_js))
+        .route("/page.css", get(routes::page_css))
         .route("/predict", post(routes::predict))
         .route("/predict/csv", post(routes::predict_csv))
         .route("/healthz", get(routes::healthz))

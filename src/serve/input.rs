@@ -57,7 +57,38 @@ pub struct InputErrorDetail {
     pub problems: usize,
     /// The first problems.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub issues: Vec<Issue>,
+    pub issues: Vec<ListedIssue>,
+}
+
+/// One problem of an error answer: the typing issue (column, row, kind) with its CSV line
+/// and its description, so that a client can show each where it is without knowing the
+/// schema.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ListedIssue {
+    /// Column, 0-based row and kind of problem.
+    #[serde(flatten)]
+    pub issue: Issue,
+    /// 1-based line of the problem in a CSV body: the cell's, or 1 (the header) for a
+    /// column problem.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    /// The problem in words, e.g. "column `URL_Length`: value `7` is not one of ...".
+    pub message: String,
+}
+
+impl ListedIssue {
+    fn new(model: &LoadedModel, issue: Issue, line: Option<usize>) -> ListedIssue {
+        let view = ColumnSpecView {
+            name: &issue.column,
+            allowed: allowed_text(&model.file.schema, &issue.column),
+        };
+        let message = issue.problem.describe(&view);
+        ListedIssue {
+            issue,
+            line,
+            message,
+        }
+    }
 }
 
 impl InputError {
@@ -82,7 +113,7 @@ impl InputError {
         self.0.error
     }
 
-    fn from_issues(model: &LoadedModel, mut issues: Vec<Issue>, count: usize) -> InputError {
+    fn from_issues(model: &LoadedModel, issues: Vec<Issue>, count: usize) -> InputError {
         let first = &issues[0];
         let view = ColumnSpecView {
             name: &first.column,
@@ -96,7 +127,11 @@ impl InputError {
         };
         let message = format!("{place}{}{more}", first.problem.describe(&view));
         let (column, row) = (Some(first.column.clone()), first.row);
-        issues.truncate(LISTED_ISSUES);
+        let issues = issues
+            .into_iter()
+            .take(LISTED_ISSUES)
+            .map(|issue| ListedIssue::new(model, issue, None))
+            .collect();
         InputError::new(InputErrorDetail {
             error: "invalid_input",
             message,
@@ -429,8 +464,16 @@ pub fn predict_csv_general(
     if !typed.issues.is_empty() {
         let first = &typed.issues[0];
         let message = invalid(&table, schema, &typed).to_string();
-        let mut issues = typed.issues.clone();
-        issues.truncate(LISTED_ISSUES);
+        let issues = typed
+            .issues
+            .iter()
+            .take(LISTED_ISSUES)
+            .map(|issue| {
+                // A column problem (missing, not in the schema) is the header's: line 1.
+                let line = issue.row.map_or(1, |r| table.line_of(r));
+                ListedIssue::new(model, issue.clone(), Some(line))
+            })
+            .collect();
         return Err(InputError::new(InputErrorDetail {
             error: "invalid_input",
             message,

@@ -27,8 +27,10 @@ const BUCKETS: [f64; 16] = [
 
 /// Route labels, as `app::route_label` gives them; each has a histogram per status below
 /// made up front, so that recording a request is a few atomic additions (no lock).
-const ROUTES: [&str; 8] = [
+const ROUTES: [&str; 10] = [
     "/",
+    "/page.css",
+    "/page.js",
     "/healthz",
     "/metrics",
     "/model",

@@ -17,9 +17,18 @@ use super::answer::JsonRow;
 use super::app::AppState;
 use super::input::{self, InputError};
 use super::prediction_log::{LogEntry, LoggedInputs};
+use crate::data::typical::TypicalValue;
 
-/// The upload page: plain HTML and a few lines of JavaScript.
+/// The page: HTML, with its script and style served apart so that the page runs under a
+/// `default-src 'self'` policy (no inline script or style, nothing from elsewhere).
 const PAGE: &str = include_str!("page.html");
+/// The page's script.
+const PAGE_JS: &str = include_str!("page.js");
+/// The page's style.
+const PAGE_CSS: &str = include_str!("page.css");
+
+/// The `Content-Security-Policy` of the page and its assets: only this origin.
+pub const PAGE_CSP: &str = "default-src 'self'";
 
 /// An error answer.
 #[derive(Debug)]
@@ -69,9 +78,30 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// `GET /`
-pub async fn page() -> Html<&'static str> {
-    Html(PAGE)
+/// `GET /`: the page (model card, a form for one record, CSV upload).
+pub async fn page() -> Response {
+    ([(header::CONTENT_SECURITY_POLICY, PAGE_CSP)], Html(PAGE)).into_response()
+}
+
+/// `GET /page.js`
+pub async fn page_js() -> Response {
+    page_asset("text/javascript; charset=utf-8", PAGE_JS)
+}
+
+/// `GET /page.css`
+pub async fn page_css() -> Response {
+    page_asset("text/css; charset=utf-8", PAGE_CSS)
+}
+
+fn page_asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CONTENT_SECURITY_POLICY, PAGE_CSP),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 /// `GET /healthz`: the process answers.
@@ -90,14 +120,34 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-/// `GET /model`: what is being served.
+/// `GET /model`: what is being served — the model card of the page, polled to follow hot
+/// reloads. Each column carries a `typical` value to pre-fill a form with: the training
+/// rows' most frequent value or median, or for a model file that predates them a guess
+/// from the schema (`statistic` says which).
 pub async fn model(State(state): State<Arc<AppState>>) -> Json<Value> {
     let m = state.model.load();
     let file = &m.file;
     let columns: Vec<Value> = file
         .schema
         .features()
-        .map(|c| json!({ "name": c.name, "type": c.column_type, "values": c.values, "min": c.min, "max": c.max, "nullable": c.nullable }))
+        .map(|c| {
+            let typical = file
+                .typical_values
+                .iter()
+                .flatten()
+                .find(|t| t.column == c.name)
+                .cloned()
+                .unwrap_or_else(|| TypicalValue::guess(c));
+            json!({
+                "name": c.name, "type": c.column_type, "values": c.values, "min": c.min,
+                "max": c.max, "nullable": c.nullable,
+                "typical": { "value": typical.value, "statistic": typical.statistic },
+            })
+        })
+        .collect();
+    let answers = &m.answers;
+    let labels: Vec<&str> = (0..answers.len() as u32)
+        .map(|c| answers.label(c))
         .collect();
     Json(json!({
         "name": m.name,
@@ -112,7 +162,9 @@ pub async fn model(State(state): State<Arc<AppState>>) -> Json<Value> {
         "data_fingerprint": file.data_fingerprint,
         "netsec_version": file.netsec_version,
         "metrics": file.metrics,
-        "classes": m.classes,
+        "threshold": file.threshold(),
+        "operating_point": file.operating_point.as_ref().map(|o| &o.point),
+        "classes": { "names": m.classes.names, "normal": m.classes.normal, "labels": labels },
         "schema": {
             "name": file.schema.name,
             "hash": file.schema.hash,

@@ -204,11 +204,12 @@ impl Executor {
         // Cross-validation: per member, the validation probabilities of each fold.
         let mut fold_probas: Vec<Vec<Array2<f64>>> = vec![Vec::new(); unit.members.len()];
         for fold in &self.folds {
-            let model = algorithm.fit(
+            // named, so a `class_weight` map finds its classes
+            let model = algorithm.fit_named(
                 &largest.params,
                 fold.x_fit.view(),
                 &fold.y_fit,
-                self.classes.len(),
+                &self.classes.names,
                 self.seed,
             )?;
             let probas = match &stages {
@@ -227,11 +228,11 @@ impl Executor {
 
         // One fit on the whole training part, scored once on the test part.
         let started = Instant::now();
-        let model = algorithm.fit(
+        let model = algorithm.fit_named(
             &largest.params,
             self.x_train.view(),
             &self.y_train,
-            self.classes.len(),
+            &self.classes.names,
             self.seed,
         )?;
         let fit_seconds = started.elapsed().as_secs_f64();

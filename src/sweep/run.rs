@@ -23,6 +23,7 @@ use super::report::{BestModel, SweepFinished, SweepReporter, SweepStarted};
 use super::store::{NewSweep, RunStore, SweepStatus};
 use crate::config::grid::{GridError, GridFile, SelectMetric};
 use crate::data::split::{stratified_kfold_ids, train_test_split};
+use crate::data::typical::typical_values;
 use crate::data::validate::ValidationReport;
 use crate::data::{DataSource, Dataset, Schema};
 use crate::model_file::{FORMAT, FORMAT_VERSION, ModelFile, ModelMetrics, ModelOperatingPoint};
@@ -375,7 +376,16 @@ pub async fn run(
                 }
             }
         }
-        let file = model_file(top, model, roc, input.schema, data, input.source, grid);
+        let file = model_file(
+            top,
+            model,
+            roc,
+            input.schema,
+            data,
+            &split.train,
+            input.source,
+            grid,
+        );
         let (path, sha256) = file.save_content_addressed(&input.state.models())?;
         if let Some(copy) = input.model_out {
             file.save(copy)?;
@@ -538,13 +548,16 @@ pub fn refit(
 }
 
 /// The model file of a trial's fitted model, with everything needed to serve it and to
-/// score it again on the same holdout (schema, encoding, data source, split).
+/// score it again on the same holdout (schema, encoding, data source, split), and the
+/// typical value of each column over the `train` rows of `data`.
+#[allow(clippy::too_many_arguments)]
 pub fn model_file(
     top: &TrialRecord,
     model: FittedModel,
     roc: Option<Roc>,
     schema: &Schema,
     data: &Dataset,
+    train: &[usize],
     source: &DataSource,
     grid: &GridFile,
 ) -> ModelFile {
@@ -572,6 +585,7 @@ pub fn model_file(
             .operating_point
             .zip(roc)
             .map(|(point, roc)| ModelOperatingPoint { point, roc }),
+        typical_values: Some(typical_values(schema, data, train)),
         model,
     }
 }

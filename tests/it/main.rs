@@ -11,6 +11,7 @@ mod common;
 
 mod accuracy;
 mod byod_cli;
+mod class_weight_cli;
 mod classes_cli;
 mod dashboards;
 mod data_cli;

@@ -300,3 +300,103 @@ fn a_label_without_a_normal_class_has_no_false_alarms_to_budget() {
     );
     assert!(!state.join("netsec.db").exists());
 }
+
+#[test]
+fn a_false_alarm_ceiling_is_judged_at_the_candidate_s_own_cut() {
+    // The same logistic regression, swept once at the 0.5 cut and once with a budget: the
+    // policy's FPR ceiling rejects the first and promotes the second, so promotion scores
+    // each candidate at its own operating point.
+    let policy_dir = tempfile::tempdir().unwrap();
+    let policy = policy_dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        "model: phishing\nalias: champion\nfloors: { f1: 0.5 }\nmax_fpr: 0.02\n",
+    )
+    .unwrap();
+    let promote = |dir: &Path| {
+        netsec(&[
+            "promote",
+            "--best",
+            "budget",
+            "--policy",
+            s(&policy),
+            "--state-dir",
+            s(&dir.join("state")),
+        ])
+    };
+    let at_half = tempfile::tempdir().unwrap();
+    sweep(at_half.path(), "");
+    let run = promote(at_half.path()).expect_code(3);
+    assert!(run.stdout.contains("ceiling fpr"), "{}", run.stdout);
+
+    let budgeted = tempfile::tempdir().unwrap();
+    sweep(budgeted.path(), "{ max_fpr: 0.005 }");
+    let run = promote(budgeted.path()).expect_code(0);
+    assert!(run.stdout.contains("ceiling fpr"), "{}", run.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_trial_run_in_mlflow_carries_its_operating_point() {
+    use crate::common::mlflow_server::MlflowServer;
+    use crate::tracking_cli::{client, runs_of};
+
+    let server = MlflowServer::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let experiment = format!("op-{nanos}");
+    let grid = dir.path().join("grid.yaml");
+    std::fs::write(
+        &grid,
+        format!(
+            "name: op\n\
+             data: {{ source: synthetic, profile: phishing, rows: 3000, seed: 7, schema: {} }}\n\
+             operating_point: {{ max_fpr: 0.01 }}\n\
+             tracking: {{ experiment: {experiment} }}\n\
+             models:\n  - algorithm: logistic_regression\n",
+            s(&repo_file("data_schema/phishing.yaml"))
+        ),
+    )
+    .unwrap();
+    let model = dir.path().join("model.json");
+    let url = server.url.clone();
+    let run = tokio::task::block_in_place(|| {
+        crate::common::netsec_env(
+            &[
+                "experiment",
+                "run",
+                s(&grid),
+                "--state-dir",
+                s(&dir.path().join("state")),
+                "--model-out",
+                s(&model),
+            ],
+            [("MLFLOW_TRACKING_URI", url.as_str())],
+        )
+    });
+    run.expect_code(0);
+    let point = read_json(&model)["operating_point"].clone();
+    let (_, children) = runs_of(&client(&url), &experiment).await;
+    assert_eq!(children.len(), 1);
+    let run = &children[0];
+    assert_eq!(run.param("operating_point.max_fpr"), Some("0.01"));
+    assert_eq!(run.metric("op_threshold"), point["threshold"].as_f64());
+    assert_eq!(run.metric("op_target_met"), Some(1.0));
+    let (fp, normal) = (
+        run.metric("op_oof_fp").unwrap(),
+        run.metric("op_oof_normal").unwrap(),
+    );
+    assert_eq!(Some(fp), point["out_of_fold"]["fp"].as_f64());
+    assert!(fp / normal <= 0.01);
+    assert_eq!(
+        run.metric("op_test_fp"),
+        point["held_out"]["fp"].as_f64(),
+        "held-out counts"
+    );
+    let upper = run.metric("op_test_fpr_upper_95").unwrap();
+    assert!(upper > run.metric("op_test_fpr").unwrap());
+    let tag: Value = serde_json::from_str(run.tag("netsec.operating_point").unwrap()).unwrap();
+    assert_eq!(tag["threshold"], point["threshold"]);
+}

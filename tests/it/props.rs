@@ -476,7 +476,7 @@ fn json_checks_excluded_columns_and_the_label_as_csv_does() {
         let json = json.expect_err("JSON refuses it as CSV does");
         assert_eq!(json.0.column, csv.0.column, "{cell:?}");
         assert_eq!(
-            json.0.issues[0].problem, csv.0.issues[0].problem,
+            json.0.issues[0].issue.problem, csv.0.issues[0].issue.problem,
             "{cell:?}"
         );
     }
@@ -540,6 +540,9 @@ fn a_json_record_without_a_nullable_field_is_a_missing_column_as_in_csv() {
     let json = predict_json(&model, &json_body(&names, &rows, false), false).expect_err("JSON");
     assert_eq!(json.0.column.as_deref(), Some("service"));
     assert_eq!(json.0.column, csv.0.column);
-    assert_eq!(json.0.issues[0].problem, Problem::MissingColumn);
-    assert_eq!(json.0.issues[0].problem, csv.0.issues[0].problem);
+    assert_eq!(json.0.issues[0].issue.problem, Problem::MissingColumn);
+    assert_eq!(
+        json.0.issues[0].issue.problem,
+        csv.0.issues[0].issue.problem
+    );
 }

@@ -242,7 +242,7 @@ fn every_route_answers_and_every_error_is_json() {
             .unwrap()
             .starts_with("text/html")
     );
-    assert!(page.text().contains("/predict/csv"));
+    assert!(page.text().contains("/page.js"));
     let model = app.get("/model", &[]).json();
     assert_eq!(model["sha256"], sha.as_str());
     assert_eq!(model["algorithm"], "random_forest");
@@ -1515,4 +1515,172 @@ fn multiclass_model_names_the_attack_in_predict_and_serve() {
         let series = format!("netsec_predictions_total{{class=\"{class}\"}}");
         assert_eq!(metric(&m, &series), Some(n), "{m}");
     }
+}
+
+/// The serving page: `/`, `/page.js` and `/page.css` answer without a token under the
+/// exact `default-src 'self'` policy, hold no inline script or style (the policy would block
+/// them) and no URL of another origin; `/model` gives the card and the form what they show
+/// (typical values from the training rows, or a schema guess for an old model file; the
+/// cut; the label value of each class).
+#[test]
+fn the_page_runs_under_its_policy_and_model_answers_the_card_and_the_form() {
+    let (model_path, _) = &models().forest;
+    let token = "page-token";
+    let app = App::start(
+        model_path,
+        ServeOptions {
+            token: Some(token.into()),
+            ..ServeOptions::default()
+        },
+    );
+    let mut assets = String::new();
+    for (path, content_type) in [
+        ("/", "text/html"),
+        ("/page.js", "text/javascript"),
+        ("/page.css", "text/css"),
+    ] {
+        let answer = app.get(path, &[]);
+        assert_eq!(answer.status, 200, "{path}");
+        assert!(
+            answer
+                .header("content-type")
+                .unwrap()
+                .starts_with(content_type),
+            "{path}: {:?}",
+            answer.header("content-type")
+        );
+        assert_eq!(
+            answer.header("content-security-policy"),
+            Some("default-src 'self'"),
+            "{path}"
+        );
+        assets.push_str(&answer.text());
+    }
+    let html = app.get("/", &[]).text();
+    assert!(html.contains(r#"<script src="/page.js" defer></script>"#));
+    assert!(html.contains(r#"<link rel="stylesheet" href="/page.css">"#));
+    assert!(!html.contains("<style") && !html.contains(" style=") && !html.contains("<script>"));
+    for scheme in ["http://", "https://", "//cdn", "@import"] {
+        assert!(!assets.contains(scheme), "an asset names `{scheme}`");
+    }
+    for route in [
+        "/predict",
+        "/predict/csv",
+        "/model",
+        "sessionStorage",
+        "Bearer ",
+    ] {
+        assert!(assets.contains(route), "the page never uses {route}");
+    }
+
+    let bearer = format!("Bearer {token}");
+    let model = app.get("/model", &[("Authorization", &bearer)]).json();
+    assert_eq!(model["threshold"], 0.5);
+    assert_eq!(model["operating_point"], Value::Null);
+    assert_eq!(model["classes"]["labels"], json!(["1", "-1"]));
+    assert_eq!(model["classes"]["names"], json!(["legitimate", "phishing"]));
+    assert!(model["loaded_at"].as_u64().unwrap() > 1_700_000_000);
+    assert_eq!(
+        model["metrics"]["test"]["classes"]["per_class"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let columns = model["schema"]["columns"].as_array().unwrap();
+    for column in columns {
+        let typical = &column["typical"];
+        assert_eq!(typical["statistic"], "most_frequent", "{column}");
+        assert!(
+            column["values"]
+                .as_array()
+                .unwrap()
+                .contains(&typical["value"]),
+            "{column}"
+        );
+    }
+    // The typical record is a valid request.
+    let record: Map<String, Value> = columns
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_owned(),
+                c["typical"]["value"].clone(),
+            )
+        })
+        .collect();
+    let answer = app.post(
+        "/predict",
+        &[JSON, ("Authorization", &bearer)],
+        Value::Object(record).to_string().as_bytes(),
+    );
+    assert_eq!(answer.status, 200, "{}", answer.text());
+
+    // A model file from before typical values: the schema's first value, said so.
+    let old = App::start(&old_binary_model(), ServeOptions::default())
+        .get("/model", &[])
+        .json();
+    for column in old["schema"]["columns"].as_array().unwrap() {
+        assert_eq!(
+            column["typical"],
+            json!({ "value": column["values"][0], "statistic": "first_value" }),
+            "{column}"
+        );
+    }
+}
+
+/// A CSV body with problems lists each with its line (the file's, header = line 1), column
+/// and description, as the page shows them.
+#[test]
+fn csv_errors_list_each_problem_with_its_line_and_column() {
+    let (model_path, _) = &models().forest;
+    let app = App::start(model_path, ServeOptions::default());
+    let mut lines = phishing_lines(6);
+    // The first cell (having_IP_Address) of data rows 2 and 4: lines 3 and 5.
+    for i in [2, 4] {
+        let rest = lines[i].split_once(',').unwrap().1.to_owned();
+        lines[i] = format!("7,{rest}");
+    }
+    let answer = app.post("/predict/csv", &[], lines.join("\n").as_bytes());
+    assert_eq!(answer.status, 422, "{}", answer.text());
+    let error = answer.json();
+    assert_eq!(
+        (error["line"].as_u64(), error["problems"].as_u64()),
+        (Some(3), Some(2))
+    );
+    let listed: Vec<(u64, &str, &str)> = error["issues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["line"].as_u64().unwrap(),
+                i["column"].as_str().unwrap(),
+                i["message"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let message = "column `having_IP_Address`: value `7` is not one of the schema's values [-1, 1]";
+    assert_eq!(
+        listed,
+        [
+            (3, "having_IP_Address", message),
+            (5, "having_IP_Address", message)
+        ],
+        "{error}"
+    );
+
+    // A column problem is the header's, line 1.
+    let renamed = phishing_lines(3)
+        .join("\n")
+        .replacen("URL_Length", "URL_Lenght", 1);
+    let error = app.post("/predict/csv", &[], renamed.as_bytes()).json();
+    assert_eq!(
+        error["issues"][0],
+        json!({
+            "column": "URL_Length", "row": null, "problem": { "kind": "missing_column" },
+            "line": 1, "message": "column `URL_Length` is missing",
+        }),
+        "{error}"
+    );
 }
