@@ -12,6 +12,7 @@
 //! cv: { folds: 3 }
 //! select: { metric: f1 }              # ranked on cross-validation, never on test
 //! # operating_point: { max_fpr: 0.001 } # cut P(attack) for a false-alarm budget
+//! # search: { strategy: random, trials: 60, seed: 1 }  # or halving; see [`super::search`]
 //! models:
 //!   - algorithm: decision_tree
 //!     grid: { criterion: [gini, entropy], max_depth: [null, 8, 16] }
@@ -23,6 +24,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 
+pub use super::search::{Distribution, SearchConfig, Strategy};
 use crate::data::labels::LabelChoice;
 use crate::data::schema::Task;
 use crate::data::split::SplitSpec;
@@ -201,7 +203,8 @@ pub struct TrackingConfig {
     pub uri: Option<String>,
 }
 
-/// One grid value or a list of them (`max_depth: 8` is `max_depth: [8]`).
+/// One grid value, a list of them (`max_depth: 8` is `max_depth: [8]`), or a distribution
+/// to draw from (`{ uniform: [0.5, 1.0] }`, see [`Distribution`]).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum OneOrMany {
@@ -209,15 +212,31 @@ pub enum OneOrMany {
     Many(Vec<ParamValue>),
     /// A single value.
     One(ParamValue),
+    /// A distribution, as written; [`OneOrMany::distribution`] reads it.
+    Dist(BTreeMap<String, Vec<ParamValue>>),
 }
 
 impl OneOrMany {
-    /// The values as a list.
+    /// The values as a list (empty for a distribution).
     pub fn values(&self) -> Vec<ParamValue> {
         match self {
             OneOrMany::Many(v) => v.clone(),
             OneOrMany::One(v) => vec![v.clone()],
+            OneOrMany::Dist(_) => Vec::new(),
         }
+    }
+
+    /// What to draw from: a list or a single value is a choice among its values.
+    pub fn distribution(&self) -> Result<Distribution, String> {
+        match self {
+            OneOrMany::Dist(spec) => Distribution::parse(spec),
+            _ => Ok(Distribution::Choice(self.values())),
+        }
+    }
+
+    /// Whether it is written as a distribution (`{ uniform: [...] }`) rather than values.
+    pub fn is_distribution(&self) -> bool {
+        matches!(self, OneOrMany::Dist(_))
     }
 }
 
@@ -258,6 +277,10 @@ pub struct GridFile {
     /// Absent: the cut is 0.5.
     #[serde(default)]
     pub operating_point: Option<Spanned<Target>>,
+    /// How candidates are chosen: `{ strategy: random, trials: 60, seed: 1 }`,
+    /// `{ strategy: halving, factor: 3, min_rows: 20000 }`; absent: every grid point.
+    #[serde(default)]
+    pub search: Option<Spanned<SearchConfig>>,
     /// The algorithms and their grids.
     pub models: Vec<ModelGrid>,
 }
@@ -305,6 +328,14 @@ impl GridError {
 }
 
 impl GridFile {
+    /// The `search:` section, or the default (every grid point).
+    pub fn search(&self) -> SearchConfig {
+        self.search
+            .as_ref()
+            .map(|s| s.value.clone())
+            .unwrap_or_default()
+    }
+
     /// Reads a grid file and checks what can be checked without the data and the models.
     pub fn from_file(path: &Path) -> Result<GridFile, GridError> {
         let grid: GridFile = read_yaml(path)?;
@@ -386,9 +417,32 @@ impl GridFile {
                 "data.rows must be at least 1",
             ));
         }
+        let search = self.search();
+        if let Some(span) = &self.search {
+            search.check(path, span)?;
+        }
         for model in &self.models {
             for (key, values) in &model.grid {
-                if values.value.values().is_empty() {
+                let name = &model.algorithm.value;
+                if values.value.is_distribution() {
+                    if let Err(problem) = values.value.distribution() {
+                        return Err(GridError::at(
+                            path,
+                            values,
+                            format!("grid `{key}` of {name}: {problem}"),
+                        ));
+                    }
+                    if !search.draws() {
+                        return Err(GridError::at(
+                            path,
+                            values,
+                            format!(
+                                "grid `{key}` of {name} is a distribution: draws need \
+                                 `search: {{ strategy: random, trials: N }}` (or halving with trials)"
+                            ),
+                        ));
+                    }
+                } else if values.value.values().is_empty() {
                     return Err(GridError::at(
                         path,
                         values,

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use super::source::{load_data, tracking_client};
-use crate::config::grid::{GridFile, SelectMetric};
+use crate::config::grid::{GridFile, SelectMetric, Strategy};
 use crate::data::Schema;
 use crate::state::StateDir;
 use crate::sweep::plan::{Shard, check_class_weights, expand};
@@ -84,6 +84,9 @@ pub async fn run(
         sweep::run::check_svm_rows(&grid, &input.grid, split.train.len())?;
     }
 
+    // A halving search that cannot run on this data stops here too.
+    sweep::halving::check(&grid, &input.grid, &data, input.shard.is_some())?;
+
     let store = RunStore::open(&input.state.database()).await?;
     let tracker = open_tracker(&grid, &input.state, client, &store).await;
     let mut reporters: Vec<&(dyn SweepReporter + Sync)> = Vec::new();
@@ -91,26 +94,28 @@ pub async fn run(
         reporters.push(tracker);
     }
     reporters.push(progress);
-    let sweep = sweep::run(
-        &SweepInput {
-            grid: &grid,
-            grid_path: &input.grid,
-            candidates: &candidates,
-            schema: &schema,
-            data: &data,
-            source: &source,
-            validation: Some(&validation),
-            shard: input.shard,
-            jobs: input.jobs,
-            state: &input.state,
-            store: &store,
-            model_out: input.model_out.as_deref(),
-            score_best: tracker.is_some(),
-        },
-        cancel,
-        &Reporters(reporters),
-    )
-    .await;
+    let sweep_input = SweepInput {
+        grid: &grid,
+        grid_path: &input.grid,
+        candidates: &candidates,
+        schema: &schema,
+        data: &data,
+        source: &source,
+        validation: Some(&validation),
+        shard: input.shard,
+        jobs: input.jobs,
+        state: &input.state,
+        store: &store,
+        model_out: input.model_out.as_deref(),
+        score_best: tracker.is_some(),
+        rung: None,
+    };
+    let reporters = Reporters(reporters);
+    let search = grid.search();
+    let sweep = match search.strategy {
+        Strategy::Halving => sweep::halving::run(&sweep_input, &search, cancel, &reporters).await,
+        Strategy::Grid | Strategy::Random => sweep::run(&sweep_input, cancel, &reporters).await,
+    };
     let tracking = match tracker {
         Some(tracker) => Some(finish_tracking(tracker).await),
         None => None,

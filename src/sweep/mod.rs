@@ -4,12 +4,14 @@
 
 pub mod collect;
 pub mod executor;
+pub mod halving;
 pub mod leaderboard;
 pub mod plan;
 pub mod query;
 pub mod record;
 pub mod report;
 pub mod run;
+pub mod search;
 pub mod store;
 
 pub use run::{CancelToken, SweepInput, SweepOutcome, run};

@@ -10,11 +10,12 @@ use std::path::Path;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::config::grid::{GridError, GridFile};
+use super::search::draw_points;
+use crate::config::grid::{Distribution, GridError, GridFile, ModelGrid};
 use crate::data::split::SplitSpec;
 use crate::models::operating_point::Target;
 use crate::models::params::CLASS_WEIGHT;
-use crate::models::{Algorithm, ParamError, ParamValue, Params, algorithm, algorithms};
+use crate::models::{Algorithm, ParamError, ParamKind, ParamValue, Params, algorithm, algorithms};
 use crate::shared::Classes;
 use crate::shared::hash::hex;
 
@@ -39,9 +40,14 @@ impl std::fmt::Debug for Candidate {
 }
 
 /// Expands and checks every model grid of the file; errors name file, line and key.
+///
+/// Every strategy plans here: a grid takes each model entry's cartesian product, a random
+/// search (and a halving search with `trials`) its draws ([`super::search`]); the points
+/// then go through the same checks, the same duplicate collapse and later the same keys.
 pub fn expand(grid: &GridFile, path: &Path) -> Result<Vec<Candidate>, GridError> {
+    let search = grid.search();
     let mut out: Vec<Candidate> = Vec::new();
-    for model in &grid.models {
+    for (entry, model) in grid.models.iter().enumerate() {
         let name = &model.algorithm.value;
         let Some(algo) = algorithm(name) else {
             let known: Vec<&str> = algorithms().iter().map(|a| a.name()).collect();
@@ -51,24 +57,25 @@ pub fn expand(grid: &GridFile, path: &Path) -> Result<Vec<Candidate>, GridError>
                 format!("unknown algorithm `{name}` (known: {})", known.join(", ")),
             ));
         };
-        let axes: Vec<(&String, Vec<ParamValue>)> = model
-            .grid
-            .iter()
-            .map(|(key, values)| (key, values.value.values()))
-            .collect();
-        let grid_keys: Vec<String> = axes.iter().map(|(k, _)| (*k).clone()).collect();
-        for point in cartesian(&axes) {
-            let params = algo.validate(&point).map_err(|err| {
-                let key = match &err {
-                    ParamError::Unknown { key, .. } | ParamError::Invalid { key, .. } => key,
-                };
-                match model.grid.get(key) {
-                    Some(span) => {
-                        GridError::at(path, span, format!("models.{name}.grid.{key}: {err}"))
-                    }
-                    None => GridError::at(path, &model.algorithm, err.to_string()),
-                }
-            })?;
+        let grid_keys: Vec<String> = model.grid.keys().cloned().collect();
+        let points = match search.trials {
+            Some(trials) => {
+                let axes = distributions(algo, model, path)?;
+                draw_points(&axes, trials, search.seed, entry)
+            }
+            _ => {
+                let axes: Vec<(&String, Vec<ParamValue>)> = model
+                    .grid
+                    .iter()
+                    .map(|(key, values)| (key, values.value.values()))
+                    .collect();
+                cartesian(&axes)
+            }
+        };
+        for point in points {
+            let params = algo
+                .validate(&point)
+                .map_err(|err| param_error(path, model, err))?;
             let duplicate = out
                 .iter()
                 .any(|c| c.algorithm.name() == algo.name() && c.params == params);
@@ -84,6 +91,81 @@ pub fn expand(grid: &GridFile, path: &Path) -> Result<Vec<Candidate>, GridError>
     Ok(out)
 }
 
+/// A parameter error at the grid key it names (or at the algorithm).
+fn param_error(path: &Path, model: &ModelGrid, err: ParamError) -> GridError {
+    let name = &model.algorithm.value;
+    let key = match &err {
+        ParamError::Unknown { key, .. } | ParamError::Invalid { key, .. } => key,
+    };
+    match model.grid.get(key) {
+        Some(span) => GridError::at(path, span, format!("models.{name}.grid.{key}: {err}")),
+        None => GridError::at(path, &model.algorithm, err.to_string()),
+    }
+}
+
+/// The model entry's distributions, each checked against its parameter: `uniform` and
+/// `loguniform` only where fractional numbers are accepted, `int` only where integers
+/// are, and both bounds valid values of the parameter (so every draw is).
+fn distributions(
+    algo: &'static dyn Algorithm,
+    model: &ModelGrid,
+    path: &Path,
+) -> Result<Vec<(String, Distribution)>, GridError> {
+    let name = &model.algorithm.value;
+    let mut axes = Vec::with_capacity(model.grid.len());
+    for (key, span) in &model.grid {
+        let at = |message: String| {
+            GridError::at(path, span, format!("models.{name}.grid.{key}: {message}"))
+        };
+        let dist = span.value.distribution().map_err(at)?;
+        let bounds = match dist {
+            Distribution::Uniform(lo, hi) | Distribution::LogUniform(lo, hi) => {
+                Some((ParamValue::Float(lo), ParamValue::Float(hi), true))
+            }
+            Distribution::Int(lo, hi) => Some((ParamValue::Int(lo), ParamValue::Int(hi), false)),
+            Distribution::Choice(_) => None,
+        };
+        if let Some((lo, hi, fractional)) = bounds {
+            // An unknown key is reported by `validate` with the list of known ones.
+            if let Some(spec) = algo.params().iter().find(|s| s.name == key.as_str()) {
+                if !takes(&spec.kind, fractional) {
+                    return Err(at(format!(
+                        "`{}` draws {}, and `{key}` of {name} takes {}",
+                        dist.name(),
+                        if fractional {
+                            "fractional numbers"
+                        } else {
+                            "integers"
+                        },
+                        spec.kind
+                    )));
+                }
+                for bound in [lo, hi] {
+                    let point = Params::from([(key.clone(), bound)]);
+                    algo.validate(&point).map_err(|err| {
+                        at(format!(
+                            "a bound of `{}` is not a valid value: {err}",
+                            dist.name()
+                        ))
+                    })?;
+                }
+            }
+        }
+        axes.push((key.clone(), dist));
+    }
+    Ok(axes)
+}
+
+/// Whether a parameter of `kind` takes fractional numbers (`fractional`) or integers.
+fn takes(kind: &ParamKind, fractional: bool) -> bool {
+    match kind {
+        ParamKind::Float { .. } => true,
+        ParamKind::Int { .. } => !fractional,
+        ParamKind::OneOf(kinds) => kinds.iter().any(|k| takes(k, fractional)),
+        ParamKind::Null | ParamKind::Bool | ParamKind::Choice(_) | ParamKind::ClassWeights => false,
+    }
+}
+
 /// Checks every class name of the grid's `class_weight` maps against the data's classes
 /// (after the label is folded or grouped), before anything is fitted or written; the error
 /// names the file, line and column of the map, the unknown class and the known ones.
@@ -96,7 +178,13 @@ pub fn check_class_weights(
         let Some(span) = model.grid.get(CLASS_WEIGHT.name) else {
             continue;
         };
-        for value in span.value.values() {
+        // Also the maps of a `choice` distribution of a random search.
+        let values = span
+            .value
+            .distribution()
+            .ok()
+            .and_then(|d| d.finite_values());
+        for value in values.unwrap_or_default() {
             let ParamValue::Map(map) = value else {
                 continue;
             };
@@ -151,6 +239,23 @@ pub struct KeyContext<'a> {
     /// when the grid sets none, so existing keys stay the same.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub operating_point: Option<Target>,
+    /// The rung of a halving search whose trials train on a subset of the training part;
+    /// absent for the whole training part, so a rung on every row shares the grid's keys
+    /// (it is the same computation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rung: Option<Rung>,
+}
+
+/// A rung of a halving search: its trials cross-validate and fit on `rows` rows of the
+/// training part, a stratified subset drawn from `seed` and `index`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Rung {
+    /// The rung, from 0.
+    pub index: usize,
+    /// Training rows of the rung.
+    pub rows: usize,
+    /// The search seed its subset is drawn from.
+    pub seed: u64,
 }
 
 impl<'a> KeyContext<'a> {
@@ -162,6 +267,7 @@ impl<'a> KeyContext<'a> {
             folds: grid.cv.folds,
             label: grid.data.label_key(),
             operating_point: grid.operating_point.as_ref().map(|t| t.value),
+            rung: None,
         }
     }
 }
@@ -373,6 +479,56 @@ mod tests {
         );
     }
 
+    fn random(models: &str) -> Result<Vec<Candidate>, GridError> {
+        let text = format!(
+            "name: t\ndata: {{ source: synthetic, schema: data_schema/phishing.yaml }}\nsearch: {{ strategy: random, trials: 8, seed: 1 }}\nmodels:\n{models}"
+        );
+        let path = Path::new("g.yaml");
+        let file = GridFile::from_yaml_str(path, &text)?;
+        expand(&file, path)
+    }
+
+    #[test]
+    fn random_search_draws_trials_per_entry_mixed_with_fixed_values() {
+        let c = random("  - algorithm: gradient_boosting\n    grid: { learning_rate: { loguniform: [0.001, 0.3] }, n_estimators: { int: [8, 64] }, max_depth: [2, 3], subsample: 0.8 }\n  - algorithm: logistic_regression\n    grid: { c: [0.1, 1.0] }\n").unwrap();
+        assert_eq!(c.len(), 8 + 2, "8 draws, then the whole 2-point space");
+        assert!(
+            c[..8]
+                .iter()
+                .all(|c| c.params["subsample"] == ParamValue::Float(0.8))
+        );
+        assert_eq!(
+            c[0].grid_keys,
+            ["learning_rate", "max_depth", "n_estimators", "subsample"]
+        );
+    }
+
+    #[test]
+    fn distributions_of_the_wrong_kind_name_the_line() {
+        let cases = [
+            ("grid: { max_depth: { uniform: [2, 8] } }", "takes"),
+            ("grid: { criterion: { uniform: [0, 1] } }", "takes"),
+            ("grid: { max_depth: { int: [0, 8] } }", "bound"),
+            (
+                "grid: { min_samples_leaf: { loguniform: [1, 8] } }",
+                "takes",
+            ),
+        ];
+        for (grid, expected) in cases {
+            let err = random(&format!("  - algorithm: decision_tree\n    {grid}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("g.yaml:6:"), "{grid}: {err}");
+            assert!(err.contains(expected), "{grid}: {err}");
+        }
+        let err = random(
+            "  - algorithm: gradient_boosting\n    grid: { subsample: { uniform: [0, 1] } }\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("subsample") && err.contains("bound"), "{err}");
+    }
+
     #[test]
     fn keys_change_with_data_and_params() {
         let c = grid("  - algorithm: decision_tree\n    grid: { max_depth: [4, 5] }\n").unwrap();
@@ -383,6 +539,7 @@ mod tests {
             folds: 3,
             label: None,
             operating_point: None,
+            rung: None,
         };
         let k0 = trial_key(&c[0], &ctx);
         let at_budget = KeyContext {
@@ -405,6 +562,15 @@ mod tests {
             ..ctx.clone()
         };
         assert_ne!(k0, trial_key(&c[0], &grouped));
+        let rung = KeyContext {
+            rung: Some(Rung {
+                index: 0,
+                rows: 100,
+                seed: 1,
+            }),
+            ..ctx.clone()
+        };
+        assert_ne!(k0, trial_key(&c[0], &rung));
     }
 
     #[test]
@@ -416,6 +582,7 @@ mod tests {
             folds: 3,
             label: None,
             operating_point: None,
+            rung: None,
         };
         let plain = grid("  - algorithm: decision_tree\n    grid: { max_depth: [4] }\n").unwrap();
         // the key this grid point had before class weights existed (KEY_VERSION 1): sha256 of

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use super::plan::Rung;
 use super::record::TrialRecord;
 use super::store::SweepStatus;
 use crate::config::grid::SelectMetric;
@@ -41,6 +42,8 @@ pub struct SweepStarted<'a> {
     pub grid_keys: &'a HashMap<String, Vec<String>>,
     /// Start (Unix ms).
     pub started_at_ms: i64,
+    /// The rung of a halving search (its rows capped at the training part).
+    pub rung: Option<Rung>,
 }
 
 /// The best model of a finished sweep, scored on the test part.

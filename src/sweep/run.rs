@@ -16,7 +16,8 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::executor::{Executor, UnitResult, truncated};
-use super::plan::{Candidate, KeyContext, Shard, WorkUnit, trial_key, work_units};
+use super::halving;
+use super::plan::{Candidate, KeyContext, Rung, Shard, WorkUnit, trial_key, work_units};
 use super::record::{TrialRecord, TrialStatus, compare, rank};
 use super::report::{BestModel, SweepFinished, SweepReporter, SweepStarted};
 use super::store::{NewSweep, RunStore, SweepStatus};
@@ -83,6 +84,8 @@ pub struct SweepInput<'a> {
     pub model_out: Option<&'a Path>,
     /// Score the best model on the test part for the reporter's plots.
     pub score_best: bool,
+    /// Train on this rung's subset of the training part (a halving search).
+    pub rung: Option<Rung>,
 }
 
 /// The best model of a sweep, as saved.
@@ -134,16 +137,27 @@ pub async fn run(
     let SweepInput {
         grid, data, store, ..
     } = *input;
-    let split = train_test_split(data, &grid.split);
+    let mut split = train_test_split(data, &grid.split);
     check_operating_point(grid, input.grid_path, data, &split.train)?;
     check_svm_rows(grid, input.grid_path, split.train.len())?;
+    let reported_rung = input.rung.map(|r| Rung {
+        rows: r.rows.min(split.train.len()),
+        ..r
+    });
+    let rung = input.rung.filter(|r| r.rows < split.train.len());
+    if let Some(rung) = rung {
+        split.train = halving::subset(&data.class_ids, &split.train, rung, grid.cv.folds);
+    }
     let folds = stratified_kfold_ids(
         &data.class_ids,
         &split.train,
         grid.cv.folds,
         grid.split.seed,
     );
-    let context = KeyContext::for_grid(grid, &data.fingerprint);
+    let context = KeyContext {
+        rung,
+        ..KeyContext::for_grid(grid, &data.fingerprint)
+    };
     let keys: Vec<String> = input
         .candidates
         .iter()
@@ -210,6 +224,7 @@ pub async fn run(
         planned: &planned_keys,
         grid_keys: &grid_keys,
         started_at_ms,
+        rung: reported_rung,
     });
     for key in &planned_keys {
         if let Some(record) = finished.get(key) {

@@ -32,6 +32,7 @@ use super::types::{Metric, Param, RunStatus, Tag};
 use crate::config::grid::SelectMetric;
 use crate::models::operating_point::OperatingPoint;
 use crate::shared::hash::hex;
+use crate::sweep::plan::Rung;
 use crate::sweep::record::{METRIC_NAMES, TrialRecord, TrialStatus, metric_values};
 use crate::sweep::report::{SweepFinished, SweepReporter, SweepStarted};
 use crate::sweep::store::SweepStatus;
@@ -83,6 +84,8 @@ struct State {
     context_tags: Vec<Tag>,
     top_keys: Vec<String>,
     metric: Option<SelectMetric>,
+    /// The halving rung of the sweep, logged with each trial.
+    rung: Option<Rung>,
 }
 
 /// A record waiting for the writer task.
@@ -319,6 +322,7 @@ impl SweepReporter for MlflowTracker {
             state.grid_keys = sweep.grid_keys.clone();
             state.context_tags = context.clone();
             state.metric = Some(sweep.select_metric);
+            state.rung = sweep.rung;
         }
         let split = sweep.split;
         let mut params = vec![
@@ -335,13 +339,17 @@ impl SweepReporter for MlflowTracker {
         if let Some(shard) = &sweep.shard {
             params.push(Param::new("shard", shard));
         }
+        params.extend(sweep.rung.iter().flat_map(rung_params));
         let mut tags = context;
         tags.push(Tag::new("netsec.sweep_key", &sweep_key));
         tags.push(Tag::new("netsec.experiment", sweep.experiment));
-        let name = match &sweep.shard {
+        let mut name = match &sweep.shard {
             Some(shard) => format!("sweep {} (shard {shard})", sweep.experiment),
             None => format!("sweep {}", sweep.experiment),
         };
+        if let Some(rung) = sweep.rung {
+            name.push_str(&format!(" rung {} ({} rows)", rung.index, rung.rows));
+        }
         let record = RunRecord {
             run_key: self.parent_key(),
             experiment: self.options.experiment.clone(),
@@ -359,20 +367,21 @@ impl SweepReporter for MlflowTracker {
     }
 
     fn trial_finished(&self, record: &TrialRecord) {
-        let (name, context) = {
+        let (name, context, rung) = {
             let state = lock(&self.state);
             let shown = state
                 .grid_keys
                 .get(&record.algorithm)
                 .map_or(&[][..], |k| k);
-            (record.label(shown), state.context_tags.clone())
+            (record.label(shown), state.context_tags.clone(), state.rung)
         };
         let keys = RunKeys {
             run: self.child_key(&record.key),
             parent: self.parent_key(),
             experiment: self.options.experiment.clone(),
         };
-        let run = trial_run(record, name, context, keys);
+        let mut run = trial_run(record, name, context, keys);
+        run.params.extend(rung.iter().flat_map(rung_params));
         let dedup = run.run_key.clone();
         self.push(RecordKind::Trial, Some(dedup), run);
     }
@@ -517,6 +526,14 @@ impl SweepReporter for MlflowTracker {
         };
         self.push(RecordKind::CloseSweep, None, record);
     }
+}
+
+/// A halving rung as run params: which rung, on how many training rows.
+fn rung_params(rung: &Rung) -> [Param; 2] {
+    [
+        Param::new("rung", rung.index.to_string()),
+        Param::new("rows", rung.rows.to_string()),
+    ]
 }
 
 /// Where a child run goes.

@@ -31,6 +31,7 @@ mod publish_s3;
 mod registry_cli;
 mod retrain_cli;
 mod s3_multipart;
+mod search_cli;
 mod secret_canaries;
 mod serve_http;
 mod serve_soak;
