@@ -308,39 +308,13 @@ pub fn chi_square(reference: &[String], current: &[String]) -> (f64, f64) {
     (statistic, gamma_q(dof / 2.0, statistic / 2.0))
 }
 
-/// ln Γ(x) for x > 0 (Lanczos approximation, g = 7).
-fn ln_gamma(x: f64) -> f64 {
-    const C: [f64; 9] = [
-        0.999_999_999_999_809_9,
-        676.520_368_121_885_1,
-        -1_259.139_216_722_402_8,
-        771.323_428_777_653_1,
-        -176.615_029_162_140_6,
-        12.507_343_278_686_905,
-        -0.138_571_095_265_720_12,
-        9.984_369_578_019_572e-6,
-        1.505_632_735_149_311_6e-7,
-    ];
-    if x < 0.5 {
-        // Reflection: Γ(x)Γ(1-x) = π / sin(πx).
-        return (std::f64::consts::PI / (std::f64::consts::PI * x).sin()).ln() - ln_gamma(1.0 - x);
-    }
-    let x = x - 1.0;
-    let mut sum = C[0];
-    for (i, c) in C.iter().enumerate().skip(1) {
-        sum += c / (x + i as f64);
-    }
-    let t = x + 7.5;
-    0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + sum.ln()
-}
-
 /// The regularized upper incomplete gamma function Q(a, x): the chi-square survival
 /// function is Q(k/2, χ²/2). Series below a+1, continued fraction above (Numerical Recipes).
 fn gamma_q(a: f64, x: f64) -> f64 {
     if x <= 0.0 {
         return 1.0;
     }
-    let prefix = (-x + a * x.ln() - ln_gamma(a)).exp();
+    let prefix = (-x + a * x.ln() - crate::shared::special::ln_gamma(a)).exp();
     if x < a + 1.0 {
         let (mut sum, mut term, mut n) = (1.0 / a, 1.0 / a, a);
         for _ in 0..1000 {

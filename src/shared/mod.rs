@@ -6,6 +6,7 @@ pub mod classes;
 pub mod guard;
 pub mod hash;
 pub mod metric;
+pub mod special;
 pub mod time;
 pub mod yaml;
 
