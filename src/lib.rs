@@ -5,7 +5,7 @@
 //! | stage | what it owns |
 //! |---|---|
 //! | [`data`] | loading CSV/Parquet, schemas, validation, drift, splits, synthetic profiles |
-//! | [`models`] | one `Classifier` trait, one file per algorithm, metrics |
+//! | [`models`] | the `Algorithm` trait, one file per algorithm, class weights, missing values, metrics, operating points |
 //! | [`sweep`] | plans, trial keys, the sweep driver [`sweep::run()`], the run store, merging run stores |
 //! | [`tracking`] | the MLflow REST client, the outbox, sync, the registry mirror |
 //! | [`registry`] | the SQLite registry, policies, the promotion workflow [`registry::promote()`] |
