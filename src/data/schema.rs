@@ -292,6 +292,25 @@ pub struct LabelSpec {
 }
 
 impl LabelSpec {
+    /// The label column typed as a feature column would be (integer, boolean, or a string
+    /// as a category), for the typing rules both share.
+    pub fn as_column(&self) -> ColumnSpec {
+        ColumnSpec {
+            name: self.column.clone(),
+            column_type: match self.label_type {
+                LabelType::Integer => ColumnType::Integer,
+                LabelType::Boolean => ColumnType::Boolean,
+                LabelType::String => ColumnType::Categorical,
+            },
+            values: None,
+            min: None,
+            max: None,
+            nullable: false,
+            exclude: None,
+            missing: Vec::new(),
+        }
+    }
+
     /// The class name of a prediction: the attack class's name or the normal one's.
     pub fn class_name(&self, attack: bool) -> &str {
         if attack {

@@ -7,7 +7,7 @@ use polars::prelude::*;
 use serde::Serialize;
 
 use super::load::Table;
-use super::schema::{ColumnSpec, ColumnType, LabelSpec, LabelType, Schema};
+use super::schema::{ColumnSpec, ColumnType, Schema};
 
 /// The parsed cells of one column (`None` = empty cell).
 #[derive(Debug, Clone, PartialEq)]
@@ -269,13 +269,8 @@ pub fn type_table(table: &Table, schema: &Schema, presence: LabelPresence) -> Ty
     let label = &schema.label;
     let labels = match frame.column(&label.column) {
         Ok(column) => {
-            let column_type = match label.label_type {
-                LabelType::Integer => ColumnType::Integer,
-                LabelType::Boolean => ColumnType::Boolean,
-                LabelType::String => ColumnType::Categorical,
-            };
             let series = column.as_materialized_series();
-            let values = parse_column(series, &label_spec_column(label, column_type), &mut issues);
+            let values = parse_column(series, &label.as_column(), &mut issues);
             let texts: Vec<Option<String>> = (0..rows).map(|r| values.text(r)).collect();
             let unparsable: BTreeSet<usize> = issues
                 .iter()
@@ -356,20 +351,6 @@ pub fn allowed_text(schema: &Schema, column: &str) -> String {
         (Some(lo), None) => format!(">= {lo}"),
         (None, Some(hi)) => format!("<= {hi}"),
         (None, None) => String::new(),
-    }
-}
-
-/// The label column typed as a feature column of `column_type` (no missing texts).
-fn label_spec_column(label: &LabelSpec, column_type: ColumnType) -> ColumnSpec {
-    ColumnSpec {
-        name: label.column.clone(),
-        column_type,
-        values: None,
-        min: None,
-        max: None,
-        nullable: false,
-        exclude: None,
-        missing: Vec::new(),
     }
 }
 

@@ -14,7 +14,7 @@ use super::answer::RowAnswer;
 use super::source::LoadedModel;
 use crate::data::dataset::{EncodedColumn, invalid};
 use crate::data::load::{LoadError, csv_from_bytes};
-use crate::data::schema::{ColumnSpec, ColumnType, LabelSpec, LabelType};
+use crate::data::schema::{ColumnType, LabelSpec};
 use crate::data::typed::{
     ColumnSpecView, Issue, LabelPresence, Problem, RecordCell, TypedCell, allowed_text, parse_int,
     type_cell, type_table,
@@ -367,21 +367,8 @@ fn json_cell<'a>(
 /// Checks a record's label value as a CSV body's label column is checked (the label is
 /// optional in a request, but when given it must be a value of the label column).
 fn check_label(label: &LabelSpec, value: &Value) -> Result<(), Problem> {
-    let column_type = match label.label_type {
-        LabelType::Integer => ColumnType::Integer,
-        LabelType::Boolean => ColumnType::Boolean,
-        LabelType::String => ColumnType::Categorical,
-    };
-    let spec = ColumnSpec {
-        name: label.column.clone(),
-        column_type,
-        values: None,
-        min: None,
-        max: None,
-        nullable: false,
-        exclude: None,
-        missing: Vec::new(),
-    };
+    let spec = label.as_column();
+    let column_type = spec.column_type;
     let cell = json_cell(Some(value), &column_type)?;
     // The canonical text as the CSV path writes it (integers exactly, not through f64).
     let text = match (type_cell(&spec, None, cell)?, cell) {
