@@ -5,9 +5,7 @@ use std::io::Write;
 use crate::cli::ThresholdArgs;
 use crate::exit::Outcome;
 use crate::models::operating_point::Target;
-use crate::pipeline::threshold::{
-    ThresholdInput, default_output, false_alarms_per_day, move_threshold,
-};
+use crate::pipeline::threshold::{ThresholdInput, default_output, move_threshold};
 use crate::sweep::leaderboard;
 
 /// Moves the cut, writes the new model file and prints the point before and after.
@@ -38,15 +36,12 @@ pub async fn run(args: ThresholdArgs, out: &mut dyn Write) -> anyhow::Result<Out
         writeln!(out, "  held out:    not scored: {why}")?;
     }
     if let Some(flows) = args.flows_per_day {
-        let (rates, basis) = match &moved.after.held_out {
-            Some(r) => (r, "held-out"),
-            None => (&moved.after.out_of_fold, "out-of-fold"),
-        };
-        let (expected, upper) = false_alarms_per_day(flows, rates);
+        let alarms = moved.false_alarms_per_day(flows);
         writeln!(
             out,
-            "  at {flows} flows a day: about {expected:.0} false alarms a day if nearly all flows \
-             are normal ({basis} FPR; 95% upper bound {upper:.0})"
+            "  at {flows} flows a day: about {:.0} false alarms a day if nearly all flows \
+             are normal ({} FPR; 95% upper bound {:.0})",
+            alarms.expected, alarms.basis, alarms.upper_95
         )?;
     }
     writeln!(

@@ -122,12 +122,34 @@ async fn held_out(
     Ok((Rates::at(&truth, &scores, threshold), metrics))
 }
 
-/// Alerts a day at `flows_per_day` flows for a detector with `rates`: false alarms if every
-/// flow were normal (`flows × FPR`, the base-rate view: attacks are rare), with the 95 %
-/// upper bound when the rates are held-out counts.
-pub fn false_alarms_per_day(flows_per_day: u64, rates: &Rates) -> (f64, f64) {
-    let flows = flows_per_day as f64;
-    (flows * rates.fpr(), flows * rates.fpr_upper_95())
+/// False alarms a day at a flow rate, if nearly every flow is normal (the base-rate view:
+/// attacks are rare): `flows × FPR`, with the 95 % upper bound.
+#[derive(Debug, Clone, Copy)]
+pub struct FalseAlarms {
+    /// Expected false alarms a day.
+    pub expected: f64,
+    /// The 95 % Clopper-Pearson upper bound.
+    pub upper_95: f64,
+    /// Which rates they come from: `held-out` when the holdout was scored, else
+    /// `out-of-fold`.
+    pub basis: &'static str,
+}
+
+impl ThresholdOutcome {
+    /// False alarms a day at `flows_per_day` flows at the new cut, from its held-out rates
+    /// when there are some, else from the out-of-fold ones.
+    pub fn false_alarms_per_day(&self, flows_per_day: u64) -> FalseAlarms {
+        let (rates, basis) = match &self.after.held_out {
+            Some(r) => (r, "held-out"),
+            None => (&self.after.out_of_fold, "out-of-fold"),
+        };
+        let flows = flows_per_day as f64;
+        FalseAlarms {
+            expected: flows * rates.fpr(),
+            upper_95: flows * rates.fpr_upper_95(),
+            basis,
+        }
+    }
 }
 
 /// The default output path: `<stem>.cut.json` beside the input.
