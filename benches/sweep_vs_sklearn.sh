@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE="${NETSEC_CACHE:-$HOME/.cache/netsec-ci}"
 DATA="${NETSEC_PHISHING_CSV:-../shared/data/phishing.csv}"
-VENV="$CACHE/sklearn-venv"
+VENV="$CACHE/bench-venv"
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q scikit-learn pandas
