@@ -21,6 +21,7 @@ mod experiment_cli;
 mod flags_cli;
 mod harden_cli;
 mod mirror_cli;
+mod missing_parity;
 mod mlflow_client;
 mod mongo_cli;
 mod multiclass_parity;
