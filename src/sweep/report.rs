@@ -9,7 +9,7 @@ use super::plan::Rung;
 use super::record::TrialRecord;
 use super::store::SweepStatus;
 use crate::config::grid::SelectMetric;
-use crate::data::schema::ClassNames;
+use crate::data::schema::{ClassNames, Schema};
 use crate::data::split::SplitSpec;
 use crate::data::validate::ValidationReport;
 
@@ -28,6 +28,12 @@ pub struct SweepStarted<'a> {
     pub data_fingerprint: &'a str,
     /// Hash of the schema.
     pub schema_hash: &'a str,
+    /// The schema the rows were read with.
+    pub schema: &'a Schema,
+    /// Rows in the training part (a halving rung's subset when there is one).
+    pub train_rows: usize,
+    /// Rows in the test part.
+    pub test_rows: usize,
     /// Ranking metric.
     pub select_metric: SelectMetric,
     /// The train/test split.

@@ -224,6 +224,7 @@ fn model_artifact(run: &TrialRun, mv: &AliasMove<'_>) -> anyhow::Result<(String,
         }],
         status: None,
         end_ms: None,
+        inputs: Vec::new(),
     };
     Ok((key, record))
 }

@@ -15,6 +15,7 @@ mod client;
 pub mod collect;
 mod config;
 mod error;
+pub mod inputs;
 pub mod keys;
 mod links;
 pub mod mirror;
@@ -39,6 +40,6 @@ pub use retry::RetryPolicy;
 pub use send::{DrainReport, Sender};
 pub use tracker::{MlflowTracker, TrackerOptions, TrackingReport};
 pub use types::{
-    AliasTarget, Experiment, ExperimentHandle, FileInfo, Metric, ModelVersion, Param,
-    RegisteredModel, Run, RunData, RunInfo, RunStatus, RunsPage, Tag,
+    AliasTarget, Dataset, Experiment, ExperimentHandle, FileInfo, Metric, ModelVersion, Param,
+    RegisteredModel, Run, RunData, RunDataset, RunInfo, RunInputs, RunStatus, RunsPage, Tag,
 };

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::sqlite::SqlitePool;
 
+use super::inputs::DatasetInput;
 use super::record::RegistryRecord;
 use super::types::{Metric, Param, RunStatus, Tag};
 use crate::shared::now_ms;
@@ -137,6 +138,9 @@ pub struct RunRecord {
     /// End time to set with a terminal status.
     #[serde(default)]
     pub end_ms: Option<i64>,
+    /// Data sets the run used, logged as MLflow dataset inputs (absent in older records).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<DatasetInput>,
 }
 
 /// A record to add.
@@ -492,6 +496,7 @@ impl Outbox {
                 artifacts: Vec::new(),
                 status: Some(RunStatus::Killed),
                 end_ms: Some(now_ms()),
+                inputs: Vec::new(),
                 ..open
             };
             self.push(&NewRecord {

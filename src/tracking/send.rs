@@ -20,6 +20,7 @@ use super::batch::LogBatch;
 use super::client::{MlflowClient, RunSpec};
 use super::error::TrackingError;
 use super::error::registry_unavailable;
+use super::inputs::{inputs_unsupported, warn_unsupported};
 use super::outbox::{Entry, KnownRun, Outbox, OutboxError, Record, RecordKind, RunRecord};
 use super::record::{Mirrored, RegistryRecord, SHA256_TAG, VERSION_TAG};
 use super::types::{ModelVersion, RunInfo, RunStatus, Tag};
@@ -298,6 +299,12 @@ impl Sender {
         };
         if !batch.is_empty() {
             self.client.log_batch(&run.run_id, batch).await?;
+        }
+        if !record.inputs.is_empty() {
+            match self.client.log_inputs(&run.run_id, &record.inputs).await {
+                Err(err) if inputs_unsupported(&err) => warn_unsupported(&err),
+                done => done?,
+            }
         }
         if !record.artifacts.is_empty() {
             let info = RunInfo {

@@ -25,6 +25,7 @@ use tokio::task::JoinHandle;
 
 use super::charts::{class_confusion_png, confusion_matrix_png, roc_curve_png};
 use super::client::{MlflowClient, system_tags};
+use super::inputs::{DatasetInput, SweepData};
 use super::keys::metric_key;
 use super::outbox::{ArtifactFile, NewRecord, Outbox, OutboxError, RecordKind, RunRecord};
 use super::send::Sender;
@@ -86,6 +87,8 @@ struct State {
     metric: Option<SelectMetric>,
     /// The halving rung of the sweep, logged with each trial.
     rung: Option<Rung>,
+    /// The sweep's training and test parts, logged as each trial's dataset inputs.
+    inputs: Vec<DatasetInput>,
 }
 
 /// A record waiting for the writer task.
@@ -323,6 +326,13 @@ impl SweepReporter for MlflowTracker {
             state.context_tags = context.clone();
             state.metric = Some(sweep.select_metric);
             state.rung = sweep.rung;
+            state.inputs = DatasetInput::sweep_parts(&SweepData {
+                source: sweep.data_source,
+                fingerprint: sweep.data_fingerprint,
+                schema: sweep.schema,
+                train_rows: sweep.train_rows,
+                test_rows: sweep.test_rows,
+            });
         }
         let split = sweep.split;
         let mut params = vec![
@@ -362,18 +372,24 @@ impl SweepReporter for MlflowTracker {
             artifacts: Vec::new(),
             status: Some(RunStatus::Running),
             end_ms: None,
+            inputs: Vec::new(),
         };
         self.push(RecordKind::OpenSweep, None, record);
     }
 
     fn trial_finished(&self, record: &TrialRecord) {
-        let (name, context, rung) = {
+        let (name, context, rung, inputs) = {
             let state = lock(&self.state);
             let shown = state
                 .grid_keys
                 .get(&record.algorithm)
                 .map_or(&[][..], |k| k);
-            (record.label(shown), state.context_tags.clone(), state.rung)
+            (
+                record.label(shown),
+                state.context_tags.clone(),
+                state.rung,
+                state.inputs.clone(),
+            )
         };
         let keys = RunKeys {
             run: self.child_key(&record.key),
@@ -382,6 +398,7 @@ impl SweepReporter for MlflowTracker {
         };
         let mut run = trial_run(record, name, context, keys);
         run.params.extend(rung.iter().flat_map(rung_params));
+        run.inputs = inputs;
         let dedup = run.run_key.clone();
         self.push(RecordKind::Trial, Some(dedup), run);
     }
@@ -496,6 +513,7 @@ impl SweepReporter for MlflowTracker {
                     artifacts: best_files,
                     status: None,
                     end_ms: None,
+                    inputs: Vec::new(),
                 };
                 self.push(
                     RecordKind::Artifacts,
@@ -523,6 +541,7 @@ impl SweepReporter for MlflowTracker {
             artifacts,
             status: Some(status),
             end_ms: Some(ts),
+            inputs: Vec::new(),
         };
         self.push(RecordKind::CloseSweep, None, record);
     }
@@ -609,6 +628,7 @@ fn trial_run(record: &TrialRecord, name: String, mut tags: Vec<Tag>, keys: RunKe
             TrialStatus::Failed => RunStatus::Failed,
         }),
         end_ms: Some(ts),
+        inputs: Vec::new(),
     }
 }
 

@@ -180,6 +180,58 @@ pub struct Run {
     /// Params, latest metric values and tags.
     #[serde(default)]
     pub data: RunData,
+    /// The data sets the run used.
+    #[serde(default)]
+    pub inputs: RunInputs,
+}
+
+/// What a run used, as the server reports it.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct RunInputs {
+    /// Its dataset inputs.
+    #[serde(default)]
+    pub dataset_inputs: Vec<RunDataset>,
+}
+
+/// One dataset input of a run: the dataset and the input's tags (`mlflow.data.context`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct RunDataset {
+    /// Tags of the input.
+    #[serde(default)]
+    pub tags: Vec<Tag>,
+    /// The dataset.
+    pub dataset: Dataset,
+}
+
+impl RunDataset {
+    /// The value of the input's tag `key`, if set.
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags
+            .iter()
+            .find(|t| t.key == key)
+            .map(|t| t.value.as_str())
+    }
+}
+
+/// A dataset as MLflow keeps it (one per experiment, name and digest).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Dataset {
+    /// Name.
+    pub name: String,
+    /// Digest.
+    pub digest: String,
+    /// Source type (`local`, `s3`, `code`...).
+    #[serde(default)]
+    pub source_type: String,
+    /// Source JSON.
+    #[serde(default)]
+    pub source: String,
+    /// Schema JSON.
+    #[serde(default)]
+    pub schema: String,
+    /// Profile JSON.
+    #[serde(default)]
+    pub profile: String,
 }
 
 impl Run {

@@ -1,5 +1,5 @@
 //! "Exactly once" under injected faults, in front of a real MLflow server: answers lost
-//! after the server acted (create run, log-batch, update, artifact upload), a connection
+//! after the server acted (create run, log-batch, log-inputs, update, artifact upload), a connection
 //! cut mid-body, a burst of 503s. The faults come from the test proxy
 //! (`common/fault_proxy.rs`): a real server cannot be made to lose its own answer. Each test
 //! ends by reading MLflow back over its REST API and comparing with a sweep of the same grid
@@ -22,6 +22,8 @@ struct RunContent {
     params: BTreeMap<String, String>,
     metrics: BTreeMap<String, (f64, usize)>,
     artifacts: Vec<String>,
+    /// Dataset inputs: (name, digest, context).
+    inputs: Vec<(String, String, String)>,
 }
 
 async fn content(c: &MlflowClient, run: &Run) -> RunContent {
@@ -54,10 +56,25 @@ async fn content(c: &MlflowClient, run: &Run) -> RunContent {
         }
     }
     artifacts.sort();
+    let mut inputs: Vec<(String, String, String)> = run
+        .inputs
+        .dataset_inputs
+        .iter()
+        .map(|i| {
+            let context = i.tag("mlflow.data.context").unwrap_or_default();
+            (
+                i.dataset.name.clone(),
+                i.dataset.digest.clone(),
+                context.to_owned(),
+            )
+        })
+        .collect();
+    inputs.sort();
     RunContent {
         params,
         metrics,
         artifacts,
+        inputs,
     }
 }
 
@@ -106,6 +123,7 @@ async fn lost_answers_cut_bodies_and_503_bursts(guard: Option<Guard>) {
             Rule::mlflow("runs/log-batch", Fault::CutBody(40)).calls(3..=3),
             Rule::mlflow("runs/log-batch", Fault::Status(503)).calls(5..=7),
             Rule::mlflow("runs/update", Fault::LoseResponse).calls(1..=2),
+            Rule::mlflow("runs/log-inputs", Fault::LoseResponse).calls(1..=1),
             Rule::new(
                 |line| line.starts_with("PUT ") && line.contains("/mlflow-artifacts/artifacts/"),
                 Fault::LoseResponse,
@@ -116,7 +134,7 @@ async fn lost_answers_cut_bodies_and_503_bursts(guard: Option<Guard>) {
     let faulty = Sweep::new("exactly", 900, SMALL).without_guard(guard);
     let (run, summary) = tokio::task::block_in_place(|| faulty.run(Some(&proxy.endpoint)));
     let run = run.expect_code(0);
-    assert_eq!(proxy.faults(), 10, "every fault was injected");
+    assert_eq!(proxy.faults(), 11, "every fault was injected");
     assert_eq!(summary["tracking"]["pending"], 0, "{}", run.stderr);
 
     assert_complete(&c, &faulty.experiment, 3, RunStatus::Finished).await;
@@ -129,6 +147,8 @@ async fn lost_answers_cut_bodies_and_503_bursts(guard: Option<Guard>) {
         for (metric, (_, history)) in &trial.metrics {
             assert_eq!(*history, 1, "{key}: {metric} logged once");
         }
+        let contexts: Vec<&str> = trial.inputs.iter().map(|i| i.2.as_str()).collect();
+        assert_eq!(contexts, ["test", "train"], "{key}: one input of each part");
     }
 }
 

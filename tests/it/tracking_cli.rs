@@ -259,6 +259,32 @@ async fn sweep_logs_everything_and_a_rerun_adds_no_runs() {
         }
         assert_eq!(child.tag("netsec.data_fingerprint"), Some(fingerprint));
         assert!(child.tag(system_tags::GIT_COMMIT).is_some());
+
+        // Its dataset inputs: the training part (899 of 1,200 rows: the split rounds per
+        // class) and the test part, by
+        // context, with the digest MLflow keeps and the whole fingerprint in a tag.
+        let inputs = &child.inputs.dataset_inputs;
+        let mut seen: Vec<(&str, &str, &str)> = inputs
+            .iter()
+            .map(|i| {
+                assert_eq!(i.dataset.digest, fingerprint[..32]);
+                assert_eq!(i.tag("netsec.data_fingerprint"), Some(fingerprint));
+                assert_eq!(i.dataset.source_type, "code");
+                assert!(i.dataset.schema.contains("mlflow_colspec"));
+                let context = i.tag("mlflow.data.context").unwrap();
+                (i.dataset.name.as_str(), context, i.dataset.profile.as_str())
+            })
+            .collect();
+        seen.sort();
+        assert_eq!(
+            seen,
+            [
+                ("phishing-test", "test", r#"{"num_rows":301}"#),
+                ("phishing-train", "train", r#"{"num_rows":899}"#),
+            ],
+            "{}",
+            child.info.run_name
+        );
     }
 
     // The best trial's run holds the model file and the two plots, as real PNGs.
