@@ -64,20 +64,20 @@ fn check_early_stopping_rows(
 ) -> Result<(), crate::config::grid::GridError> {
     let search = grid.search();
     let mut row_sets = vec![train.clone()];
-    if let (Strategy::Halving, Some(rows)) = (search.strategy, search.min_rows) {
-        if rows < train.len() {
-            let rung = sweep::plan::Rung {
-                index: 0,
-                rows,
-                seed: search.seed,
-            };
-            row_sets.push(sweep::halving::subset(
-                &data.class_ids,
-                &train,
-                rung,
-                grid.cv.folds,
-            ));
-        }
+    if let (Strategy::Halving, Some(rows)) = (search.strategy, search.min_rows)
+        && rows < train.len()
+    {
+        let rung = sweep::plan::Rung {
+            index: 0,
+            rows,
+            seed: search.seed,
+        };
+        row_sets.push(sweep::halving::subset(
+            &data.class_ids,
+            &train,
+            rung,
+            grid.cv.folds,
+        ));
     }
     for rows in row_sets {
         let folds = crate::data::split::stratified_kfold_ids(
