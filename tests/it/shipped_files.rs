@@ -47,8 +47,9 @@ fn every_shipped_config_file_parses_and_names_files_that_exist() {
         grids += 1;
     }
     assert_eq!(
-        grids, 6,
-        "experiments/: phishing, phishing-halving, phishing-random, intrusion, nsl-kdd, quick"
+        grids, 7,
+        "experiments/: phishing, phishing-halving, phishing-random, phishing-early, intrusion, \
+         nsl-kdd, quick"
     );
 
     for path in yaml_files("data_schema") {
