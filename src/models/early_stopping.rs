@@ -397,8 +397,9 @@ mod tests {
     }
 
     /// Mean −ln P(true class) of `x` under the first `k` rounds, for every `k`, from the
-    /// model's probabilities (not from the raw scores the monitor keeps).
-    fn staged_losses(model: &FittedModel, x: &Array2<f64>, y: &[u32]) -> Vec<f64> {
+    /// model's probabilities (not from the raw scores the monitor keeps), each row weighing
+    /// its class's `weights`.
+    fn staged_losses(model: &FittedModel, x: &Array2<f64>, y: &[u32], weights: &[f64]) -> Vec<f64> {
         let stages: Vec<usize> = (1..=model.n_stages().unwrap()).collect();
         model
             .staged_predict_proba(x.view(), &stages)
@@ -408,9 +409,9 @@ mod tests {
                 let total: f64 = y
                     .iter()
                     .enumerate()
-                    .map(|(i, &c)| -p[[i, c as usize]].ln())
+                    .map(|(i, &c)| -weights[c as usize] * p[[i, c as usize]].ln())
                     .sum();
-                total / y.len() as f64
+                total / y.iter().map(|&c| weights[c as usize]).sum::<f64>()
             })
             .collect()
     }
@@ -421,7 +422,23 @@ mod tests {
     /// round whose loss + tol is not below the worst of the `n` before it); and the stop is
     /// at most `n` rounds after the best round.
     fn check_stop(x: &Array2<f64>, y: &[u32], k: usize, n: usize, tol: f64) -> usize {
-        let p = overfitting(300, n as i64, tol);
+        check_weighted_stop(x, y, k, n, tol, &vec![1.0; k])
+    }
+
+    /// [`check_stop`] with class weights (a `class_weight` map by class id).
+    fn check_weighted_stop(
+        x: &Array2<f64>,
+        y: &[u32],
+        k: usize,
+        n: usize,
+        tol: f64,
+        weights: &[f64],
+    ) -> usize {
+        let mut p = overfitting(300, n as i64, tol);
+        if weights.iter().any(|&w| w != 1.0) {
+            let map = weights.iter().enumerate().map(|(c, &w)| (c.to_string(), w));
+            p.insert("class_weight".into(), ParamValue::Map(map.collect()));
+        }
         let stopped = GradientBoosting.fit(&p, x.view(), y, k, 9).unwrap();
         let used = stopped.n_stages().unwrap();
         let labels = Labels {
@@ -452,7 +469,7 @@ mod tests {
             stopped,
             "a prefix of the plain fit"
         );
-        let losses = staged_losses(&full, &x_val, &y_val);
+        let losses = staged_losses(&full, &x_val, &y_val, weights);
         let expected = (0..losses.len())
             .find(|&i| {
                 let worst = (i.saturating_sub(n)..i).map(|j| losses[j]).fold(
@@ -486,6 +503,18 @@ mod tests {
         // with a tolerance the fit stops no later
         assert!(check_stop(&x, &y, 2, 5, 1e-3) <= used);
         assert!(check_stop(&x, &y, 2, 2, 0.0) <= used);
+    }
+
+    #[test]
+    fn class_weights_weigh_the_validation_loss() {
+        let (x, y) = toy(800, 6, 4);
+        let y = ids(&y);
+        let plain = check_stop(&x, &y, 2, 5, 0.0);
+        let weighted = check_weighted_stop(&x, &y, 2, 5, 0.0, &[1.0, 4.0]);
+        assert_ne!(
+            plain, weighted,
+            "the weights change the losses and the stop"
+        );
     }
 
     #[test]
