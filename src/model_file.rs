@@ -127,6 +127,10 @@ pub struct ModelFile {
     /// kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub typical_values: Option<Vec<TypicalValue>>,
+    /// The boosting rounds the model kept when early stopping (`n_iter_no_change`) was on;
+    /// absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n_estimators_used: Option<usize>,
     /// The fitted model.
     pub model: FittedModel,
 }

@@ -41,6 +41,7 @@ use serde::{Deserialize, Serialize};
 use crate::models::binning::BinnedMatrix;
 use crate::models::class_weight;
 use crate::models::decision_tree::{MIN_SAMPLES_LEAF, MIN_SAMPLES_SPLIT};
+use crate::models::early_stopping::{self, Monitor};
 use crate::models::params::{CLASS_WEIGHT, Reader};
 use crate::models::random_forest::n_estimators;
 use crate::models::tree::{self, GrowOptions, LeafRange, Stats, Target, Tree};
@@ -83,6 +84,9 @@ const SPECS: &[ParamSpec] = &[
     MIN_SAMPLES_SPLIT,
     MIN_SAMPLES_LEAF,
     CLASS_WEIGHT,
+    early_stopping::N_ITER_NO_CHANGE,
+    early_stopping::VALIDATION_FRACTION,
+    early_stopping::TOL,
 ];
 
 /// The `gradient_boosting` algorithm.
@@ -451,6 +455,15 @@ impl Algorithm for GradientBoosting {
             min_samples_leaf: r.usize("min_samples_leaf")?,
             max_features: x.ncols(),
         };
+        let class_weights = class_weight::resolve(r, labels)?;
+        // Early stopping boosts on the rows it does not set aside for validation.
+        let (kept, mut monitor) =
+            early_stopping::set_aside(r, x, labels, class_weights.as_deref(), seed)?;
+        let x = match &kept {
+            Some(k) => k.x.view(),
+            None => x.view(),
+        };
+        let labels = &kept.as_ref().map_or(*labels, |k| k.labels(labels));
         let n = x.nrows();
         let xs = x.as_standard_layout();
         let mut grower = Grower {
@@ -461,13 +474,21 @@ impl Algorithm for GradientBoosting {
             leaves: Vec::new(),
         };
         let n_inbag = ((subsample * n as f64) as usize).clamp(1, n);
-        let class_weights = class_weight::resolve(r, labels)?;
         let fitted = if labels.is_binary() {
             let w = class_weights
                 .as_ref()
                 .map(|cw| class_weight::per_row(cw, labels.ids));
             let y = labels.attack_bits();
-            fit_binary(&mut grower, &y, w.as_deref(), rounds, n_inbag, seed)
+            let monitor = monitor.as_mut();
+            fit_binary(
+                &mut grower,
+                &y,
+                w.as_deref(),
+                rounds,
+                n_inbag,
+                seed,
+                monitor,
+            )
         } else {
             fit_multinomial(
                 &mut grower,
@@ -476,6 +497,7 @@ impl Algorithm for GradientBoosting {
                 rounds,
                 n_inbag,
                 seed,
+                monitor.as_mut(),
             )
         };
         Ok(FittedModel::GradientBoosting(fitted))
@@ -490,6 +512,7 @@ fn fit_binary(
     rounds: usize,
     n_inbag: usize,
     seed: u64,
+    mut monitor: Option<&mut Monitor>,
 ) -> Fitted {
     let n = y.len();
     let pos = match w {
@@ -500,6 +523,9 @@ fn fit_binary(
         }
     };
     let init = (pos / (1.0 - pos)).ln();
+    if let Some(monitor) = monitor.as_deref_mut() {
+        monitor.start(&[init]);
+    }
     let mut raw = vec![init; n];
     let mut grad = vec![0.0; n];
     let mut hess = vec![0.0; n];
@@ -524,6 +550,12 @@ fn fit_binary(
             &mut rng,
             &mut raw,
         ));
+        if monitor
+            .as_deref_mut()
+            .is_some_and(|v| v.stops_after(&trees[m..]))
+        {
+            break;
+        }
     }
     Fitted {
         n_features: g.data.n_features,
@@ -542,10 +574,14 @@ fn fit_multinomial(
     rounds: usize,
     n_inbag: usize,
     seed: u64,
+    mut monitor: Option<&mut Monitor>,
 ) -> Fitted {
     let (ids, k) = (labels.ids, labels.n_classes);
     let n = ids.len();
     let class_init = class_init(ids, k, class_weights);
+    if let Some(monitor) = monitor.as_deref_mut() {
+        monitor.start(&class_init);
+    }
     let w = class_weights.map(|cw| class_weight::per_row(cw, ids));
     let mut raw: Vec<Vec<f64>> = class_init.iter().map(|&r| vec![r; n]).collect();
     let mut grad = vec![vec![0.0; n]; k];
@@ -586,6 +622,12 @@ fn fit_multinomial(
                 &mut rng,
                 &mut raw[c],
             ));
+        }
+        if monitor
+            .as_deref_mut()
+            .is_some_and(|v| v.stops_after(&trees[m * k..]))
+        {
+            break;
         }
     }
     Fitted {

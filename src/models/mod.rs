@@ -31,6 +31,7 @@ pub mod adaboost;
 pub(crate) mod binning;
 pub mod class_weight;
 pub mod decision_tree;
+pub mod early_stopping;
 pub mod gradient_boosting;
 pub mod logistic_regression;
 pub mod metrics;
@@ -315,6 +316,19 @@ pub enum ModelError {
         /// What limit was hit and what to do.
         message: String,
     },
+    /// Early stopping cannot set a validation part aside: a class has too few rows.
+    #[error(
+        "early stopping (n_iter_no_change) sets aside a validation part (validation_fraction) \
+         with at least one row of every class and keeps one for boosting, so each class needs \
+         {min} rows; class `{class}` has {rows} in the rows of this fit",
+        min = early_stopping::MIN_CLASS_ROWS
+    )]
+    ValidationSplit {
+        /// The class with too few rows.
+        class: String,
+        /// Its rows.
+        rows: usize,
+    },
     /// The underlying solver failed.
     #[error("{algorithm} failed to fit: {message}")]
     Solver {
@@ -326,7 +340,8 @@ pub enum ModelError {
 }
 
 impl ModelError {
-    /// The process exit code: bad input for rows with the wrong number of features, else a runtime failure (a fit that failed on data that passed validation).
+    /// The process exit code: bad input for rows with the wrong number of features or too few
+    /// rows of a class for early stopping, else a runtime failure (a fit that failed on data that passed validation).
     pub fn exit_code(&self) -> u8 {
         match self {
             ModelError::Param(_) => crate::exit::RUNTIME_FAILURE,
@@ -338,6 +353,7 @@ impl ModelError {
             ModelError::FeatureCount { .. } => crate::exit::BAD_INPUT,
             ModelError::Stages { .. } => crate::exit::RUNTIME_FAILURE,
             ModelError::TooLarge { .. } => crate::exit::RUNTIME_FAILURE,
+            ModelError::ValidationSplit { .. } => crate::exit::BAD_INPUT,
             ModelError::Solver { .. } => crate::exit::RUNTIME_FAILURE,
         }
     }

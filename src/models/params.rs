@@ -84,6 +84,18 @@ pub enum ParamKind {
         /// Inclusive upper bound.
         max: f64,
     },
+    /// A number between `min` and `max`, each end open or closed (integers are accepted and
+    /// converted): `validation_fraction` in `(0, 1)`, `tol >= 0`.
+    Interval {
+        /// Lower end.
+        min: f64,
+        /// Whether `min` itself is accepted.
+        min_closed: bool,
+        /// Upper end (infinite: no upper end).
+        max: f64,
+        /// Whether `max` itself is accepted.
+        max_closed: bool,
+    },
     /// One of a fixed set of strings.
     Choice(&'static [&'static str]),
     /// Any of several kinds, tried in order, e.g. `null | int >= 1`.
@@ -106,6 +118,22 @@ impl ParamKind {
                 let x = *i as f64;
                 *above < x && x <= *max
             }
+            (kind @ ParamKind::Interval { .. }, ParamValue::Int(i)) => {
+                kind.accepts(&ParamValue::Float(*i as f64))
+            }
+            (
+                ParamKind::Interval {
+                    min,
+                    min_closed,
+                    max,
+                    max_closed,
+                },
+                ParamValue::Float(x),
+            ) => {
+                let above = if *min_closed { x >= min } else { x > min };
+                let below = if *max_closed { x <= max } else { x < max };
+                x.is_finite() && above && below
+            }
             (ParamKind::Choice(cs), ParamValue::Str(s)) => cs.contains(&s.as_ref()),
             (ParamKind::OneOf(kinds), v) => kinds.iter().any(|k| k.accepts(v)),
             (ParamKind::ClassWeights, ParamValue::Map(m)) => {
@@ -127,6 +155,21 @@ impl fmt::Display for ParamKind {
                 write!(f, "a number > {above}")
             }
             ParamKind::Float { above, max } => write!(f, "a number in ({above}, {max}]"),
+            ParamKind::Interval {
+                min,
+                min_closed,
+                max,
+                max_closed,
+            } => match (max.is_infinite(), *min_closed) {
+                (true, true) => write!(f, "a number >= {min}"),
+                (true, false) => write!(f, "a number > {min}"),
+                (false, _) => write!(
+                    f,
+                    "a number in {}{min}, {max}{}",
+                    if *min_closed { '[' } else { '(' },
+                    if *max_closed { ']' } else { ')' }
+                ),
+            },
             ParamKind::Choice(cs) => {
                 let quoted: Vec<String> = cs.iter().map(|c| format!("{c:?}")).collect();
                 write!(f, "one of {}", quoted.join(", "))

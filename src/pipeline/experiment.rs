@@ -52,6 +52,45 @@ pub struct ExperimentOutcome {
     pub tracking: Option<TrackingReport>,
 }
 
+/// Early stopping on rows too small to set a validation part aside stops here, before the
+/// run store is touched: checked on the training part and its folds, and for a halving
+/// search on its first (smallest) rung's rows too.
+fn check_early_stopping_rows(
+    grid: &GridFile,
+    path: &std::path::Path,
+    candidates: &[sweep::plan::Candidate],
+    data: &crate::data::Dataset,
+    train: Vec<usize>,
+) -> Result<(), crate::config::grid::GridError> {
+    let search = grid.search();
+    let mut row_sets = vec![train.clone()];
+    if let (Strategy::Halving, Some(rows)) = (search.strategy, search.min_rows)
+        && rows < train.len()
+    {
+        let rung = sweep::plan::Rung {
+            index: 0,
+            rows,
+            seed: search.seed,
+        };
+        row_sets.push(sweep::halving::subset(
+            &data.class_ids,
+            &train,
+            rung,
+            grid.cv.folds,
+        ));
+    }
+    for rows in row_sets {
+        let folds = crate::data::split::stratified_kfold_ids(
+            &data.class_ids,
+            &rows,
+            grid.cv.folds,
+            grid.split.seed,
+        );
+        sweep::run::check_early_stopping(grid, path, candidates, data, &rows, &folds)?;
+    }
+    Ok(())
+}
+
 /// Runs the sweep of a grid file; trials already in the run store are reused. An
 /// interrupted sweep (cancelled through `cancel`) is an error telling to run again, after
 /// its results and its tracking records were kept.
@@ -82,6 +121,7 @@ pub async fn run(
         let split = crate::data::split::train_test_split(&data, &grid.split);
         sweep::run::check_operating_point(&grid, &input.grid, &data, &split.train)?;
         sweep::run::check_svm_rows(&grid, &input.grid, split.train.len())?;
+        check_early_stopping_rows(&grid, &input.grid, &candidates, &data, split.train)?;
     }
 
     // A halving search that cannot run on this data stops here too.

@@ -339,6 +339,7 @@ mod tests {
             data_fingerprint: "fp".into(),
             finished_at_ms: 0,
             operating_point: None,
+            n_estimators_used: None,
         }
     }
 

@@ -16,7 +16,7 @@ use crate::models::metrics::MeanStd;
 use crate::models::metrics::Metrics;
 use crate::models::metrics::THRESHOLD;
 use crate::models::operating_point::{Choice, OperatingPoint, Rates, Roc, Target};
-use crate::models::{FittedModel, ModelError};
+use crate::models::{FittedModel, ModelError, early_stopping};
 use crate::shared::{Classes, now_ms};
 
 /// Training and test matrices of one sweep, materialized once and shared by all trials.
@@ -186,6 +186,7 @@ impl Executor {
             data_fingerprint: self.fingerprint.clone(),
             finished_at_ms: now_ms(),
             operating_point: None,
+            n_estimators_used: None,
         };
         fill(&mut record);
         record
@@ -281,6 +282,9 @@ impl Executor {
                     r.fit_seconds = fit_seconds;
                     r.predict_seconds = predict_seconds;
                     r.operating_point = operating_point;
+                    r.n_estimators_used = early_stopping::enabled(&candidates[i].params)
+                        .then(|| member.n_stages())
+                        .flatten();
                 }),
             );
         }

@@ -19,7 +19,8 @@ pub struct Leaderboard<'a> {
 
 /// Prints the top `top` rows: the ranking metric, attack-level F1, macro-F1 and the recall
 /// of the class the model finds hardest (on imbalanced data accuracy hides it), all on the
-/// held-out rows except the ranking metric.
+/// held-out rows except the ranking metric. A trial with early stopping shows the rounds its
+/// model kept (`rounds=N`) after its label.
 pub fn print(out: &mut dyn Write, board: &Leaderboard<'_>, top: usize) -> std::io::Result<()> {
     let metric = board.metric.name();
     writeln!(
@@ -42,10 +43,16 @@ pub fn print(out: &mut dyn Write, board: &Leaderboard<'_>, top: usize) -> std::i
             .cloned()
             .unwrap_or_default();
         let mut label = r.label(&shown);
-        if label.len() > 52 {
-            label.truncate(51);
+        // The rounds early stopping kept stay visible however long the label is.
+        let rounds = r
+            .n_estimators_used
+            .map(|n| format!(" rounds={n}"))
+            .unwrap_or_default();
+        if label.len() + rounds.len() > 52 {
+            label.truncate(51 - rounds.len());
             label.push('~');
         }
+        label.push_str(&rounds);
         match (r.status, &r.test, r.cv.get(metric)) {
             (TrialStatus::Finished, Some(test), Some(cv)) => {
                 let classes = test.classes.as_ref();
@@ -175,6 +182,13 @@ pub fn compare(out: &mut dyn Write, records: &[TrialRecord]) -> io::Result<()> {
             })
             .collect();
         row(out, &format!("test recall {class}"), cells)?;
+    }
+    if records.iter().any(|r| r.n_estimators_used.is_some()) {
+        let cells = records
+            .iter()
+            .map(|r| r.n_estimators_used.map_or("-".into(), |n| n.to_string()))
+            .collect();
+        row(out, "rounds used", cells)?;
     }
     row(
         out,

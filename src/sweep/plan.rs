@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use super::search::draw_points;
 use crate::config::grid::{Distribution, GridError, GridFile, ModelGrid};
 use crate::data::split::SplitSpec;
+use crate::models::early_stopping;
 use crate::models::operating_point::Target;
 use crate::models::params::CLASS_WEIGHT;
 use crate::models::{Algorithm, ParamError, ParamKind, ParamValue, Params, algorithm, algorithms};
@@ -159,7 +160,7 @@ fn distributions(
 /// Whether a parameter of `kind` takes fractional numbers (`fractional`) or integers.
 fn takes(kind: &ParamKind, fractional: bool) -> bool {
     match kind {
-        ParamKind::Float { .. } => true,
+        ParamKind::Float { .. } | ParamKind::Interval { .. } => true,
         ParamKind::Int { .. } => !fractional,
         ParamKind::OneOf(kinds) => kinds.iter().any(|k| takes(k, fractional)),
         ParamKind::Null | ParamKind::Bool | ParamKind::Choice(_) | ParamKind::ClassWeights => false,
@@ -277,8 +278,9 @@ const KEY_VERSION: u32 = 1;
 
 /// The deterministic key of a trial: 20 hex digits of a sha256 over the algorithm, the
 /// complete parameters, the data fingerprint, the split, the folds and the seed. A null
-/// `class_weight` (the default) is left out of the key input, so the trials of grid files
-/// written before class weights existed keep their keys and their stored results.
+/// `class_weight` (the default) and early-stopping parameters at their defaults are left out
+/// of the key input, so the trials of grid files written before these parameters existed keep
+/// their keys and their stored results.
 pub fn trial_key(candidate: &Candidate, context: &KeyContext<'_>) -> String {
     #[derive(Serialize)]
     struct KeyInput<'a> {
@@ -290,6 +292,14 @@ pub fn trial_key(candidate: &Candidate, context: &KeyContext<'_>) -> String {
     let mut params = Cow::Borrowed(&candidate.params);
     if params.get(CLASS_WEIGHT.name) == Some(&ParamValue::Null) {
         params.to_mut().remove(CLASS_WEIGHT.name);
+    }
+    let defaults: Vec<String> = params
+        .iter()
+        .filter(|(key, value)| early_stopping::is_default(key, value))
+        .map(|(key, _)| key.clone())
+        .collect();
+    for key in defaults {
+        params.to_mut().remove(&key);
     }
     let input = KeyInput {
         version: KEY_VERSION,
@@ -605,6 +615,89 @@ mod tests {
         )
         .unwrap();
         assert_ne!(trial_key(&heavier[0], &ctx), keys[2]);
+    }
+
+    #[test]
+    fn bad_early_stopping_values_name_line_and_key() {
+        for (value, key, expect) in [
+            (
+                "n_iter_no_change: [0]",
+                "n_iter_no_change",
+                "null or an integer >= 1, got 0",
+            ),
+            (
+                "validation_fraction: [0]",
+                "validation_fraction",
+                "a number in (0, 1), got 0",
+            ),
+            (
+                "validation_fraction: [1.0]",
+                "validation_fraction",
+                "in (0, 1), got 1",
+            ),
+            (
+                "validation_fraction: [1.5]",
+                "validation_fraction",
+                "in (0, 1), got 1.5",
+            ),
+            ("tol: [-0.1]", "tol", "a number >= 0, got -0.1"),
+            ("tol: [fast]", "tol", ">= 0, got \"fast\""),
+        ] {
+            let err = grid(&format!(
+                "  - algorithm: gradient_boosting\n    grid:\n      n_estimators: [5]\n      {value}\n"
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(err.starts_with("g.yaml:7:"), "{value}: {err}");
+            assert!(
+                err.contains(&format!("models.gradient_boosting.grid.{key}"))
+                    && err.contains(expect),
+                "{value}: {err}"
+            );
+        }
+        let ok = grid(
+            "  - algorithm: gradient_boosting\n    grid: { n_iter_no_change: [1], validation_fraction: [0.5], tol: [0] }\n",
+        );
+        assert_eq!(ok.unwrap().len(), 1);
+    }
+
+    #[test]
+    fn early_stopping_enters_keys_only_when_set() {
+        let split = SplitSpec::default();
+        let ctx = KeyContext {
+            data_fingerprint: "a",
+            split: &split,
+            folds: 3,
+            label: None,
+            operating_point: None,
+            rung: None,
+        };
+        let c = grid(
+            "  - algorithm: gradient_boosting\n    grid: { n_estimators: [50], n_iter_no_change: [null, 5, 6], tol: [0.0001, 0.01] }\n",
+        )
+        .unwrap();
+        assert_eq!(c.len(), 6);
+        // off and at the defaults: the key of the parameters before early stopping existed
+        let mut before = c[0].clone();
+        for key in ["n_iter_no_change", "validation_fraction", "tol"] {
+            assert!(before.params.remove(key).is_some(), "{key}");
+        }
+        assert_eq!(trial_key(&c[0], &ctx), trial_key(&before, &ctx));
+        let keys: std::collections::BTreeSet<String> =
+            c.iter().map(|c| trial_key(c, &ctx)).collect();
+        assert_eq!(keys.len(), 6, "n_iter_no_change and tol both enter the key");
+        // a staged group shares one fit per early-stopping setting
+        let staged = grid(
+            "  - algorithm: gradient_boosting\n    grid: { n_estimators: [20, 50, 100], n_iter_no_change: [null, 5] }\n",
+        )
+        .unwrap();
+        let units = work_units(&staged);
+        assert_eq!(units.len(), 2);
+        assert!(
+            units
+                .iter()
+                .all(|u| u.stages == [Some(20), Some(50), Some(100)])
+        );
     }
 
     #[test]

@@ -61,6 +61,10 @@ pub struct TrialRecord {
     /// `None` without a target (the cut is 0.5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operating_point: Option<OperatingPoint>,
+    /// The boosting rounds the trial's model kept (its fit on the whole training part) when
+    /// early stopping (`n_iter_no_change`) is on; `None` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n_estimators_used: Option<usize>,
 }
 
 impl TrialRecord {

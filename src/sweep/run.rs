@@ -154,6 +154,14 @@ pub async fn run(
         grid.cv.folds,
         grid.split.seed,
     );
+    check_early_stopping(
+        grid,
+        input.grid_path,
+        input.candidates,
+        data,
+        &split.train,
+        &folds,
+    )?;
     let context = KeyContext {
         rung,
         ..KeyContext::for_grid(grid, &data.fingerprint)
@@ -501,6 +509,77 @@ pub fn check_svm_rows(
     }
 }
 
+/// Refuses, before anything is fitted or recorded, early stopping on rows where a class is
+/// too small to set a validation part aside: every fit of a trial (each cross-validation
+/// fold's training rows of `train`, whose validation positions are `folds`, and the whole of
+/// `train`) must hold [`crate::models::early_stopping::MIN_CLASS_ROWS`] rows of each class it
+/// has. The error points at the grid's `n_iter_no_change`.
+pub fn check_early_stopping(
+    grid: &GridFile,
+    grid_path: &Path,
+    candidates: &[Candidate],
+    data: &Dataset,
+    train: &[usize],
+    folds: &[Vec<usize>],
+) -> Result<(), GridError> {
+    use crate::models::early_stopping::{EarlyStopping, N_ITER_NO_CHANGE};
+    let k = data.classes.len();
+    let count = |positions: &mut dyn Iterator<Item = usize>| {
+        let mut counts = vec![0usize; k];
+        for p in positions {
+            counts[data.class_ids[train[p]] as usize] += 1;
+        }
+        counts
+    };
+    let whole = count(&mut (0..train.len()));
+    let mut fits: Vec<(String, Vec<usize>)> = vec![("the training part".into(), whole.clone())];
+    for (f, val) in folds.iter().enumerate() {
+        let held = count(&mut val.iter().copied());
+        let rows = whole.iter().zip(&held).map(|(w, h)| w - h).collect();
+        fits.push((format!("the training rows of cv fold {}", f + 1), rows));
+    }
+    for candidate in candidates {
+        let algorithm = candidate.algorithm.name();
+        let reader = crate::models::Reader {
+            algorithm,
+            params: &candidate.params,
+        };
+        let Ok(Some(stopping)) = EarlyStopping::from_params(&reader) else {
+            continue;
+        };
+        for (what, counts) in &fits {
+            let Err((class, rows)) = stopping.validation_counts(counts) else {
+                continue;
+            };
+            // Early stopping is off by default: some entry of the algorithm sets it.
+            let entries = grid
+                .models
+                .iter()
+                .filter(|m| m.algorithm.value == algorithm);
+            let mut spans = entries.filter_map(|m| m.grid.get(N_ITER_NO_CHANGE.name));
+            let message = format!(
+                "models.{algorithm}.grid.{}: early stopping sets aside a validation part \
+                 (validation_fraction {}) with a row of every class and boosts on the rest, so \
+                 each class needs {} rows; class `{}` has {rows} in {what}",
+                N_ITER_NO_CHANGE.name,
+                stopping.validation_fraction,
+                crate::models::early_stopping::MIN_CLASS_ROWS,
+                data.classes.names[class],
+            );
+            return Err(match spans.next() {
+                Some(span) => GridError::at(grid_path, span, message),
+                None => GridError::Invalid {
+                    path: grid_path.to_owned(),
+                    line: 1,
+                    column: 1,
+                    message,
+                },
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Per algorithm, the parameters the grid varies.
 fn grid_keys_by_algorithm(candidates: &[Candidate]) -> HashMap<String, Vec<String>> {
     candidates
@@ -612,6 +691,7 @@ pub fn model_file(
             .zip(roc)
             .map(|(point, roc)| ModelOperatingPoint { point, roc }),
         typical_values: Some(typical_values(schema, data, train)),
+        n_estimators_used: top.n_estimators_used,
         model,
     }
 }

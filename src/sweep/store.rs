@@ -180,7 +180,7 @@ impl RunStore {
         sqlx::query(
             "INSERT OR REPLACE INTO trials (key, experiment, algorithm, params, status, cv, test, \
              fit_seconds, predict_seconds, error, data_fingerprint, finished_at_ms, \
-             operating_point) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             operating_point, n_estimators_used) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&t.key)
         .bind(&t.experiment)
@@ -195,6 +195,7 @@ impl RunStore {
         .bind(&t.data_fingerprint)
         .bind(t.finished_at_ms)
         .bind(t.operating_point.as_ref().map(json))
+        .bind(t.n_estimators_used.map(|n| n as i64))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -398,6 +399,9 @@ fn decode_trial(row: &SqliteRow) -> Result<TrialRecord, StoreError> {
             Some(text) => Some(serde_json::from_str(&text).map_err(corrupt)?),
             None => None,
         },
+        n_estimators_used: row
+            .get::<Option<i64>, _>("n_estimators_used")
+            .and_then(|n| usize::try_from(n).ok()),
         key,
     })
 }

@@ -174,6 +174,10 @@ fn trial_from_run(run: &Run, experiment: &str) -> Option<TrialRecord> {
         operating_point: run
             .tag("netsec.operating_point")
             .and_then(|text| serde_json::from_str(text).ok()),
+        n_estimators_used: run
+            .metric("n_estimators_used")
+            .filter(|n| *n >= 0.0)
+            .map(|n| n as usize),
     })
 }
 
@@ -190,8 +194,9 @@ fn typed_params(algorithm: &str, params: Params) -> Params {
             let spec = algo.params().iter().find(|s| s.name == key);
             let value = match (value, spec) {
                 (ParamValue::Int(i), Some(spec))
-                    if has_kind(&spec.kind, &|k| matches!(k, ParamKind::Float { .. }))
-                        && !has_kind(&spec.kind, &|k| matches!(k, ParamKind::Int { .. })) =>
+                    if has_kind(&spec.kind, &|k| {
+                        matches!(k, ParamKind::Float { .. } | ParamKind::Interval { .. })
+                    }) && !has_kind(&spec.kind, &|k| matches!(k, ParamKind::Int { .. })) =>
                 {
                     ParamValue::Float(i as f64)
                 }

@@ -606,6 +606,9 @@ fn trial_run(record: &TrialRecord, name: String, mut tags: Vec<Tag>, keys: RunKe
         metrics.push(Metric::new("fit_seconds", record.fit_seconds, ts));
         metrics.push(Metric::new("predict_seconds", record.predict_seconds, ts));
     }
+    if let Some(rounds) = record.n_estimators_used {
+        metrics.push(Metric::new("n_estimators_used", rounds as f64, ts));
+    }
     tags.push(Tag::new("netsec.trial_key", &record.key));
     tags.push(Tag::new("netsec.algorithm", &record.algorithm));
     if let Some(error) = &record.error {
@@ -968,6 +971,7 @@ mod tests {
             data_fingerprint: "fp".into(),
             finished_at_ms: 10_000,
             operating_point: None,
+            n_estimators_used: None,
         }
     }
 

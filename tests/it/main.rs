@@ -16,6 +16,7 @@ mod classes_cli;
 mod dashboards;
 mod data_cli;
 mod deploy;
+mod early_stopping_cli;
 mod exactly_once;
 mod experiment_cli;
 mod flags_cli;

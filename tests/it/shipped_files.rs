@@ -47,9 +47,9 @@ fn every_shipped_config_file_parses_and_names_files_that_exist() {
         grids += 1;
     }
     assert_eq!(
-        grids, 8,
-        "experiments/: phishing, phishing-halving, phishing-random, intrusion, intrusion-1m, \
-         intrusion-1m-halving, nsl-kdd, quick"
+        grids, 9,
+        "experiments/: phishing, phishing-halving, phishing-random, phishing-early, intrusion, \
+         intrusion-1m, intrusion-1m-halving, nsl-kdd, quick"
     );
 
     for path in yaml_files("data_schema") {
