@@ -24,6 +24,7 @@ mod mirror_cli;
 mod mlflow_client;
 mod mongo_cli;
 mod multiclass_parity;
+mod onnx_export;
 mod operating_point_cli;
 mod props;
 mod publish_crash;
