@@ -345,15 +345,9 @@ impl Ensemble {
 
     /// The `TreeEnsemble` node summing every tree's leaf into its target: `[N, n_targets]`.
     fn build(self, g: &mut Graph, x: &str, n_targets: usize) -> String {
-        let n = self.features.len() as i64;
-        let tensor = |values| Attr::Tensor(proto::tensor("", &[n_of(&values)], &values));
-        fn n_of(v: &Values) -> i64 {
-            match v {
-                Values::Double(v) => v.len() as i64,
-                Values::Uint8(v) => v.len() as i64,
-                _ => 0,
-            }
-        }
+        let n = self.features.len();
+        let vector =
+            |values: Values| Attr::Tensor(proto::tensor("", &[values.len() as i64], &values));
         g.op_in(
             ML,
             "TreeEnsemble",
@@ -365,8 +359,8 @@ impl Ensemble {
                 ("tree_roots", Attr::Ints(self.roots)),
                 ("nodes_featureids", Attr::Ints(self.features)),
                 // BRANCH_LEQ: `x <= split` takes the true branch, as netsec's left child.
-                ("nodes_modes", tensor(Values::Uint8(vec![0; n as usize]))),
-                ("nodes_splits", tensor(Values::Double(self.splits))),
+                ("nodes_modes", vector(Values::Uint8(vec![0; n]))),
+                ("nodes_splits", vector(Values::Double(self.splits))),
                 ("nodes_truenodeids", Attr::Ints(self.true_ids)),
                 ("nodes_trueleafs", Attr::Ints(self.true_leaf)),
                 ("nodes_falsenodeids", Attr::Ints(self.false_ids)),
@@ -376,7 +370,7 @@ impl Ensemble {
                     Attr::Ints(self.missing_true),
                 ),
                 ("leaf_targetids", Attr::Ints(self.leaf_targets)),
-                ("leaf_weights", tensor(Values::Double(self.leaf_weights))),
+                ("leaf_weights", vector(Values::Double(self.leaf_weights))),
             ],
         )
     }

@@ -105,6 +105,24 @@ pub enum Values {
     String(Vec<String>),
 }
 
+impl Values {
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        match self {
+            Values::Double(v) => v.len(),
+            Values::Int64(v) => v.len(),
+            Values::Uint8(v) => v.len(),
+            Values::Bool(v) => v.len(),
+            Values::String(v) => v.len(),
+        }
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// A `TensorProto`: `dims` (empty for a scalar) and the values, little-endian in
 /// `raw_data` (strings in `string_data`).
 pub fn tensor(name: &str, dims: &[i64], values: &Values) -> Message {
@@ -203,8 +221,9 @@ pub fn node(
     m
 }
 
-/// A `ValueInfoProto` of a tensor with element type `elem` and shape `dims` (`None` for a
-/// dimension named `N`, the batch; `Some(None)` for no shape at all is `shape == None`).
+/// A `ValueInfoProto` of a tensor with element type `elem` and, when `shape` is given, its
+/// dimensions (`None` for the batch dimension, named `N`); without `shape` the rank is
+/// left open.
 pub fn value_info(name: &str, elem: DataType, shape: Option<&[Option<i64>]>) -> Message {
     // TypeProto.Tensor: elem_type 1, shape 2; TensorShapeProto: dim 1; Dimension: dim_value 1,
     // dim_param 2; TypeProto: tensor_type 1; ValueInfoProto: name 1, type 2.

@@ -72,11 +72,11 @@ struct Case<'a> {
     predict: &'a Path,
 }
 
-/// Sweeps, predicts, exports and compares every algorithm on `case`; returns per algorithm
-/// the largest differences (attack probability, class probabilities).
-fn parity(dir: &Path, case: &Case<'_>) -> Vec<(&'static str, f64, f64)> {
+/// Sweeps, predicts, exports and compares every algorithm on `case`; returns the parity
+/// report of each algorithm (`scripts/onnx_parity.py`'s JSON).
+fn parity(dir: &Path, case: &Case<'_>) -> Vec<(&'static str, Value)> {
     let python = onnx_python();
-    let mut figures = Vec::new();
+    let mut reports = Vec::new();
     for (algorithm, grid) in ALGORITHMS {
         let grid_file = dir.join(format!("{}_{algorithm}.yaml", case.name));
         std::fs::write(
@@ -141,19 +141,15 @@ fn parity(dir: &Path, case: &Case<'_>) -> Vec<(&'static str, f64, f64)> {
             .unwrap_or_else(|e| panic!("{algorithm}: {e}: {}", run.stdout));
         let file: Value = serde_json::from_slice(&std::fs::read(&model).unwrap()).unwrap();
         check(algorithm, &report, &file, &model);
-        figures.push((
-            algorithm,
-            report["attack_probability"].as_f64().unwrap(),
-            report["class_probabilities"].as_f64().unwrap(),
-        ));
-    }
-    for (algorithm, attack, class) in &figures {
         println!(
-            "{}: {algorithm}: max |Δ attack_probability| {attack:.1e}, max |Δ p_class| {class:.1e}",
-            case.name
+            "{}: {algorithm}: max |Δ attack_probability| {:.1e}, max |Δ p_class| {:.1e}",
+            case.name,
+            report["attack_probability"].as_f64().unwrap(),
+            report["class_probabilities"].as_f64().unwrap()
         );
+        reports.push((algorithm, report));
     }
-    figures
+    reports
 }
 
 /// One algorithm's parity report against its model file.
@@ -227,7 +223,7 @@ fn onnx_answers_as_predict_on_phishing() {
     let predict = dir.path().join("predict.csv");
     let rows = [&lines[..1], &lines[3001..6001]].concat();
     std::fs::write(&predict, rows.join("\n") + "\n").unwrap();
-    let figures = parity(
+    let reports = parity(
         dir.path(),
         &Case {
             name: "phishing",
@@ -237,7 +233,7 @@ fn onnx_answers_as_predict_on_phishing() {
             predict: &predict,
         },
     );
-    assert_eq!(figures.len(), 6);
+    assert_eq!(reports.len(), 6);
 }
 
 /// `netsec data synth --profile nsl-kdd` rows with holes: every 13th cell of the columns
@@ -308,8 +304,14 @@ fn onnx_answers_as_predict_on_multiclass_rows_with_missing_and_unseen_values() {
         .replace(
             "{ name: service, type: categorical,",
             "{ name: service, type: categorical, nullable: true,",
+        )
+        // 0/1 read as a boolean column: a `bool` input of the graph.
+        .replace(
+            "{ name: logged_in, type: integer, values: [0, 1] }",
+            "{ name: logged_in, type: boolean }",
         );
     assert_eq!(schema.matches("nullable: true").count(), 3);
+    assert_eq!(schema.matches("type: boolean").count(), 1);
     let schema_path = d.join("nsl-kdd.yaml");
     std::fs::write(&schema_path, schema).unwrap();
     // Classes too rare for two folds are learned as one.
@@ -327,7 +329,7 @@ fn onnx_answers_as_predict_on_multiclass_rows_with_missing_and_unseen_values() {
         .collect();
     assert!(rare.len() >= 2, "{counts:?}");
     let group = format!(", group: {{ rare: [{}] }}", rare.join(", "));
-    let figures = parity(
+    let reports = parity(
         d,
         &Case {
             name: "nslkdd",
@@ -337,7 +339,16 @@ fn onnx_answers_as_predict_on_multiclass_rows_with_missing_and_unseen_values() {
             predict: &predict,
         },
     );
-    assert_eq!(figures.len(), 6);
+    assert_eq!(reports.len(), 6);
+    // Inputs typed as a CSV reader types the columns.
+    let types = &reports[0].1["input_types"];
+    assert_eq!(types["src_bytes"], "tensor(double)", "nullable integer");
+    assert_eq!(types["duration"], "tensor(int64)");
+    assert_eq!(types["serror_rate"], "tensor(double)");
+    assert_eq!(types["logged_in"], "tensor(bool)");
+    assert_eq!(types["service"], "tensor(string)");
+    assert!(types.get("num_outbound_cmds").is_none(), "excluded column");
+    assert!(types.get("label").is_none());
     // The filled learners really were fitted on median-filled rows, and the trees on NaN.
     for (algorithm, imputed) in [("adaboost", true), ("svm", true), ("random_forest", false)] {
         let model = std::fs::read_to_string(d.join(format!("nslkdd_{algorithm}.json"))).unwrap();
