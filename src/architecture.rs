@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 
 /// Stages with folders of their own, in the order data flows (and `commands`, `pipeline`
 /// that drive them).
-const STAGES: [&str; 11] = [
-    "commands", "pipeline", "sweep", "tracking", "registry", "storage", "serve", "ingest",
-    "config", "data", "models",
+const STAGES: [&str; 12] = [
+    "commands", "pipeline", "sweep", "tracking", "registry", "storage", "serve", "export",
+    "ingest", "config", "data", "models",
 ];
 
 /// Shared helpers: any stage may use them.
@@ -41,6 +41,8 @@ fn allowed(from: &str) -> &'static [&'static str] {
         "tracking" => &["sweep", "models", "data", "config"],
         "registry" => &["models", "data", "config"],
         "serve" => &["models", "data", "storage", "ingest"],
+        // An export reads a model file and writes the same model in another form.
+        "export" => &["models", "data"],
         "ingest" => &["data", "config"],
         // The model file records what a model was made of: its data, its algorithm and the
         // grid's split, as `config` does.

@@ -50,6 +50,10 @@ pub enum Command {
     /// Predict a CSV/Parquet file with a model file; writes the rows with the predicted
     /// label, class and attack probability.
     Predict(PredictArgs),
+    /// Export a model file for other programs: `--format onnx` writes one ONNX graph
+    /// (raw columns in, the schema's encoding inside, predicted_label, attack_probability
+    /// and p_<class> out) that onnxruntime answers as `netsec predict` does.
+    Export(ExportArgs),
     /// Work on model files: move an operating point without a fit.
     #[command(subcommand)]
     Model(ModelCommand),
@@ -473,6 +477,26 @@ pub struct PredictArgs {
     /// Also write each class's probability, one p_<class> column per class.
     #[arg(long)]
     pub probabilities: bool,
+}
+
+/// Arguments of `netsec export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Model file written by `netsec experiment run`.
+    pub model: PathBuf,
+    /// What to write.
+    #[arg(long, value_enum)]
+    pub format: ExportFormat,
+    /// The file to write (replaced whole, or left as it was when the export fails).
+    #[arg(long, short = 'o')]
+    pub output: PathBuf,
+}
+
+/// Formats `netsec export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// ONNX for onnxruntime (IR 10; opsets 21 and ai.onnx.ml 5).
+    Onnx,
 }
 
 /// `netsec model ...`.

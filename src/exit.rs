@@ -98,6 +98,7 @@ fn typed_exit_code(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
         crate::models::ParamError,
         crate::models::ModelError,
         crate::model_file::ModelFileError,
+        crate::export::ExportError,
         crate::sweep::store::StoreError,
         crate::tracking::TrackingError,
         crate::tracking::outbox::OutboxError,
@@ -477,6 +478,34 @@ mod tests {
         );
         assert_eq!(
             code(ModelFileError::Write {
+                path: path(),
+                source: io(),
+            }),
+            R
+        );
+    }
+
+    #[test]
+    fn export_errors() {
+        use crate::export::{ExportError, onnx::Unsupported};
+        let not_a_model = ModelFileError::Format {
+            path: path(),
+            message: s(),
+        };
+        assert_eq!(code(ExportError::ModelFile(not_a_model)), B);
+        let unsupported = Unsupported {
+            algorithm: s(),
+            message: s(),
+        };
+        assert_eq!(
+            code(ExportError::Unsupported {
+                path: path(),
+                source: unsupported,
+            }),
+            B
+        );
+        assert_eq!(
+            code(ExportError::Write {
                 path: path(),
                 source: io(),
             }),

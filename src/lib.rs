@@ -10,6 +10,7 @@
 //! | [`tracking`] | the MLflow REST client, the outbox, sync, the registry mirror |
 //! | [`registry`] | the SQLite registry, policies, the promotion workflow [`registry::promote()`] |
 //! | [`storage`] | `file://` and `s3://` model stores behind one trait, publishing |
+//! | [`export`] | model files to other formats: ONNX for onnxruntime, with the schema's encoding in the graph |
 //! | [`serve`] | the HTTP app, hot reload, the prediction log, batch prediction |
 //! | [`ingest`] | MongoDB collections in and out |
 //! | [`config`] | the files users write: grid and retrain files |
@@ -34,6 +35,7 @@ pub mod config;
 pub mod data;
 pub mod db;
 pub mod exit;
+pub mod export;
 pub mod fsutil;
 pub mod ingest;
 pub mod logging;

@@ -10,6 +10,7 @@ mod data_validate;
 mod experiment_collect;
 mod experiment_run;
 mod experiment_show;
+mod export;
 mod model_threshold;
 mod predict;
 mod promote;
@@ -103,6 +104,7 @@ async fn dispatch(command: Command, out: &mut dyn Write) -> anyhow::Result<Outco
             experiment_collect::run(args, out).await
         }
         Command::Predict(args) => predict::run(args, out).await,
+        Command::Export(args) => export::run(args, out).await,
         Command::Model(ModelCommand::Threshold(args)) => model_threshold::run(args, out).await,
         Command::Sync(args) => sync::run(args, out).await,
         Command::Promote(args) => promote::run(args, out).await,

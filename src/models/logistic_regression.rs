@@ -480,6 +480,15 @@ impl Predictor for Fitted {
     }
 }
 
+impl Fitted {
+    /// The weights and intercepts, for exporting the model to another format: binary, one
+    /// weight per feature and one intercept; K > 2, K rows of weights (row-major) and K
+    /// intercepts.
+    pub fn weights(&self) -> (&[f64], &[f64]) {
+        (&self.coef, &self.intercept)
+    }
+}
+
 /// The two-class form: P(attack) per row.
 impl Fitted {
     fn p1_row(&self, row: &[f64]) -> f64 {

@@ -694,7 +694,7 @@ fn constant_machine(i_empty: bool, j_empty: bool, linear: bool, d: usize) -> Pai
 
 /// Smallest pairwise probability libsvm lets into the coupling (`min_prob` in
 /// `svm_predict_probability`).
-const MIN_PAIR_PROB: f64 = 1e-7;
+pub(crate) const MIN_PAIR_PROB: f64 = 1e-7;
 
 /// Wu, Lin & Weng (2004) method 2: class probabilities `p` (K values) from pairwise
 /// probabilities `r[i·K + j] = P(i | i or j)` (`r_ij + r_ji = 1`), minimizing

@@ -356,6 +356,59 @@ impl Tree {
     }
 }
 
+/// One node of a [`Tree`] as an exporter reads it ([`Tree::export_nodes`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ExportNode<'a> {
+    /// `row[feature] <= threshold` goes to node `left`, anything else to `left + 1`; a
+    /// missing value (NaN) goes left when `missing_left`, else right.
+    Split {
+        /// The feature tested.
+        feature: usize,
+        /// The threshold.
+        threshold: f64,
+        /// Index of the left child (the right one follows it).
+        left: usize,
+        /// Whether NaN goes left.
+        missing_left: bool,
+    },
+    /// A leaf: its scalar output, and for a class-vector tree its K class fractions
+    /// (empty for a scalar tree).
+    Leaf {
+        /// Scalar output (the majority class id of a class-vector tree).
+        value: f64,
+        /// Class fractions of a class-vector tree.
+        classes: &'a [f64],
+    },
+}
+
+impl Tree {
+    /// Every node in node order (root first), for exporting the tree to another format.
+    pub fn export_nodes(&self) -> impl Iterator<Item = ExportNode<'_>> + '_ {
+        self.nodes.iter().map(move |n| {
+            if n.feature == LEAF {
+                let k = self.n_classes;
+                let l = n.left as usize;
+                let classes = if k > 0 {
+                    &self.leaf_values[l * k..(l + 1) * k]
+                } else {
+                    &[][..]
+                };
+                ExportNode::Leaf {
+                    value: n.value,
+                    classes,
+                }
+            } else {
+                ExportNode::Split {
+                    feature: n.feature_index(),
+                    threshold: n.value,
+                    left: n.left as usize,
+                    missing_left: n.feature & MISSING_LEFT != 0,
+                }
+            }
+        })
+    }
+}
+
 /// Staged sums over an ensemble: for each stage `j`,
 /// `out[j][r] = finish(j, init + sum over t < stages[j] of scales[t] × trees[t](row r))`.
 ///

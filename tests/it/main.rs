@@ -26,6 +26,7 @@ mod missing_parity;
 mod mlflow_client;
 mod mongo_cli;
 mod multiclass_parity;
+mod onnx_export;
 mod operating_point_cli;
 mod props;
 mod publish_crash;
