@@ -513,19 +513,31 @@ async fn halving_logs_every_rung_under_one_mlflow_parent_with_rung_and_rows() {
 }
 
 /// `experiment run` of one shard and rung, as JSON.
-fn run_rung(grid: &Path, state: &Path, shard: usize, rung: usize, survivors: &Path) -> Value {
-    run_json(
-        grid,
-        state,
-        &[
-            "--shard",
-            &format!("{shard}/3"),
-            "--rung",
-            &rung.to_string(),
-            "--survivors",
-            s(survivors),
-        ],
+/// `experiment run` of one shard and rung, logging to the MLflow server at `uri`, as JSON.
+fn run_rung(
+    grid: &Path,
+    state: &Path,
+    shard: usize,
+    rung: usize,
+    survivors: &Path,
+    uri: &str,
+) -> Value {
+    let run = crate::common::Run::of(
+        netsec_command()
+            .args(["experiment", "run", s(grid), "--state-dir", s(state)])
+            .args([
+                "--shard",
+                &format!("{shard}/3"),
+                "--rung",
+                &rung.to_string(),
+            ])
+            .args(["--survivors", s(survivors), "--format", "json", "-q"])
+            .env("MLFLOW_TRACKING_URI", uri),
     )
+    .expect_code(0);
+    let summary: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(summary["tracking"]["pending"], 0, "{summary:#}");
+    summary
 }
 
 /// `experiment collect --rung` over `stores`, as (exit code, JSON).
@@ -559,11 +571,17 @@ fn collect_rung(
 
 #[test]
 fn sharded_halving_runs_rung_by_rung_exactly_the_unsharded_trials() {
+    use crate::common::mlflow_server::MlflowServer;
+    use crate::tracking_cli::{client, runs_of};
+    let server = MlflowServer::shared();
     let dir = tempfile::tempdir().unwrap();
+    let experiment = unique("halves");
     // 9 candidates on 899 training rows: 9 on 100 rows, 3 on 300, 1 on all 899 (13 trials).
-    let models = "  - algorithm: decision_tree\n    grid: { max_depth: [2, 3, 4, 5, 6, 8, null], min_samples_leaf: 1 }\n  - algorithm: logistic_regression\n    grid: { c: [0.1, 10.0] }\n";
+    let models = format!(
+        "  - algorithm: decision_tree\n    grid: {{ max_depth: [2, 3, 4, 5, 6, 8, null], min_samples_leaf: 1 }}\n  - algorithm: logistic_regression\n    grid: {{ c: [0.1, 10.0] }}\ntracking: {{ experiment: {experiment} }}\n"
+    );
     let search = "{ strategy: halving, factor: 3, min_rows: 100, seed: 2 }";
-    let grid = grid_file(dir.path(), "halves", 1200, search, models);
+    let grid = grid_file(dir.path(), "halves", 1200, search, &models);
 
     // The unsharded search: its trials, each rung's survivors (`experiment show`), its best.
     let alone = dir.path().join("alone");
@@ -647,7 +665,7 @@ fn sharded_halving_runs_rung_by_rung_exactly_the_unsharded_trials() {
     for (rung, expected) in expected_survivors.iter().enumerate() {
         let mut this_rung = BTreeSet::new();
         for (i, state) in states.iter().enumerate() {
-            let summary = run_rung(&grid, state, i, rung, &survivors);
+            let summary = run_rung(&grid, state, i, rung, &survivors, &server.url);
             ran += summary["trials_run"].as_u64().unwrap();
             for key in keys(&summary) {
                 assert!(this_rung.insert(key), "no trial in two shards");
@@ -702,6 +720,49 @@ fn sharded_halving_runs_rung_by_rung_exactly_the_unsharded_trials() {
     assert_eq!(code, 0, "{last:#}");
     assert_eq!(last["best"]["trial"], whole["leaderboard"][0]["key"]);
     assert_eq!(last["best"]["model_sha256"], whole["best_model"]["sha256"]);
+
+    // In MLflow each shard is one parent run over all the rungs it ran (9 processes, 3
+    // parents), every trial a child of its shard's parent; collecting the last rung from
+    // MLflow alone finds the same best.
+    let (parents, children) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(runs_of(&client(&server.url), &experiment));
+    let mut shards: Vec<&str> = parents.iter().map(|p| p.param("shard").unwrap()).collect();
+    shards.sort_unstable();
+    assert_eq!(shards, ["0/3", "1/3", "2/3"], "one parent per shard");
+    assert_eq!(children.len(), 13, "one child per trial");
+    let logged: BTreeSet<&str> = children
+        .iter()
+        .map(|c| c.tag("netsec.trial_key").unwrap())
+        .collect();
+    let all: BTreeSet<&str> = rung_keys.iter().flatten().map(String::as_str).collect();
+    assert_eq!(logged, all);
+    let run_ids: BTreeSet<&str> = parents.iter().map(|p| p.id()).collect();
+    for child in &children {
+        let parent = child
+            .tag(netsec::tracking::system_tags::PARENT_RUN_ID)
+            .unwrap();
+        assert!(run_ids.contains(parent), "{child:#?}");
+    }
+    let from_mlflow = crate::common::Run::of(
+        netsec_command()
+            .args([
+                "experiment",
+                "collect",
+                s(&grid),
+                "--rung",
+                "2",
+                "--from-mlflow",
+            ])
+            .args(["--survivors", s(&survivors), "--format", "json"])
+            .env("MLFLOW_TRACKING_URI", &server.url),
+    )
+    .expect_code(0);
+    let from_mlflow: Value = serde_json::from_str(&from_mlflow.stdout).unwrap();
+    assert_eq!(from_mlflow["best"]["trial"], whole["leaderboard"][0]["key"]);
+    assert_eq!(from_mlflow["missing"], Value::Array(vec![]));
 
     // A grid sharded without --rung is refused, naming the search section.
     let unranked = netsec(&[
