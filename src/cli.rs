@@ -366,7 +366,7 @@ pub struct RunArgs {
     pub rung: Option<usize>,
     /// The survivors file that `experiment collect --rung` writes and --rung R+1 reads
     /// (default: STATE_DIR/halving/NAME.survivors.json).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", requires = "rung")]
     pub survivors: Option<PathBuf>,
     /// Also copy the best model file to this path.
     #[arg(long)]

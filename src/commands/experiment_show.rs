@@ -129,8 +129,14 @@ fn show_rungs(
             0 => String::new(),
             _ => format!(", shards {}", rung.shards.join(" ")),
         };
+        let next_sharded = rungs.get(i + 1).is_some_and(|next| !next.shards.is_empty());
         let survive = match (i + 1 == rungs.len(), rung.survivors.len()) {
             (true, _) => "last rung so far".to_owned(),
+            // Without the survivors file, a shard's store knows only its slice of the
+            // next rung: `experiment collect --rung` has the whole picture.
+            (false, n) if next_sharded && rung.survivors_from == "next rung" => {
+                format!("{n} of them ran in rung {} here", rung.rung + 1)
+            }
             (false, n) => format!("{n} survive"),
         };
         writeln!(

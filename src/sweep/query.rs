@@ -45,6 +45,9 @@ pub struct RungBoard {
     /// survivors file in the state directory when it has this rung (a sharded search),
     /// else the trials whose candidates the next rung ran. Empty for the last rung.
     pub survivors: Vec<String>,
+    /// Where `survivors` come from: `survivors file`, or `next rung` (the candidates the
+    /// next rung ran in this run store; of a shard's store, only that shard's slice).
+    pub survivors_from: &'static str,
     /// Its trials with a result, best first.
     pub leaderboard: Vec<TrialRecord>,
 }
@@ -154,6 +157,7 @@ async fn read_rungs(
             shards,
             planned: keys.len(),
             survivors: Vec::new(),
+            survivors_from: "next rung",
             leaderboard,
         });
     }
@@ -172,6 +176,9 @@ async fn read_rungs(
             });
         let (before, after) = rungs.split_at_mut(i + 1);
         let here = &mut before[i];
+        if from_file.is_some() {
+            here.survivors_from = "survivors file";
+        }
         here.survivors = match from_file {
             Some(keys) => here
                 .leaderboard
