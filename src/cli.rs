@@ -364,6 +364,14 @@ pub struct RunArgs {
     /// Run only slice I of N (0 <= I < N), for sweeps spread over several machines.
     #[arg(long, value_name = "I/N")]
     pub shard: Option<crate::sweep::plan::Shard>,
+    /// Run only rung R of a halving search (a sharded halving search runs rung by rung:
+    /// every shard's --rung R, then `experiment collect GRID --rung R`, then --rung R+1).
+    #[arg(long, value_name = "R")]
+    pub rung: Option<usize>,
+    /// The survivors file that `experiment collect --rung` writes and --rung R+1 reads
+    /// (default: STATE_DIR/halving/NAME.survivors.json).
+    #[arg(long, value_name = "FILE", requires = "rung")]
+    pub survivors: Option<PathBuf>,
     /// Also copy the best model file to this path.
     #[arg(long)]
     pub model_out: Option<PathBuf>,
@@ -450,6 +458,13 @@ pub struct CollectArgs {
     /// different result.
     #[arg(long)]
     pub strict: bool,
+    /// Collect rung R of a sharded halving search and write the survivors of rung R+1 to
+    /// the survivors file (only when the rung is complete; else exit 2).
+    #[arg(long, value_name = "R", requires = "grid")]
+    pub rung: Option<usize>,
+    /// The survivors file of the search (default: STATE_DIR/halving/NAME.survivors.json).
+    #[arg(long, value_name = "FILE", requires = "rung")]
+    pub survivors: Option<PathBuf>,
     /// Leaderboard rows to print (all with --format json).
     #[arg(long, default_value_t = 25)]
     pub top: usize,

@@ -8,6 +8,7 @@
 //! STATE/data/<fp>.parquet    training data kept by `retrain`, by data fingerprint
 //! STATE/tracking/            artifact files waiting to be sent to MLflow
 //! STATE/retrain.lock         the run lock of `retrain`
+//! STATE/halving/<name>.survivors.json  a sharded halving search's collected survivors
 //! ```
 
 use std::fs::{File, TryLockError};
@@ -59,6 +60,14 @@ impl StateDir {
     /// Artifact files waiting to be sent to the tracking server.
     pub fn tracking(&self) -> PathBuf {
         self.root.join("tracking")
+    }
+
+    /// The survivors file of a sharded halving search of experiment `experiment` (written
+    /// by `experiment collect --rung`, read by `experiment run --rung`), when not given.
+    pub fn survivors(&self, experiment: &str) -> PathBuf {
+        self.root
+            .join("halving")
+            .join(format!("{experiment}.survivors.json"))
     }
 
     /// The lock file of a workflow that must not run twice at once (`retrain`).

@@ -19,6 +19,8 @@ pub async fn run(args: CollectArgs, out: &mut dyn Write) -> anyhow::Result<Outco
         state: StateDir::new(&args.state.state_dir),
         into: args.into.clone(),
         strict: args.strict,
+        rung: args.rung,
+        survivors: args.survivors.clone(),
     };
     let c = collect(&input).await?;
     match args.output.format() {
@@ -27,6 +29,7 @@ pub async fn run(args: CollectArgs, out: &mut dyn Write) -> anyhow::Result<Outco
         }
         OutputFormat::Text => c.render(out, args.into.as_deref(), args.top)?,
     }
+    let rung_blocked = c.halving.as_ref().is_some_and(|h| h.blocks_next_rung());
     if c.is_incomplete() {
         let m = &c.union;
         tracing::warn!(
@@ -35,7 +38,7 @@ pub async fn run(args: CollectArgs, out: &mut dyn Write) -> anyhow::Result<Outco
             conflicting_shard_counts = ?m.shards.conflicting_counts,
             "the union is incomplete: rerun the missing shards (finished trials are reused)"
         );
-        if args.strict {
+        if args.strict || rung_blocked {
             return Ok(Outcome::Invalid);
         }
     }

@@ -45,6 +45,8 @@ pub async fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> 
         shard: args.shard,
         jobs: args.jobs,
         model_out: args.model_out.clone(),
+        rung: args.rung,
+        survivors: args.survivors.clone(),
     };
     let cancel = CancelToken::new();
     let signals = tokio::spawn(watch_signals(cancel.clone()));

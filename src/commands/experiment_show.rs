@@ -52,21 +52,28 @@ pub async fn show(args: ShowArgs, out: &mut dyn Write) -> anyhow::Result<Outcome
         planned,
         metric,
         records,
+        rungs,
     } = query::board(&state_dir(&args.state), &args.sweep).await?;
     if args.output.format() == OutputFormat::Json {
         #[derive(Serialize)]
         struct Show<'a> {
             sweep: &'a crate::sweep::store::SweepRow,
             leaderboard: &'a [TrialRecord],
+            #[serde(skip_serializing_if = "<[_]>::is_empty")]
+            rungs: &'a [query::RungBoard],
         }
         super::print_json(
             out,
             &Show {
                 sweep: &sweep,
                 leaderboard: &records,
+                rungs: &rungs,
             },
         )?;
         return Ok(Outcome::Success);
+    }
+    if !rungs.is_empty() {
+        return show_rungs(out, &sweep, &rungs, metric, args.top);
     }
     writeln!(
         out,
@@ -90,6 +97,80 @@ pub async fn show(args: ShowArgs, out: &mut dyn Write) -> anyhow::Result<Outcome
         },
         args.top,
     )?;
+    if let Some(path) = &sweep.best_model_path {
+        writeln!(out, "\nbest model: {path}")?;
+    }
+    Ok(Outcome::Success)
+}
+
+/// Shows a halving search rung by rung: rows, trials and survivors of each, then its
+/// leaderboard (its `top` rows).
+fn show_rungs(
+    out: &mut dyn Write,
+    sweep: &crate::sweep::store::SweepRow,
+    rungs: &[query::RungBoard],
+    metric: crate::config::grid::SelectMetric,
+    top: usize,
+) -> anyhow::Result<Outcome> {
+    writeln!(
+        out,
+        "halving search of `{}`: {} rungs, newest sweep {} ({}), started {} UTC\ndata: {} \
+         (fingerprint {})",
+        sweep.experiment,
+        rungs.len(),
+        sweep.id,
+        sweep.status,
+        format_ms(sweep.started_at_ms),
+        sweep.data_source,
+        &sweep.data_fingerprint[..16.min(sweep.data_fingerprint.len())]
+    )?;
+    for (i, rung) in rungs.iter().enumerate() {
+        let shards = match rung.shards.len() {
+            0 => String::new(),
+            _ => format!(", shards {}", rung.shards.join(" ")),
+        };
+        let next_sharded = rungs.get(i + 1).is_some_and(|next| !next.shards.is_empty());
+        let survive = match (i + 1 == rungs.len(), rung.survivors.len()) {
+            (true, _) => "last rung so far".to_owned(),
+            // Without the survivors file, a shard's store knows only its slice of the
+            // next rung: `experiment collect --rung` has the whole picture.
+            (false, n) if next_sharded && rung.survivors_from == "next rung" => {
+                format!("{n} of them ran in rung {} here", rung.rung + 1)
+            }
+            (false, n) => format!("{n} survive"),
+        };
+        writeln!(
+            out,
+            "\nrung {} on {} rows: {} of {} trials stored, {survive} (sweeps {}{shards})",
+            rung.rung,
+            rung.rows,
+            rung.leaderboard.len(),
+            rung.planned,
+            rung.sweeps
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(" "),
+        )?;
+        let grid_keys = varied_params(&rung.leaderboard);
+        leaderboard::print(
+            out,
+            &Leaderboard {
+                records: &rung.leaderboard,
+                metric,
+                grid_keys: &grid_keys,
+            },
+            top,
+        )?;
+        if !rung.survivors.is_empty() {
+            let shown: Vec<&str> = rung
+                .survivors
+                .iter()
+                .map(|k| &k[..k.len().min(12)])
+                .collect();
+            writeln!(out, "survivors: {}", shown.join(" "))?;
+        }
+    }
     if let Some(path) = &sweep.best_model_path {
         writeln!(out, "\nbest model: {path}")?;
     }

@@ -12,6 +12,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use crate::config::grid::GridFile;
+use crate::config::grid::SearchConfig;
 use crate::data::Schema;
 use crate::exit::UsageError;
 use crate::fsutil::write_atomic;
@@ -25,11 +26,13 @@ use crate::shared::short_hash as short;
 use crate::state::StateDir;
 pub use crate::sweep::collect::{Duplicate, Merged, ShardCoverage};
 use crate::sweep::collect::{MergeInput, Source, Union, merge_into, read_store, union};
+use crate::sweep::halving::{self, RungPlan};
 use crate::sweep::leaderboard::{self, Leaderboard};
 use crate::sweep::plan::{KeyContext, expand, trial_key};
 use crate::sweep::query::varied_params;
 use crate::sweep::record::{TrialStatus, metric_values};
 use crate::sweep::store::{RunStore, SweepRow};
+use crate::sweep::survivors::{RungSurvivors, Survivor, SurvivorsFile};
 use crate::tracking::collect::{LoggedSweep, logged_sweeps};
 use crate::tracking::{MlflowClient, RunStatus};
 
@@ -51,6 +54,42 @@ pub struct CollectInput {
     pub into: Option<PathBuf>,
     /// Refuse to merge an incomplete union.
     pub strict: bool,
+    /// Collect this rung of a sharded halving search (needs `grid`) and write the
+    /// survivors of the next one.
+    pub rung: Option<usize>,
+    /// The search's survivors file (default: in the state directory).
+    pub survivors: Option<PathBuf>,
+}
+
+/// What collecting one rung of a sharded halving search decided.
+#[derive(Debug, Clone, Serialize)]
+pub struct RungCollected {
+    /// The rung collected.
+    pub rung: usize,
+    /// Its training rows.
+    pub rows: usize,
+    /// Its candidates.
+    pub candidates: usize,
+    /// Whether it is the search's last rung (on the whole training part): its best is the
+    /// search's best, and there are no survivors to pick.
+    pub last: bool,
+    /// The trial keys (in this rung) of the candidates that go on to the next rung, in
+    /// plan order; empty when nothing was picked.
+    pub survivors: Vec<String>,
+    /// Training rows of the next rung, when survivors were picked.
+    pub next_rows: Option<usize>,
+    /// The survivors file.
+    pub file: PathBuf,
+    /// Whether the survivors were written to `file`.
+    pub written: bool,
+}
+
+impl RungCollected {
+    /// Whether the next rung cannot start from this collect: the rung is not the last and
+    /// its survivors were not written (it is incomplete).
+    pub fn blocks_next_rung(&self) -> bool {
+        !self.last && !self.written
+    }
 }
 
 /// A source as reported.
@@ -102,6 +141,8 @@ pub struct Collected {
     pub merged_into: Option<Merged>,
     /// Why `into` was given but nothing was merged.
     pub not_merged: Option<&'static str>,
+    /// The rung of a sharded halving search collected (`rung`).
+    pub halving: Option<RungCollected>,
 }
 
 impl Collected {
@@ -245,6 +286,9 @@ impl Collected {
         if let Some((target, why)) = into.zip(c.not_merged) {
             writeln!(out, "nothing merged into {}: {why}", target.display())?;
         }
+        if let Some(h) = &c.halving {
+            render_rung(out, h)?;
+        }
         Ok(())
     }
 
@@ -271,6 +315,7 @@ impl Collected {
             }),
             merged_into: self.merged_into.as_ref(),
             not_merged: self.not_merged,
+            halving: self.halving.as_ref(),
             leaderboard: m
                 .records
                 .iter()
@@ -290,6 +335,41 @@ impl Collected {
                 .collect(),
         }
     }
+}
+
+/// What collecting a rung decided: the survivors and where they went, the end of the
+/// search, or why the next rung cannot start yet.
+fn render_rung(out: &mut dyn Write, h: &RungCollected) -> io::Result<()> {
+    let file = h.file.display();
+    let (rung, rows, n) = (h.rung, h.rows, h.candidates);
+    if h.last {
+        return writeln!(
+            out,
+            "\nhalving rung {rung} ({rows} rows, {n} candidates) is the last, on the whole \
+             training part: its best is the search's best"
+        );
+    }
+    if !h.written {
+        return writeln!(
+            out,
+            "\nhalving rung {rung} is incomplete: no survivors picked, rung {} cannot start; \
+             rerun the missing shards with --rung {rung} (finished trials are reused) and \
+             collect again",
+            rung + 1
+        );
+    }
+    writeln!(
+        out,
+        "\nhalving rung {rung} ({rows} rows): {} of {n} candidates survive to rung {} ({} \
+         rows), written to {file}",
+        h.survivors.len(),
+        rung + 1,
+        h.next_rows.unwrap_or_default()
+    )?;
+    for key in &h.survivors {
+        writeln!(out, "  {}", short(key))?;
+    }
+    Ok(())
 }
 
 /// A row of the JSON leaderboard: the trial, its test metrics by name, and where it was
@@ -334,6 +414,8 @@ pub struct Report<'a> {
     merged_into: Option<&'a Merged>,
     /// Why `--into` was given but nothing was merged.
     not_merged: Option<&'static str>,
+    /// The halving rung collected and its survivors.
+    halving: Option<&'a RungCollected>,
     leaderboard: Vec<Row<'a>>,
 }
 
@@ -345,6 +427,16 @@ struct Plan {
     data_fingerprint: String,
     keys: Vec<String>,
     client: Option<MlflowClient>,
+    grid: GridFile,
+    /// The rung of a sharded halving search being collected.
+    halving: Option<HalvingPlan>,
+}
+
+/// The rung collected and where its survivors go.
+struct HalvingPlan {
+    rung: RungPlan,
+    search: SearchConfig,
+    survivors: PathBuf,
 }
 
 /// A sweep found in one of the sources, before choosing which ones belong.
@@ -386,7 +478,7 @@ impl Found {
 /// Gathers, ranks and (with `into`) merges the union of a sharded sweep.
 pub async fn collect(input: &CollectInput) -> anyhow::Result<Collected> {
     let plan = match &input.grid {
-        Some(path) => Some(plan_of(path, input.from_mlflow).await?),
+        Some(path) => Some(plan_of(path, input).await?),
         None => None,
     };
     let experiment = match (&plan, &input.experiment) {
@@ -445,6 +537,13 @@ pub async fn collect(input: &CollectInput) -> anyhow::Result<Collected> {
             })?,
     };
     found.retain(|f| f.fingerprint() == fingerprint);
+    if let Some(rung) = input.rung {
+        // Shard coverage of this rung: the local sweeps of other rungs do not count.
+        found.retain(|f| match f {
+            Found::Local { sweep, .. } => sweep.rung == Some(rung as i64),
+            Found::Logged(_) => true,
+        });
+    }
     let metric = match &plan {
         Some(p) => p.metric,
         None => found
@@ -456,6 +555,13 @@ pub async fn collect(input: &CollectInput) -> anyhow::Result<Collected> {
 
     let (sources, planned) = read_sources(&stores, &store_paths, &found, plan.as_ref()).await?;
     let merged = union(&sources, planned.as_deref(), metric);
+    let halving = match plan
+        .as_ref()
+        .and_then(|p| p.halving.as_ref().map(|h| (p, h)))
+    {
+        Some((p, h)) => Some(pick_survivors(p, h, &merged)?),
+        None => None,
+    };
     let best = best_model(&merged, &found, &store_paths);
     // --strict refuses an incomplete union, so it must not leave one in --into either: a
     // later `promote --best` on that store would take the best of a partial sweep.
@@ -517,17 +623,105 @@ pub async fn collect(input: &CollectInput) -> anyhow::Result<Collected> {
         best,
         merged_into,
         not_merged,
+        halving,
     })
 }
 
-/// Expands the grid and computes its trial keys (loading the data for its fingerprint).
-async fn plan_of(path: &Path, from_mlflow: bool) -> anyhow::Result<Plan> {
+/// Picks the survivors of a complete rung, as the unsharded search does
+/// ([`halving::survivors`]), and writes them to the search's survivors file as the
+/// candidates of the next rung; an incomplete rung picks nothing, and the last rung (on
+/// the whole training part) has nothing to pick.
+fn pick_survivors(plan: &Plan, h: &HalvingPlan, merged: &Union) -> anyhow::Result<RungCollected> {
+    let rung = &h.rung;
+    let mut collected = RungCollected {
+        rung: rung.rung.index,
+        rows: rung.rung.rows,
+        candidates: rung.candidates.len(),
+        last: rung.is_last(),
+        survivors: Vec::new(),
+        next_rows: None,
+        file: h.survivors.clone(),
+        written: false,
+    };
+    if collected.last || merged.is_incomplete() {
+        return Ok(collected);
+    }
+    let keep = rung.candidates.len().div_ceil(h.search.factor());
+    let survivors = halving::survivors(&rung.candidates, &merged.records, keep, plan.metric);
+    if survivors.is_empty() {
+        return Err(UsageError(format!(
+            "every trial of halving rung {} failed: no survivors to pick",
+            rung.rung.index
+        ))
+        .into());
+    }
+    let next = halving::rung_at(rung.rung.index + 1, survivors.len(), rung.train, &h.search);
+    let keys = rung.keys_by_candidate(&plan.grid, &plan.data_fingerprint);
+    let entry = RungSurvivors {
+        rung: next.index,
+        rows: next.rows,
+        from_trials: rung.candidates.len(),
+        candidates: survivors
+            .iter()
+            .map(|c| Survivor {
+                algorithm: c.algorithm.name().to_owned(),
+                params: c.params.clone(),
+                trial: keys(c),
+            })
+            .collect(),
+    };
+    collected.survivors = entry.candidates.iter().map(|s| s.trial.clone()).collect();
+    collected.next_rows = Some(next.rows);
+    // Rung 0 starts the file afresh (a file of another search there is replaced); later
+    // rungs were planned from this file, so it is this search's.
+    let mut file = match (rung.rung.index, SurvivorsFile::read(&h.survivors)?) {
+        (0, _) | (_, None) => {
+            SurvivorsFile::new(&plan.experiment, &plan.data_fingerprint, &rung.search_key)
+        }
+        (_, Some(file)) => file,
+    };
+    file.set(entry);
+    file.write(&h.survivors)
+        .with_context(|| format!("writing the survivors file {}", h.survivors.display()))?;
+    collected.written = true;
+    Ok(collected)
+}
+
+/// Expands the grid and computes its trial keys (loading the data for its fingerprint):
+/// with `input.rung`, the keys of that rung of its halving search.
+async fn plan_of(path: &Path, input: &CollectInput) -> anyhow::Result<Plan> {
     let grid = GridFile::from_file(path)?;
     let candidates = expand(&grid, path)?;
     let schema = Schema::from_file(&grid.data.schema.value)?;
     let (_, data, _) = load_data(&grid, path, &schema).await?;
-    let context = KeyContext::for_grid(&grid, &data.fingerprint);
-    let keys = candidates.iter().map(|c| trial_key(c, &context)).collect();
+    let (keys, halving) = match input.rung {
+        Some(index) => {
+            halving::check(&grid, path, &data, false, Some(index))?;
+            let survivors = input
+                .survivors
+                .clone()
+                .unwrap_or_else(|| input.state.survivors(&grid.name));
+            let rung = halving::plan_rung(&grid, &data, &candidates, index, &survivors)?;
+            let keys = rung.keys(&grid, &data.fingerprint);
+            let search = grid.search();
+            (
+                keys,
+                Some(HalvingPlan {
+                    rung,
+                    search,
+                    survivors,
+                }),
+            )
+        }
+        None => {
+            let context = KeyContext::for_grid(&grid, &data.fingerprint);
+            (
+                candidates.iter().map(|c| trial_key(c, &context)).collect(),
+                None,
+            )
+        }
+    };
+    let from_mlflow = input.from_mlflow;
     let client = if from_mlflow {
         tracking_client(&grid)?
     } else {
@@ -539,11 +733,13 @@ async fn plan_of(path: &Path, from_mlflow: bool) -> anyhow::Result<Plan> {
             .experiment
             .clone()
             .unwrap_or_else(|| grid.name.clone()),
-        experiment: grid.name,
+        experiment: grid.name.clone(),
         metric: grid.select.metric,
         data_fingerprint: data.fingerprint,
         keys,
         client,
+        halving,
+        grid,
     })
 }
 

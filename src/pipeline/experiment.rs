@@ -29,6 +29,11 @@ pub struct ExperimentInput {
     pub jobs: Option<usize>,
     /// Also copy the best model file here.
     pub model_out: Option<PathBuf>,
+    /// Run only this rung of a halving search (with `shard`: this shard's slice of it).
+    pub rung: Option<usize>,
+    /// The survivors file of a rung-by-rung halving search (default: in the state
+    /// directory), read for `rung` ≥ 1.
+    pub survivors: Option<PathBuf>,
 }
 
 /// What a finished (or all-failed) sweep of a grid file gives.
@@ -124,8 +129,26 @@ pub async fn run(
         check_early_stopping_rows(&grid, &input.grid, &candidates, &data, split.train)?;
     }
 
-    // A halving search that cannot run on this data stops here too.
-    sweep::halving::check(&grid, &input.grid, &data, input.shard.is_some())?;
+    // A halving search that cannot run on this data stops here too, and so does a rung
+    // whose survivors were not collected yet.
+    sweep::halving::check(&grid, &input.grid, &data, input.shard.is_some(), input.rung)?;
+    let rung_plan = match input.rung {
+        Some(index) => {
+            let survivors = input
+                .survivors
+                .clone()
+                .unwrap_or_else(|| input.state.survivors(&grid.name));
+            let plan = sweep::halving::plan_rung(&grid, &data, &candidates, index, &survivors)?;
+            tracing::info!(
+                rung = index,
+                rows = plan.rung.rows,
+                candidates = plan.candidates.len(),
+                "halving: one rung (collect it with `experiment collect --rung {index}`)"
+            );
+            Some(plan)
+        }
+        None => None,
+    };
 
     let store = RunStore::open(&input.state.database()).await?;
     let tracker = open_tracker(&grid, &input.state, client, &store).await;
@@ -149,12 +172,26 @@ pub async fn run(
         model_out: input.model_out.as_deref(),
         score_best: tracker.is_some(),
         rung: None,
+        search_key: None,
     };
     let reporters = Reporters(reporters);
     let search = grid.search();
-    let sweep = match search.strategy {
-        Strategy::Halving => sweep::halving::run(&sweep_input, &search, cancel, &reporters).await,
-        Strategy::Grid | Strategy::Random => sweep::run(&sweep_input, cancel, &reporters).await,
+    let sweep = match (&rung_plan, search.strategy) {
+        (Some(plan), _) => {
+            let rung_input = SweepInput {
+                candidates: &plan.candidates,
+                rung: Some(plan.rung),
+                search_key: Some(&plan.search_key),
+                ..sweep_input
+            };
+            sweep::run(&rung_input, cancel, &reporters).await
+        }
+        (None, Strategy::Halving) => {
+            sweep::halving::run(&sweep_input, &search, cancel, &reporters).await
+        }
+        (None, Strategy::Grid | Strategy::Random) => {
+            sweep::run(&sweep_input, cancel, &reporters).await
+        }
     };
     let tracking = match tracker {
         Some(tracker) => Some(finish_tracking(tracker).await),

@@ -353,6 +353,8 @@ impl Run<'_> {
             shard: None,
             jobs: input.jobs,
             model_out: None,
+            rung: None,
+            survivors: None,
         };
         let swept = match experiment::run(&sweep_input, cancel, progress).await {
             Ok(outcome) => reporter.swept(&outcome).and_then(|()| {

@@ -263,6 +263,7 @@ pub async fn merge_into(
             select_metric: template.map_or("f1", |s| s.select_metric.as_str()),
             shard: None,
             trial_keys: &plan,
+            rung: None,
         })
         .await?;
     store

@@ -16,35 +16,54 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use super::plan::{Candidate, Rung};
+use sha2::{Digest, Sha256};
+
+use super::plan::{Candidate, KeyContext, Rung, trial_key};
 use super::record::{TrialRecord, TrialStatus, rank};
 use super::report::SweepReporter;
 use super::run::{CancelToken, SweepInput, SweepOutcome};
 use super::store::SweepStatus;
-use crate::config::grid::{GridError, GridFile, SearchConfig, Strategy};
+use super::survivors::SurvivorsFile;
+use crate::config::grid::{GridError, GridFile, SearchConfig, SelectMetric, Strategy};
 use crate::data::Dataset;
+use crate::exit::UsageError;
+use crate::shared::hash::hex;
 
-/// Refuses, before anything is written, a halving search that cannot run on this data:
-/// `min_rows` above the training part, or `--shard` (rungs are not split across copies).
+/// Refuses, before anything is written, a halving search that cannot run on this data
+/// (`min_rows` above the training part) and a `--rung` or `--shard` that does not fit the
+/// search: `--rung` belongs to halving, and a sharded halving search runs one rung at a
+/// time (shards never halve on their own: `experiment collect --rung` picks the survivors).
 pub fn check(
     grid: &GridFile,
     grid_path: &Path,
     data: &Dataset,
     sharded: bool,
-) -> Result<(), GridError> {
-    let (Some(span), search) = (&grid.search, grid.search()) else {
-        return Ok(());
-    };
+    rung: Option<usize>,
+) -> anyhow::Result<()> {
+    let search = grid.search();
     if search.strategy != Strategy::Halving {
+        if rung.is_some() {
+            return Err(UsageError(format!(
+                "--rung belongs to strategy: halving, and {} has strategy: {}",
+                grid_path.display(),
+                search.strategy.name()
+            ))
+            .into());
+        }
         return Ok(());
     }
-    if sharded {
+    let Some(span) = &grid.search else {
+        return Ok(());
+    };
+    if sharded && rung.is_none() {
         return Err(GridError::at(
             grid_path,
             span,
-            "strategy: halving does not run sharded yet (each rung needs every result of the \
-             one before); run it without --shard",
-        ));
+            "a sharded halving search runs one rung at a time, so that the survivors are \
+             picked from every shard's results: add --rung 0, then `netsec experiment \
+             collect GRID --rung 0` before --rung 1",
+        )
+        .into());
     }
     let train = crate::data::split::train_test_split(data, &grid.split)
         .train
@@ -59,9 +78,155 @@ pub fn check(
                  (of {} rows in the data)",
                 data.len()
             ),
-        ));
+        )
+        .into());
     }
     Ok(())
+}
+
+/// Rung `index` of `search` with `candidates` candidates on a training part of `train`
+/// rows: `min_rows · factor^index` rows, capped at the training part; a lone candidate
+/// goes to the whole training part at once.
+pub fn rung_at(index: usize, candidates: usize, train: usize, search: &SearchConfig) -> Rung {
+    let rows = if candidates <= 1 {
+        train
+    } else {
+        let min_rows = search.min_rows.unwrap_or(train);
+        rung_rows(min_rows, search.factor(), index).min(train)
+    };
+    Rung {
+        index,
+        rows,
+        seed: search.seed,
+    }
+}
+
+/// The key context of a rung's trials: the rung enters the keys only on a subset of the
+/// training part (on all of it, a trial is the grid's own).
+pub fn key_context<'a>(
+    grid: &'a GridFile,
+    data_fingerprint: &'a str,
+    rung: Rung,
+    train: usize,
+) -> KeyContext<'a> {
+    KeyContext {
+        rung: (rung.rows < train).then_some(rung),
+        ..KeyContext::for_grid(grid, data_fingerprint)
+    }
+}
+
+/// The key of a halving search: a hash of its candidates' grid keys (algorithm, params,
+/// data, split, folds) and of how it halves (factor, min_rows, seed). Every rung of the
+/// search, on every shard, in every resumed run has the same key; tracking files all
+/// their trials under one parent run by it, and the run store groups the rungs by it.
+pub fn search_key(
+    candidates: &[Candidate],
+    context: &KeyContext<'_>,
+    search: &SearchConfig,
+) -> String {
+    let mut keys: Vec<String> = candidates.iter().map(|c| trial_key(c, context)).collect();
+    keys.sort();
+    let input = serde_json::json!({
+        "strategy": search.strategy.name(),
+        "factor": search.factor(),
+        "min_rows": search.min_rows,
+        "seed": search.seed,
+        "candidates": keys,
+    });
+    hex(&Sha256::digest(input.to_string()))[..20].to_owned()
+}
+
+/// One rung of a sharded halving search, planned.
+#[derive(Debug, Clone)]
+pub struct RungPlan {
+    /// Its candidates, in plan order.
+    pub candidates: Vec<Candidate>,
+    /// The rung (rows capped at the training part).
+    pub rung: Rung,
+    /// The search's key.
+    pub search_key: String,
+    /// Rows of the training part.
+    pub train: usize,
+}
+
+impl RungPlan {
+    /// Whether the rung is the search's last: it trains on the whole training part.
+    pub fn is_last(&self) -> bool {
+        self.rung.rows >= self.train
+    }
+
+    /// Its trial keys, in plan order (the keys the unsharded search gives the same rung).
+    pub fn keys(&self, grid: &GridFile, data_fingerprint: &str) -> Vec<String> {
+        let key = self.keys_by_candidate(grid, data_fingerprint);
+        self.candidates.iter().map(key).collect()
+    }
+
+    /// The trial key of a candidate in this rung.
+    pub fn keys_by_candidate<'a>(
+        &self,
+        grid: &'a GridFile,
+        data_fingerprint: &'a str,
+    ) -> impl Fn(&Candidate) -> String + 'a {
+        let context = key_context(grid, data_fingerprint, self.rung, self.train);
+        move |c| trial_key(c, &context)
+    }
+}
+
+/// Plans rung `index` of the halving search of `grid` on `data`, whose candidates are
+/// `all` (the grid's): rung 0 runs every one; a later rung runs the survivors that
+/// `experiment collect GRID --rung index-1` wrote to `survivors`. A usage error (exit 2)
+/// when they are not there yet, are of another search, or the search ended before.
+pub fn plan_rung(
+    grid: &GridFile,
+    data: &Dataset,
+    all: &[Candidate],
+    index: usize,
+    survivors: &Path,
+) -> anyhow::Result<RungPlan> {
+    let search = grid.search();
+    let train = crate::data::split::train_test_split(data, &grid.split)
+        .train
+        .len();
+    let search_key = search_key(all, &KeyContext::for_grid(grid, &data.fingerprint), &search);
+    let candidates = match index {
+        0 => all.to_vec(),
+        _ => {
+            let before = index - 1;
+            let not_yet = || {
+                UsageError(format!(
+                    "rung {index} cannot start: rung {before} is not collected yet (no \
+                     survivors of it in {}); run every shard's --rung {before}, then `netsec \
+                     experiment collect GRID --rung {before}`",
+                    survivors.display()
+                ))
+            };
+            let file = SurvivorsFile::read(survivors)?.ok_or_else(not_yet)?;
+            file.check_search(survivors, &grid.name, &data.fingerprint, &search_key)?;
+            let Some(entry) = file.rung(index) else {
+                let ended = file
+                    .rungs
+                    .iter()
+                    .find(|r| r.rows >= train && r.rung < index);
+                return Err(match ended {
+                    Some(last) => UsageError(format!(
+                        "the search ends at rung {}, on the whole training part ({} rows): \
+                         there is no rung {index} (collect rung {} for the best model)",
+                        last.rung, last.rows, last.rung
+                    )),
+                    None => not_yet(),
+                }
+                .into());
+            };
+            entry.candidates(all, survivors)?
+        }
+    };
+    let rung = rung_at(index, candidates.len(), train, &search);
+    Ok(RungPlan {
+        candidates,
+        rung,
+        search_key,
+        train,
+    })
 }
 
 /// Runs the halving search of `input` (whose candidates are the first rung's), one sweep
@@ -77,7 +242,8 @@ pub async fn run(
         .train
         .len();
     let factor = search.factor();
-    let min_rows = search.min_rows.unwrap_or(train);
+    let context = KeyContext::for_grid(input.grid, &input.data.fingerprint);
+    let key = search_key(input.candidates, &context, search);
     let mut candidates: Vec<Candidate> = input.candidates.to_vec();
     let mut earlier: Vec<Vec<TrialRecord>> = Vec::new();
     // The first rung has every algorithm; later ones may not (labels need them all).
@@ -85,16 +251,8 @@ pub async fn run(
     let (mut planned, mut ran, mut reused, mut failed) = (0, 0, 0, 0);
     // Ends at the rung on the whole training part: rows grow by `factor` >= 2 and are capped.
     for index in 0usize.. {
-        let rows = if candidates.len() <= 1 {
-            train
-        } else {
-            rung_rows(min_rows, factor, index).min(train)
-        };
-        let rung = Rung {
-            index,
-            rows,
-            seed: search.seed,
-        };
+        let rung = rung_at(index, candidates.len(), train, search);
+        let rows = rung.rows;
         tracing::info!(
             rung = index,
             rows,
@@ -105,6 +263,7 @@ pub async fn run(
             &SweepInput {
                 candidates: &candidates,
                 rung: Some(rung),
+                search_key: Some(&key),
                 ..*input
             },
             cancel,
@@ -129,7 +288,12 @@ pub async fn run(
             return Ok(outcome);
         }
         let keep = candidates.len().div_ceil(factor);
-        candidates = survivors(&candidates, &outcome.records, keep, input.grid);
+        candidates = survivors(
+            &candidates,
+            &outcome.records,
+            keep,
+            input.grid.select.metric,
+        );
         earlier.push(outcome.records);
         if candidates.is_empty() {
             anyhow::bail!("halving: every trial of rung {index} failed");
@@ -145,19 +309,20 @@ pub fn rung_rows(min_rows: usize, factor: usize, index: usize) -> usize {
 }
 
 /// The `keep` best finished candidates of a rung, in plan order (so the next rung's work
-/// units, and a shard's slice of them, do not depend on scores' ties).
-fn survivors(
+/// units, and a shard's slice of them, do not depend on scores' ties). The unsharded
+/// driver and `experiment collect --rung` both pick through here.
+pub fn survivors(
     candidates: &[Candidate],
     records: &[TrialRecord],
     keep: usize,
-    grid: &GridFile,
+    metric: SelectMetric,
 ) -> Vec<Candidate> {
     let mut ranked: Vec<TrialRecord> = records
         .iter()
         .filter(|r| r.status == TrialStatus::Finished)
         .cloned()
         .collect();
-    rank(&mut ranked, grid.select.metric);
+    rank(&mut ranked, metric);
     ranked.truncate(keep);
     candidates
         .iter()

@@ -13,5 +13,6 @@ pub mod report;
 pub mod run;
 pub mod search;
 pub mod store;
+pub mod survivors;
 
 pub use run::{CancelToken, SweepInput, SweepOutcome, run};

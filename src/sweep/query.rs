@@ -1,10 +1,13 @@
 //! Questions about past sweeps, answered from the run store: `experiment list`, `show` and
 //! `compare` read through here.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
 
 use super::record::{TrialRecord, rank};
 use super::store::{RunStore, SweepRow};
+use super::survivors::SurvivorsFile;
 use crate::config::grid::SelectMetric;
 use crate::exit::UsageError;
 use crate::state::StateDir;
@@ -20,6 +23,33 @@ pub struct SweepBoard {
     pub metric: SelectMetric,
     /// Every planned trial with a result, best first.
     pub records: Vec<TrialRecord>,
+    /// When the sweep is a rung of a halving search: every rung of that search in the
+    /// run store, first rung first.
+    pub rungs: Vec<RungBoard>,
+}
+
+/// One rung of a halving search, as the run store holds it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RungBoard {
+    /// The rung, from 0.
+    pub rung: i64,
+    /// Its training rows.
+    pub rows: i64,
+    /// The sweeps that ran it (shards, resumed runs).
+    pub sweeps: Vec<i64>,
+    /// The shards among them (`I/N`).
+    pub shards: Vec<String>,
+    /// Trials planned by those sweeps.
+    pub planned: usize,
+    /// Keys of the trials that go on to the next rung, best first: from the search's
+    /// survivors file in the state directory when it has this rung (a sharded search),
+    /// else the trials whose candidates the next rung ran. Empty for the last rung.
+    pub survivors: Vec<String>,
+    /// Where `survivors` come from: `survivors file`, or `next rung` (the candidates the
+    /// next rung ran in this run store; of a shard's store, only that shard's slice).
+    pub survivors_from: &'static str,
+    /// Its trials with a result, best first.
+    pub leaderboard: Vec<TrialRecord>,
 }
 
 /// Opens the run store of `state`; a usage error when there is none yet, since reading
@@ -47,12 +77,16 @@ pub async fn sweeps(state: &StateDir) -> anyhow::Result<Vec<SweepRow>> {
 /// The leaderboard of one sweep, by id or experiment name (the newest of that name).
 pub async fn board(state: &StateDir, id_or_name: &str) -> anyhow::Result<SweepBoard> {
     let store = open(state).await?;
-    let board = read_board(&store, id_or_name).await;
+    let board = read_board(&store, state, id_or_name).await;
     store.close().await;
     board
 }
 
-async fn read_board(store: &RunStore, id_or_name: &str) -> anyhow::Result<SweepBoard> {
+async fn read_board(
+    store: &RunStore,
+    state: &StateDir,
+    id_or_name: &str,
+) -> anyhow::Result<SweepBoard> {
     let sweep = store
         .find_sweep(id_or_name)
         .await?
@@ -65,12 +99,107 @@ async fn read_board(store: &RunStore, id_or_name: &str) -> anyhow::Result<SweepB
         serde_json::from_value(serde_json::Value::String(sweep.select_metric.clone()))
             .unwrap_or(SelectMetric::F1);
     rank(&mut records, metric);
+    let rungs = match &sweep.search_key {
+        Some(search) => read_rungs(store, state, &sweep, search, metric).await?,
+        None => Vec::new(),
+    };
     Ok(SweepBoard {
         sweep,
         planned: keys.len(),
         metric,
         records,
+        rungs,
     })
+}
+
+/// Every rung of the halving search `search` that `sweep` is part of.
+async fn read_rungs(
+    store: &RunStore,
+    state: &StateDir,
+    sweep: &SweepRow,
+    search: &str,
+    metric: SelectMetric,
+) -> anyhow::Result<Vec<RungBoard>> {
+    let mut by_rung: BTreeMap<i64, Vec<SweepRow>> = BTreeMap::new();
+    for s in store.sweeps().await? {
+        if s.search_key.as_deref() == Some(search) && s.experiment == sweep.experiment {
+            by_rung
+                .entry(s.rung.unwrap_or_default())
+                .or_default()
+                .push(s);
+        }
+    }
+    let file = SurvivorsFile::read(&state.survivors(&sweep.experiment))
+        .ok()
+        .flatten()
+        .filter(|f| f.search_key == search);
+    let mut rungs = Vec::new();
+    for (rung, sweeps) in &by_rung {
+        let mut keys: Vec<String> = Vec::new();
+        for s in sweeps {
+            for key in store.sweep_keys(s.id).await? {
+                if !keys.contains(&key) {
+                    keys.push(key);
+                }
+            }
+        }
+        let stored = store.trials(&keys).await?;
+        let mut leaderboard: Vec<TrialRecord> =
+            keys.iter().filter_map(|k| stored.get(k).cloned()).collect();
+        rank(&mut leaderboard, metric);
+        let mut shards: Vec<String> = sweeps.iter().filter_map(|s| s.shard.clone()).collect();
+        shards.sort();
+        shards.dedup();
+        rungs.push(RungBoard {
+            rung: *rung,
+            rows: sweeps.iter().find_map(|s| s.rung_rows).unwrap_or_default(),
+            sweeps: sweeps.iter().rev().map(|s| s.id).collect(),
+            shards,
+            planned: keys.len(),
+            survivors: Vec::new(),
+            survivors_from: "next rung",
+            leaderboard,
+        });
+    }
+    // The survivors of rung r: what the survivors file says, else the trials of rung r
+    // whose candidates (algorithm and parameters) rung r+1 ran.
+    for i in 0..rungs.len().saturating_sub(1) {
+        let next = rungs[i + 1].rung;
+        let from_file = file
+            .as_ref()
+            .and_then(|f| f.rung(usize::try_from(next).ok()?))
+            .map(|e| {
+                e.candidates
+                    .iter()
+                    .map(|c| c.trial.clone())
+                    .collect::<Vec<_>>()
+            });
+        let (before, after) = rungs.split_at_mut(i + 1);
+        let here = &mut before[i];
+        if from_file.is_some() {
+            here.survivors_from = "survivors file";
+        }
+        here.survivors = match from_file {
+            Some(keys) => here
+                .leaderboard
+                .iter()
+                .filter(|r| keys.contains(&r.key))
+                .map(|r| r.key.clone())
+                .collect(),
+            None => here
+                .leaderboard
+                .iter()
+                .filter(|r| {
+                    after[0]
+                        .leaderboard
+                        .iter()
+                        .any(|n| n.algorithm == r.algorithm && n.params == r.params)
+                })
+                .map(|r| r.key.clone())
+                .collect(),
+        };
+    }
+    Ok(rungs)
 }
 
 /// The trials whose keys start with each of `prefixes`, in that order; a usage error when

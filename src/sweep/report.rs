@@ -50,6 +50,9 @@ pub struct SweepStarted<'a> {
     pub started_at_ms: i64,
     /// The rung of a halving search (its rows capped at the training part).
     pub rung: Option<Rung>,
+    /// The key of the halving search this sweep is a rung of: every rung (on every shard,
+    /// after every resume) reports the same one.
+    pub search_key: Option<&'a str>,
 }
 
 /// The best model of a finished sweep, scored on the test part.

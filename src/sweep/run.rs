@@ -20,7 +20,7 @@ use super::halving;
 use super::plan::{Candidate, KeyContext, Rung, Shard, WorkUnit, trial_key, work_units};
 use super::record::{TrialRecord, TrialStatus, compare, rank};
 use super::report::{BestModel, SweepFinished, SweepReporter, SweepStarted};
-use super::store::{NewSweep, RunStore, SweepStatus};
+use super::store::{NewSweep, RunStore, SweepRung, SweepStatus};
 use crate::config::grid::{GridError, GridFile, SelectMetric};
 use crate::data::split::{stratified_kfold_ids, train_test_split};
 use crate::data::typical::typical_values;
@@ -86,6 +86,10 @@ pub struct SweepInput<'a> {
     pub score_best: bool,
     /// Train on this rung's subset of the training part (a halving search).
     pub rung: Option<Rung>,
+    /// The key of the halving search whose rung this sweep is (see
+    /// [`halving::search_key`]): recorded with the sweep, and what tracking files every
+    /// rung's trials under.
+    pub search_key: Option<&'a str>,
 }
 
 /// The best model of a sweep, as saved.
@@ -200,6 +204,14 @@ pub async fn run(
             select_metric: metric.name(),
             shard: input.shard.map(|s| s.to_string()),
             trial_keys: &planned_keys,
+            rung: input
+                .search_key
+                .zip(reported_rung)
+                .map(|(search_key, r)| SweepRung {
+                    search_key,
+                    index: r.index,
+                    rows: r.rows,
+                }),
         })
         .await?;
 
@@ -236,6 +248,7 @@ pub async fn run(
         grid_keys: &grid_keys,
         started_at_ms,
         rung: reported_rung,
+        search_key: input.search_key,
     });
     for key in &planned_keys {
         if let Some(record) = finished.get(key) {

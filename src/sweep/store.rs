@@ -91,6 +91,19 @@ pub struct NewSweep<'a> {
     pub shard: Option<String>,
     /// Planned trial keys in plan order.
     pub trial_keys: &'a [String],
+    /// The halving search this sweep is a rung of: its key, the rung and its rows.
+    pub rung: Option<SweepRung<'a>>,
+}
+
+/// A sweep's place in a halving search.
+#[derive(Debug, Clone, Copy)]
+pub struct SweepRung<'a> {
+    /// The key shared by every rung of the search.
+    pub search_key: &'a str,
+    /// The rung, from 0.
+    pub index: usize,
+    /// Its training rows.
+    pub rows: usize,
 }
 
 /// A stored sweep.
@@ -126,6 +139,12 @@ pub struct SweepRow {
     pub best_model_sha256: Option<String>,
     /// Planned trials.
     pub planned: i64,
+    /// The halving search this sweep is a rung of.
+    pub search_key: Option<String>,
+    /// Its rung, from 0.
+    pub rung: Option<i64>,
+    /// The rung's training rows.
+    pub rung_rows: Option<i64>,
 }
 
 /// The run store.
@@ -208,8 +227,8 @@ impl RunStore {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let id: i64 = sqlx::query(
             "INSERT INTO sweeps (experiment, grid_path, data_source, data_fingerprint, schema_hash, \
-             select_metric, shard, status, pid, started_at_ms) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?) RETURNING id",
+             select_metric, shard, status, pid, started_at_ms, search_key, rung, rung_rows) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(sweep.experiment)
         .bind(sweep.grid_path)
@@ -220,6 +239,9 @@ impl RunStore {
         .bind(&sweep.shard)
         .bind(i64::from(std::process::id()))
         .bind(now_ms())
+        .bind(sweep.rung.map(|r| r.search_key))
+        .bind(sweep.rung.map(|r| r.index as i64))
+        .bind(sweep.rung.map(|r| r.rows as i64))
         .fetch_one(&mut *tx)
         .await?
         .get(0);
@@ -423,6 +445,9 @@ fn decode_sweep(row: &SqliteRow) -> SweepRow {
         best_model_path: row.get("best_model_path"),
         best_model_sha256: row.get("best_model_sha256"),
         planned: row.get("planned"),
+        search_key: row.get("search_key"),
+        rung: row.get("rung"),
+        rung_rows: row.get("rung_rows"),
     }
 }
 

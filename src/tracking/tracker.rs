@@ -344,22 +344,42 @@ impl SweepReporter for MlflowTracker {
             Param::new("split_stratify", split.stratify.to_string()),
             Param::new("split_seed", split.seed.to_string()),
             Param::new("split_dedup", split.dedup.to_string()),
-            Param::new("trials_planned", sweep.planned.len().to_string()),
         ];
+        let mut metrics = Vec::new();
+        match (sweep.search_key, sweep.rung) {
+            // Every rung reopens the search's one parent run, whose params are write-once:
+            // what changes from rung to rung goes in metrics, one step per rung.
+            (Some(_), Some(rung)) => {
+                params.push(Param::new("search", "halving"));
+                let ts = sweep.started_at_ms;
+                let step = rung.index as i64;
+                metrics
+                    .push(Metric::new("rung_trials", sweep.planned.len() as f64, ts).at_step(step));
+                metrics.push(Metric::new("rung_rows", rung.rows as f64, ts).at_step(step));
+            }
+            _ => {
+                params.push(Param::new(
+                    "trials_planned",
+                    sweep.planned.len().to_string(),
+                ));
+                params.extend(sweep.rung.iter().flat_map(rung_params));
+            }
+        }
         if let Some(shard) = &sweep.shard {
             params.push(Param::new("shard", shard));
         }
-        params.extend(sweep.rung.iter().flat_map(rung_params));
         let mut tags = context;
         tags.push(Tag::new("netsec.sweep_key", &sweep_key));
         tags.push(Tag::new("netsec.experiment", sweep.experiment));
-        let mut name = match &sweep.shard {
-            Some(shard) => format!("sweep {} (shard {shard})", sweep.experiment),
-            None => format!("sweep {}", sweep.experiment),
+        let what = if sweep.search_key.is_some() {
+            "halving search"
+        } else {
+            "sweep"
         };
-        if let Some(rung) = sweep.rung {
-            name.push_str(&format!(" rung {} ({} rows)", rung.index, rung.rows));
-        }
+        let name = match &sweep.shard {
+            Some(shard) => format!("{what} {} (shard {shard})", sweep.experiment),
+            None => format!("{what} {}", sweep.experiment),
+        };
         let record = RunRecord {
             run_key: self.parent_key(),
             experiment: self.options.experiment.clone(),
@@ -367,7 +387,7 @@ impl SweepReporter for MlflowTracker {
             name,
             start_ms: sweep.started_at_ms,
             params,
-            metrics: Vec::new(),
+            metrics,
             tags,
             artifacts: Vec::new(),
             status: Some(RunStatus::Running),
@@ -772,14 +792,26 @@ async fn send_in_background(
 
 /// A stable key of the sweep: the tracking experiment, the planned trials and the shard.
 /// The same grid on the same data gives the same key, so a resumed sweep finds its runs.
+/// The rungs of a halving search share the search's key instead of their planned
+/// trials, so all of them (and every resumed or rung-by-rung run of them) log under one
+/// parent run per shard.
 fn sweep_key(experiment: &str, sweep: &SweepStarted<'_>) -> String {
-    let mut planned: Vec<&String> = sweep.planned.iter().collect();
-    planned.sort();
-    let input = serde_json::json!({
-        "experiment": experiment,
-        "planned": planned,
-        "shard": sweep.shard,
-    });
+    let input = match sweep.search_key {
+        Some(search) => serde_json::json!({
+            "experiment": experiment,
+            "search": search,
+            "shard": sweep.shard,
+        }),
+        None => {
+            let mut planned: Vec<&String> = sweep.planned.iter().collect();
+            planned.sort();
+            serde_json::json!({
+                "experiment": experiment,
+                "planned": planned,
+                "shard": sweep.shard,
+            })
+        }
+    };
     hex(&Sha256::digest(input.to_string()))[..20].to_owned()
 }
 
