@@ -505,11 +505,7 @@ fn fit_binary(
     let mut hess = vec![0.0; n];
     let mut trees = Vec::with_capacity(rounds);
     for m in 0..rounds {
-        for i in 0..n {
-            let p = sigmoid(raw[i]);
-            grad[i] = f64::from(u8::from(y[i])) - p;
-            hess[i] = p * (1.0 - p);
-        }
+        binomial_gradients(&raw, y, &mut grad, &mut hess);
         let mut rng = crate::models::rng_for(seed, m as u64);
         let mut samples = in_bag(n, n_inbag, &mut rng);
         let oob = out_of_bag(n, &samples);
@@ -531,6 +527,23 @@ fn fit_binary(
         class_init: Vec::new(),
         trees,
     }
+}
+
+/// Residuals `y - p` and hessians `p (1 - p)` of the binomial loss at raw scores `raw`, in
+/// row blocks on the rayon pool (each row on its own, so any thread count gives the same).
+fn binomial_gradients(raw: &[f64], y: &[bool], grad: &mut [f64], hess: &mut [f64]) {
+    use rayon::prelude::*;
+    const ROWS: usize = 1 << 14;
+    grad.par_chunks_mut(ROWS)
+        .zip(hess.par_chunks_mut(ROWS))
+        .zip(raw.par_chunks(ROWS).zip(y.par_chunks(ROWS)))
+        .for_each(|((grad, hess), (raw, y))| {
+            for (((g, h), &r), &y) in grad.iter_mut().zip(hess.iter_mut()).zip(raw).zip(y) {
+                let p = sigmoid(r);
+                *g = f64::from(u8::from(y)) - p;
+                *h = p * (1.0 - p);
+            }
+        });
 }
 
 /// K > 2 classes: K trees per round, fitted on the same in-bag rows, to the residuals of the
