@@ -155,12 +155,6 @@ impl BinnedMatrix {
         }
         midpoint(lo, hi)
     }
-
-    /// Bin ids of row `i`.
-    #[inline]
-    pub fn row(&self, i: usize) -> &[u8] {
-        &self.bins[i * self.n_features..(i + 1) * self.n_features]
-    }
 }
 
 /// `k` of the rows `0..n`, ascending, drawn with the fixed bin-edge seed (selection sampling).

@@ -44,7 +44,7 @@ use crate::models::decision_tree::{MIN_SAMPLES_LEAF, MIN_SAMPLES_SPLIT};
 use crate::models::params::{CLASS_WEIGHT, Reader};
 use crate::models::random_forest::n_estimators;
 use crate::models::tree::{self, GrowOptions, LeafRange, Stats, Target, Tree};
-use crate::models::{
+use crate::models::{SharedBins, 
     Algorithm, FittedModel, Labels, ModelError, ParamKind, ParamSpec, ParamValue, Predictor,
 };
 
@@ -356,7 +356,7 @@ fn softmax(z: &mut [f64]) {
 
 /// What every tree of a fit shares: the binned rows, the growth limits, the learning rate.
 struct Grower<'a> {
-    data: BinnedMatrix,
+    data: std::borrow::Cow<'a, BinnedMatrix>,
     /// `x` row-major, for the out-of-bag rows' traversal.
     rows: &'a [f64],
     opts: GrowOptions,
@@ -441,6 +441,7 @@ impl Algorithm for GradientBoosting {
         r: &Reader<'_>,
         x: ArrayView2<f64>,
         labels: &Labels<'_>,
+        bins: &SharedBins,
         seed: u64,
     ) -> Result<FittedModel, ModelError> {
         let rounds = r.usize("n_estimators")?;
@@ -454,7 +455,7 @@ impl Algorithm for GradientBoosting {
         let n = x.nrows();
         let xs = x.as_standard_layout();
         let mut grower = Grower {
-            data: BinnedMatrix::new(x),
+            data: bins.of(x),
             rows: xs.as_slice().unwrap_or_default(),
             opts,
             lr: r.f64("learning_rate")?,

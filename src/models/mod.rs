@@ -46,8 +46,12 @@ pub(crate) mod smo;
 pub mod svm;
 pub(crate) mod tree;
 
+use std::sync::{Arc, OnceLock};
+
 use ndarray::{Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
+
+use binning::BinnedMatrix;
 use thiserror::Error;
 
 pub use params::{ParamError, ParamKind, ParamSpec, ParamValue, Params, Reader};
@@ -104,7 +108,7 @@ pub trait Algorithm: Sync {
         n_classes: usize,
         seed: u64,
     ) -> Result<FittedModel, ModelError> {
-        self.fit_labels(params, x, y, n_classes, None, seed)
+        self.fit_labels(params, x, y, n_classes, None, &SharedBins::new(), seed)
     }
 
     /// [`Algorithm::fit`] with the class names (id order), which an explicit `class_weight`
@@ -117,11 +121,31 @@ pub trait Algorithm: Sync {
         class_names: &[String],
         seed: u64,
     ) -> Result<FittedModel, ModelError> {
-        self.fit_labels(params, x, y, class_names.len(), Some(class_names), seed)
+        let names = Some(class_names);
+        self.fit_labels(params, x, y, class_names.len(), names, &SharedBins::new(), seed)
     }
 
-    /// The shared body of [`Algorithm::fit`] and [`Algorithm::fit_named`].
+    /// [`Algorithm::fit_named`] with the histogram learners' bins of `x` taken from `bins`,
+    /// which every fit on the same `x` shares: the first such fit builds them, the others skip
+    /// binning. The model equals that of [`Algorithm::fit_named`]; learners without bins ignore
+    /// `bins`.
+    fn fit_shared(
+        &self,
+        params: &Params,
+        x: ArrayView2<f64>,
+        y: &[u32],
+        class_names: &[String],
+        bins: &SharedBins,
+        seed: u64,
+    ) -> Result<FittedModel, ModelError> {
+        let names = Some(class_names);
+        self.fit_labels(params, x, y, class_names.len(), names, bins, seed)
+    }
+
+    /// The shared body of [`Algorithm::fit`], [`Algorithm::fit_named`] and
+    /// [`Algorithm::fit_shared`].
     #[doc(hidden)]
+    #[allow(clippy::too_many_arguments)]
     fn fit_labels(
         &self,
         params: &Params,
@@ -129,6 +153,7 @@ pub trait Algorithm: Sync {
         y: &[u32],
         n_classes: usize,
         names: Option<&[String]>,
+        bins: &SharedBins,
         seed: u64,
     ) -> Result<FittedModel, ModelError> {
         let params = self.validate(params)?;
@@ -143,26 +168,58 @@ pub trait Algorithm: Sync {
             names,
         };
         if handles_missing(self.name()) || !x.iter().any(|v| v.is_nan()) {
-            return self.fit_checked(&reader, x, &labels, seed);
+            return self.fit_checked(&reader, x, &labels, bins, seed);
         }
         // Missing values for a learner without a missing bin: each feature's median over
         // these training rows fills them, here and at every prediction.
         let fill = column_medians(x);
         let mut filled = x.to_owned();
         fill_missing(&mut filled, &fill);
-        let model = self.fit_checked(&reader, filled.view(), &labels, seed)?;
+        // (the shared bins are of the unfilled rows)
+        let model = self.fit_checked(&reader, filled.view(), &labels, &SharedBins::new(), seed)?;
         Ok(FittedModel::Imputed(Box::new(Imputed { fill, model })))
     }
 
     /// The algorithm's own fit, on parameters resolved against [`Algorithm::params`] (read
-    /// through `params`) and training data already checked by [`Algorithm::fit`].
+    /// through `params`) and training data already checked by [`Algorithm::fit`]. Histogram
+    /// learners take the bins of `x` from `bins` ([`SharedBins::of`]).
     fn fit_checked(
         &self,
         params: &Reader<'_>,
         x: ArrayView2<f64>,
         y: &Labels<'_>,
+        bins: &SharedBins,
         seed: u64,
     ) -> Result<FittedModel, ModelError>;
+}
+
+/// The bins of one training matrix, built by the first histogram learner fitted on it and
+/// shared (`Arc`) by every later fit on the same matrix (see [`Algorithm::fit_shared`]): a
+/// sweep keeps one per fold and one for the whole training part. Cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub struct SharedBins(Arc<OnceLock<BinnedMatrix>>);
+
+impl SharedBins {
+    /// Bins not built yet.
+    pub fn new() -> SharedBins {
+        SharedBins::default()
+    }
+
+    /// Whether a fit has built them.
+    pub fn is_built(&self) -> bool {
+        self.0.get().is_some()
+    }
+
+    /// The bins of `x`, built now if no fit has yet. `x` must be the matrix every fit sharing
+    /// these bins is given; a matrix of another shape gets bins of its own.
+    pub(crate) fn of(&self, x: ArrayView2<f64>) -> std::borrow::Cow<'_, BinnedMatrix> {
+        let bins = self.0.get_or_init(|| BinnedMatrix::new(x));
+        if (bins.n_rows, bins.n_features) == x.dim() {
+            std::borrow::Cow::Borrowed(bins)
+        } else {
+            std::borrow::Cow::Owned(BinnedMatrix::new(x))
+        }
+    }
 }
 
 /// Whether `algorithm` learns from missing (NaN) features natively: the histogram trees keep
@@ -1017,6 +1074,35 @@ mod tests {
                 "{name} with {k} classes differs on two threads"
             );
         }
+    }
+
+    #[test]
+    fn shared_bins_are_built_once_and_give_the_same_models() {
+        let (x, y) = testutil::toy(300, 5, 2);
+        let names = ["normal".to_owned(), "attack".to_owned()];
+        let bins = SharedBins::new();
+        for a in algorithms() {
+            let own = a.fit_named(&Params::new(), x.view(), &ids(&y), &names, 4).unwrap();
+            let shared = a
+                .fit_shared(&Params::new(), x.view(), &ids(&y), &names, &bins, 4)
+                .unwrap();
+            assert_eq!(own, shared, "{}", a.name());
+        }
+        assert!(bins.is_built(), "the histogram learners built them");
+        // bins of another matrix are not taken for this one
+        let other = x.slice(ndarray::s![..200, ..]).to_owned();
+        let m = algorithm("gradient_boosting").unwrap();
+        let own = m.fit(&Params::new(), other.view(), &ids(&y[..200]), 2, 4).unwrap();
+        let shared = m
+            .fit_shared(&Params::new(), other.view(), &ids(&y[..200]), &names, &bins, 4)
+            .unwrap();
+        assert_eq!(own, shared);
+        let lr = SharedBins::new();
+        algorithm("logistic_regression")
+            .unwrap()
+            .fit_shared(&Params::new(), x.view(), &ids(&y), &names, &lr, 4)
+            .unwrap();
+        assert!(!lr.is_built(), "a learner without bins builds none");
     }
 
     #[test]
