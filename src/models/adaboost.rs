@@ -35,7 +35,7 @@ use crate::models::decision_tree::check_class_count;
 use crate::models::params::{CLASS_WEIGHT, Reader};
 use crate::models::random_forest::n_estimators;
 use crate::models::tree::{self, ClassTarget, Criterion, GrowOptions, Tree};
-use crate::models::{
+use crate::models::{SharedBins, 
     Algorithm, FittedModel, Labels, ModelError, ParamKind, ParamSpec, ParamValue, Predictor,
 };
 use crate::shared::classes::argmax;
@@ -99,12 +99,13 @@ impl Algorithm for AdaBoost {
         r: &Reader<'_>,
         x: ArrayView2<f64>,
         labels: &Labels<'_>,
+        bins: &SharedBins,
         seed: u64,
     ) -> Result<FittedModel, ModelError> {
         check_class_count(self.name(), labels.n_classes)?;
         let rounds = r.usize("n_estimators")?;
         let lr = r.f64("learning_rate")?;
-        let data = BinnedMatrix::new(x);
+        let data = bins.of(x);
         let opts = GrowOptions {
             max_depth: 1,
             min_samples_split: 2,

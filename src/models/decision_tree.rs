@@ -10,11 +10,10 @@ use std::borrow::Cow;
 use ndarray::ArrayView2;
 use serde::{Deserialize, Serialize};
 
-use crate::models::binning::BinnedMatrix;
 use crate::models::class_weight;
 use crate::models::params::{CLASS_WEIGHT, Reader};
 use crate::models::tree::{self, ClassTarget, Criterion, GrowOptions, Tree};
-use crate::models::{
+use crate::models::{SharedBins, 
     Algorithm, FittedModel, Labels, ModelError, ParamKind, ParamSpec, ParamValue, Predictor,
 };
 
@@ -165,11 +164,12 @@ impl Algorithm for DecisionTree {
         r: &Reader<'_>,
         x: ArrayView2<f64>,
         labels: &Labels<'_>,
+        bins: &SharedBins,
         seed: u64,
     ) -> Result<FittedModel, ModelError> {
         check_class_count(self.name(), labels.n_classes)?;
         let (criterion, opts) = grow_options(r, x.ncols())?;
-        let data = BinnedMatrix::new(x);
+        let data = bins.of(x);
         let mut samples: Vec<u32> = (0..x.nrows() as u32).collect();
         let mut rng = crate::models::rng_for(seed, 0);
         // class weights become sample weights: they weight impurity and leaf fractions

@@ -45,7 +45,7 @@ use crate::models::early_stopping::{self, Monitor};
 use crate::models::params::{CLASS_WEIGHT, Reader};
 use crate::models::random_forest::n_estimators;
 use crate::models::tree::{self, GrowOptions, LeafRange, Stats, Target, Tree};
-use crate::models::{
+use crate::models::{SharedBins, 
     Algorithm, FittedModel, Labels, ModelError, ParamKind, ParamSpec, ParamValue, Predictor,
 };
 
@@ -360,7 +360,7 @@ fn softmax(z: &mut [f64]) {
 
 /// What every tree of a fit shares: the binned rows, the growth limits, the learning rate.
 struct Grower<'a> {
-    data: BinnedMatrix,
+    data: std::borrow::Cow<'a, BinnedMatrix>,
     /// `x` row-major, for the out-of-bag rows' traversal.
     rows: &'a [f64],
     opts: GrowOptions,
@@ -445,6 +445,7 @@ impl Algorithm for GradientBoosting {
         r: &Reader<'_>,
         x: ArrayView2<f64>,
         labels: &Labels<'_>,
+        bins: &SharedBins,
         seed: u64,
     ) -> Result<FittedModel, ModelError> {
         let rounds = r.usize("n_estimators")?;
@@ -459,15 +460,16 @@ impl Algorithm for GradientBoosting {
         // Early stopping boosts on the rows it does not set aside for validation.
         let (kept, mut monitor) =
             early_stopping::set_aside(r, x, labels, class_weights.as_deref(), seed)?;
-        let x = match &kept {
-            Some(k) => k.x.view(),
-            None => x.view(),
+        // The shared bins are of the whole `x`; the rows kept for boosting get their own.
+        let (x, own_bins) = match &kept {
+            Some(k) => (k.x.view(), SharedBins::new()),
+            None => (x.view(), bins.clone()),
         };
         let labels = &kept.as_ref().map_or(*labels, |k| k.labels(labels));
         let n = x.nrows();
         let xs = x.as_standard_layout();
         let mut grower = Grower {
-            data: BinnedMatrix::new(x),
+            data: own_bins.of(x),
             rows: xs.as_slice().unwrap_or_default(),
             opts,
             lr: r.f64("learning_rate")?,
@@ -531,11 +533,7 @@ fn fit_binary(
     let mut hess = vec![0.0; n];
     let mut trees = Vec::with_capacity(rounds);
     for m in 0..rounds {
-        for i in 0..n {
-            let p = sigmoid(raw[i]);
-            grad[i] = f64::from(u8::from(y[i])) - p;
-            hess[i] = p * (1.0 - p);
-        }
+        binomial_gradients(&raw, y, &mut grad, &mut hess);
         let mut rng = crate::models::rng_for(seed, m as u64);
         let mut samples = in_bag(n, n_inbag, &mut rng);
         let oob = out_of_bag(n, &samples);
@@ -563,6 +561,23 @@ fn fit_binary(
         class_init: Vec::new(),
         trees,
     }
+}
+
+/// Residuals `y - p` and hessians `p (1 - p)` of the binomial loss at raw scores `raw`, in
+/// row blocks on the rayon pool (each row on its own, so any thread count gives the same).
+fn binomial_gradients(raw: &[f64], y: &[bool], grad: &mut [f64], hess: &mut [f64]) {
+    use rayon::prelude::*;
+    const ROWS: usize = 1 << 14;
+    grad.par_chunks_mut(ROWS)
+        .zip(hess.par_chunks_mut(ROWS))
+        .zip(raw.par_chunks(ROWS).zip(y.par_chunks(ROWS)))
+        .for_each(|((grad, hess), (raw, y))| {
+            for (((g, h), &r), &y) in grad.iter_mut().zip(hess.iter_mut()).zip(raw).zip(y) {
+                let p = sigmoid(r);
+                *g = f64::from(u8::from(y)) - p;
+                *h = p * (1.0 - p);
+            }
+        });
 }
 
 /// K > 2 classes: K trees per round, fitted on the same in-bag rows, to the residuals of the

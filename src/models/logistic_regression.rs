@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::models::class_weight;
 use crate::models::params::{CLASS_WEIGHT, Reader};
-use crate::models::{
+use crate::models::{SharedBins, 
     Algorithm, FittedModel, Labels, ModelError, ParamKind, ParamSpec, ParamValue, Predictor,
 };
 
@@ -144,6 +144,7 @@ impl Algorithm for LogisticRegression {
         r: &Reader<'_>,
         x: ArrayView2<f64>,
         labels: &Labels<'_>,
+        _bins: &SharedBins,
         _seed: u64,
     ) -> Result<FittedModel, ModelError> {
         let c = r.f64("c")?;

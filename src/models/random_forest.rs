@@ -15,7 +15,6 @@ use rand::Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::models::binning::BinnedMatrix;
 use crate::models::class_weight;
 use crate::models::decision_tree::{
     CRITERION, MAX_DEPTH, MAX_FEATURES_KIND, MIN_SAMPLES_LEAF, MIN_SAMPLES_SPLIT,
@@ -23,7 +22,7 @@ use crate::models::decision_tree::{
 };
 use crate::models::params::{CLASS_WEIGHT, Reader};
 use crate::models::tree::{self, ClassTarget, Tree};
-use crate::models::{
+use crate::models::{SharedBins, 
     Algorithm, FittedModel, Labels, ModelError, ParamKind, ParamSpec, ParamValue, Predictor,
 };
 
@@ -93,6 +92,7 @@ impl Algorithm for RandomForest {
         r: &Reader<'_>,
         x: ArrayView2<f64>,
         labels: &Labels<'_>,
+        bins: &SharedBins,
         seed: u64,
     ) -> Result<FittedModel, ModelError> {
         check_class_count(self.name(), labels.n_classes)?;
@@ -105,7 +105,7 @@ impl Algorithm for RandomForest {
         let (criterion, opts) = grow_options(r, x.ncols())?;
         let n_trees = r.usize("n_estimators")?;
         let bootstrap = r.bool("bootstrap")?;
-        let data = BinnedMatrix::new(x);
+        let data = bins.of(x);
         let n = x.nrows();
         // As scikit-learn's `class_weight="balanced"` (not `balanced_subsample`): weights from
         // the forest's training labels, multiplying each tree's bootstrap counts.

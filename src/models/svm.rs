@@ -73,7 +73,7 @@ use serde::{Deserialize, Serialize};
 use crate::models::class_weight;
 use crate::models::params::{CLASS_WEIGHT, Reader};
 use crate::models::smo;
-use crate::models::{
+use crate::models::{SharedBins, 
     Algorithm, FittedModel, Labels, ModelError, ParamKind, ParamSpec, ParamValue, Predictor,
 };
 
@@ -364,6 +364,7 @@ impl Algorithm for Svm {
         r: &Reader<'_>,
         x: ArrayView2<f64>,
         labels: &Labels<'_>,
+        _bins: &SharedBins,
         seed: u64,
     ) -> Result<FittedModel, ModelError> {
         let d = x.ncols();

@@ -604,12 +604,62 @@ struct Split<S> {
     score: f64,
 }
 
+/// Node work (rows × features) below which a histogram is filled on the calling thread alone:
+/// under it, handing feature blocks to other threads costs more than it saves.
+const PARALLEL_FILL: usize = 1 << 16;
+
 /// Add the per-bin statistics of `samples` over all features into `hist`.
+///
+/// Large nodes are filled by feature blocks on the rayon pool. Every bin still sums its rows
+/// in `samples` order on one thread, whatever the block layout, so the histogram (and every
+/// tree grown from it) is bit-identical for any thread count.
 fn fill_all<T: Target>(data: &BinnedMatrix, target: &T, samples: &[u32], hist: &mut [T::S]) {
+    let d = data.n_features;
+    let threads = rayon::current_num_threads();
+    if threads < 2 || samples.len() * d < PARALLEL_FILL || d < 2 {
+        fill_features(data, target, samples, 0..d, hist);
+        return;
+    }
+    // Two blocks per thread, so a thread busy elsewhere (another trial) leaves its share to
+    // the others.
+    let blocks = (2 * threads).min(d);
+    let mut parts = Vec::with_capacity(blocks);
+    let mut rest = hist;
+    let mut first = 0;
+    for b in 0..blocks {
+        let end = d * (b + 1) / blocks;
+        let bins_end = data.offsets.get(end).copied().unwrap_or(data.total_bins);
+        let (part, tail) = rest.split_at_mut(bins_end - data.offsets[first]);
+        parts.push((first..end, part));
+        rest = tail;
+        first = end;
+    }
+    use rayon::prelude::*;
+    parts
+        .into_par_iter()
+        .for_each(|(features, part)| fill_features(data, target, samples, features, part));
+}
+
+/// Add the per-bin statistics of `samples` over the features `features` into `hist`, which
+/// holds those features' bins (starting at the first one's).
+fn fill_features<T: Target>(
+    data: &BinnedMatrix,
+    target: &T,
+    samples: &[u32],
+    features: std::ops::Range<usize>,
+    hist: &mut [T::S],
+) {
+    let d = data.n_features;
+    let base = data.offsets[features.start];
+    let offsets: Vec<usize> = data.offsets[features.clone()]
+        .iter()
+        .map(|o| o - base)
+        .collect();
     for &i in samples {
         let s = target.sample(i as usize);
-        let row = data.row(i as usize);
-        for (b, off) in row.iter().zip(&data.offsets) {
+        let start = i as usize * d;
+        let row = &data.bins[start + features.start..start + features.end];
+        for (b, off) in row.iter().zip(&offsets) {
             hist[off + *b as usize].add(&s);
         }
     }
@@ -654,6 +704,7 @@ pub(crate) fn grow_recording<T: Target>(
     let full = opts.max_features >= d;
     let mut hist = vec![T::S::default(); data.total_bins];
     let mut pool: Vec<Vec<T::S>> = Vec::new();
+    let mut ordered: Vec<T::S> = Vec::new();
     let mut features: Vec<usize> = (0..d).collect();
     let mut nodes: Vec<Node> = vec![Node {
         feature: LEAF,
@@ -693,6 +744,7 @@ pub(crate) fn grow_recording<T: Target>(
                 &mut features,
                 &mut hist,
                 task.hist.as_deref(),
+                &mut ordered,
                 rng,
             )
         };
@@ -717,9 +769,9 @@ pub(crate) fn grow_recording<T: Target>(
         let node_samples = &mut samples[task.start..task.end];
         let mut mid = 0;
         let missing_bin = data.value_bins(split.feature);
+        let column = data.column(split.feature);
         for k in 0..node_samples.len() {
-            let i = node_samples[k] as usize;
-            let bin = data.bins[i * d + split.feature] as usize;
+            let bin = column[node_samples[k] as usize] as usize;
             let goes_left = if bin == missing_bin {
                 split.missing_left
             } else {
@@ -808,6 +860,7 @@ fn best_split<T: Target>(
     features: &mut [usize],
     hist: &mut [T::S],
     pre: Option<&[T::S]>,
+    ordered: &mut Vec<T::S>,
     rng: &mut impl Rng,
 ) -> Option<Split<T::S>> {
     let d = data.n_features;
@@ -842,11 +895,17 @@ fn best_split<T: Target>(
                 let off = data.offsets[f];
                 hist[off..off + data.n_bins(f)].fill(T::S::default());
             }
-            for &i in samples {
-                let s = target.sample(i as usize);
-                let row = data.row(i as usize);
-                for &f in batch {
-                    hist[data.offsets[f] + row[f] as usize].add(&s);
+            // A few features of the node: one bin column at a time (a feature's column fits
+            // in cache, where the rows would be fetched whole for a few bytes each), the
+            // node's row statistics gathered once into row order for all of them.
+            if ordered.len() != samples.len() || visited == 0 {
+                ordered.clear();
+                ordered.extend(samples.iter().map(|&i| target.sample(i as usize)));
+            }
+            for &f in batch {
+                let (off, column) = (data.offsets[f], data.column(f));
+                for (&i, s) in samples.iter().zip(ordered.iter()) {
+                    hist[off + column[i as usize] as usize].add(s);
                 }
             }
         }

@@ -16,10 +16,14 @@ use crate::models::metrics::MeanStd;
 use crate::models::metrics::Metrics;
 use crate::models::metrics::THRESHOLD;
 use crate::models::operating_point::{Choice, OperatingPoint, Rates, Roc, Target};
-use crate::models::{FittedModel, ModelError, early_stopping};
+use crate::models::{FittedModel, ModelError, SharedBins, early_stopping};
 use crate::shared::{Classes, now_ms};
 
 /// Training and test matrices of one sweep, materialized once and shared by all trials.
+///
+/// Folds are row positions within the training part; a fold's rows are copied out only for
+/// the length of one fit or prediction. The histogram learners' bins of each fold and of the
+/// whole training part are built by the first fit on them and shared by every later trial.
 pub struct Executor {
     experiment: String,
     fingerprint: String,
@@ -31,15 +35,21 @@ pub struct Executor {
     y_test: Vec<u32>,
     /// Whether each test row is an attack (for the held-out rates at a cut).
     test_attack: Vec<bool>,
+    /// Bins of `x_train`.
+    train_bins: SharedBins,
     folds: Vec<Fold>,
     target: Option<Target>,
 }
 
 struct Fold {
-    x_fit: Array2<f64>,
+    /// Positions within the training part fitted on, ascending.
+    fit: Vec<usize>,
     y_fit: Vec<u32>,
-    x_val: Array2<f64>,
+    /// Positions within the training part validated on.
+    val: Vec<usize>,
     y_val: Vec<u32>,
+    /// Bins of the `fit` rows.
+    bins: SharedBins,
 }
 
 /// What a work unit produced: one record per member, and the whole-training-part fit of its
@@ -80,10 +90,11 @@ impl Executor {
                 }
                 let fit: Vec<usize> = (0..split.train.len()).filter(|&p| !in_val[p]).collect();
                 Fold {
-                    x_fit: x_train.select(Axis(0), &fit),
                     y_fit: fit.iter().map(|&p| y_train[p]).collect(),
-                    x_val: x_train.select(Axis(0), val),
+                    fit,
                     y_val: val.iter().map(|&p| y_train[p]).collect(),
+                    val: val.clone(),
+                    bins: SharedBins::new(),
                 }
             })
             .collect();
@@ -101,6 +112,7 @@ impl Executor {
             y_test: split.test.iter().map(|&r| data.class_ids[r]).collect(),
             x_train,
             y_train,
+            train_bins: SharedBins::new(),
             folds,
             target,
         }
@@ -205,17 +217,21 @@ impl Executor {
         // Cross-validation: per member, the validation probabilities of each fold.
         let mut fold_probas: Vec<Vec<Array2<f64>>> = vec![Vec::new(); unit.members.len()];
         for fold in &self.folds {
+            let x_fit = self.x_train.select(Axis(0), &fold.fit);
             // named, so a `class_weight` map finds its classes
-            let model = algorithm.fit_named(
+            let model = algorithm.fit_shared(
                 &largest.params,
-                fold.x_fit.view(),
+                x_fit.view(),
                 &fold.y_fit,
                 &self.classes.names,
+                &fold.bins,
                 self.seed,
             )?;
+            drop(x_fit);
+            let x_val = self.x_train.select(Axis(0), &fold.val);
             let probas = match &stages {
-                Some(stages) if stages.len() > 1 => staged_probas(&model, &fold.x_val, stages)?,
-                _ => vec![model.predict_proba(fold.x_val.view())?],
+                Some(stages) if stages.len() > 1 => staged_probas(&model, &x_val, stages)?,
+                _ => vec![model.predict_proba(x_val.view())?],
             };
             for (member, proba) in fold_probas.iter_mut().zip(probas) {
                 member.push(proba);
@@ -229,11 +245,12 @@ impl Executor {
 
         // One fit on the whole training part, scored once on the test part.
         let started = Instant::now();
-        let model = algorithm.fit_named(
+        let model = algorithm.fit_shared(
             &largest.params,
             self.x_train.view(),
             &self.y_train,
             &self.classes.names,
+            &self.train_bins,
             self.seed,
         )?;
         let fit_seconds = started.elapsed().as_secs_f64();
