@@ -35,8 +35,9 @@ use crate::models::decision_tree::check_class_count;
 use crate::models::params::{CLASS_WEIGHT, Reader};
 use crate::models::random_forest::n_estimators;
 use crate::models::tree::{self, ClassTarget, Criterion, GrowOptions, Tree};
-use crate::models::{SharedBins, 
+use crate::models::{
     Algorithm, FittedModel, Labels, ModelError, ParamKind, ParamSpec, ParamValue, Predictor,
+    SharedBins,
 };
 use crate::shared::classes::argmax;
 

@@ -13,8 +13,9 @@ use serde::{Deserialize, Serialize};
 use crate::models::class_weight;
 use crate::models::params::{CLASS_WEIGHT, Reader};
 use crate::models::tree::{self, ClassTarget, Criterion, GrowOptions, Tree};
-use crate::models::{SharedBins, 
+use crate::models::{
     Algorithm, FittedModel, Labels, ModelError, ParamKind, ParamSpec, ParamValue, Predictor,
+    SharedBins,
 };
 
 /// `criterion`: `gini` | `entropy` (`log_loss` is accepted as entropy, as in scikit-learn).

@@ -45,8 +45,9 @@ use crate::models::early_stopping::{self, Monitor};
 use crate::models::params::{CLASS_WEIGHT, Reader};
 use crate::models::random_forest::n_estimators;
 use crate::models::tree::{self, GrowOptions, LeafRange, Stats, Target, Tree};
-use crate::models::{SharedBins, 
+use crate::models::{
     Algorithm, FittedModel, Labels, ModelError, ParamKind, ParamSpec, ParamValue, Predictor,
+    SharedBins,
 };
 
 const SPECS: &[ParamSpec] = &[

@@ -31,8 +31,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::models::class_weight;
 use crate::models::params::{CLASS_WEIGHT, Reader};
-use crate::models::{SharedBins, 
+use crate::models::{
     Algorithm, FittedModel, Labels, ModelError, ParamKind, ParamSpec, ParamValue, Predictor,
+    SharedBins,
 };
 
 const SPECS: &[ParamSpec] = &[

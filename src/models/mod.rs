@@ -123,7 +123,15 @@ pub trait Algorithm: Sync {
         seed: u64,
     ) -> Result<FittedModel, ModelError> {
         let names = Some(class_names);
-        self.fit_labels(params, x, y, class_names.len(), names, &SharedBins::new(), seed)
+        self.fit_labels(
+            params,
+            x,
+            y,
+            class_names.len(),
+            names,
+            &SharedBins::new(),
+            seed,
+        )
     }
 
     /// [`Algorithm::fit_named`] with the histogram learners' bins of `x` taken from `bins`,
@@ -1098,7 +1106,9 @@ mod tests {
         let names = ["normal".to_owned(), "attack".to_owned()];
         let bins = SharedBins::new();
         for a in algorithms() {
-            let own = a.fit_named(&Params::new(), x.view(), &ids(&y), &names, 4).unwrap();
+            let own = a
+                .fit_named(&Params::new(), x.view(), &ids(&y), &names, 4)
+                .unwrap();
             let shared = a
                 .fit_shared(&Params::new(), x.view(), &ids(&y), &names, &bins, 4)
                 .unwrap();
@@ -1108,9 +1118,18 @@ mod tests {
         // bins of another matrix are not taken for this one
         let other = x.slice(ndarray::s![..200, ..]).to_owned();
         let m = algorithm("gradient_boosting").unwrap();
-        let own = m.fit(&Params::new(), other.view(), &ids(&y[..200]), 2, 4).unwrap();
+        let own = m
+            .fit(&Params::new(), other.view(), &ids(&y[..200]), 2, 4)
+            .unwrap();
         let shared = m
-            .fit_shared(&Params::new(), other.view(), &ids(&y[..200]), &names, &bins, 4)
+            .fit_shared(
+                &Params::new(),
+                other.view(),
+                &ids(&y[..200]),
+                &names,
+                &bins,
+                4,
+            )
             .unwrap();
         assert_eq!(own, shared);
         let lr = SharedBins::new();

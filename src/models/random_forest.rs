@@ -22,8 +22,9 @@ use crate::models::decision_tree::{
 };
 use crate::models::params::{CLASS_WEIGHT, Reader};
 use crate::models::tree::{self, ClassTarget, Tree};
-use crate::models::{SharedBins, 
+use crate::models::{
     Algorithm, FittedModel, Labels, ModelError, ParamKind, ParamSpec, ParamValue, Predictor,
+    SharedBins,
 };
 
 /// `n_estimators` of the tree ensembles: 1..=100000 trees / rounds.

@@ -73,8 +73,9 @@ use serde::{Deserialize, Serialize};
 use crate::models::class_weight;
 use crate::models::params::{CLASS_WEIGHT, Reader};
 use crate::models::smo;
-use crate::models::{SharedBins, 
+use crate::models::{
     Algorithm, FittedModel, Labels, ModelError, ParamKind, ParamSpec, ParamValue, Predictor,
+    SharedBins,
 };
 
 /// Largest dense kernel matrix a fit may allocate, in bytes.
