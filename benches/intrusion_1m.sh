@@ -14,7 +14,7 @@ CACHE="${NETSEC_CACHE:-$HOME/.cache/netsec-ci}"
 VENV="$CACHE/bench-venv"
 if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import lightgbm, sklearn' 2>/dev/null; then
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q scikit-learn pandas lightgbm xgboost
+  "$VENV/bin/pip" install -q scikit-learn==1.9.1 pandas==3.1.1 lightgbm==4.7.0 xgboost==3.2.0
 fi
 cargo build --release --quiet
 BIN="${CARGO_TARGET_DIR:-target}/release/netsec"

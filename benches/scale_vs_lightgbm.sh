@@ -22,7 +22,7 @@ MULTICLASS_ROWS="${MULTICLASS_ROWS:-100000}"
 VENV="$CACHE/bench-venv"
 if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import lightgbm, xgboost, sklearn' 2>/dev/null; then
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q scikit-learn pandas lightgbm xgboost
+  "$VENV/bin/pip" install -q scikit-learn==1.9.1 pandas==3.1.1 lightgbm==4.7.0 xgboost==3.2.0
 fi
 TARGET="${CARGO_TARGET_DIR:-target}"
 cargo build --release --quiet

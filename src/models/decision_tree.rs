@@ -230,6 +230,7 @@ impl Fitted {
 pub(crate) mod tests {
     use super::*;
     use crate::models::Params;
+    use crate::models::binning::BinnedMatrix;
     use crate::models::testutil::{accuracy, ids, toy};
 
     #[test]
