@@ -10,14 +10,12 @@
 //! the server finds the dataset by name and digest and the input by dataset and run, which
 //! is what makes resending an outbox record safe.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::client::{MlflowClient, Payload};
-use super::error::{Result, TrackingError};
+use super::error::Result;
 use crate::data::schema::{ColumnType, LabelType, Schema};
 
 /// Characters of the fingerprint MLflow keeps as the digest (it refuses more than 36).
@@ -136,26 +134,6 @@ fn colspec(schema: &Schema) -> String {
     };
     columns.push(json!({ "type": label, "name": schema.label.column, "required": true }));
     json!({ "mlflow_colspec": columns }).to_string()
-}
-
-/// Whether the server has no `runs/log-inputs` (an MLflow before 2.4, or DagsHub's older
-/// one): a 404 without MLflow's "does not exist" code, or 501.
-pub fn inputs_unsupported(err: &TrackingError) -> bool {
-    matches!(
-        err.root(),
-        TrackingError::Api { status, code, .. }
-            if (*status == 404 && code != "RESOURCE_DOES_NOT_EXIST") || *status == 501
-    )
-}
-
-/// Set once a server was found without dataset inputs, so the warning is given once.
-static UNSUPPORTED_WARNED: AtomicBool = AtomicBool::new(false);
-
-/// Warns, once per process, that this server keeps no dataset inputs.
-pub fn warn_unsupported(err: &TrackingError) {
-    if !UNSUPPORTED_WARNED.swap(true, Ordering::Relaxed) {
-        tracing::warn!(error = %err, "mlflow: this server keeps no dataset inputs; runs are logged without them");
-    }
 }
 
 impl MlflowClient {

@@ -15,9 +15,11 @@ mod client;
 pub mod collect;
 mod config;
 mod error;
+mod features;
 pub mod inputs;
 pub mod keys;
 mod links;
+pub mod logged_model;
 pub mod mirror;
 pub mod outbox;
 mod record;
@@ -36,10 +38,12 @@ pub use client::{MlflowClient, RunSearch, RunSpec, system_tags};
 pub use config::{Auth, Secret, TrackingConfig};
 pub use error::{Result, TrackingError};
 pub use outbox::{Outbox, OutboxCounts, OutboxError};
+pub use registry::VersionSource;
 pub use retry::RetryPolicy;
 pub use send::{DrainReport, Sender};
 pub use tracker::{MlflowTracker, TrackerOptions, TrackingReport};
 pub use types::{
     AliasTarget, Dataset, Experiment, ExperimentHandle, FileInfo, Metric, ModelVersion, Param,
-    RegisteredModel, Run, RunData, RunDataset, RunInfo, RunInputs, RunStatus, RunsPage, Tag,
+    ModelOutput, RegisteredModel, Run, RunData, RunDataset, RunInfo, RunInputs, RunOutputs, RunStatus,
+    RunsPage, Tag,
 };
