@@ -5,8 +5,10 @@
 //!
 //! The sweep never waits for the server: reports become outbox records (a local insert),
 //! which a background task sends while the sweep runs; what it cannot send waits for
-//! `netsec sync` ([`sync`]). Alias moves of the local registry (promotions, rollbacks) go
-//! the same way into MLflow's model registry (see [`mirror`]).
+//! `netsec sync` ([`sync`]). The best model also becomes an MLflow 3 logged model (its
+//! ONNX export with an `MLmodel`, see [`logged_model`]), and alias moves of the local
+//! registry (promotions, rollbacks) go the same way into MLflow's model registry (see
+//! [`mirror`]).
 
 mod artifacts;
 mod batch;

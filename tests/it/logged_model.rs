@@ -236,11 +236,21 @@ fn serve_labels(server: &MlflowServer, uri: &str) -> Vec<String> {
         .unwrap()
         .port();
     let log = tempfile::NamedTempFile::new().unwrap();
-    let mut command = Command::new(mlflow_bin());
+    // The scoring server is `uvicorn` from the same venv, started by name: the venv's
+    // `bin` goes first on PATH, as an activated venv has it.
+    let bin = mlflow_bin();
+    let venv_bin = bin.parent().unwrap().to_owned();
+    let path = std::env::join_paths(
+        std::iter::once(venv_bin)
+            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
+    )
+    .unwrap();
+    let mut command = Command::new(&bin);
     command
         .args(["models", "serve", "-m", uri, "--env-manager", "local"])
         .args(["-h", "127.0.0.1", "-p", &port.to_string()])
         .env("MLFLOW_TRACKING_URI", &server.url)
+        .env("PATH", path)
         .stdin(Stdio::null())
         .stdout(log.reopen().unwrap())
         .stderr(log.reopen().unwrap());
