@@ -58,9 +58,6 @@ pub struct ModelVersion {
     /// Version tags.
     #[serde(default)]
     pub tags: Vec<Tag>,
-    /// The logged model it was made from (MLflow 3), when its source is one.
-    #[serde(default)]
-    pub model_id: Option<String>,
 }
 
 /// A registered model in MLflow's model registry.
