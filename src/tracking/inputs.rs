@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::client::{MlflowClient, Payload};
-use super::error::Result;
+use super::error::{Result, TrackingError};
 use crate::data::schema::{ColumnType, LabelType, Schema};
 
 /// Characters of the fingerprint MLflow keeps as the digest (it refuses more than 36).
@@ -136,15 +136,54 @@ fn colspec(schema: &Schema) -> String {
     json!({ "mlflow_colspec": columns }).to_string()
 }
 
+/// Times a `runs/log-inputs` that lost a race for a new dataset is sent again.
+const RACE_RETRIES: u32 = 3;
+
 impl MlflowClient {
     /// Logs `inputs` on the run `run_id` (safe to repeat: the server keeps one input per
     /// dataset and run).
+    ///
+    /// The trial runs of a sweep are sent several at a time and all log the same datasets.
+    /// MLflow looks a dataset up and creates it if absent in one transaction that does not
+    /// lock, so two runs logging a new dataset at once both create it and the second
+    /// commit fails on the unique key (HTTP 400, `IntegrityError`). Sent again, the
+    /// request finds the dataset the first one created.
     pub async fn log_inputs(&self, run_id: &str, inputs: &[DatasetInput]) -> Result<()> {
         let datasets: Vec<serde_json::Value> = inputs.iter().map(DatasetInput::to_json).collect();
         let body = json!({ "run_id": run_id, "datasets": datasets });
-        self.call::<serde_json::Value>(Method::POST, "runs/log-inputs", &[], Payload::json(&body)?)
-            .await
-            .map(drop)
+        let payload = Payload::json(&body)?;
+        let mut raced = 0;
+        loop {
+            let sent = self
+                .call::<serde_json::Value>(Method::POST, "runs/log-inputs", &[], payload.clone())
+                .await;
+            match sent {
+                Err(err) if lost_dataset_race(&err) && raced < RACE_RETRIES => {
+                    raced += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(50 * u64::from(raced)))
+                        .await;
+                }
+                done => return done.map(drop),
+            }
+        }
+    }
+}
+
+/// Whether the server refused a `runs/log-inputs` because another request created the
+/// same dataset at the same moment (SQLite, PostgreSQL and MySQL word it differently).
+fn lost_dataset_race(err: &TrackingError) -> bool {
+    match err.root() {
+        TrackingError::Api {
+            status: 400,
+            message,
+            ..
+        } => {
+            let message = message.to_ascii_lowercase();
+            message.contains("integrityerror")
+                && (message.contains("unique") || message.contains("duplicate"))
+                && message.contains("datasets")
+        }
+        _ => false,
     }
 }
 
@@ -193,6 +232,21 @@ mod tests {
                 { "type": "string", "name": "label", "required": true },
             ])
         );
+    }
+
+    #[test]
+    fn a_dataset_created_twice_at_once_is_a_race_to_repeat() {
+        let api = |status, message: &str| TrackingError::Api {
+            endpoint: "POST runs/log-inputs".into(),
+            status,
+            code: "BAD_REQUEST".into(),
+            message: message.into(),
+        };
+        let race = "(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id, \
+                    datasets.name, datasets.digest";
+        assert!(lost_dataset_race(&api(400, race)));
+        assert!(!lost_dataset_race(&api(500, race)));
+        assert!(!lost_dataset_race(&api(400, "INVALID_PARAMETER_VALUE: digest too long")));
     }
 
     #[test]
