@@ -129,7 +129,9 @@ impl MlflowClient {
 /// Names the run in an error about its artifact root.
 fn in_run(err: TrackingError, run_id: &str) -> TrackingError {
     match err {
-        TrackingError::Invalid(message) => TrackingError::Invalid(format!("run {run_id}: {message}")),
+        TrackingError::Invalid(message) => {
+            TrackingError::Invalid(format!("run {run_id}: {message}"))
+        }
         other => other,
     }
 }

@@ -246,7 +246,10 @@ mod tests {
                     datasets.name, datasets.digest";
         assert!(lost_dataset_race(&api(400, race)));
         assert!(!lost_dataset_race(&api(500, race)));
-        assert!(!lost_dataset_race(&api(400, "INVALID_PARAMETER_VALUE: digest too long")));
+        assert!(!lost_dataset_race(&api(
+            400,
+            "INVALID_PARAMETER_VALUE: digest too long"
+        )));
     }
 
     #[test]

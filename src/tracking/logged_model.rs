@@ -340,7 +340,12 @@ impl MlflowClient {
     pub async fn get_logged_model(&self, model_id: &str) -> Result<LoggedModel> {
         let id = path_safe(model_id)?;
         let got: ModelEnvelope = self
-            .call(Method::GET, &format!("logged-models/{id}"), &[], Payload::Empty)
+            .call(
+                Method::GET,
+                &format!("logged-models/{id}"),
+                &[],
+                Payload::Empty,
+            )
             .await?;
         Ok(got.model)
     }
@@ -423,11 +428,7 @@ impl Sender {
             None
         } else {
             client
-                .find_logged_model(
-                    experiment_id,
-                    &run.run_id,
-                    (TRIAL_KEY_TAG, &spec.trial_key),
-                )
+                .find_logged_model(experiment_id, &run.run_id, (TRIAL_KEY_TAG, &spec.trial_key))
                 .await?
         };
         let mut model = match found {
@@ -526,9 +527,8 @@ impl Sender {
 /// The environment files of the `python_function` flavor: pip requirements, a virtualenv
 /// and a conda description, pinned to the versions netsec is tested with.
 fn environment_files() -> Vec<(&'static str, String)> {
-    let requirements = format!(
-        "mlflow=={MLFLOW_VERSION}\nonnxruntime=={ONNXRUNTIME_VERSION}\nnumpy\npandas\n"
-    );
+    let requirements =
+        format!("mlflow=={MLFLOW_VERSION}\nonnxruntime=={ONNXRUNTIME_VERSION}\nnumpy\npandas\n");
     let python_env = format!(
         "python: {PYTHON_VERSION}\nbuild_dependencies:\n- pip\ndependencies:\n- -r requirements.txt\n"
     );

@@ -45,7 +45,7 @@ pub use retry::RetryPolicy;
 pub use send::{DrainReport, Sender};
 pub use tracker::{MlflowTracker, TrackerOptions, TrackingReport};
 pub use types::{
-    AliasTarget, Dataset, Experiment, ExperimentHandle, FileInfo, Metric, ModelVersion, Param,
-    ModelOutput, RegisteredModel, Run, RunData, RunDataset, RunInfo, RunInputs, RunOutputs, RunStatus,
-    RunsPage, Tag,
+    AliasTarget, Dataset, Experiment, ExperimentHandle, FileInfo, Metric, ModelOutput,
+    ModelVersion, Param, RegisteredModel, Run, RunData, RunDataset, RunInfo, RunInputs, RunOutputs,
+    RunStatus, RunsPage, Tag,
 };

@@ -280,10 +280,11 @@ impl MlflowTracker {
     /// Writes a file for upload under the tracking directory; `None` (with a warning) when
     /// it cannot be written.
     fn write_file(&self, name: &str, bytes: &[u8], artifact_path: &str) -> Option<ArtifactFile> {
-        self.write_local(name, bytes).map(|local_path| ArtifactFile {
-            local_path,
-            artifact_path: artifact_path.to_owned(),
-        })
+        self.write_local(name, bytes)
+            .map(|local_path| ArtifactFile {
+                local_path,
+                artifact_path: artifact_path.to_owned(),
+            })
     }
 
     /// Writes a file under the tracking directory and returns its absolute path; `None`

@@ -189,7 +189,9 @@ async fn logged_models(
     experiment: &str,
 ) -> Vec<netsec::tracking::logged_model::LoggedModel> {
     let exp = c.get_experiment_by_name(experiment).await.unwrap().unwrap();
-    c.search_logged_models(&exp.experiment_id, "").await.unwrap()
+    c.search_logged_models(&exp.experiment_id, "")
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

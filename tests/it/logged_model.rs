@@ -108,7 +108,10 @@ fn netsec_predictions(model: &Path, dir: &Path) -> (Vec<String>, Vec<f64>) {
     lines
         .map(|line| {
             let cells: Vec<&str> = line.split(',').collect();
-            (cells[label].to_owned(), cells[attack].parse::<f64>().unwrap())
+            (
+                cells[label].to_owned(),
+                cells[attack].parse::<f64>().unwrap(),
+            )
         })
         .unzip()
 }
@@ -136,7 +139,9 @@ fn python_view(server: &MlflowServer, experiment: &str, trial: &str) -> Value {
 /// Every logged model of the experiment, through the REST API.
 async fn logged_models(c: &MlflowClient, experiment: &str) -> Vec<LoggedModel> {
     let exp = c.get_experiment_by_name(experiment).await.unwrap().unwrap();
-    c.search_logged_models(&exp.experiment_id, "").await.unwrap()
+    c.search_logged_models(&exp.experiment_id, "")
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -190,7 +195,11 @@ async fn the_best_model_is_a_logged_model_that_mlflow_loads_and_serves() {
         json!([["phishing-test", "test"], ["phishing-train", "train"]]),
         "{view}"
     );
-    assert_eq!(view["flavors"], json!(["onnx", "python_function"]), "{view}");
+    assert_eq!(
+        view["flavors"],
+        json!(["onnx", "python_function"]),
+        "{view}"
+    );
     assert_eq!(view["metric_model_ids"], json!([id]), "{view}");
     for key in ["test_f1", "cv_f1_mean"] {
         assert_eq!(
@@ -220,7 +229,10 @@ async fn the_best_model_is_a_logged_model_that_mlflow_loads_and_serves() {
         .enumerate()
     {
         let got = got.as_f64().unwrap();
-        assert!((got - want).abs() <= TOLERANCE, "row {row}: {got} vs {want}");
+        assert!(
+            (got - want).abs() <= TOLERANCE,
+            "row {row}: {got} vs {want}"
+        );
     }
 
     // `mlflow models serve` on the logged model answers the rows over HTTP.
@@ -240,10 +252,9 @@ fn serve_labels(server: &MlflowServer, uri: &str) -> Vec<String> {
     // `bin` goes first on PATH, as an activated venv has it.
     let bin = mlflow_bin();
     let venv_bin = bin.parent().unwrap().to_owned();
-    let path = std::env::join_paths(
-        std::iter::once(venv_bin)
-            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
-    )
+    let path = std::env::join_paths(std::iter::once(venv_bin).chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))
     .unwrap();
     let mut command = Command::new(&bin);
     command

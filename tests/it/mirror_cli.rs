@@ -175,7 +175,11 @@ fn logged_model_of(
             .search_logged_models(&exp.experiment_id, &filter)
             .await
             .unwrap();
-        assert_eq!(found.len(), 1, "one logged model of run {run_id}: {found:#?}");
+        assert_eq!(
+            found.len(),
+            1,
+            "one logged model of run {run_id}: {found:#?}"
+        );
         found.into_iter().next().unwrap()
     })
 }
