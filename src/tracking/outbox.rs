@@ -145,7 +145,7 @@ pub struct RunRecord {
     /// The MLflow logged model to make of the model file among `artifacts`, after they
     /// are uploaded (the best trial's; absent in older records).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub logged_model: Option<LoggedModelSpec>,
+    pub logged_model: Option<Box<LoggedModelSpec>>,
 }
 
 /// A record to add.

@@ -584,7 +584,7 @@ impl SweepReporter for MlflowTracker {
                     }
                 }
                 let child = self.child_key(&trial.key);
-                let logged_model = self.logged_model(best, ts);
+                let logged_model = self.logged_model(best, ts).map(Box::new);
                 let record = RunRecord {
                     run_key: child.clone(),
                     experiment: self.options.experiment.clone(),
