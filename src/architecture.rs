@@ -38,7 +38,8 @@ fn allowed(from: &str) -> &'static [&'static str] {
             "sweep", "registry", "tracking", "storage", "ingest", "data", "models", "config",
         ],
         "sweep" => &["models", "data", "config"],
-        "tracking" => &["sweep", "models", "data", "config"],
+        // The best model goes to MLflow as a logged model, whose graph is its ONNX export.
+        "tracking" => &["sweep", "models", "data", "config", "export"],
         "registry" => &["models", "data", "config"],
         "serve" => &["models", "data", "storage", "ingest"],
         // An export reads a model file and writes the same model in another form.

@@ -7,7 +7,7 @@
 //! | [`data`] | loading CSV/Parquet, schemas, validation, drift, splits, synthetic profiles |
 //! | [`models`] | the `Algorithm` trait, one file per algorithm, class weights, missing values, metrics, operating points |
 //! | [`sweep`] | plans, trial keys, the sweep driver [`sweep::run()`], the run store, merging run stores |
-//! | [`tracking`] | the MLflow REST client, the outbox, sync, the registry mirror |
+//! | [`tracking`] | the MLflow REST client, the outbox, sync, the registry mirror, logged models |
 //! | [`registry`] | the SQLite registry, policies, the promotion workflow [`registry::promote()`] |
 //! | [`storage`] | `file://` and `s3://` model stores behind one trait, publishing |
 //! | [`export`] | model files to other formats: ONNX for onnxruntime, with the schema's encoding in the graph |

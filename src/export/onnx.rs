@@ -144,6 +144,52 @@ pub fn to_onnx(file: &ModelFile, sha256: &str) -> Result<Vec<u8>, Unsupported> {
     .into_bytes())
 }
 
+/// One named, typed input or output of the graph.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Port {
+    /// The name a caller feeds or reads.
+    pub name: String,
+    /// Its element type; every input and output has shape `[N]`.
+    pub elem: DataType,
+}
+
+/// What the graph [`to_onnx`] builds for `file` takes and gives: one input per feature
+/// column, then the outputs `predicted_label`, `attack_probability` and `p_<class>` per
+/// class. For callers that describe the graph to others (an MLflow signature).
+pub fn interface(file: &ModelFile) -> Result<(Vec<Port>, Vec<Port>), Unsupported> {
+    let mut inputs = Vec::new();
+    for column in &file.encoding.columns {
+        let name = match column {
+            EncodedColumn::Numeric { name } | EncodedColumn::OneHot { name, .. } => name,
+        };
+        let spec = file.schema.column(name).ok_or_else(|| Unsupported {
+            algorithm: file.algorithm.clone(),
+            message: format!("encoded column `{name}` is not in the schema"),
+        })?;
+        inputs.push(Port {
+            name: name.clone(),
+            elem: input_type(spec.column_type, spec.nullable),
+        });
+    }
+    let port = |name: &str, elem| Port {
+        name: name.to_owned(),
+        elem,
+    };
+    let mut outputs = vec![
+        port("predicted_label", DataType::String),
+        port("attack_probability", DataType::Double),
+    ];
+    for name in &file.classes().names {
+        outputs.push(port(&class_output(name), DataType::Double));
+    }
+    Ok((inputs, outputs))
+}
+
+/// The output holding P(`class`).
+fn class_output(class: &str) -> String {
+    format!("p_{class}")
+}
+
 /// The input type of a feature column: what a CSV reader gives for it.
 fn input_type(column_type: ColumnType, nullable: bool) -> DataType {
     match column_type {
@@ -857,7 +903,7 @@ fn answers(g: &mut Graph, file: &ModelFile, core: Core) -> Vec<Message> {
         proto::value_info("attack_probability", DataType::Double, Some(&[None])),
     ];
     for (name, column) in classes.names.iter().zip(&columns) {
-        let output = format!("p_{name}");
+        let output = class_output(name);
         g.named(column, &output);
         outputs.push(proto::value_info(&output, DataType::Double, Some(&[None])));
     }

@@ -15,8 +15,10 @@ pub const ENV: &str = "NETSEC_TEST_DISABLE_GUARD";
 /// A fault guard that a test can disable (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Guard {
-    /// A run created with an idempotency key is looked up before each attempt to create
-    /// it, so a `runs/create` whose answer was lost is found, not made again.
+    /// A run created with an idempotency key (and a logged model with its trial key tag,
+    /// and a run's output link) is looked up before each attempt to create it, so a
+    /// `runs/create` (`logged-models`, `runs/outputs`) whose answer was lost is found, not
+    /// made again.
     CreateOnce,
     /// A registry version is looked up by its sha256 tag before one is created, so a
     /// `model-versions/create` whose answer was lost is found, not made again.

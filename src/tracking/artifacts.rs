@@ -34,7 +34,20 @@ impl MlflowClient {
         artifact_path: &str,
         bytes: Vec<u8>,
     ) -> Result<()> {
-        let (url, endpoint) = self.artifact_url(run, artifact_path)?;
+        self.upload_under(&run.artifact_uri, artifact_path, bytes)
+            .await
+            .map_err(|e| in_run(e, &run.run_id))
+    }
+
+    /// Uploads `bytes` as `artifact_path` under the artifact root `root_uri` (a run's or a
+    /// logged model's `mlflow-artifacts:` URI). A PUT of the same bytes is idempotent.
+    pub async fn upload_under(
+        &self,
+        root_uri: &str,
+        artifact_path: &str,
+        bytes: Vec<u8>,
+    ) -> Result<()> {
+        let (url, endpoint) = self.artifact_url(root_uri, artifact_path)?;
         self.send(Method::PUT, &url, &endpoint, &[], Payload::Bytes(bytes))
             .await
             .map(drop)
@@ -58,7 +71,9 @@ impl MlflowClient {
 
     /// Downloads artifact `artifact_path` of `run`.
     pub async fn download_artifact(&self, run: &RunInfo, artifact_path: &str) -> Result<Vec<u8>> {
-        let (url, endpoint) = self.artifact_url(run, artifact_path)?;
+        let (url, endpoint) = self
+            .artifact_url(&run.artifact_uri, artifact_path)
+            .map_err(|e| in_run(e, &run.run_id))?;
         self.send(Method::GET, &url, &endpoint, &[], Payload::Empty)
             .await
     }
@@ -80,17 +95,13 @@ impl MlflowClient {
         Ok(listing.files)
     }
 
-    /// The proxy URL of one artifact, from the run's `mlflow-artifacts:` URI.
-    fn artifact_url(&self, run: &RunInfo, artifact_path: &str) -> Result<(String, String)> {
-        let root = run
-            .artifact_uri
-            .strip_prefix("mlflow-artifacts:")
-            .ok_or_else(|| {
-                TrackingError::Invalid(format!(
-                    "run {} stores artifacts at {:?}, which the server does not proxy",
-                    run.run_id, run.artifact_uri
-                ))
-            })?;
+    /// The proxy URL of one artifact under an `mlflow-artifacts:` root URI.
+    fn artifact_url(&self, root_uri: &str, artifact_path: &str) -> Result<(String, String)> {
+        let root = root_uri.strip_prefix("mlflow-artifacts:").ok_or_else(|| {
+            TrackingError::Invalid(format!(
+                "artifacts at {root_uri:?} are not proxied by the server"
+            ))
+        })?;
         // `mlflow-artifacts://host:port/path` names a host; only the path matters here.
         let root = match root.strip_prefix("//") {
             Some(rest) => rest.find('/').map_or("", |i| &rest[i..]),
@@ -112,5 +123,15 @@ impl MlflowClient {
             self.config().base_url
         );
         Ok((url, format!("mlflow-artifacts/artifacts/{path}")))
+    }
+}
+
+/// Names the run in an error about its artifact root.
+fn in_run(err: TrackingError, run_id: &str) -> TrackingError {
+    match err {
+        TrackingError::Invalid(message) => {
+            TrackingError::Invalid(format!("run {run_id}: {message}"))
+        }
+        other => other,
     }
 }

@@ -10,8 +10,6 @@
 //! the server finds the dataset by name and digest and the input by dataset and run, which
 //! is what makes resending an outbox record safe.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -138,46 +136,32 @@ fn colspec(schema: &Schema) -> String {
     json!({ "mlflow_colspec": columns }).to_string()
 }
 
-/// Whether the server has no `runs/log-inputs` (an MLflow before 2.4, or DagsHub's older
-/// one): a 404 without MLflow's "does not exist" code, or 501.
-pub fn inputs_unsupported(err: &TrackingError) -> bool {
-    matches!(
-        err.root(),
-        TrackingError::Api { status, code, .. }
-            if (*status == 404 && code != "RESOURCE_DOES_NOT_EXIST") || *status == 501
-    )
-}
-
-/// Set once a server was found without dataset inputs, so the warning is given once.
-static UNSUPPORTED_WARNED: AtomicBool = AtomicBool::new(false);
-
-/// Warns, once per process, that this server keeps no dataset inputs.
-pub fn warn_unsupported(err: &TrackingError) {
-    if !UNSUPPORTED_WARNED.swap(true, Ordering::Relaxed) {
-        tracing::warn!(error = %err, "mlflow: this server keeps no dataset inputs; runs are logged without them");
-    }
-}
+/// Times a `runs/log-inputs` that lost a race for a new dataset is sent again.
+const RACE_RETRIES: u32 = 3;
 
 impl MlflowClient {
     /// Logs `inputs` on the run `run_id` (safe to repeat: the server keeps one input per
     /// dataset and run).
+    ///
+    /// The trial runs of a sweep are sent several at a time and all log the same datasets.
+    /// MLflow looks a dataset up and creates it if absent in one transaction that does not
+    /// lock, so two runs logging a new dataset at once both create it and the second
+    /// commit fails on the unique key (HTTP 400, `IntegrityError`). Sent again, the
+    /// request finds the dataset the first one created.
     pub async fn log_inputs(&self, run_id: &str, inputs: &[DatasetInput]) -> Result<()> {
         let datasets: Vec<serde_json::Value> = inputs.iter().map(DatasetInput::to_json).collect();
         let body = json!({ "run_id": run_id, "datasets": datasets });
-        let mut attempt = 0;
+        let payload = Payload::json(&body)?;
+        let mut raced = 0;
         loop {
             let sent = self
-                .call::<serde_json::Value>(
-                    Method::POST,
-                    "runs/log-inputs",
-                    &[],
-                    Payload::json(&body)?,
-                )
+                .call::<serde_json::Value>(Method::POST, "runs/log-inputs", &[], payload.clone())
                 .await;
             match sent {
-                Err(err) if lost_dataset_race(&err) && attempt < DATASET_RACE_RETRIES => {
-                    attempt += 1;
-                    tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
+                Err(err) if lost_dataset_race(&err) && raced < RACE_RETRIES => {
+                    raced += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(50 * u64::from(raced)))
+                        .await;
                 }
                 done => return done.map(drop),
             }
@@ -185,44 +169,27 @@ impl MlflowClient {
     }
 }
 
-/// Resends of a log-inputs that lost the dataset race ([`lost_dataset_race`]).
-const DATASET_RACE_RETRIES: u64 = 5;
-
-/// Whether the server refused a log-inputs because a concurrent one created the same dataset
-/// between its lookup and its insert: MLflow's store answers 400 with the database's
-/// unique-constraint error (SQLite and PostgreSQL wordings). Sent again, the dataset is found
-/// and reused, so the record goes through.
+/// Whether the server refused a `runs/log-inputs` because another request created the
+/// same dataset at the same moment (SQLite, PostgreSQL and MySQL word it differently).
 fn lost_dataset_race(err: &TrackingError) -> bool {
-    matches!(
-        err.root(),
-        TrackingError::Api { status: 400, message, .. }
-            if message.contains("UNIQUE constraint failed: datasets")
-                || (message.contains("duplicate key") && message.contains("datasets"))
-    )
+    match err.root() {
+        TrackingError::Api {
+            status: 400,
+            message,
+            ..
+        } => {
+            let message = message.to_ascii_lowercase();
+            message.contains("integrityerror")
+                && (message.contains("unique") || message.contains("duplicate"))
+                && message.contains("datasets")
+        }
+        _ => false,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_the_dataset_unique_constraint_is_a_lost_race() {
-        let api = |status, message: &str| TrackingError::Api {
-            endpoint: "POST runs/log-inputs".into(),
-            status,
-            code: "BAD_REQUEST".into(),
-            message: message.into(),
-        };
-        let race = "(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id, \
-                    datasets.name, datasets.digest";
-        assert!(lost_dataset_race(&api(400, race)));
-        assert!(lost_dataset_race(&api(
-            400,
-            "duplicate key value violates unique constraint \"datasets_pk\""
-        )));
-        assert!(!lost_dataset_race(&api(400, "Invalid value for digest")));
-        assert!(!lost_dataset_race(&api(500, race)));
-    }
 
     fn schema() -> Schema {
         Schema::from_yaml_str(
@@ -265,6 +232,24 @@ mod tests {
                 { "type": "string", "name": "label", "required": true },
             ])
         );
+    }
+
+    #[test]
+    fn a_dataset_created_twice_at_once_is_a_race_to_repeat() {
+        let api = |status, message: &str| TrackingError::Api {
+            endpoint: "POST runs/log-inputs".into(),
+            status,
+            code: "BAD_REQUEST".into(),
+            message: message.into(),
+        };
+        let race = "(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id, \
+                    datasets.name, datasets.digest";
+        assert!(lost_dataset_race(&api(400, race)));
+        assert!(!lost_dataset_race(&api(500, race)));
+        assert!(!lost_dataset_race(&api(
+            400,
+            "INVALID_PARAMETER_VALUE: digest too long"
+        )));
     }
 
     #[test]

@@ -11,7 +11,9 @@
 //!
 //! - the registered model is created unless it exists;
 //! - the version is found by its tag `netsec.sha256` before one is created, so a model
-//!   file becomes one MLflow version however often it is mirrored;
+//!   file becomes one MLflow version however often it is mirrored; it is made from the
+//!   logged model of that file when the sweep made one (`models:/<model_id>`, see
+//!   [`super::logged_model`]), else from the file among its run's artifacts;
 //! - the alias is moved only if no later move was mirrored already: the model's tag
 //!   `netsec.alias.<alias>.moved_at_ms` holds the time of the last mirrored move, so
 //!   records sent late or out of order never move an alias back.
@@ -24,6 +26,7 @@ use anyhow::Context;
 use super::client::MlflowClient;
 use super::config::TrackingConfig;
 use super::error::TrackingError;
+use super::logged_model::artifacts_key;
 use super::outbox::{ArtifactFile, NewRecord, Outbox, RecordKind, RunRecord, TrialRun};
 use super::retry::RetryPolicy;
 use super::send::Sender;
@@ -203,10 +206,11 @@ fn model_artifact_path(sha256: &str) -> String {
 }
 
 /// The record that puts the model file on its run, with its dedup key: the same key as
-/// the sweep's own record for its best model (so nothing is added then); a trial refitted
-/// for promotion gets its file uploaded.
+/// the sweep's own record for its best model (so nothing is added then, and the logged
+/// model that record makes becomes the version's source); a trial refitted for promotion
+/// gets its file uploaded, and its version points at that file.
 fn model_artifact(run: &TrialRun, mv: &AliasMove<'_>) -> anyhow::Result<(String, RunRecord)> {
-    let key = format!("artifacts.{}.{}", run.run_key, mv.sha256);
+    let key = artifacts_key(&run.run_key, mv.sha256);
     let local_path = std::path::absolute(mv.model_path)
         .with_context(|| format!("resolving {}", mv.model_path.display()))?;
     let record = RunRecord {
@@ -225,6 +229,7 @@ fn model_artifact(run: &TrialRun, mv: &AliasMove<'_>) -> anyhow::Result<(String,
         status: None,
         end_ms: None,
         inputs: Vec::new(),
+        logged_model: None,
     };
     Ok((key, record))
 }

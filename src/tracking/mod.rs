@@ -5,8 +5,10 @@
 //!
 //! The sweep never waits for the server: reports become outbox records (a local insert),
 //! which a background task sends while the sweep runs; what it cannot send waits for
-//! `netsec sync` ([`sync`]). Alias moves of the local registry (promotions, rollbacks) go
-//! the same way into MLflow's model registry (see [`mirror`]).
+//! `netsec sync` ([`sync`]). The best model also becomes an MLflow 3 logged model (its
+//! ONNX export with an `MLmodel`, see [`logged_model`]), and alias moves of the local
+//! registry (promotions, rollbacks) go the same way into MLflow's model registry (see
+//! [`mirror`]).
 
 mod artifacts;
 mod batch;
@@ -15,9 +17,11 @@ mod client;
 pub mod collect;
 mod config;
 mod error;
+mod features;
 pub mod inputs;
 pub mod keys;
 mod links;
+pub mod logged_model;
 pub mod mirror;
 pub mod outbox;
 mod record;
@@ -36,10 +40,12 @@ pub use client::{MlflowClient, RunSearch, RunSpec, system_tags};
 pub use config::{Auth, Secret, TrackingConfig};
 pub use error::{Result, TrackingError};
 pub use outbox::{Outbox, OutboxCounts, OutboxError};
+pub use registry::VersionSource;
 pub use retry::RetryPolicy;
 pub use send::{DrainReport, Sender};
 pub use tracker::{MlflowTracker, TrackerOptions, TrackingReport};
 pub use types::{
-    AliasTarget, Dataset, Experiment, ExperimentHandle, FileInfo, Metric, ModelVersion, Param,
-    RegisteredModel, Run, RunData, RunDataset, RunInfo, RunInputs, RunStatus, RunsPage, Tag,
+    AliasTarget, Dataset, Experiment, ExperimentHandle, FileInfo, Metric, ModelOutput,
+    ModelVersion, Param, RegisteredModel, Run, RunData, RunDataset, RunInfo, RunInputs, RunOutputs,
+    RunStatus, RunsPage, Tag,
 };

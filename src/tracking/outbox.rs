@@ -20,6 +20,7 @@ use sqlx::Row;
 use sqlx::sqlite::SqlitePool;
 
 use super::inputs::DatasetInput;
+use super::logged_model::LoggedModelSpec;
 use super::record::RegistryRecord;
 use super::types::{Metric, Param, RunStatus, Tag};
 use crate::shared::now_ms;
@@ -141,6 +142,10 @@ pub struct RunRecord {
     /// Data sets the run used, logged as MLflow dataset inputs (absent in older records).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inputs: Vec<DatasetInput>,
+    /// The MLflow logged model to make of the model file among `artifacts`, after they
+    /// are uploaded (the best trial's; absent in older records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logged_model: Option<Box<LoggedModelSpec>>,
 }
 
 /// A record to add.
@@ -497,6 +502,7 @@ impl Outbox {
                 status: Some(RunStatus::Killed),
                 end_ms: Some(now_ms()),
                 inputs: Vec::new(),
+                logged_model: None,
                 ..open
             };
             self.push(&NewRecord {

@@ -10,8 +10,20 @@ use serde_json::json;
 
 use super::client::{MlflowClient, Payload};
 use super::error::{Result, TrackingError};
+use super::features::endpoint_missing;
 use super::types::{ModelVersion, RegisteredModel, Tag};
 use crate::shared::guard::Guard;
+
+/// Where a new model version's files are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VersionSource<'a> {
+    /// `models:/<model_id>` or `runs:/<run_id>/<artifact path>`.
+    pub uri: &'a str,
+    /// The run that produced the model.
+    pub run_id: &'a str,
+    /// The logged model, when the source is one.
+    pub model_id: Option<&'a str>,
+}
 
 #[derive(Deserialize)]
 struct VersionEnvelope {
@@ -28,13 +40,8 @@ struct ModelEnvelope {
 fn registry_error(err: TrackingError) -> TrackingError {
     let missing = match err.root() {
         TrackingError::Api {
-            endpoint,
-            status,
-            code,
-            ..
-        } if (*status == 404 && code != "RESOURCE_DOES_NOT_EXIST") || *status == 501 => {
-            Some((endpoint.clone(), *status))
-        }
+            endpoint, status, ..
+        } if endpoint_missing(&err) => Some((endpoint.clone(), *status)),
         _ => None,
     };
     match missing {
@@ -132,17 +139,25 @@ impl MlflowClient {
         Ok(found.model_versions)
     }
 
-    /// Registers `source` (e.g. `runs:/<run_id>/model/<sha256>.json`) of run `run_id` as a
-    /// new version of model `name`, with `tags`. Not idempotent by itself and never
-    /// retried: see [`MlflowClient::create_model_version_once`].
+    /// Registers `source` of run `run_id` as a new version of model `name`, with `tags`:
+    /// a logged model (`models:/<model_id>`, with `model_id`) or a run artifact
+    /// (`runs:/<run_id>/model/<sha256>.json`). Not idempotent by itself and never retried:
+    /// see [`MlflowClient::create_model_version_once`].
     pub async fn create_model_version(
         &self,
         name: &str,
-        source: &str,
-        run_id: &str,
+        source: &VersionSource<'_>,
         tags: &[Tag],
     ) -> Result<ModelVersion> {
-        let body = json!({ "name": name, "source": source, "run_id": run_id, "tags": tags });
+        let mut body = json!({
+            "name": name,
+            "source": source.uri,
+            "run_id": source.run_id,
+            "tags": tags,
+        });
+        if let Some(model_id) = source.model_id {
+            body["model_id"] = json!(model_id);
+        }
         let created: VersionEnvelope = self
             .clone()
             .with_retry(super::retry::RetryPolicy::never())
@@ -164,8 +179,7 @@ impl MlflowClient {
         &self,
         name: &str,
         (key, value): (&str, &str),
-        source: &str,
-        run_id: &str,
+        source: &VersionSource<'_>,
         tags: &[Tag],
     ) -> Result<ModelVersion> {
         self.create_once(
@@ -177,7 +191,7 @@ impl MlflowClient {
                     .into_iter()
                     .min_by_key(|v| v.version.parse::<u64>().unwrap_or(u64::MAX)))
             },
-            |once| async move { once.create_model_version(name, source, run_id, tags).await },
+            |once| async move { once.create_model_version(name, source, tags).await },
         )
         .await
     }

@@ -3,9 +3,10 @@
 //! Every record is safe to send again: runs are found by their idempotency key before one
 //! is created (and remembered locally once created), params are write-once with the same
 //! value, tags are overwritten, metrics with the same key, value, timestamp and step are
-//! stored once, artifact uploads are PUTs of the same bytes, and statuses are set, not
-//! toggled, and registry records find their model version by tag before creating one (see
-//! [`super::mirror`]). So a record whose answer was lost (a crash, a timeout, a killed
+//! stored once, artifact uploads are PUTs of the same bytes, statuses are set, not
+//! toggled, logged models are found by tag before one is created (see
+//! [`super::logged_model`]), and registry records find their model version by tag before
+//! creating one (see [`super::mirror`]). So a record whose answer was lost (a crash, a timeout, a killed
 //! `netsec sync`) is simply sent again, and only a record the server accepted completely is
 //! marked sent.
 
@@ -20,9 +21,10 @@ use super::batch::LogBatch;
 use super::client::{MlflowClient, RunSpec};
 use super::error::TrackingError;
 use super::error::registry_unavailable;
-use super::inputs::{inputs_unsupported, warn_unsupported};
+use super::features::{Feature, endpoint_missing};
 use super::outbox::{Entry, KnownRun, Outbox, OutboxError, Record, RecordKind, RunRecord};
 use super::record::{Mirrored, RegistryRecord, SHA256_TAG, VERSION_TAG};
+use super::registry::VersionSource;
 use super::types::{ModelVersion, RunInfo, RunStatus, Tag};
 use crate::shared::guard::Guard;
 
@@ -302,7 +304,7 @@ impl Sender {
         }
         if !record.inputs.is_empty() {
             match self.client.log_inputs(&run.run_id, &record.inputs).await {
-                Err(err) if inputs_unsupported(&err) => warn_unsupported(&err),
+                Err(err) if endpoint_missing(&err) => Feature::DatasetInputs.warn_missing(&err),
                 done => done?,
             }
         }
@@ -322,6 +324,9 @@ impl Sender {
                     .upload_file(&info, &file.local_path, &file.artifact_path)
                     .await?;
             }
+        }
+        if let Some(spec) = &record.logged_model {
+            self.send_logged_model(&run, spec).await?;
         }
         if let Some(status) = record.status {
             let end = (status != RunStatus::Running)
@@ -430,19 +435,24 @@ impl Sender {
             None => {
                 let experiment_id = self.experiment(&r.experiment).await?;
                 let run = self.find(&r.run_key, &experiment_id).await?;
-                let source = format!("runs:/{}/{}", run.run_id, r.artifact_path);
+                // The logged model of this very file, when the sweep made one (its best
+                // model's); else the file among the run's artifacts.
+                let logged = self.logged_model_of(&run, &r.sha256).await?;
+                let uri = match &logged {
+                    Some(model) => model.uri(),
+                    None => format!("runs:/{}/{}", run.run_id, r.artifact_path),
+                };
+                let source = VersionSource {
+                    uri: &uri,
+                    run_id: &run.run_id,
+                    model_id: logged.as_ref().map(|m| m.info.model_id.as_str()),
+                };
                 let tags = [
                     Tag::new(SHA256_TAG, &r.sha256),
                     Tag::new(VERSION_TAG, r.version.to_string()),
                 ];
                 let v = client
-                    .create_model_version_once(
-                        &r.model,
-                        (SHA256_TAG, &r.sha256),
-                        &source,
-                        &run.run_id,
-                        &tags,
-                    )
+                    .create_model_version_once(&r.model, (SHA256_TAG, &r.sha256), &source, &tags)
                     .await?;
                 (v.version, true)
             }

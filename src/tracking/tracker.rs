@@ -27,6 +27,7 @@ use super::charts::{class_confusion_png, confusion_matrix_png, roc_curve_png};
 use super::client::{MlflowClient, system_tags};
 use super::inputs::{DatasetInput, SweepData};
 use super::keys::metric_key;
+use super::logged_model::{self, LoggedModelSpec, artifacts_key};
 use super::outbox::{ArtifactFile, NewRecord, Outbox, OutboxError, RecordKind, RunRecord};
 use super::send::Sender;
 use super::types::{Metric, Param, RunStatus, Tag};
@@ -35,7 +36,7 @@ use crate::models::operating_point::OperatingPoint;
 use crate::shared::hash::hex;
 use crate::sweep::plan::Rung;
 use crate::sweep::record::{METRIC_NAMES, TrialRecord, TrialStatus, metric_values};
-use crate::sweep::report::{SweepFinished, SweepReporter, SweepStarted};
+use crate::sweep::report::{BestModel, SweepFinished, SweepReporter, SweepStarted};
 use crate::sweep::store::SweepStatus;
 
 /// Child runs shown in the compare link.
@@ -279,20 +280,84 @@ impl MlflowTracker {
     /// Writes a file for upload under the tracking directory; `None` (with a warning) when
     /// it cannot be written.
     fn write_file(&self, name: &str, bytes: &[u8], artifact_path: &str) -> Option<ArtifactFile> {
+        self.write_local(name, bytes)
+            .map(|local_path| ArtifactFile {
+                local_path,
+                artifact_path: artifact_path.to_owned(),
+            })
+    }
+
+    /// Writes a file under the tracking directory and returns its absolute path; `None`
+    /// (with a warning) when it cannot be written.
+    fn write_local(&self, name: &str, bytes: &[u8]) -> Option<PathBuf> {
         let dir = self.options.artifact_dir.join(&lock(&self.state).sweep_key);
         let path = dir.join(name);
         let written = std::fs::create_dir_all(&dir)
             .and_then(|()| crate::fsutil::write_atomic(&path, |w| w.write_all(bytes)));
         match written.and_then(|()| std::path::absolute(&path)) {
-            Ok(local_path) => Some(ArtifactFile {
-                local_path,
-                artifact_path: artifact_path.to_owned(),
-            }),
+            Ok(local_path) => Some(local_path),
             Err(err) => {
                 tracing::warn!(file = %path.display(), error = %err, "tracking: cannot write an artifact file");
                 None
             }
         }
+    }
+
+    /// The MLflow logged model of the best model: its ONNX graph written beside the other
+    /// tracking files, its params and the trial's metrics (the test ones measured on the
+    /// test part, the cross-validated ones on the training part). `None`, with a warning,
+    /// when the model cannot be exported: it is then logged as its model file only.
+    fn logged_model(&self, best: &BestModel<'_>, ts: i64) -> Option<LoggedModelSpec> {
+        let exported = match logged_model::export(best.model_path) {
+            Ok(exported) => exported,
+            Err(err) => {
+                tracing::warn!(error = %err, "tracking: the best model is logged without an MLflow logged model");
+                return None;
+            }
+        };
+        let onnx = self.write_local(&format!("model-{}.onnx", best.sha256), &exported.onnx)?;
+        let (context, inputs) = {
+            let state = lock(&self.state);
+            (state.context_tags.clone(), state.inputs.clone())
+        };
+        let keys = RunKeys {
+            run: String::new(),
+            parent: String::new(),
+            experiment: String::new(),
+        };
+        // The same values, times and steps as on the trial's run: logged again with the
+        // model's id, they stay one value each in the run's history.
+        let run = trial_run(best.trial, String::new(), context, keys);
+        let part = |context: &str| inputs.iter().find(|i| i.context == context);
+        let metrics = run
+            .metrics
+            .into_iter()
+            .map(|mut m| {
+                let measured_on = if m.key.starts_with("test_") {
+                    part("test")
+                } else if m.key.starts_with("cv_") {
+                    part("train")
+                } else {
+                    None
+                };
+                if let Some(dataset) = measured_on {
+                    m.dataset_name = Some(dataset.name.clone());
+                    m.dataset_digest = Some(dataset.digest.clone());
+                }
+                m
+            })
+            .collect();
+        Some(LoggedModelSpec {
+            name: exported.algorithm,
+            trial_key: best.trial.key.clone(),
+            sha256: best.sha256.to_owned(),
+            onnx,
+            inputs: exported.inputs,
+            outputs: exported.outputs,
+            params: run.params,
+            metrics,
+            created_ms: ts,
+        })
     }
 }
 
@@ -393,6 +458,7 @@ impl SweepReporter for MlflowTracker {
             status: Some(RunStatus::Running),
             end_ms: None,
             inputs: Vec::new(),
+            logged_model: None,
         };
         self.push(RecordKind::OpenSweep, None, record);
     }
@@ -518,6 +584,7 @@ impl SweepReporter for MlflowTracker {
                     }
                 }
                 let child = self.child_key(&trial.key);
+                let logged_model = self.logged_model(best, ts).map(Box::new);
                 let record = RunRecord {
                     run_key: child.clone(),
                     experiment: self.options.experiment.clone(),
@@ -534,10 +601,11 @@ impl SweepReporter for MlflowTracker {
                     status: None,
                     end_ms: None,
                     inputs: Vec::new(),
+                    logged_model,
                 };
                 self.push(
                     RecordKind::Artifacts,
-                    Some(format!("artifacts.{child}.{}", best.sha256)),
+                    Some(artifacts_key(&child, best.sha256)),
                     record,
                 );
             }
@@ -562,6 +630,7 @@ impl SweepReporter for MlflowTracker {
             status: Some(status),
             end_ms: Some(ts),
             inputs: Vec::new(),
+            logged_model: None,
         };
         self.push(RecordKind::CloseSweep, None, record);
     }
@@ -652,6 +721,7 @@ fn trial_run(record: &TrialRecord, name: String, mut tags: Vec<Tag>, keys: RunKe
         }),
         end_ms: Some(ts),
         inputs: Vec::new(),
+        logged_model: None,
     }
 }
 

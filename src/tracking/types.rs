@@ -136,6 +136,15 @@ pub struct Metric {
     /// Step (epoch, iteration); 0 for a single final value.
     #[serde(deserialize_with = "de_i64", default)]
     pub step: i64,
+    /// The MLflow 3 logged model the value describes; `None` for a run's own metric.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_id: Option<String>,
+    /// The dataset the value was measured on, by name (with `dataset_digest`), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset_name: Option<String>,
+    /// That dataset's digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset_digest: Option<String>,
 }
 
 impl Metric {
@@ -146,7 +155,16 @@ impl Metric {
             value,
             timestamp: timestamp_ms,
             step: 0,
+            model_id: None,
+            dataset_name: None,
+            dataset_digest: None,
         }
+    }
+
+    /// The same metric, describing the logged model `model_id`.
+    pub fn of_model(mut self, model_id: impl Into<String>) -> Self {
+        self.model_id = Some(model_id.into());
+        self
     }
 
     /// The same metric at another step.
@@ -183,6 +201,27 @@ pub struct Run {
     /// The data sets the run used.
     #[serde(default)]
     pub inputs: RunInputs,
+    /// What the run produced: its logged models (MLflow 3).
+    #[serde(default)]
+    pub outputs: RunOutputs,
+}
+
+/// What a run produced, as the server reports it.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct RunOutputs {
+    /// Logged models linked to the run as its outputs (the UI's *Models* column).
+    #[serde(default)]
+    pub model_outputs: Vec<ModelOutput>,
+}
+
+/// One logged model a run produced.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ModelOutput {
+    /// The logged model's id (`m-...`).
+    pub model_id: String,
+    /// The step it was produced at.
+    #[serde(default, deserialize_with = "de_i64")]
+    pub step: i64,
 }
 
 /// What a run used, as the server reports it.

@@ -1,5 +1,6 @@
 //! "Exactly once" under injected faults, in front of a real MLflow server: answers lost
-//! after the server acted (create run, log-batch, log-inputs, update, artifact upload), a connection
+//! after the server acted (create run, log-batch, log-inputs, update, artifact upload,
+//! logged-model create and finalize, run outputs), a connection
 //! cut mid-body, a burst of 503s. The faults come from the test proxy
 //! (`common/fault_proxy.rs`): a real server cannot be made to lose its own answer. Each test
 //! ends by reading MLflow back over its REST API and comparing with a sweep of the same grid
@@ -24,6 +25,8 @@ struct RunContent {
     artifacts: Vec<String>,
     /// Dataset inputs: (name, digest, context).
     inputs: Vec<(String, String, String)>,
+    /// Logged models linked as the run's outputs: (name, netsec.trial_key tag, status).
+    outputs: Vec<(String, String, String)>,
 }
 
 async fn content(c: &MlflowClient, run: &Run) -> RunContent {
@@ -70,11 +73,18 @@ async fn content(c: &MlflowClient, run: &Run) -> RunContent {
         })
         .collect();
     inputs.sort();
+    let mut outputs = Vec::new();
+    for output in &run.outputs.model_outputs {
+        let model = c.get_logged_model(&output.model_id).await.unwrap();
+        let key = model.tag("netsec.trial_key").unwrap_or_default().to_owned();
+        outputs.push((model.info.name.clone(), key, model.info.status.clone()));
+    }
     RunContent {
         params,
         metrics,
         artifacts,
         inputs,
+        outputs,
     }
 }
 
@@ -129,12 +139,21 @@ async fn lost_answers_cut_bodies_and_503_bursts(guard: Option<Guard>) {
                 Fault::LoseResponse,
             )
             .calls(1..=1),
+            // The best model's logged model: created, finalized and linked to its run, and
+            // none of the three answers heard the first time.
+            Rule::mlflow("logged-models", Fault::LoseResponse).calls(1..=1),
+            Rule::new(
+                |line| line.starts_with("PATCH /api/2.0/mlflow/logged-models/"),
+                Fault::LoseResponse,
+            )
+            .calls(1..=1),
+            Rule::mlflow("runs/outputs", Fault::LoseResponse).calls(1..=1),
         ],
     );
     let faulty = Sweep::new("exactly", 900, SMALL).without_guard(guard);
     let (run, summary) = tokio::task::block_in_place(|| faulty.run(Some(&proxy.endpoint)));
     let run = run.expect_code(0);
-    assert_eq!(proxy.faults(), 11, "every fault was injected");
+    assert_eq!(proxy.faults(), 14, "every fault was injected");
     assert_eq!(summary["tracking"]["pending"], 0, "{}", run.stderr);
 
     assert_complete(&c, &faulty.experiment, 3, RunStatus::Finished).await;
@@ -150,6 +169,29 @@ async fn lost_answers_cut_bodies_and_503_bursts(guard: Option<Guard>) {
         let contexts: Vec<&str> = trial.inputs.iter().map(|i| i.2.as_str()).collect();
         assert_eq!(contexts, ["test", "train"], "{key}: one input of each part");
     }
+    // One logged model in the experiment: the best trial's, ready, and its run's only
+    // output.
+    let models = logged_models(&c, &faulty.experiment).await;
+    assert_eq!(models.len(), 1, "exactly one logged model: {models:#?}");
+    let best = summary["best_model"]["trial"].as_str().unwrap();
+    assert_eq!(models[0].tag("netsec.trial_key"), Some(best));
+    assert_eq!(models[0].info.status, "LOGGED_MODEL_READY");
+    let linked: Vec<&str> = got
+        .iter()
+        .flat_map(|(key, trial)| trial.outputs.iter().map(move |_| key.as_str()))
+        .collect();
+    assert_eq!(linked, [best], "the best trial's run, once");
+}
+
+/// Every logged model of the experiment.
+async fn logged_models(
+    c: &MlflowClient,
+    experiment: &str,
+) -> Vec<netsec::tracking::logged_model::LoggedModel> {
+    let exp = c.get_experiment_by_name(experiment).await.unwrap().unwrap();
+    c.search_logged_models(&exp.experiment_id, "")
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,6 +21,7 @@ mod exactly_once;
 mod experiment_cli;
 mod flags_cli;
 mod harden_cli;
+mod logged_model;
 mod mirror_cli;
 mod missing_parity;
 mod mlflow_client;

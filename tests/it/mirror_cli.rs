@@ -1,7 +1,8 @@
 //! Mirroring the local registry into MLflow's model registry, end to end through the real
 //! binary against a real MLflow server (`common/mlflow_server.rs`): promote registers the
-//! trial's run artifact as a version and points `champion` at it, a better model moves the
-//! alias, rollback moves it back, repeating creates no version twice. Faults: a server
+//! sweep's logged model of the file (else the file on the trial's run) as a version and
+//! points `champion` at it, a better model moves the alias, rollback moves it back,
+//! repeating creates no version twice. Faults: a server
 //! without a registry (the scripted fault server, since a real MLflow cannot be made to
 //! lack one) and a server that is down (the move waits in the outbox for `netsec sync`).
 
@@ -161,6 +162,28 @@ fn run_of_trial(c: &MlflowClient, experiment: &str, trial: &str) -> String {
     })
 }
 
+/// The one logged model made on run `run_id`.
+fn logged_model_of(
+    c: &MlflowClient,
+    experiment: &str,
+    run_id: &str,
+) -> netsec::tracking::logged_model::LoggedModel {
+    block(async {
+        let exp = c.get_experiment_by_name(experiment).await.unwrap().unwrap();
+        let filter = format!("source_run_id = '{run_id}'");
+        let found = c
+            .search_logged_models(&exp.experiment_id, &filter)
+            .await
+            .unwrap();
+        assert_eq!(
+            found.len(),
+            1,
+            "one logged model of run {run_id}: {found:#?}"
+        );
+        found.into_iter().next().unwrap()
+    })
+}
+
 fn tag<'a>(v: &'a ModelVersion, key: &str) -> Option<&'a str> {
     v.tags
         .iter()
@@ -186,7 +209,17 @@ fn promote_and_rollback_move_the_mlflow_alias_without_duplicate_versions() {
     let trial1 = stump["best_model"]["trial"].as_str().unwrap();
     let run1 = run_of_trial(&c, &setup.experiment, trial1);
     assert_eq!(v1.run_id, run1);
-    assert_eq!(v1.source, format!("runs:/{run1}/model/{sha1}.json"));
+    // Made from the sweep's logged model of that very file.
+    let logged1 = logged_model_of(&c, &setup.experiment, &run1);
+    assert_eq!(logged1.tag("netsec.sha256"), Some(sha1));
+    assert_eq!(v1.source, format!("models:/{}", logged1.info.model_id));
+    // MLflow records the version on the logged model (its `model_id` was sent with it).
+    let registered: Value =
+        serde_json::from_str(logged1.tag("mlflow.modelVersions").unwrap_or("null")).unwrap();
+    assert_eq!(
+        registered,
+        serde_json::json!([{ "name": setup.model, "version": 1 }])
+    );
     assert_eq!(tag(&v1, "netsec.sha256"), Some(sha1));
     assert_eq!(tag(&v1, "netsec.version"), Some("1"));
 
@@ -261,6 +294,7 @@ fn a_trial_refitted_for_promotion_gets_its_model_file_uploaded() {
     let run = run_of_trial(&c, &setup.experiment, &other);
     assert_eq!(v.run_id, run);
     let sha = tag(&v, "netsec.sha256").unwrap().to_owned();
+    // Not the sweep's best model: no logged model, the version points at the file.
     assert_eq!(v.source, format!("runs:/{run}/model/{sha}.json"));
     // The file is on the run, byte for byte the kept model file.
     let kept = std::fs::read(setup.state().join("models").join(format!("{sha}.json"))).unwrap();
