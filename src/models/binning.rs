@@ -157,21 +157,11 @@ impl BinnedMatrix {
     }
 }
 
-/// `k` of the rows `0..n`, ascending, drawn with the fixed bin-edge seed (selection sampling).
+/// `k` of the rows `0..n`, ascending, drawn with the fixed bin-edge seed (the selection
+/// sampling gradient boosting draws its in-bag rows with).
 fn sample_rows(n: usize, k: usize) -> Vec<u32> {
-    use rand::RngCore;
     let mut rng = crate::models::rng_for(SAMPLE_SEED, 0);
-    let mut out = Vec::with_capacity(k);
-    for i in 0..n {
-        let needed = k - out.len();
-        if needed == 0 {
-            break;
-        }
-        if ((u64::from(rng.next_u32()) * (n - i) as u64) >> 32) < needed as u64 {
-            out.push(i as u32);
-        }
-    }
-    out
+    crate::models::gradient_boosting::in_bag(n, k, &mut rng)
 }
 
 /// The distinct non-NaN values of `column` in ascending order, or `None` when there are more

@@ -311,7 +311,7 @@ fn grow_round(
 
 /// `k` of the rows `0..n` drawn uniformly without replacement, in ascending order (selection
 /// sampling, one random number per row, no sort).
-fn in_bag(n: usize, k: usize, rng: &mut impl RngCore) -> Vec<u32> {
+pub(crate) fn in_bag(n: usize, k: usize, rng: &mut impl RngCore) -> Vec<u32> {
     if k >= n {
         return (0..n as u32).collect();
     }
