@@ -9,8 +9,8 @@ use crate::exit::Outcome;
 use crate::shared::format_ms;
 use crate::state::StateDir;
 use crate::sweep::leaderboard::{self, Leaderboard};
-use crate::sweep::query;
 pub(super) use crate::sweep::query::varied_params;
+use crate::sweep::query::{self, SurvivorsFrom};
 use crate::sweep::record::TrialRecord;
 
 fn state_dir(state: &StateArgs) -> StateDir {
@@ -134,7 +134,7 @@ fn show_rungs(
             (true, _) => "last rung so far".to_owned(),
             // Without the survivors file, a shard's store knows only its slice of the
             // next rung: `experiment collect --rung` has the whole picture.
-            (false, n) if next_sharded && rung.survivors_from == "next rung" => {
+            (false, n) if next_sharded && rung.survivors_from == SurvivorsFrom::NextRung => {
                 format!("{n} of them ran in rung {} here", rung.rung + 1)
             }
             (false, n) => format!("{n} survive"),

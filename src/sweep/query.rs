@@ -28,6 +28,18 @@ pub struct SweepBoard {
     pub rungs: Vec<RungBoard>,
 }
 
+/// Where a rung's survivors were read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum SurvivorsFrom {
+    /// The search's survivors file (`experiment collect --rung` saw every shard).
+    #[serde(rename = "survivors file")]
+    SurvivorsFile,
+    /// The candidates the next rung ran in this run store: of a shard's store, only that
+    /// shard's slice.
+    #[serde(rename = "next rung")]
+    NextRung,
+}
+
 /// One rung of a halving search, as the run store holds it.
 #[derive(Debug, Clone, Serialize)]
 pub struct RungBoard {
@@ -45,9 +57,8 @@ pub struct RungBoard {
     /// survivors file in the state directory when it has this rung (a sharded search),
     /// else the trials whose candidates the next rung ran. Empty for the last rung.
     pub survivors: Vec<String>,
-    /// Where `survivors` come from: `survivors file`, or `next rung` (the candidates the
-    /// next rung ran in this run store; of a shard's store, only that shard's slice).
-    pub survivors_from: &'static str,
+    /// Where `survivors` come from.
+    pub survivors_from: SurvivorsFrom,
     /// Its trials with a result, best first.
     pub leaderboard: Vec<TrialRecord>,
 }
@@ -157,7 +168,7 @@ async fn read_rungs(
             shards,
             planned: keys.len(),
             survivors: Vec::new(),
-            survivors_from: "next rung",
+            survivors_from: SurvivorsFrom::NextRung,
             leaderboard,
         });
     }
@@ -177,7 +188,7 @@ async fn read_rungs(
         let (before, after) = rungs.split_at_mut(i + 1);
         let here = &mut before[i];
         if from_file.is_some() {
-            here.survivors_from = "survivors file";
+            here.survivors_from = SurvivorsFrom::SurvivorsFile;
         }
         here.survivors = match from_file {
             Some(keys) => here
