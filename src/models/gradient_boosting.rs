@@ -113,11 +113,12 @@ pub struct Fitted {
     pub trees: Vec<Tree>,
 }
 
-/// Gradient statistics: residual sum, hessian sum, row count.
+/// Split statistics of a boosting round: residual sum and row count. The split score needs
+/// no more (Friedman's `g² / n`); the hessian sum a leaf needs is taken over its rows once
+/// ([`GradTarget::leaf_value`]), so every histogram bin carries 16 bytes instead of 24.
 #[derive(Clone, Copy, Debug, Default)]
 struct GradStats {
     g: f64,
-    h: f64,
     n: u32,
 }
 
@@ -125,14 +126,12 @@ impl Stats for GradStats {
     #[inline]
     fn add(&mut self, o: &Self) {
         self.g += o.g;
-        self.h += o.h;
         self.n += o.n;
     }
     #[inline]
     fn sub(&self, o: &Self) -> Self {
         GradStats {
             g: self.g - o.g,
-            h: self.h - o.h,
             n: self.n - o.n,
         }
     }
@@ -156,11 +155,7 @@ impl Target for GradTarget<'_> {
 
     #[inline]
     fn sample(&self, i: usize) -> GradStats {
-        GradStats {
-            g: self.g[i],
-            h: self.h[i],
-            n: 1,
-        }
+        GradStats { g: self.g[i], n: 1 }
     }
 
     #[inline]
@@ -176,18 +171,19 @@ impl Target for GradTarget<'_> {
         false
     }
 
-    fn leaf_value(&self, s: &GradStats) -> f64 {
+    fn leaf_value(&self, s: &GradStats, rows: &[u32]) -> f64 {
+        let h: f64 = rows.iter().map(|&i| self.h[i as usize]).sum();
         match self.multinomial {
             None => {
-                if s.h.abs() < 1e-150 {
+                if h.abs() < 1e-150 {
                     0.0
                 } else {
-                    s.g / s.h
+                    s.g / h
                 }
             }
             // scikit-learn's order of operations: means, factor on the numerator, and
             // `_safe_divide`'s guard on the mean hessian.
-            Some(factor) => multinomial_leaf(s.g, s.h, f64::from(s.n.max(1)), factor),
+            Some(factor) => multinomial_leaf(s.g, h, f64::from(s.n.max(1)), factor),
         }
     }
 }
@@ -198,12 +194,12 @@ fn multinomial_leaf(g: f64, h: f64, w: f64, factor: f64) -> f64 {
     if den.abs() < 1e-150 { 0.0 } else { num / den }
 }
 
-/// [`GradStats`] of weighted rows: weighted residual and hessian sums, the weight sum, and
-/// the row count (which `min_samples_leaf` counts, as in scikit-learn).
+/// [`GradStats`] of weighted rows: the weighted residual sum, the weight sum, and the row
+/// count (which `min_samples_leaf` counts, as in scikit-learn). The weighted hessian sum is
+/// taken over a leaf's rows ([`WeightedGradTarget::leaf_value`]).
 #[derive(Clone, Copy, Debug, Default)]
 struct WeightedGradStats {
     g: f64,
-    h: f64,
     w: f64,
     n: u32,
 }
@@ -212,7 +208,6 @@ impl Stats for WeightedGradStats {
     #[inline]
     fn add(&mut self, o: &Self) {
         self.g += o.g;
-        self.h += o.h;
         self.w += o.w;
         self.n += o.n;
     }
@@ -220,7 +215,6 @@ impl Stats for WeightedGradStats {
     fn sub(&self, o: &Self) -> Self {
         WeightedGradStats {
             g: self.g - o.g,
-            h: self.h - o.h,
             w: self.w - o.w,
             n: self.n - o.n,
         }
@@ -247,7 +241,6 @@ impl Target for WeightedGradTarget<'_> {
         let w = self.w[i];
         WeightedGradStats {
             g: w * self.g[i],
-            h: w * self.h[i],
             w,
             n: 1,
         }
@@ -266,14 +259,18 @@ impl Target for WeightedGradTarget<'_> {
         false
     }
 
-    fn leaf_value(&self, s: &WeightedGradStats) -> f64 {
+    fn leaf_value(&self, s: &WeightedGradStats, rows: &[u32]) -> f64 {
         if s.w <= 0.0 {
             return 0.0;
         }
+        let h: f64 = rows
+            .iter()
+            .map(|&i| self.w[i as usize] * self.h[i as usize])
+            .sum();
         match self.multinomial {
-            None if s.h.abs() < 1e-150 => 0.0,
-            None => s.g / s.h,
-            Some(factor) => multinomial_leaf(s.g, s.h, s.w, factor),
+            None if h.abs() < 1e-150 => 0.0,
+            None => s.g / h,
+            Some(factor) => multinomial_leaf(s.g, h, s.w, factor),
         }
     }
 }

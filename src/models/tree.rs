@@ -563,8 +563,9 @@ pub(crate) trait Target: Sync {
     fn score(&self, s: &Self::S) -> f64;
     /// True when the node cannot be improved (a leaf in scikit-learn).
     fn is_pure(&self, s: &Self::S) -> bool;
-    /// Output of a leaf with these statistics.
-    fn leaf_value(&self, s: &Self::S) -> f64;
+    /// Output of a leaf with statistics `s` holding the rows `rows` (for what the split
+    /// statistics leave out: gradient boosting's hessians are summed here, not in every bin).
+    fn leaf_value(&self, s: &Self::S, rows: &[u32]) -> f64;
     /// K when leaves also hold a vector of K values ([`Target::leaf_vector`]), else 0.
     fn n_classes(&self) -> usize {
         0
@@ -604,62 +605,65 @@ struct Split<S> {
     score: f64,
 }
 
-/// Node work (rows × features) below which a histogram is filled on the calling thread alone:
-/// under it, handing feature blocks to other threads costs more than it saves.
-const PARALLEL_FILL: usize = 1 << 16;
+/// Rows per histogram chunk (at least; see [`fill_all`]). A node of at most this many rows is
+/// filled in one pass on the calling thread, so small data sets sum exactly as they always did.
+const CHUNK_ROWS: usize = 1 << 15;
+/// At most this many chunks per node: each costs a histogram to allocate and to add up.
+const MAX_CHUNKS: usize = 16;
 
-/// Add the per-bin statistics of `samples` over all features into `hist`.
+/// Add the per-bin statistics of `samples` over all features into `hist` (all zero).
 ///
-/// Large nodes are filled by feature blocks on the rayon pool. Every bin still sums its rows
-/// in `samples` order on one thread, whatever the block layout, so the histogram (and every
-/// tree grown from it) is bit-identical for any thread count.
-fn fill_all<T: Target>(data: &BinnedMatrix, target: &T, samples: &[u32], hist: &mut [T::S]) {
-    let d = data.n_features;
-    let threads = rayon::current_num_threads();
-    if threads < 2 || samples.len() * d < PARALLEL_FILL || d < 2 {
-        fill_features(data, target, samples, 0..d, hist);
-        return;
-    }
-    // Two blocks per thread, so a thread busy elsewhere (another trial) leaves its share to
-    // the others.
-    let blocks = (2 * threads).min(d);
-    let mut parts = Vec::with_capacity(blocks);
-    let mut rest = hist;
-    let mut first = 0;
-    for b in 0..blocks {
-        let end = d * (b + 1) / blocks;
-        let bins_end = data.offsets.get(end).copied().unwrap_or(data.total_bins);
-        let (part, tail) = rest.split_at_mut(bins_end - data.offsets[first]);
-        parts.push((first..end, part));
-        rest = tail;
-        first = end;
-    }
-    use rayon::prelude::*;
-    parts
-        .into_par_iter()
-        .for_each(|(features, part)| fill_features(data, target, samples, features, part));
-}
-
-/// Add the per-bin statistics of `samples` over the features `features` into `hist`, which
-/// holds those features' bins (starting at the first one's).
-fn fill_features<T: Target>(
+/// Large nodes are cut into row chunks filled on the rayon pool, each into its own
+/// histogram, then added up in chunk order. The chunks depend on the number of rows alone,
+/// so the histogram (and every tree grown from it) is bit-identical for any thread count.
+/// Row chunks rather than feature blocks: each thread reads only its own rows' bins and
+/// gradients once, where feature blocks had every thread stream all of them.
+fn fill_all<T: Target>(
     data: &BinnedMatrix,
     target: &T,
     samples: &[u32],
-    features: std::ops::Range<usize>,
     hist: &mut [T::S],
+    parts: &mut Vec<Vec<T::S>>,
 ) {
+    let chunk = CHUNK_ROWS.max(samples.len().div_ceil(MAX_CHUNKS));
+    if samples.len() <= chunk {
+        fill_features(data, target, samples, hist);
+        return;
+    }
+    use rayon::prelude::*;
+    let total_bins = hist.len();
+    // The first chunk straight into `hist`, the others into `parts` (kept across nodes).
+    let (first, rest) = samples.split_at(chunk);
+    parts.resize_with(rest.len().div_ceil(chunk), Vec::new);
+    rayon::join(
+        || fill_features(data, target, first, hist),
+        || {
+            rest.par_chunks(chunk)
+                .zip(parts.par_iter_mut())
+                .for_each(|(rows, part)| {
+                    part.clear();
+                    part.resize(total_bins, T::S::default());
+                    fill_features(data, target, rows, part);
+                })
+        },
+    );
+    for part in parts.iter() {
+        for (h, p) in hist.iter_mut().zip(part) {
+            h.add(p);
+        }
+    }
+}
+
+/// Add the per-bin statistics of `samples` over all features into `hist`, one row at a time
+/// (row-major bins: a row's bins are one cache line or two).
+fn fill_features<T: Target>(data: &BinnedMatrix, target: &T, samples: &[u32], hist: &mut [T::S]) {
     let d = data.n_features;
-    let base = data.offsets[features.start];
-    let offsets: Vec<usize> = data.offsets[features.clone()]
-        .iter()
-        .map(|o| o - base)
-        .collect();
+    let offsets = &data.offsets[..d];
     for &i in samples {
         let s = target.sample(i as usize);
         let start = i as usize * d;
-        let row = &data.bins[start + features.start..start + features.end];
-        for (b, off) in row.iter().zip(&offsets) {
+        let row = &data.bins[start..start + d];
+        for (b, off) in row.iter().zip(offsets) {
             hist[off + *b as usize].add(&s);
         }
     }
@@ -704,7 +708,8 @@ pub(crate) fn grow_recording<T: Target>(
     let full = opts.max_features >= d;
     let mut hist = vec![T::S::default(); data.total_bins];
     let mut pool: Vec<Vec<T::S>> = Vec::new();
-    let mut ordered: Vec<T::S> = Vec::new();
+    let mut scratch = SplitScratch::default();
+    let mut right_rows: Vec<u32> = Vec::new();
     let mut features: Vec<usize> = (0..d).collect();
     let mut nodes: Vec<Node> = vec![Node {
         feature: LEAF,
@@ -744,7 +749,7 @@ pub(crate) fn grow_recording<T: Target>(
                 &mut features,
                 &mut hist,
                 task.hist.as_deref(),
-                &mut ordered,
+                &mut scratch,
                 rng,
             )
         };
@@ -752,7 +757,7 @@ pub(crate) fn grow_recording<T: Target>(
             pool.push(h);
         }
         let Some(split) = split else {
-            let value = target.leaf_value(&task.stats);
+            let value = target.leaf_value(&task.stats, &samples[task.start..task.end]);
             nodes[task.node].value = value;
             if let Some(l) = leaf_values.len().checked_div(n_classes) {
                 nodes[task.node].left = l as u32;
@@ -766,22 +771,29 @@ pub(crate) fn grow_recording<T: Target>(
             });
             continue;
         };
+        // A stable partition: each child keeps its rows in ascending order, so the passes
+        // over its rows (histograms, gradients) walk memory forward instead of jumping.
         let node_samples = &mut samples[task.start..task.end];
         let mut mid = 0;
         let missing_bin = data.value_bins(split.feature);
         let column = data.column(split.feature);
+        right_rows.clear();
         for k in 0..node_samples.len() {
-            let bin = column[node_samples[k] as usize] as usize;
+            let i = node_samples[k];
+            let bin = column[i as usize] as usize;
             let goes_left = if bin == missing_bin {
                 split.missing_left
             } else {
                 bin <= split.bin
             };
             if goes_left {
-                node_samples.swap(k, mid);
+                node_samples[mid] = i; // mid <= k: row k is already read
                 mid += 1;
+            } else {
+                right_rows.push(i);
             }
         }
+        node_samples[mid..].copy_from_slice(&right_rows);
         let left = nodes.len();
         nodes[task.node] = Node {
             feature: split.feature as u32 | if split.missing_left { MISSING_LEFT } else { 0 },
@@ -812,7 +824,13 @@ pub(crate) fn grow_recording<T: Target>(
             } else {
                 (task.start + mid, task.end)
             };
-            fill_all(data, target, &samples[lo..hi], &mut small);
+            fill_all(
+                data,
+                target,
+                &samples[lo..hi],
+                &mut small,
+                &mut scratch.parts,
+            );
             let mut large = pool.pop().unwrap_or_default();
             large.clear();
             large.extend(hist.iter().zip(&small).map(|(p, c)| p.sub(c)));
@@ -847,9 +865,49 @@ pub(crate) fn grow_recording<T: Target>(
     }
 }
 
+/// Scratch buffers of [`best_split`], kept across the nodes of a tree.
+struct SplitScratch<S> {
+    /// The node's row statistics in row order (gathered once per node).
+    ordered: Vec<S>,
+    /// (bin, position in the node) of one feature, for a node split by sorting.
+    keys: Vec<(u8, u32)>,
+    /// One feature's non-empty bins in the node, ascending: (bin, statistics).
+    groups: Vec<(usize, S)>,
+    /// Histograms of the row chunks of a large node ([`fill_all`]).
+    parts: Vec<Vec<S>>,
+}
+
+impl<S> Default for SplitScratch<S> {
+    fn default() -> Self {
+        SplitScratch {
+            ordered: Vec::new(),
+            keys: Vec::new(),
+            groups: Vec::new(),
+            parts: Vec::new(),
+        }
+    }
+}
+
+/// Whether sorting a node's `n` rows by one feature's bin costs less than clearing, filling
+/// and scanning that feature's `n_bins`-bin histogram. The deep nodes of a fully grown tree
+/// (a few rows against up to 256 bins) are most of its nodes.
+fn sorting_is_cheaper(n: usize, n_bins: usize) -> bool {
+    #[cfg(test)]
+    if tests::NEVER_SORT.get() {
+        return false;
+    }
+    let log2 = (usize::BITS - n.leading_zeros()) as usize;
+    n * log2 < 2 * n_bins
+}
+
 /// Best split of one node, or None when no feature has a split leaving `min_samples_leaf`
 /// samples on both sides. `pre`: the node's full histogram, if already known. On return with
-/// `max_features >= n_features`, `hist` holds the node's full histogram.
+/// `max_features >= n_features` and more than `total_bins / n_features` rows in the node,
+/// `hist` holds the node's full histogram (the only nodes whose children derive theirs from
+/// it); smaller nodes are split feature by feature, by sorting where that is cheaper.
+///
+/// A feature's bins are summed in row order either way, so sorting gives bit for bit the
+/// split a histogram gives.
 #[allow(clippy::too_many_arguments)]
 fn best_split<T: Target>(
     data: &BinnedMatrix,
@@ -860,14 +918,16 @@ fn best_split<T: Target>(
     features: &mut [usize],
     hist: &mut [T::S],
     pre: Option<&[T::S]>,
-    ordered: &mut Vec<T::S>,
+    scratch: &mut SplitScratch<T::S>,
     rng: &mut impl Rng,
 ) -> Option<Split<T::S>> {
     let d = data.n_features;
+    let n = samples.len();
     let min_leaf = opts.min_samples_leaf.max(1);
     let mut best: Option<Split<T::S>> = None;
     let mut visited = 0;
     let mut splittable = 0;
+    let mut gathered = false;
     // Visit features in random order, a batch at a time: the batch's histograms are built in
     // one pass over the node's rows (row-major bins), then scanned.
     while visited < d && (visited < opts.max_features || splittable == 0) {
@@ -882,95 +942,150 @@ fn best_split<T: Target>(
             features.swap(k, j);
         }
         let batch = &features[visited..batch_end];
-        if batch.len() == d {
+        let whole = batch.len() == d && (pre.is_some() || n * d > data.total_bins);
+        if whole {
             match pre {
                 Some(p) => hist.copy_from_slice(p),
                 None => {
                     hist.fill(T::S::default());
-                    fill_all(data, target, samples, hist);
+                    fill_all(data, target, samples, hist, &mut scratch.parts);
                 }
             }
         } else {
-            for &f in batch {
-                let off = data.offsets[f];
-                hist[off..off + data.n_bins(f)].fill(T::S::default());
+            // Feature by feature: one bin column at a time (a feature's column fits in cache,
+            // where the rows would be fetched whole for a few bytes each), the node's row
+            // statistics gathered once into row order for all of them.
+            if !gathered {
+                scratch.ordered.clear();
+                scratch
+                    .ordered
+                    .extend(samples.iter().map(|&i| target.sample(i as usize)));
+                gathered = true;
             }
-            // A few features of the node: one bin column at a time (a feature's column fits
-            // in cache, where the rows would be fetched whole for a few bytes each), the
-            // node's row statistics gathered once into row order for all of them.
-            if ordered.len() != samples.len() || visited == 0 {
-                ordered.clear();
-                ordered.extend(samples.iter().map(|&i| target.sample(i as usize)));
-            }
             for &f in batch {
+                if sorting_is_cheaper(n, data.n_bins(f)) {
+                    continue;
+                }
                 let (off, column) = (data.offsets[f], data.column(f));
-                for (&i, s) in samples.iter().zip(ordered.iter()) {
-                    hist[off + column[i as usize] as usize].add(s);
+                let h = &mut hist[off..off + data.n_bins(f)];
+                h.fill(T::S::default());
+                for (&i, s) in samples.iter().zip(&scratch.ordered) {
+                    h[column[i as usize] as usize].add(s);
                 }
             }
         }
         for &f in batch {
-            let off = data.offsets[f];
-            let h = &hist[off..off + data.n_bins(f)];
-            if h.iter().filter(|s| s.count() > 0).count() < 2 {
+            let groups = &mut scratch.groups;
+            groups.clear();
+            if whole || !sorting_is_cheaper(n, data.n_bins(f)) {
+                let off = data.offsets[f];
+                let h = &hist[off..off + data.n_bins(f)];
+                groups.extend(
+                    h.iter()
+                        .enumerate()
+                        .filter(|(_, s)| s.count() > 0)
+                        .map(|(b, s)| (b, *s)),
+                );
+            } else {
+                let column = data.column(f);
+                let keys = &mut scratch.keys;
+                keys.clear();
+                keys.extend(
+                    samples
+                        .iter()
+                        .enumerate()
+                        .map(|(k, &i)| (column[i as usize], k as u32)),
+                );
+                keys.sort_unstable();
+                for &(b, k) in keys.iter() {
+                    let s = &scratch.ordered[k as usize];
+                    match groups.last_mut() {
+                        Some((last, sum)) if *last == b as usize => sum.add(s),
+                        _ => {
+                            let mut sum = T::S::default();
+                            sum.add(s);
+                            groups.push((b as usize, sum));
+                        }
+                    }
+                }
+            }
+            if groups.len() < 2 {
                 continue; // constant in this node
             }
             splittable += 1;
-            // The node's missing rows (NaN) and the value bins: every cut after a non-empty
-            // value bin is tried with the missing rows right, then left (the last value bin
-            // only splits values from missing ones). Without missing rows this is the plain
-            // scan, so complete data grows exactly the trees it always did.
-            let values = data.value_bins(f);
-            let missing = h.get(values).copied().filter(|m| m.count() > 0);
-            let cuts = if missing.is_some() {
-                values
-            } else {
-                values - 1
-            };
-            let mut left_values = T::S::default();
-            for b in 0..cuts {
-                let s = &h[b];
-                if s.count() == 0 {
-                    continue;
-                }
-                left_values.add(s);
-                for missing_left in [false, true] {
-                    let left = match (missing_left, &missing) {
-                        (false, _) => left_values,
-                        (true, Some(m)) => {
-                            let mut l = left_values;
-                            l.add(m);
-                            l
-                        }
-                        (true, None) => break,
-                    };
-                    let right = parent.sub(&left);
-                    if left.count() < min_leaf || right.count() < min_leaf {
-                        continue;
-                    }
-                    let score = target.score(&left) + target.score(&right);
-                    if best.as_ref().is_none_or(|bs| score > bs.score) {
-                        let next_bin = b
-                            + 1
-                            + h[b + 1..values]
-                                .iter()
-                                .position(|s| s.count() > 0)
-                                .unwrap_or(values - b - 1);
-                        best = Some(Split {
-                            feature: f,
-                            bin: b,
-                            next_bin,
-                            missing_left,
-                            left,
-                            score,
-                        });
-                    }
-                }
-            }
+            scan_feature(
+                target,
+                f,
+                data.value_bins(f),
+                groups,
+                parent,
+                min_leaf,
+                &mut best,
+            );
         }
         visited = batch_end;
     }
     best
+}
+
+/// Try every cut of feature `f` in a node whose non-empty bins are `groups` (ascending; the
+/// missing bin, `values`, last if present), keeping in `best` any split better than it.
+///
+/// Every cut after a non-empty value bin is tried with the missing rows right, then left
+/// (the last value bin only splits values from missing ones). Without missing rows this is
+/// the plain scan, so complete data grows exactly the trees it always did.
+fn scan_feature<T: Target>(
+    target: &T,
+    f: usize,
+    values: usize,
+    groups: &[(usize, T::S)],
+    parent: &T::S,
+    min_leaf: usize,
+    best: &mut Option<Split<T::S>>,
+) {
+    let (value_groups, missing) = match groups.split_last() {
+        Some((&(b, m), rest)) if b == values => (rest, Some(m)),
+        _ => (groups, None),
+    };
+    let cuts = if missing.is_some() {
+        values
+    } else {
+        values - 1
+    };
+    let mut left_values = T::S::default();
+    for (g, &(b, s)) in value_groups.iter().enumerate() {
+        if b >= cuts {
+            break;
+        }
+        left_values.add(&s);
+        for missing_left in [false, true] {
+            let left = match (missing_left, &missing) {
+                (false, _) => left_values,
+                (true, Some(m)) => {
+                    let mut l = left_values;
+                    l.add(m);
+                    l
+                }
+                (true, None) => break,
+            };
+            let right = parent.sub(&left);
+            if left.count() < min_leaf || right.count() < min_leaf {
+                continue;
+            }
+            let score = target.score(&left) + target.score(&right);
+            if best.as_ref().is_none_or(|bs| score > bs.score) {
+                let next_bin = value_groups.get(g + 1).map_or(values, |&(b, _)| b);
+                *best = Some(Split {
+                    feature: f,
+                    bin: b,
+                    next_bin,
+                    missing_left,
+                    left,
+                    score,
+                });
+            }
+        }
+    }
 }
 
 /// Class statistics for classification trees: weighted class totals and a sample count.
@@ -1063,7 +1178,7 @@ impl Target for ClassTarget<'_> {
     }
 
     #[inline]
-    fn leaf_value(&self, s: &ClassStats) -> f64 {
+    fn leaf_value(&self, s: &ClassStats, _rows: &[u32]) -> f64 {
         let total = s.w[0] + s.w[1];
         if total > 0.0 { s.w[1] / total } else { 0.5 }
     }
@@ -1154,7 +1269,7 @@ impl<const N: usize> Target for MultiClassTarget<'_, N> {
         s.w[..self.k].iter().filter(|&&c| c > 0.0).count() <= 1
     }
 
-    fn leaf_value(&self, s: &MultiStats<N>) -> f64 {
+    fn leaf_value(&self, s: &MultiStats<N>, _rows: &[u32]) -> f64 {
         let mut best = 0;
         for (c, &v) in s.w[..self.k].iter().enumerate() {
             if v > s.w[best] {
@@ -1235,6 +1350,83 @@ mod tests {
     use ndarray::array;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
+
+    thread_local! {
+        /// Histograms at every node (the split search before small nodes were sorted).
+        pub(super) static NEVER_SORT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    /// Grow with small nodes sorted and with histograms everywhere, asserting the same tree.
+    fn grown_both_ways(f: impl Fn() -> Tree) -> Tree {
+        NEVER_SORT.set(true);
+        let histograms = f();
+        NEVER_SORT.set(false);
+        let sorted = f();
+        assert_eq!(sorted, histograms);
+        sorted
+    }
+
+    /// Sorting a small node's rows finds bit for bit the split its histogram finds: binary and
+    /// K-class targets, fractional weights, missing values, a column of more than 256 values,
+    /// every feature or a few per node.
+    #[test]
+    fn sorted_small_nodes_grow_the_histogram_tree() {
+        let n = 3000;
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let x = ndarray::Array2::from_shape_fn((n, 6), |(i, j)| match j {
+            0 => rng.gen_range(0.0..1000.0), // > 256 distinct: quantile bins
+            1 => f64::from(rng.gen_range(0..40u8)),
+            2 if i % 7 == 0 => f64::NAN,
+            2 => f64::from(rng.gen_range(0..200u8)),
+            3 => f64::from(u8::from(rng.gen_bool(0.3))),
+            _ => rng.gen_range(-1.0..1.0),
+        });
+        let data = BinnedMatrix::new(x.view());
+        let ids: Vec<u32> = (0..n)
+            .map(|i| (x[[i, 1]] as u32 + u32::from(x[[i, 3]] > 0.5) + (i as u32 % 3)) % 5)
+            .collect();
+        let y: Vec<bool> = ids.iter().map(|&c| c >= 2).collect();
+        let weights: Vec<f64> = ids
+            .iter()
+            .map(|&c| [0.94, 2.74, 1.1, 0.3, 1.7][c as usize])
+            .collect();
+        for max_features in [6, 2] {
+            let mut o = opts();
+            o.max_features = max_features;
+            for w in [None, Some(&weights[..])] {
+                let binary = ClassTarget {
+                    y: &y,
+                    weights: w,
+                    criterion: Criterion::Gini,
+                };
+                let tree = grown_both_ways(|| {
+                    let mut samples: Vec<u32> = (0..n as u32).collect();
+                    grow(
+                        &data,
+                        &binary,
+                        &mut samples,
+                        &o,
+                        &mut ChaCha8Rng::seed_from_u64(3),
+                    )
+                });
+                assert!(tree.n_leaves() > 100, "a deep tree: {}", tree.n_leaves());
+                grown_both_ways(|| {
+                    let mut samples: Vec<u32> = (0..n as u32).collect();
+                    grow_classes(
+                        &data,
+                        &ids,
+                        w,
+                        Criterion::Entropy,
+                        5,
+                        &mut samples,
+                        &o,
+                        &mut ChaCha8Rng::seed_from_u64(3),
+                        &mut Vec::new(),
+                    )
+                });
+            }
+        }
+    }
 
     fn opts() -> GrowOptions {
         GrowOptions {
