@@ -3,7 +3,7 @@ searched over LightGBM by scikit-learn, on the train/test files `netsec data spl
 
     python benches/intrusion_search_peers.py grid|halving TRAIN.csv TEST.csv
 
-grid: GridSearchCV; halving: HalvingGridSearchCV (factor 3, min_resources 30000, over
+grid: GridSearchCV; halving: HalvingGridSearchCV (factor 3, min_resources 10000, over
 training rows), both cv=3 stratified, scoring f1 (attack), n_jobs=2 with one LightGBM thread
 per fit (the two cores go to parallel fits, as netsec's sweep does). Prints one JSON line.
 """
@@ -40,7 +40,7 @@ def main():
         search = GridSearchCV(estimator, GRID, cv=folds, scoring="f1", n_jobs=2)
     else:
         search = HalvingGridSearchCV(
-            estimator, GRID, factor=3, resource="n_samples", min_resources=30000,
+            estimator, GRID, factor=3, resource="n_samples", min_resources=10000,
             cv=folds, scoring="f1", n_jobs=2, random_state=42,
         )
     started = time.perf_counter()

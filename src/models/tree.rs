@@ -622,28 +622,39 @@ fn fill_all<T: Target>(
     data: &BinnedMatrix,
     target: &T,
     samples: &[u32],
+    carried: Option<&[u8]>,
     hist: &mut [T::S],
     parts: &mut Vec<Vec<T::S>>,
 ) {
     let chunk = CHUNK_ROWS.max(samples.len().div_ceil(MAX_CHUNKS));
     if samples.len() <= chunk {
-        fill_features(data, target, samples, hist);
+        fill_features(data, target, samples, carried, hist);
         return;
     }
+    let d = data.n_features;
     use rayon::prelude::*;
     let total_bins = hist.len();
     // The first chunk straight into `hist`, the others into `parts` (kept across nodes).
     let (first, rest) = samples.split_at(chunk);
+    let (carried_first, carried_rest) = match carried {
+        Some(rows) => {
+            let (a, b) = rows.split_at(chunk * d);
+            (Some(a), Some(b))
+        }
+        None => (None, None),
+    };
     parts.resize_with(rest.len().div_ceil(chunk), Vec::new);
     rayon::join(
-        || fill_features(data, target, first, hist),
+        || fill_features(data, target, first, carried_first, hist),
         || {
             rest.par_chunks(chunk)
                 .zip(parts.par_iter_mut())
-                .for_each(|(rows, part)| {
+                .enumerate()
+                .for_each(|(c, (rows, part))| {
+                    let carried = carried_rest.map(|r| &r[c * chunk * d..][..rows.len() * d]);
                     part.clear();
                     part.resize(total_bins, T::S::default());
-                    fill_features(data, target, rows, part);
+                    fill_features(data, target, rows, carried, part);
                 })
         },
     );
@@ -655,18 +666,50 @@ fn fill_all<T: Target>(
 }
 
 /// Add the per-bin statistics of `samples` over all features into `hist`, one row at a time
-/// (row-major bins: a row's bins are one cache line or two).
-fn fill_features<T: Target>(data: &BinnedMatrix, target: &T, samples: &[u32], hist: &mut [T::S]) {
+/// (row-major bins: a row's bins are one cache line or two). `carried`: the rows' bins in
+/// `samples` order ([`NodeRows`]), else they are read from `data`.
+fn fill_features<T: Target>(
+    data: &BinnedMatrix,
+    target: &T,
+    samples: &[u32],
+    carried: Option<&[u8]>,
+    hist: &mut [T::S],
+) {
     let d = data.n_features;
     let offsets = &data.offsets[..d];
-    for &i in samples {
+    for (k, &i) in samples.iter().enumerate() {
         let s = target.sample(i as usize);
-        let start = i as usize * d;
-        let row = &data.bins[start..start + d];
+        let row = match carried {
+            Some(rows) => &rows[k * d..(k + 1) * d],
+            None => &data.bins[i as usize * d..(i as usize + 1) * d],
+        };
         for (b, off) in row.iter().zip(offsets) {
             hist[off + *b as usize].add(&s);
         }
     }
+}
+
+/// The bins of a node's rows, in the order of its `samples`: a copy of the row-major bins
+/// that the partition moves along with the row ids, so every node's rows are contiguous.
+/// Deep trees (a random forest's, a fully grown decision tree's) carry them: their deep
+/// nodes hold a few rows spread over the whole data set, one cache miss each per level,
+/// where the copy is read in order. Shallow boosting trees do not: moving every row's bins
+/// at each of three levels costs more than it saves.
+struct NodeRows {
+    bins: Vec<u8>,
+    /// The right child's rows during a partition.
+    right: Vec<u8>,
+}
+
+/// Trees allowed this deep or deeper carry their rows' bins ([`NodeRows`]).
+const CARRY_DEPTH: usize = 8;
+
+fn carries(opts: &GrowOptions) -> bool {
+    #[cfg(test)]
+    if tests::NEVER_CARRY.get() {
+        return false;
+    }
+    opts.max_depth >= CARRY_DEPTH
 }
 
 /// Grow a tree on the samples `samples` (row ids into `data`; reordered in place).
@@ -710,6 +753,14 @@ pub(crate) fn grow_recording<T: Target>(
     let mut pool: Vec<Vec<T::S>> = Vec::new();
     let mut scratch = SplitScratch::default();
     let mut right_rows: Vec<u32> = Vec::new();
+    let mut carried = carries(opts).then(|| NodeRows {
+        bins: samples
+            .iter()
+            .flat_map(|&i| &data.bins[i as usize * d..(i as usize + 1) * d])
+            .copied()
+            .collect(),
+        right: Vec::new(),
+    });
     let mut features: Vec<usize> = (0..d).collect();
     let mut nodes: Vec<Node> = vec![Node {
         feature: LEAF,
@@ -744,6 +795,9 @@ pub(crate) fn grow_recording<T: Target>(
                 data,
                 target,
                 &samples[task.start..task.end],
+                carried
+                    .as_ref()
+                    .map(|c| &c.bins[task.start * d..task.end * d]),
                 &task.stats,
                 opts,
                 &mut features,
@@ -776,21 +830,45 @@ pub(crate) fn grow_recording<T: Target>(
         let node_samples = &mut samples[task.start..task.end];
         let mut mid = 0;
         let missing_bin = data.value_bins(split.feature);
-        let column = data.column(split.feature);
-        right_rows.clear();
-        for k in 0..node_samples.len() {
-            let i = node_samples[k];
-            let bin = column[i as usize] as usize;
-            let goes_left = if bin == missing_bin {
+        let goes_left = |bin: u8| {
+            if bin as usize == missing_bin {
                 split.missing_left
             } else {
-                bin <= split.bin
-            };
-            if goes_left {
-                node_samples[mid] = i; // mid <= k: row k is already read
-                mid += 1;
-            } else {
-                right_rows.push(i);
+                bin as usize <= split.bin
+            }
+        };
+        right_rows.clear();
+        match carried.as_mut() {
+            None => {
+                let column = data.column(split.feature);
+                for k in 0..node_samples.len() {
+                    let i = node_samples[k];
+                    if goes_left(column[i as usize]) {
+                        node_samples[mid] = i; // mid <= k: row k is already read
+                        mid += 1;
+                    } else {
+                        right_rows.push(i);
+                    }
+                }
+            }
+            Some(rows) => {
+                // The same partition, each row's bins moving with its id.
+                let node_bins = &mut rows.bins[task.start * d..task.end * d];
+                rows.right.clear();
+                for k in 0..node_samples.len() {
+                    let i = node_samples[k];
+                    if goes_left(node_bins[k * d + split.feature]) {
+                        if mid < k {
+                            node_samples[mid] = i;
+                            node_bins.copy_within(k * d..(k + 1) * d, mid * d);
+                        }
+                        mid += 1;
+                    } else {
+                        right_rows.push(i);
+                        rows.right.extend_from_slice(&node_bins[k * d..(k + 1) * d]);
+                    }
+                }
+                node_bins[mid * d..].copy_from_slice(&rows.right);
             }
         }
         node_samples[mid..].copy_from_slice(&right_rows);
@@ -824,10 +902,12 @@ pub(crate) fn grow_recording<T: Target>(
             } else {
                 (task.start + mid, task.end)
             };
+            let carried_rows = carried.as_ref().map(|c| &c.bins[lo * d..hi * d]);
             fill_all(
                 data,
                 target,
                 &samples[lo..hi],
+                carried_rows,
                 &mut small,
                 &mut scratch.parts,
             );
@@ -875,6 +955,8 @@ struct SplitScratch<S> {
     groups: Vec<(usize, S)>,
     /// Histograms of the row chunks of a large node ([`fill_all`]).
     parts: Vec<Vec<S>>,
+    /// The features of a batch split by histogram (not by sorting).
+    histogrammed: Vec<usize>,
 }
 
 impl<S> Default for SplitScratch<S> {
@@ -884,6 +966,7 @@ impl<S> Default for SplitScratch<S> {
             keys: Vec::new(),
             groups: Vec::new(),
             parts: Vec::new(),
+            histogrammed: Vec::new(),
         }
     }
 }
@@ -900,6 +983,19 @@ fn sorting_is_cheaper(n: usize, n_bins: usize) -> bool {
     n * log2 < 2 * n_bins
 }
 
+/// Whether `k` features' histograms of a node's rows `samples` (ascending) are filled faster
+/// row by row from the row-major bins than column by column: cache lines touched, one per
+/// row or per 64 rows of the span, whichever is fewer, for `k` columns against one row-major
+/// pass (`d` bytes per row).
+fn rows_are_cheaper(samples: &[u32], k: usize, d: usize) -> bool {
+    let (Some(&first), Some(&last)) = (samples.first(), samples.last()) else {
+        return false;
+    };
+    let span = last.saturating_sub(first) as usize + 1;
+    let n = samples.len();
+    k * n.min(span / 64 + 1) > n.min(span * d / 64 + 1)
+}
+
 /// Best split of one node, or None when no feature has a split leaving `min_samples_leaf`
 /// samples on both sides. `pre`: the node's full histogram, if already known. On return with
 /// `max_features >= n_features` and more than `total_bins / n_features` rows in the node,
@@ -913,6 +1009,7 @@ fn best_split<T: Target>(
     data: &BinnedMatrix,
     target: &T,
     samples: &[u32],
+    carried: Option<&[u8]>,
     parent: &T::S,
     opts: &GrowOptions,
     features: &mut [usize],
@@ -948,13 +1045,12 @@ fn best_split<T: Target>(
                 Some(p) => hist.copy_from_slice(p),
                 None => {
                     hist.fill(T::S::default());
-                    fill_all(data, target, samples, hist, &mut scratch.parts);
+                    fill_all(data, target, samples, carried, hist, &mut scratch.parts);
                 }
             }
         } else {
-            // Feature by feature: one bin column at a time (a feature's column fits in cache,
-            // where the rows would be fetched whole for a few bytes each), the node's row
-            // statistics gathered once into row order for all of them.
+            // Feature by feature, the node's row statistics gathered once into row order for
+            // all of them.
             if !gathered {
                 scratch.ordered.clear();
                 scratch
@@ -962,15 +1058,39 @@ fn best_split<T: Target>(
                     .extend(samples.iter().map(|&i| target.sample(i as usize)));
                 gathered = true;
             }
-            for &f in batch {
-                if sorting_is_cheaper(n, data.n_bins(f)) {
-                    continue;
+            let histogrammed = &mut scratch.histogrammed;
+            histogrammed.clear();
+            histogrammed.extend(
+                batch
+                    .iter()
+                    .copied()
+                    .filter(|&f| !sorting_is_cheaper(n, data.n_bins(f))),
+            );
+            for &f in histogrammed.iter() {
+                let off = data.offsets[f];
+                hist[off..off + data.n_bins(f)].fill(T::S::default());
+            }
+            if let Some(rows) = carried {
+                for (row, s) in rows.chunks_exact(d).zip(&scratch.ordered) {
+                    for &f in histogrammed.iter() {
+                        hist[data.offsets[f] + row[f] as usize].add(s);
+                    }
                 }
-                let (off, column) = (data.offsets[f], data.column(f));
-                let h = &mut hist[off..off + data.n_bins(f)];
-                h.fill(T::S::default());
+            } else if rows_are_cheaper(samples, histogrammed.len(), d) {
+                // Rows spread thin (a deep node): one cache line per row serves every feature.
                 for (&i, s) in samples.iter().zip(&scratch.ordered) {
-                    h[column[i as usize] as usize].add(s);
+                    let row = &data.bins[i as usize * d..(i as usize + 1) * d];
+                    for &f in histogrammed.iter() {
+                        hist[data.offsets[f] + row[f] as usize].add(s);
+                    }
+                }
+            } else {
+                // Rows close together: one bin column at a time, a few bytes per row.
+                for &f in histogrammed.iter() {
+                    let (off, column) = (data.offsets[f], data.column(f));
+                    for (&i, s) in samples.iter().zip(&scratch.ordered) {
+                        hist[off + column[i as usize] as usize].add(s);
+                    }
                 }
             }
         }
@@ -987,15 +1107,17 @@ fn best_split<T: Target>(
                         .map(|(b, s)| (b, *s)),
                 );
             } else {
-                let column = data.column(f);
+                // From the row-major bins: a small node's rows are few and far apart, and
+                // each row's cache line serves the node's other features too.
                 let keys = &mut scratch.keys;
                 keys.clear();
-                keys.extend(
-                    samples
-                        .iter()
-                        .enumerate()
-                        .map(|(k, &i)| (column[i as usize], k as u32)),
-                );
+                keys.extend(samples.iter().enumerate().map(|(k, &i)| {
+                    let bin = match carried {
+                        Some(rows) => rows[k * d + f],
+                        None => data.bins[i as usize * d + f],
+                    };
+                    (bin, k as u32)
+                }));
                 keys.sort_unstable();
                 for &(b, k) in keys.iter() {
                     let s = &scratch.ordered[k as usize];
@@ -1354,19 +1476,29 @@ mod tests {
     thread_local! {
         /// Histograms at every node (the split search before small nodes were sorted).
         pub(super) static NEVER_SORT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+        /// Rows' bins read from the data set at every node, never carried along.
+        pub(super) static NEVER_CARRY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     }
 
-    /// Grow with small nodes sorted and with histograms everywhere, asserting the same tree.
+    /// Grow with small nodes sorted or not and the rows' bins carried or not, asserting the
+    /// same tree every way.
     fn grown_both_ways(f: impl Fn() -> Tree) -> Tree {
         NEVER_SORT.set(true);
-        let histograms = f();
+        NEVER_CARRY.set(true);
+        let plain = f();
+        NEVER_CARRY.set(false);
+        assert_eq!(f(), plain, "carried rows");
         NEVER_SORT.set(false);
+        assert_eq!(f(), plain, "carried rows, sorted small nodes");
+        NEVER_CARRY.set(true);
         let sorted = f();
-        assert_eq!(sorted, histograms);
+        NEVER_CARRY.set(false);
+        assert_eq!(sorted, plain, "sorted small nodes");
         sorted
     }
 
-    /// Sorting a small node's rows finds bit for bit the split its histogram finds: binary and
+    /// Sorting a small node's rows finds bit for bit the split its histogram finds, and rows'
+    /// bins carried along the splits the data set's own bins give: binary and
     /// K-class targets, fractional weights, missing values, a column of more than 256 values,
     /// every feature or a few per node.
     #[test]

@@ -49,7 +49,8 @@ pub struct TrialRecord {
     /// Seconds to fit on the whole training part (for staged ensembles: the shared fit of the
     /// largest ensemble).
     pub fit_seconds: f64,
-    /// Seconds to predict the whole test set.
+    /// Seconds to predict the whole test set (for staged ensembles: the shared pass that
+    /// answers every stage of the group at once).
     pub predict_seconds: f64,
     /// Why the trial failed.
     pub error: Option<String>,
