@@ -593,7 +593,7 @@ struct Task<S> {
     hist: Option<Vec<S>>,
 }
 
-struct Split<S> {
+struct Split {
     feature: usize,
     bin: usize,
     /// The node's first non-empty value bin right of `bin` (where the right side's values
@@ -601,7 +601,6 @@ struct Split<S> {
     next_bin: usize,
     /// The feature's missing values go left.
     missing_left: bool,
-    left: S,
     score: f64,
 }
 
@@ -838,15 +837,21 @@ pub(crate) fn grow_recording<T: Target>(
             }
         };
         right_rows.clear();
+        // The children's statistics summed over their rows, not the parent's minus the left
+        // side's: with fractional weights that difference leaves a rounding residue of a
+        // class no row of the child has, and the child would pass for impure.
+        let (mut left_stats, mut right_stats) = (T::S::default(), T::S::default());
         match carried.as_mut() {
             None => {
                 let column = data.column(split.feature);
                 for k in 0..node_samples.len() {
                     let i = node_samples[k];
                     if goes_left(column[i as usize]) {
+                        left_stats.add(&target.sample(i as usize));
                         node_samples[mid] = i; // mid <= k: row k is already read
                         mid += 1;
                     } else {
+                        right_stats.add(&target.sample(i as usize));
                         right_rows.push(i);
                     }
                 }
@@ -858,12 +863,14 @@ pub(crate) fn grow_recording<T: Target>(
                 for k in 0..node_samples.len() {
                     let i = node_samples[k];
                     if goes_left(node_bins[k * d + split.feature]) {
+                        left_stats.add(&target.sample(i as usize));
                         if mid < k {
                             node_samples[mid] = i;
                             node_bins.copy_within(k * d..(k + 1) * d, mid * d);
                         }
                         mid += 1;
                     } else {
+                        right_stats.add(&target.sample(i as usize));
                         right_rows.push(i);
                         rows.right.extend_from_slice(&node_bins[k * d..(k + 1) * d]);
                     }
@@ -885,13 +892,12 @@ pub(crate) fn grow_recording<T: Target>(
         };
         nodes.push(leaf);
         nodes.push(leaf);
-        let right_stats = task.stats.sub(&split.left);
         let (nl, nr) = (mid, n - mid);
         let depth = task.depth + 1;
         let (mut left_hist, mut right_hist) = (None, None);
         // `hist` holds this node's full histogram when `full`.
         if full
-            && (splittable(nl, depth, &split.left) || splittable(nr, depth, &right_stats))
+            && (splittable(nl, depth, &left_stats) || splittable(nr, depth, &right_stats))
             && data.total_bins < nl.max(nr) * d
         {
             let mut small = pool.pop().unwrap_or_default();
@@ -933,7 +939,7 @@ pub(crate) fn grow_recording<T: Target>(
             start: task.start,
             end: task.start + mid,
             depth,
-            stats: split.left,
+            stats: left_stats,
             hist: left_hist,
         });
     }
@@ -1017,11 +1023,11 @@ fn best_split<T: Target>(
     pre: Option<&[T::S]>,
     scratch: &mut SplitScratch<T::S>,
     rng: &mut impl Rng,
-) -> Option<Split<T::S>> {
+) -> Option<Split> {
     let d = data.n_features;
     let n = samples.len();
     let min_leaf = opts.min_samples_leaf.max(1);
-    let mut best: Option<Split<T::S>> = None;
+    let mut best: Option<Split> = None;
     let mut visited = 0;
     let mut splittable = 0;
     let mut gathered = false;
@@ -1163,7 +1169,7 @@ fn scan_feature<T: Target>(
     groups: &[(usize, T::S)],
     parent: &T::S,
     min_leaf: usize,
-    best: &mut Option<Split<T::S>>,
+    best: &mut Option<Split>,
 ) {
     let (value_groups, missing) = match groups.split_last() {
         Some((&(b, m), rest)) if b == values => (rest, Some(m)),
@@ -1202,7 +1208,6 @@ fn scan_feature<T: Target>(
                     bin: b,
                     next_bin,
                     missing_left,
-                    left,
                     score,
                 });
             }

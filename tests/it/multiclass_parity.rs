@@ -53,17 +53,9 @@ const TOLERANCE: f64 = 0.01;
 ///   their pairwise probabilities sit near 0.5 and the folds decide their argmax.
 /// - `svm_rbf_bal`, the same machine with `class_weight: balanced` (C per class, in the Platt
 ///   folds too): measured 0.0119 accuracy / 0.0351 macro-F1 below, for the same reason.
-/// - `dt_gini_bal`: measured 0.0126 accuracy / 0.0112 macro-F1 *above* scikit-learn (the
-///   unweighted tree is 0.6 points below). The tree is netsec's binned splitter (a threshold is
-///   the midpoint to the next value in the whole training set, not in the node; a column of
-///   more than 256 values is cut at quantiles): the weights change which of those near-equal
-///   splits win, and a fully grown tree keeps every such difference. scikit-learn's own
-///   balanced tree moves over 0.845–0.855 macro-F1 across `random_state` 0–7 (`pod` recall
-///   0.893–0.913, where netsec's stays at the unweighted 0.874). Not examined further.
 const KNOWN_GAPS: &[(&str, f64)] = &[
     ("svm_rbf", 0.045),
     ("svm_rbf_bal", 0.04),
-    ("dt_gini_bal", 0.015),
 ];
 
 /// Algorithms (case labels) whose rarest-class recall `class_weight: balanced` lowers, in
