@@ -1574,6 +1574,46 @@ mod tests {
         }
     }
 
+    /// Under fractional weights a fully grown tree's leaves are pure to the bit: a child's
+    /// class weights are its own rows' sums, not its parent's minus its sibling's (which left
+    /// a rounding residue of an absent class, and the tree split pure nodes on).
+    #[test]
+    fn fractional_weights_leave_no_residue_in_leaves() {
+        let n = 2000;
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let x = ndarray::Array2::from_shape_fn((n, 3), |_| rng.gen_range(0.0..100.0));
+        let ids: Vec<u32> = (0..n).map(|i| (i as u32 * 7 + 3) % 4).collect();
+        let weights: Vec<f64> = ids
+            .iter()
+            .map(|&c| [0.94, 2.74, 0.31, 1.7][c as usize])
+            .collect();
+        let data = BinnedMatrix::new(x.view());
+        let mut samples: Vec<u32> = (0..n as u32).collect();
+        let tree = grow_classes(
+            &data,
+            &ids,
+            Some(&weights),
+            Criterion::Gini,
+            4,
+            &mut samples,
+            &opts(),
+            &mut ChaCha8Rng::seed_from_u64(2),
+            &mut Vec::new(),
+        );
+        let mut leaves = 0;
+        for node in tree.export_nodes() {
+            if let ExportNode::Leaf { classes, .. } = node {
+                leaves += 1;
+                assert!(
+                    classes.iter().all(|&c| c == 0.0 || c == 1.0),
+                    "an impure leaf: {classes:?}"
+                );
+            }
+        }
+        // The rows are distinct, so every leaf holds one class; no more leaves than rows.
+        assert!(leaves > 100 && leaves <= n, "{leaves} leaves");
+    }
+
     #[test]
     fn learns_xor_exactly() {
         let x = array![[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]];

@@ -53,10 +53,7 @@ const TOLERANCE: f64 = 0.01;
 ///   their pairwise probabilities sit near 0.5 and the folds decide their argmax.
 /// - `svm_rbf_bal`, the same machine with `class_weight: balanced` (C per class, in the Platt
 ///   folds too): measured 0.0119 accuracy / 0.0351 macro-F1 below, for the same reason.
-const KNOWN_GAPS: &[(&str, f64)] = &[
-    ("svm_rbf", 0.045),
-    ("svm_rbf_bal", 0.04),
-];
+const KNOWN_GAPS: &[(&str, f64)] = &[("svm_rbf", 0.045), ("svm_rbf_bal", 0.04)];
 
 /// Algorithms (case labels) whose rarest-class recall `class_weight: balanced` lowers, in
 /// scikit-learn as in netsec, on this sample; every other case must not lower it.
