@@ -26,11 +26,12 @@
 //! # Threads
 //! Fits run on the rayon pool they are called in. `random_forest` fits its trees in parallel;
 //! the histogram learners (`decision_tree`, `random_forest`, `gradient_boosting`, `adaboost`'s
-//! stumps) also bin features in parallel and fill each large node's histogram by feature blocks, so one fit
-//! uses every core when a sweep has fewer trials than cores; the others are single-threaded,
-//! so a sweep runs independent fits in parallel. Results never depend on the thread count:
-//! every bin sums its rows in the same order on one thread, and the model file of a fit on
-//! one thread equals that on two, byte for byte (tested).
+//! stumps) also bin features in parallel and fill each large node's histogram in row chunks,
+//! so one fit uses every core when a sweep has fewer trials than cores; the others are
+//! single-threaded, so a sweep runs independent fits in parallel. Batch predictions run in
+//! row blocks on the pool. Results never depend on the thread count: a node's chunks depend
+//! on its row count alone and are added up in order, and the model file of a fit on one
+//! thread equals that on two, byte for byte (tested).
 
 pub mod adaboost;
 pub(crate) mod binning;
