@@ -605,7 +605,7 @@ struct Split {
 }
 
 /// Rows per histogram chunk (at least; see [`fill_all`]). A node of at most this many rows is
-/// filled in one pass on the calling thread, so small data sets sum exactly as they always did.
+/// filled in one pass on the calling thread.
 const CHUNK_ROWS: usize = 1 << 15;
 /// At most this many chunks per node: each costs a histogram to allocate and to add up.
 const MAX_CHUNKS: usize = 16;
