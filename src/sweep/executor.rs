@@ -264,10 +264,6 @@ impl Executor {
         let mut records = Vec::with_capacity(unit.members.len());
         let mut rocs = Vec::new();
         for (m, &i) in unit.members.iter().enumerate() {
-            let member = match unit.stages[m] {
-                Some(n) if Some(n) != model.n_stages() => truncated(&model, n)?,
-                _ => model.clone(),
-            };
             let threshold = cuts[m].as_ref().map_or(THRESHOLD, |(c, _)| c.threshold);
             let mut cv_values: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
             for (fold, proba) in self.folds.iter().zip(&fold_probas[m]) {
@@ -304,9 +300,12 @@ impl Executor {
                     r.fit_seconds = fit_seconds;
                     r.predict_seconds = predict_seconds;
                     r.operating_point = operating_point;
+                    // A member's prefix of the (possibly early-stopped) fit: no copy of its
+                    // trees is needed to count them.
                     r.n_estimators_used = early_stopping::enabled(&candidates[i].params)
-                        .then(|| member.n_stages())
-                        .flatten();
+                        .then(|| model.n_stages())
+                        .flatten()
+                        .map(|s| unit.stages[m].map_or(s, |n| n.min(s)));
                 }),
             );
         }
